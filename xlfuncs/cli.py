@@ -1,0 +1,242 @@
+"""The ``xlfuncs`` command: the same core as the Excel functions, without Excel."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlfuncs import __version__, core
+from xlfuncs.core._labels import Labelled, align_all
+from xlfuncs.errors import InputError, XlfuncsError
+
+__all__ = ["main"]
+
+
+# --------------------------------------------------------------------------- file input
+
+
+def _read_csv(path: str, name: str, **kwargs) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{name}: no such file {path}", name)
+    try:
+        return pd.read_csv(p, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name}: {path} is not a readable CSV file ({exc})", name) from None
+
+
+def _numeric(series: pd.Series, name: str, path: str) -> np.ndarray:
+    vals = pd.to_numeric(series, errors="coerce")
+    bad = vals.isna() & series.notna() | series.isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(
+            f"{name}: {path} column {series.name} has {series.iloc[i]!r} in data row {i + 1}; "
+            "a number is needed",
+            name,
+        )
+    return vals.to_numpy(dtype=float)
+
+
+def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
+    """Read ``FILE[:COLUMN]``: a CSV with an optional ticker column and numeric columns.
+
+    Without ``:COLUMN`` the only numeric column is used, or the first whose name
+    is in ``preferred``.
+    """
+    path, _, column = spec.partition(":") if not Path(spec).is_file() else (spec, "", "")
+    df = _read_csv(path, name)
+    if df.empty:
+        raise InputError(f"{name}: {path} has no rows", name)
+    labels = None
+    first = df.columns[0]
+    if not pd.api.types.is_numeric_dtype(df[first]) and pd.to_numeric(
+        df[first], errors="coerce"
+    ).isna().all():
+        labels = tuple(str(t).strip() for t in df[first])
+        df = df.drop(columns=first)
+    if column:
+        if column not in df.columns:
+            raise InputError(f"{name}: {path} has no column {column} "
+                             f"(columns: {', '.join(map(str, df.columns))})", name)
+        chosen = column
+    elif len(df.columns) == 1:
+        chosen = df.columns[0]
+    else:
+        lowered = {str(c).lower(): c for c in df.columns}
+        chosen = next((lowered[p] for p in preferred if p in lowered), None)
+        if chosen is None:
+            raise InputError(
+                f"{name}: {path} has several columns ({', '.join(map(str, df.columns))}); "
+                f"say which with {path}:COLUMN",
+                name,
+            )
+    if labels is not None and len(set(t.upper() for t in labels)) != len(labels):
+        raise InputError(f"{name}: {path} lists a ticker twice", name)
+    return Labelled(_numeric(df[chosen], name, path), labels)
+
+
+def read_matrix(path: str, name: str) -> Labelled:
+    """Read a square matrix CSV: labelled (tickers in the header and first column) or not."""
+    df = _read_csv(path, name, header=None)
+    first_row = df.iloc[0, 1:]
+    labelled = pd.to_numeric(first_row, errors="coerce").isna().all()
+    if labelled:
+        col_labels = [str(c).strip() for c in df.iloc[0, 1:]]
+        row_labels = [str(c).strip() for c in df.iloc[1:, 0]]
+        body = df.iloc[1:, 1:]
+    else:
+        body = df
+        col_labels = row_labels = None
+    vals = np.column_stack([_numeric(body[c], name, path) for c in body.columns])
+    if vals.shape[0] != vals.shape[1]:
+        raise InputError(f"{name}: {path} is {vals.shape[0]}x{vals.shape[1]}, not square", name)
+    if row_labels is None:
+        return Labelled(vals)
+    from xlfuncs.core._labels import align
+
+    idx = align(row_labels, col_labels, f"{name} rows", f"{name} columns")
+    return Labelled(vals[:, idx], tuple(row_labels))
+
+
+def write_table(df: pd.DataFrame, out: str, index: bool = True) -> None:
+    """Write CSV atomically: a temporary file renamed over ``out`` only when complete."""
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=index)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _print_diagnostics(res: core.ImpliedCorrelation) -> None:
+    d = res.diagnostics()
+    width = max(len(k) for k in d)
+    for key, val in d.items():
+        shown = f"{val:.6g}" if isinstance(val, float) else str(val)
+        if key == "seconds":
+            shown = f"{val * 1e3:.2f} ms"
+        print(f"  {key:<{width}}  {shown}")
+
+
+def _matrix_frame(values: np.ndarray, labels: Sequence[str] | None) -> pd.DataFrame:
+    labels = list(labels) if labels is not None else [str(i + 1) for i in range(len(values))]
+    return pd.DataFrame(values, index=pd.Index(labels, name="ticker"), columns=labels)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_implied(args: argparse.Namespace) -> int:
+    """``xlfuncs implied``: implied correlation/covariance from CSV files."""
+    labels, arr = align_all(
+        weights=read_vector(args.weights, "weights", ("weight", "weights", "spy_weight")),
+        vols=read_vector(args.vols, "vols", ("vol", "vols", "implied_vol", "implied_vol_30d")),
+        corr=read_matrix(args.corr, "corr"),
+    )
+    res = core.implied_correlation(arr["weights"], arr["vols"], args.index_vol, arr["corr"],
+                                   args.method, labels=labels)
+    print(f"implied correlation ({res.method}), {res.corr.shape[0]} assets")
+    _print_diagnostics(res)
+    matrix = res.cov if args.output == "cov" else res.corr
+    frame = _matrix_frame(matrix, labels)
+    if args.out:
+        write_table(frame, args.out)
+        print(f"wrote {args.output} matrix to {args.out}")
+    else:
+        print(frame.round(4).to_string())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``xlfuncs demo``: the main jobs on the bundled sample data."""
+    from xlfuncs.data.samples import sector_example
+
+    ex = sector_example()
+    w, v, g = ex.weights.to_numpy(), ex.vols.to_numpy(), ex.corr.to_numpy()
+    print("== Option-implied correlation: SPY sector ETFs, 18 Feb 2025 ==")
+    inputs = pd.DataFrame({"spy_weight": ex.weights, "implied_vol": ex.vols})
+    print(inputs.to_string())
+    hist_vol = core.index_vol(w, v, g)
+    lo, hi = core.index_vol_range(w, v)
+    avg = core.average_implied_correlation(w, v, ex.index_vol)
+    print(f"\nSPY implied vol {ex.index_vol:.4f}; the historical correlations imply {hist_vol:.4f}")
+    print(f"reachable index vol range {lo:.4f} to {hi:.4f}; CBOE-style average implied "
+          f"correlation {avg:.4f}")
+    for method in ("shift", "nearest"):
+        res = core.implied_correlation(w, v, ex.index_vol, g, method, labels=ex.tickers)
+        print(f"\n-- method {method} --")
+        _print_diagnostics(res)
+    res = core.implied_correlation(w, v, ex.index_vol, g, "nearest", labels=ex.tickers)
+    corr = _matrix_frame(res.corr, ex.tickers)
+    print("\nimplied correlation (nearest):")
+    print(corr.round(3).to_string())
+    print("\nchange from historical correlation:")
+    print((corr - ex.corr.to_numpy()).round(3).to_string())
+    if args.out:
+        out = Path(args.out)
+        write_table(corr, str(out / "implied_corr.csv"))
+        write_table(_matrix_frame(res.cov, ex.tickers), str(out / "implied_cov.csv"))
+        print(f"\nwrote implied_corr.csv and implied_cov.csv to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``xlfuncs`` command."""
+    parser = argparse.ArgumentParser(
+        prog="xlfuncs",
+        description="xlfuncs: the fund's Excel functions and macros, from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"xlfuncs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("implied", help="option-implied correlation/covariance from CSV files")
+    p.add_argument("--weights", required=True,
+                   help="CSV of index weights: ticker column + weight column (FILE[:COLUMN])")
+    p.add_argument("--vols", required=True,
+                   help="CSV of implied vols: ticker column + vol column (FILE[:COLUMN])")
+    p.add_argument("--index-vol", required=True, type=float, help="the index implied vol")
+    p.add_argument("--corr", required=True,
+                   help="CSV correlation matrix, labelled (tickers in header and first column)")
+    p.add_argument("--method", choices=("nearest", "shift"), default="nearest")
+    p.add_argument("--output", choices=("corr", "cov"), default="corr",
+                   help="which matrix to write (default corr)")
+    p.add_argument("--out", help="write the matrix to this CSV file instead of printing it")
+    p.set_defaults(func=cmd_implied)
+
+    p = sub.add_parser("demo", help="run the main jobs on the bundled sample data")
+    p.add_argument("--out", help="also write the results to this folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xlfuncs`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except XlfuncsError as exc:
+        print(f"xlfuncs: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xlfuncs: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

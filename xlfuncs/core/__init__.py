@@ -1,0 +1,35 @@
+"""The mathematics of xlfuncs: pure numpy/scipy/pandas/cvxpy, no xlwings, no requests."""
+
+from xlfuncs.core._implied import (
+    ImpliedCorrelation,
+    average_implied_correlation,
+    implied_correlation,
+    index_vol,
+    index_vol_range,
+    validate_correlation,
+)
+from xlfuncs.core._risk import (
+    RISK_METHODS,
+    RiskMethod,
+    correlation,
+    cov_to_corr,
+    covariance,
+    parse_risk_method,
+    simple_returns,
+)
+
+__all__ = [
+    "RISK_METHODS",
+    "ImpliedCorrelation",
+    "RiskMethod",
+    "correlation",
+    "cov_to_corr",
+    "covariance",
+    "parse_risk_method",
+    "simple_returns",
+    "average_implied_correlation",
+    "implied_correlation",
+    "index_vol",
+    "index_vol_range",
+    "validate_correlation",
+]

@@ -1,0 +1,637 @@
+"""Option-implied correlation and covariance (SPEC section 3.1).
+
+Given index weights ``w``, constituent implied vols ``v``, the index implied vol
+``s`` and a benchmark correlation ``C_B``, find a correlation matrix ``C`` with
+``a' C a = s**2`` where ``a = v * w``.
+
+``method="nearest"`` solves
+
+    minimise ||C - C_B||_F  subject to  diag(C) = 1,  C PSD,  a'Ca = s^2
+
+exactly, with a semismooth Newton method on the dual (Qi & Sun 2006, with one
+extra multiplier for the index constraint, CorNewton3-style splitting of the
+generalised Jacobian into the smaller of the positive and negative
+eigenspaces). ``method="shift"`` is Buss & Vilkov's (2012) parametric shift of
+all correlations towards one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError
+
+__all__ = [
+    "ImpliedCorrelation",
+    "average_implied_correlation",
+    "implied_correlation",
+    "index_vol",
+    "index_vol_range",
+]
+
+METHODS = ("nearest", "shift")
+
+# Symmetry and unit-diagonal tolerance on a user's correlation matrix: values
+# typed or pasted with 6 decimals are symmetric to the last digit, computed
+# ones to rounding; anything larger is a real asymmetry.
+_SYM_TOL = 1e-8
+_PSD_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class ImpliedCorrelation:
+    """An implied correlation matrix with its diagnostics.
+
+    Attributes
+    ----------
+    corr : ndarray of shape (n_assets, n_assets)
+        The implied correlation matrix: symmetric, unit diagonal, PSD.
+    cov : ndarray of shape (n_assets, n_assets)
+        The implied covariance ``V C V`` with ``V = diag(vols)``, in the units of
+        ``vols`` squared (annualised variance when vols are annualised).
+    method : str
+        ``"nearest"`` or ``"shift"``.
+    index_vol : float
+        The target index vol ``s``.
+    achieved_index_vol : float
+        ``sqrt(a' C a)`` of the returned matrix.
+    objective : float
+        ``||C - C_B||_F``, distance to the benchmark correlation.
+    min_eigenvalue : float
+        Smallest eigenvalue of ``corr``.
+    iterations : int
+        Newton iterations (0 for ``shift``).
+    residual : float
+        Largest violation of the linear constraints (unit diagonal, relative
+        index variance) of the returned matrix.
+    seconds : float
+        Wall-clock time of the solve.
+    alpha : float or None
+        The shift parameter (``shift`` only).
+    labels : tuple of str or None
+        Asset labels, when the inputs carried them.
+    """
+
+    corr: np.ndarray
+    cov: np.ndarray
+    method: str
+    index_vol: float
+    achieved_index_vol: float
+    objective: float
+    min_eigenvalue: float
+    iterations: int
+    residual: float
+    seconds: float
+    alpha: float | None = None
+    labels: tuple[str, ...] | None = None
+
+    def diagnostics(self) -> dict[str, float | int | str]:
+        """Return the diagnostics as an ordered name → value mapping."""
+        out: dict[str, float | int | str] = {
+            "method": self.method,
+            "n_assets": int(self.corr.shape[0]),
+            "index_vol_target": self.index_vol,
+            "index_vol_achieved": self.achieved_index_vol,
+            "index_vol_rel_error": abs(self.achieved_index_vol - self.index_vol) / self.index_vol,
+            "objective_frobenius": self.objective,
+            "min_eigenvalue": self.min_eigenvalue,
+            "iterations": self.iterations,
+            "residual": self.residual,
+            "seconds": self.seconds,
+        }
+        if self.alpha is not None:
+            out["alpha"] = self.alpha
+        return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _where(i: int, j: int, labels: Sequence[str] | None) -> str:
+    if labels is not None:
+        return f"{labels[i]}/{labels[j]}"
+    return f"row {i + 1}, column {j + 1}"
+
+
+def _as_vector(x: object, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be numbers", name) from None
+    if arr.ndim != 1:
+        arr = arr.reshape(-1) if arr.ndim == 0 or 1 in arr.shape else arr
+    if arr.ndim != 1 or arr.size == 0:
+        raise InputError(f"{name} must be a single row or column of numbers", name)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise InputError(f"{name} has a non-finite value at position {bad[0] + 1}", name)
+    return arr
+
+
+def _check_scalar(x: object, name: str) -> float:
+    try:
+        val = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number", name) from None
+    if not np.isfinite(val):
+        raise InputError(f"{name} must be a finite number", name)
+    return val
+
+
+def validate_correlation(
+    corr: object, n: int | None = None, labels: Sequence[str] | None = None, name: str = "corr"
+) -> np.ndarray:
+    """Check that ``corr`` is a square, symmetric, unit-diagonal matrix in [-1, 1].
+
+    It need not be positive semidefinite. Returns a symmetrised float copy with
+    an exact unit diagonal.
+
+    Raises
+    ------
+    InputError
+        Naming the first offending entry.
+    """
+    try:
+        c = np.array(corr, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a matrix of numbers", name) from None
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.size == 0:
+        raise InputError(f"{name} must be square (it is {'x'.join(map(str, c.shape))})", name)
+    if n is not None and c.shape[0] != n:
+        raise InputError(f"{name} is {c.shape[0]}x{c.shape[0]} but weights has {n} values", name)
+    bad = np.argwhere(~np.isfinite(c))
+    if bad.size:
+        i, j = bad[0]
+        raise InputError(f"{name} has a non-finite value at {_where(i, j, labels)}", name)
+    d = np.abs(np.diag(c) - 1.0)
+    if d.max() > _SYM_TOL:
+        i = int(d.argmax())
+        raise InputError(
+            f"{name} diagonal must be 1 ({_where(i, i, labels)} is {c[i, i]:.6g})", name
+        )
+    asym = np.abs(c - c.T)
+    if asym.max() > _SYM_TOL:
+        i, j = np.unravel_index(int(asym.argmax()), asym.shape)
+        i, j = min(i, j), max(i, j)
+        raise InputError(
+            f"{name} is not symmetric ({_where(i, j, labels)} is {c[i, j]:.6g} "
+            f"but {_where(j, i, labels)} is {c[j, i]:.6g})",
+            name,
+        )
+    out = np.abs(c) - 1.0
+    if out.max() > _SYM_TOL:
+        i, j = np.unravel_index(int(out.argmax()), out.shape)
+        raise InputError(
+            f"{name} has {c[i, j]:.6g} at {_where(i, j, labels)}, outside [-1, 1]", name
+        )
+    c = 0.5 * (c + c.T)
+    np.clip(c, -1.0, 1.0, out=c)
+    np.fill_diagonal(c, 1.0)
+    return c
+
+
+def _validate_wv(weights: object, vols: object) -> tuple[np.ndarray, np.ndarray]:
+    w = _as_vector(weights, "weights")
+    v = _as_vector(vols, "vols")
+    if w.size != v.size:
+        raise InputError(f"weights has {w.size} values but vols has {v.size}", "weights")
+    bad = np.flatnonzero(v <= 0)
+    if bad.size:
+        raise InputError(
+            f"vols must be positive (value {bad[0] + 1} is {v[bad[0]]:.6g})", "vols"
+        )
+    if not np.any(w != 0):
+        raise InputError("weights are all zero", "weights")
+    return w, v
+
+
+def _validate_index_vol(index_vol: object) -> float:
+    s = _check_scalar(index_vol, "index_vol")
+    if s <= 0:
+        raise InputError(f"index_vol must be positive (it is {s:.6g})", "index_vol")
+    return s
+
+
+# --------------------------------------------------------------------------- simple pieces
+
+
+def index_vol_range(weights: object, vols: object) -> tuple[float, float]:
+    """Range of index vols reachable with some correlation matrix.
+
+    For ``a = |v * w|`` the index variance ``a'Ca`` over all correlation matrices
+    fills ``[max(0, 2 max(a) - sum(a))**2, sum(a)**2]``.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        In the units of ``vols``.
+    """
+    w, v = _validate_wv(weights, vols)
+    a = np.abs(w * v)
+    total = float(a.sum())
+    return max(0.0, 2.0 * float(a.max()) - total), total
+
+
+def index_vol(weights: object, vols: object, corr: object) -> float:
+    """Index vol implied by a correlation matrix: ``sqrt(w' V C V w)``.
+
+    Parameters
+    ----------
+    weights, vols : array-like of shape (n_assets,)
+    corr : array-like of shape (n_assets, n_assets)
+        Symmetric, unit diagonal; need not be PSD (a negative index variance is an
+        error).
+    """
+    w, v = _validate_wv(weights, vols)
+    c = validate_correlation(corr, w.size)
+    a = w * v
+    var = float(a @ c @ a)
+    if var < 0:
+        raise InputError(
+            f"corr gives a negative index variance ({var:.3g}): it is not positive semidefinite",
+            "corr",
+        )
+    return float(np.sqrt(var))
+
+
+def average_implied_correlation(weights: object, vols: object, index_vol: object) -> float:
+    """CBOE-style implied correlation: the one equicorrelation that gives the index vol.
+
+    ``rho = (s^2 - sum a_i^2) / ((sum a_i)^2 - sum a_i^2)`` with ``a = v * w``.
+
+    Raises
+    ------
+    InfeasibleError
+        When ``rho`` is outside ``[-1/(n-1), 1]`` (no valid equicorrelation
+        matrix), naming the index-vol range that one can reach.
+    """
+    w, v = _validate_wv(weights, vols)
+    s = _validate_index_vol(index_vol)
+    a = w * v
+    sq = float(a @ a)
+    top = float(a.sum()) ** 2
+    if a.size < 2 or np.isclose(top, sq, rtol=1e-14, atol=0.0):
+        raise InputError("weights must give weight to at least two assets", "weights")
+    rho = (s * s - sq) / (top - sq)
+    n = a.size
+    lo_rho = -1.0 / (n - 1)
+    if rho > 1 + 1e-12 or rho < lo_rho - 1e-12:
+        lo_var = sq + lo_rho * (top - sq)
+        lo, hi = np.sqrt(max(lo_var, 0.0)), np.sqrt(top)
+        raise InfeasibleError(
+            f"index_vol {s:.4g} is outside the {lo:.4g} to {hi:.4g} an equal correlation can give",
+            "index_vol",
+        )
+    return float(rho)
+
+
+def _range_message(s: float, lo: float, hi: float) -> str:
+    if s >= hi:
+        return (
+            f"index_vol {s:.4g} is above the {hi:.4g} reached with all correlations at 1"
+        )
+    return f"index_vol {s:.4g} is below the lowest reachable index vol {lo:.4g}"
+
+
+# --------------------------------------------------------------------------- shift
+
+
+def _shift(g: np.ndarray, a: np.ndarray, s: float) -> tuple[np.ndarray, float]:
+    """Buss & Vilkov: ``C = (1 + alpha) C_B - alpha 11'`` matching ``a'Ca = s^2``."""
+    vb = float(a @ g @ a)
+    top = float(a.sum()) ** 2
+    if np.isclose(vb, top, rtol=1e-14, atol=0.0):
+        raise InputError("corr already has every weighted correlation at 1; shift is undefined",
+                         "corr")
+    alpha = (s * s - vb) / (vb - top)
+    if alpha < -1.0 - 1e-12:
+        raise InfeasibleError(
+            f"index_vol {s:.4g} needs shift alpha {alpha:.4g} below -1 (correlations above 1)",
+            "index_vol",
+        )
+    c = (1.0 + alpha) * g - alpha
+    np.fill_diagonal(c, 1.0)
+    lam_min = float(scipy.linalg.eigvalsh(c, subset_by_index=[0, 0])[0])
+    if lam_min < -_PSD_TOL:
+        g_min = float(scipy.linalg.eigvalsh(g, subset_by_index=[0, 0])[0])
+        if g_min < -_PSD_TOL:
+            why = f"corr itself is not positive semidefinite (min eigenvalue {g_min:.3g})"
+        else:
+            amax = _shift_alpha_max(g)
+            why = f"alpha {alpha:.4g} is above the {amax:.4g} that keeps it positive semidefinite"
+        raise InfeasibleError(
+            f"shift gives an invalid correlation matrix: {why}; use method \"nearest\"",
+            "method",
+        )
+    return c, float(alpha)
+
+
+def _shift_alpha_max(g: np.ndarray) -> float:
+    """Largest alpha with ``(1 + alpha) G - alpha 11'`` PSD, for a PSD ``G``.
+
+    It is ``1 / (1'G^+1 - 1)`` when ``1`` lies in the range of ``G``, 0 otherwise.
+    """
+    lam, p = np.linalg.eigh(g)
+    keep = lam > 1e-12 * max(1.0, lam[-1])
+    one = np.ones(g.shape[0])
+    proj = p[:, keep].T @ one
+    if np.linalg.norm(one - p[:, keep] @ proj) > 1e-8 * np.sqrt(g.shape[0]):
+        return 0.0
+    q = float(proj @ (proj / lam[keep]))
+    return float(1.0 / (q - 1.0)) if q > 1.0 + 1e-15 else float("inf")
+
+
+# --------------------------------------------------------------------------- nearest (Newton)
+
+
+class _Jacobian:
+    """Generalised Jacobian of the dual gradient at ``X = P diag(lam) P'``.
+
+    The operator is ``V h = A(W(A* h))`` with ``A(C) = (diag C, <M, C>)``,
+    ``A*(h) = Diag(h[:n]) + h[n] M``, ``M = ah ah'`` and ``W`` the Jacobian of
+    the projection onto the PSD cone. ``W`` acts through the smaller of the
+    positive and non-positive eigenspaces (CorNewton3): cost ``O(n^2 k)``, ``k``
+    the smaller of the two sizes.
+    """
+
+    def __init__(self, lam: np.ndarray, p: np.ndarray, ah: np.ndarray):
+        pos = lam > 0
+        n = lam.size
+        r = int(pos.sum())
+        self.n = n
+        self.ah = ah
+        self.ah2 = ah * ah
+        self.complement = r > n // 2
+        small, other = (~pos, pos) if self.complement else (pos, ~pos)
+        self.ps = p[:, small]
+        self.po = p[:, other]
+        q = p.T @ ah
+        self.qs = q[small]
+        self.qo = q[other]
+        lp, ln = lam[pos], lam[~pos]
+        tau = lp[:, None] / (lp[:, None] - ln[None, :])  # (r, n - r), in [0, 1]
+        self.t = (1.0 - tau).T if self.complement else tau  # (|small|, |other|)
+
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        hd, hz = h[:-1], h[-1]
+        ps, po, qs, qo, t = self.ps, self.po, self.qs, self.qo, self.t
+        hps = hd[:, None] * ps
+        kss = ps.T @ hps + hz * np.outer(qs, qs)
+        l = t * (hps.T @ po + hz * np.outer(qs, qo))
+        d = np.einsum("ij,ij->i", ps @ kss, ps) + 2.0 * np.einsum("ij,ij->i", ps @ l, po)
+        z = qs @ kss @ qs + 2.0 * (qs @ l @ qo)
+        if self.complement:
+            d = hd + hz * self.ah2 - d
+            z = self.ah2 @ hd + hz - z
+        return np.concatenate([d, [z]])
+
+    def diagonal(self) -> np.ndarray:
+        qsq_s = self.ps * self.ps
+        qsq_o = self.po * self.po
+        d = qsq_s.sum(axis=1) ** 2 + 2.0 * np.einsum("ij,ij->i", qsq_s @ self.t, qsq_o)
+        qs2, qo2 = self.qs**2, self.qo**2
+        z = qs2.sum() ** 2 + 2.0 * (qs2 @ self.t @ qo2)
+        if self.complement:
+            d = 1.0 - d
+            z = 1.0 - z
+        return np.concatenate([d, [z]])
+
+
+def _eig(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # x is symmetric, so its transpose is the same matrix in Fortran order (no copy).
+    return scipy.linalg.eigh(x.T, check_finite=False, driver="evd", overwrite_a=True)
+
+
+def _pcg(
+    op: _Jacobian, rhs: np.ndarray, precond: np.ndarray, eps: float, tol: float, max_iter: int
+) -> tuple[np.ndarray, int]:
+    """Preconditioned conjugate gradients on ``(V + eps I) x = rhs``."""
+    x = np.zeros_like(rhs)
+    r = rhs.copy()
+    z = r / precond
+    p = z.copy()
+    rz = r @ z
+    for k in range(1, max_iter + 1):
+        vp = op.apply(p) + eps * p
+        pvp = p @ vp
+        if pvp <= 0:
+            break
+        step = rz / pvp
+        x += step * p
+        r -= step * vp
+        if np.linalg.norm(r) <= tol:
+            return x, k
+        z = r / precond
+        rz_new = r @ z
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, max_iter
+
+
+def _nearest(
+    g: np.ndarray, a: np.ndarray, s: float, tol: float, max_iter: int
+) -> tuple[np.ndarray, int]:
+    """Semismooth Newton on the dual of the nearest correlation problem with index row."""
+    n = g.shape[0]
+    na = float(np.linalg.norm(a))
+    ah = a / na
+    m = np.outer(ah, ah)
+    c_idx = (s / na) ** 2
+    b = np.concatenate([np.ones(n), [c_idx]])
+    # Start from the multipliers that meet the constraints when the PSD
+    # condition is dropped (C = G + Diag(y) + zM): a close guess when G is
+    # nearly PSD, and it saves two or three Newton steps.
+    ah2 = ah * ah
+    z0 = (c_idx - float(ah @ g @ ah)) / max(1.0 - float(ah2 @ ah2), 1e-12)
+    y = np.concatenate([-z0 * ah2, [z0]])
+
+    def evaluate(y: np.ndarray):
+        x = g + y[-1] * m
+        x[np.diag_indices(n)] += y[:-1]
+        lam, p = _eig(x)
+        pos = lam > 0
+        pp = p[:, pos]
+        lp = lam[pos]
+        qp = pp.T @ ah
+        grad = np.concatenate([(pp * pp) @ lp, [qp * qp @ lp]]) - b
+        theta = 0.5 * float(lp @ lp) - float(b @ y)
+        return theta, grad, lam, p
+
+    theta, grad, lam, p = evaluate(y)
+    gnorm = float(np.linalg.norm(grad))
+    it = 0
+    while gnorm > tol and it < max_iter:
+        it += 1
+        jac = _Jacobian(lam, p, ah)
+        eps = min(1e-6, 0.1 * gnorm)
+        precond = np.maximum(jac.diagonal(), 1e-8) + eps
+        cg_tol = max(min(1e-2, gnorm**0.5) * gnorm, 0.1 * tol)
+        d, _ = _pcg(jac, -grad, precond, eps, cg_tol, max_iter=min(n + 1, 300))
+        slope = float(grad @ d)
+        if slope >= 0:  # not a descent direction: fall back to steepest descent
+            d = -grad
+            slope = -gnorm**2
+        # Near the optimum the predicted decrease of theta falls below its
+        # rounding error; there, a step that shrinks the residual is accepted.
+        roundoff = 1e-13 * (1.0 + abs(theta))
+        step = 1.0
+        for _ in range(40):
+            y_new = y + step * d
+            theta_new, grad_new, lam_new, p_new = evaluate(y_new)
+            if theta_new <= theta + 1e-4 * step * slope:
+                break
+            if -step * slope < roundoff and np.linalg.norm(grad_new) < gnorm:
+                break
+            step *= 0.5
+        else:
+            break  # no progress possible in floating point
+        y, theta, grad, lam, p = y_new, theta_new, grad_new, lam_new, p_new
+        gnorm = float(np.linalg.norm(grad))
+    if gnorm > max(1e3 * tol, 1e-8):
+        raise ConvergenceError(
+            f"nearest implied correlation did not converge (residual {gnorm:.2g} after "
+            f"{it} iterations); index_vol may be too close to the edge of its range",
+            "index_vol",
+        )
+    pos = lam > 0
+    c = (p[:, pos] * lam[pos]) @ p[:, pos].T
+    return c, it
+
+
+def _polish(c: np.ndarray, a: np.ndarray, s: float) -> np.ndarray:
+    """Exact unit diagonal, then the index variance exactly, staying in the PSD cone.
+
+    Rescaling ``D^-1/2 C D^-1/2`` keeps ``C`` PSD; a convex combination with a
+    correlation matrix on the other side of the index constraint (all
+    correlations +-1, or the identity) then meets ``a'Ca = s^2`` exactly. Both
+    changes are of the order of the Newton residual.
+    """
+    d = np.sqrt(np.clip(np.diag(c), 1e-300, None))
+    c = c / d[:, None] / d[None, :]
+    c = 0.5 * (c + c.T)
+    np.fill_diagonal(c, 1.0)
+    target = s * s
+    var = float(a @ c @ a)
+    sign = np.where(a >= 0, 1.0, -1.0)
+    absa = np.abs(a)
+    if var < target:
+        e = np.outer(sign, sign)  # a'Ea = (sum |a|)^2, the top of the range
+    else:
+        k = int(absa.argmax())
+        if 2 * absa[k] > absa.sum():
+            u = -sign.copy()
+            u[k] = sign[k]
+            e = np.outer(u, u)  # the bottom of the range
+        elif float(a @ a) < target:
+            e = np.eye(a.size)
+        else:
+            return c
+    ev = float(a @ e @ a)
+    if ev == var:
+        return c
+    t = (var - target) / (var - ev)
+    if 0.0 < t < 1e-6:
+        c = (1.0 - t) * c + t * e
+        np.fill_diagonal(c, 1.0)
+    return c
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def implied_correlation(
+    weights: object,
+    vols: object,
+    index_vol: object,
+    corr: object,
+    method: str = "nearest",
+    *,
+    labels: Sequence[str] | None = None,
+    tol: float = 1e-11,
+    max_iter: int = 200,
+) -> ImpliedCorrelation:
+    """Option-implied correlation matrix of an index's constituents.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_assets,)
+        Index weights (fractions; their sum need not be 1).
+    vols : array-like of shape (n_assets,)
+        Constituent implied vols, strictly positive, in the units of ``index_vol``
+        (e.g. annualised, 0.15 for 15%).
+    index_vol : float
+        The index's implied vol, same units.
+    corr : array-like of shape (n_assets, n_assets)
+        Benchmark correlation ``C_B`` (usually historical): symmetric, unit
+        diagonal, entries in [-1, 1]; need not be PSD.
+    method : {"nearest", "shift"}
+        ``nearest``: the correlation closest to ``corr`` in Frobenius norm that
+        reproduces ``index_vol`` (exact, PSD). ``shift``: Buss & Vilkov's shift.
+    labels : sequence of str, optional
+        Asset labels, used in messages and carried on the result.
+    tol : float
+        Newton stopping tolerance on the dual gradient norm (scaled constraints).
+    max_iter : int
+        Newton iteration limit.
+
+    Returns
+    -------
+    ImpliedCorrelation
+
+    Raises
+    ------
+    InputError
+        Malformed inputs (the message names the argument).
+    InfeasibleError
+        ``index_vol`` outside the reachable range (the message gives the range),
+        or ``shift`` leaving the valid correlation matrices.
+    """
+    t0 = time.perf_counter()
+    method_name = str(method).strip().lower() if method is not None else "nearest"
+    if method_name not in METHODS:
+        raise InputError(
+            f"method must be one of {', '.join(METHODS)} (got {method!r})", "method"
+        )
+    w, v = _validate_wv(weights, vols)
+    s = _validate_index_vol(index_vol)
+    if labels is not None and len(labels) != w.size:
+        raise InputError(f"labels has {len(labels)} entries but weights has {w.size}", "labels")
+    g = validate_correlation(corr, w.size, labels)
+    a = w * v
+    lo, hi = index_vol_range(w, v)
+    margin = 1e-9 * hi
+    if not (lo + margin < s < hi - margin):
+        raise InfeasibleError(_range_message(s, lo, hi), "index_vol")
+
+    alpha = None
+    iterations = 0
+    if method_name == "shift":
+        c, alpha = _shift(g, a, s)
+    else:
+        c, iterations = _nearest(g, a, s, tol * np.sqrt(w.size + 1), max_iter)
+        c = _polish(c, a, s)
+    lam_min = float(scipy.linalg.eigvalsh(c, subset_by_index=[0, 0])[0])
+    achieved = float(np.sqrt(max(float(a @ c @ a), 0.0)))
+    residual = max(
+        float(np.abs(np.diag(c) - 1.0).max()), abs(achieved**2 - s * s) / (s * s)
+    )
+    cov = c * v[:, None] * v[None, :]
+    return ImpliedCorrelation(
+        corr=c,
+        cov=cov,
+        method=method_name,
+        index_vol=s,
+        achieved_index_vol=achieved,
+        objective=float(np.linalg.norm(c - g)),
+        min_eigenvalue=lam_min,
+        iterations=iterations,
+        residual=residual,
+        seconds=time.perf_counter() - t0,
+        alpha=alpha,
+        labels=tuple(labels) if labels is not None else None,
+    )

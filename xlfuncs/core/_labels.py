@@ -1,0 +1,94 @@
+"""Assets identified by label (ticker): alignment of inputs given in different orders.
+
+Labels decide, never position: inputs that carry tickers are matched by
+ticker; an input without tickers is taken in the common order only when that
+order is unambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from xlfuncs.errors import InputError
+
+__all__ = ["Labelled", "align", "align_all"]
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Numbers with optional labels (tickers) along their assets."""
+
+    values: np.ndarray
+    labels: tuple[str, ...] | None = None
+
+
+def align(
+    target: Sequence[str], source: Sequence[str], target_name: str, source_name: str
+) -> list[int]:
+    """Positions in ``source`` of each label of ``target`` (case-insensitive).
+
+    Raises
+    ------
+    InputError
+        When the two sets of labels differ, naming a label that is missing.
+    """
+    pos = {lab.upper(): i for i, lab in enumerate(source)}
+    missing = [t for t in target if t.upper() not in pos]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(f"{missing[0]}{more} in {target_name} not found in {source_name}",
+                         source_name.split()[0])
+    extra = set(pos) - {t.upper() for t in target}
+    if extra:
+        first = next(lab for lab in source if lab.upper() in extra)
+        more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+        raise InputError(f"{first}{more} in {source_name} not found in {target_name}",
+                         source_name.split()[0])
+    return [pos[t.upper()] for t in target]
+
+
+def _count(n: int, matrix: bool) -> str:
+    unit = "asset" if matrix else "value"
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def align_all(**named: Labelled) -> tuple[tuple[str, ...] | None, dict[str, np.ndarray]]:
+    """Bring vectors/matrices to one asset order: labels decide, never position.
+
+    The reference order is that of the first labelled argument. An unlabelled
+    argument is taken in that order only when every labelled argument lists
+    its tickers in the same order; otherwise its order would be a guess.
+    """
+    items = list(named.items())
+    first_name, first = items[0]
+    n_first = first.values.shape[0]
+    for name, item in items[1:]:
+        n = item.values.shape[0]
+        if n != n_first:
+            raise InputError(
+                f"{first_name} has {_count(n_first, first.values.ndim == 2)} but {name} has "
+                f"{_count(n, item.values.ndim == 2)}",
+                name,
+            )
+    labelled = [(k, v) for k, v in items if v.labels is not None]
+    if not labelled:
+        return None, {k: v.values for k, v in items}
+    ref_name, ref = labelled[0]
+    unlabelled = [k for k, v in items if v.labels is None]
+    out: dict[str, np.ndarray] = {}
+    for name, item in items:
+        vals = item.values
+        if item.labels is not None and name != ref_name:
+            idx = align(ref.labels, item.labels, ref_name, name)
+            if unlabelled and idx != list(range(len(idx))):
+                raise InputError(
+                    f"{unlabelled[0]} has no tickers but {ref_name} and {name} list theirs in "
+                    f"different orders; add tickers to {unlabelled[0]}",
+                    unlabelled[0],
+                )
+            vals = vals[np.ix_(idx, idx)] if vals.ndim == 2 else vals[idx]
+        out[name] = vals
+    return ref.labels, out

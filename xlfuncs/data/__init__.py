@@ -1,0 +1,1 @@
+"""The outside world: API clients, issuer files, market data, bundled samples."""

@@ -1,0 +1,1 @@
+"""The Excel layer: cell parsing and error text, the function registry, sheets, builders."""

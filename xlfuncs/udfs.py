@@ -1,0 +1,145 @@
+"""xlfuncs worksheet functions: put ``xlfuncs.udfs`` in xlwings' UDF_MODULES.
+
+Each function parses its cells, calls the core, and spills a 2-D result, or
+returns one text cell ``#xlfuncs! <reason>`` naming the argument at fault.
+No mathematics here: it all lives in :mod:`xlfuncs.core`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xlfuncs import core
+from xlfuncs.errors import InputError
+from xlfuncs.excel import cells
+from xlfuncs.core._labels import Labelled, align_all
+from xlfuncs.excel.functions import worksheet_function
+
+__all__ = [
+    "HIST_CORR",
+    "HIST_COV",
+    "IMPLIED_AVG_CORR",
+    "IMPLIED_CORR",
+    "IMPLIED_COV",
+    "INDEX_VOL",
+    "RETURNS",
+]
+
+_W = "Index weights: a row or column (or ticker and weight columns), e.g. 0.0198 for 1.98%."
+_V = "Implied vols of the constituents, same order or tickers, annualised, e.g. 0.15 for 15%."
+_S = "The index's implied vol, same units as vols, e.g. 0.116."
+_C = ("Benchmark (e.g. historical) correlation matrix; tickers in its first row and column "
+      "align it with weights and vols.")
+_M = '"nearest" (default): closest correlation to corr; "shift": Buss-Vilkov shift.'
+_R = "Returns table: periods in rows, assets in columns; optional header row and date column."
+_RM = '"sample" (default), "ewma" (half-life 60 periods, or "ewma:30"), or "ledoit-wolf".'
+
+
+def _implied(weights: Any, vols: Any, index_vol: Any, corr: Any, method: Any):
+    labels, arr = align_all(
+        weights=cells.vector(weights, "weights"),
+        vols=cells.vector(vols, "vols"),
+        corr=cells.labelled_matrix(corr, "corr"),
+    )
+    s = cells.scalar(index_vol, "index_vol")
+    m = cells.choice(method, "method", ("nearest", "shift"), "nearest")
+    res = core.implied_correlation(arr["weights"], arr["vols"], s, arr["corr"], m, labels=labels)
+    return res, labels
+
+
+@worksheet_function(ranges=("weights", "vols", "corr"), weights=_W, vols=_V, index_vol=_S,
+                    corr=_C, method=_M)
+def IMPLIED_CORR(weights, vols, index_vol, corr, method=None):
+    """Implied correlation matrix: closest to corr that reproduces the index vol.
+
+    Spills an n x n matrix (with ticker labels when corr or weights carry them).
+    """
+    res, labels = _implied(weights, vols, index_vol, corr, method)
+    return cells.spill_matrix(res.corr, labels)
+
+
+@worksheet_function(ranges=("weights", "vols", "corr"), weights=_W, vols=_V, index_vol=_S,
+                    corr=_C, method=_M)
+def IMPLIED_COV(weights, vols, index_vol, corr, method=None):
+    """Implied covariance matrix V*C*V: implied vols with the implied correlation.
+
+    Spills an n x n matrix (with ticker labels when corr or weights carry them).
+    """
+    res, labels = _implied(weights, vols, index_vol, corr, method)
+    return cells.spill_matrix(res.cov, labels)
+
+
+@worksheet_function(ranges=("weights", "vols"), weights=_W, vols=_V, index_vol=_S)
+def IMPLIED_AVG_CORR(weights, vols, index_vol):
+    """The one average (equi-)correlation that reproduces the index vol (CBOE style)."""
+    _, arr = align_all(weights=cells.vector(weights, "weights"),
+                      vols=cells.vector(vols, "vols"))
+    s = cells.scalar(index_vol, "index_vol")
+    return core.average_implied_correlation(arr["weights"], arr["vols"], s)
+
+
+@worksheet_function(ranges=("weights", "vols", "corr"), weights=_W, vols=_V, corr=_C)
+def INDEX_VOL(weights, vols, corr):
+    """Index vol implied by a correlation matrix: sqrt(w'VCVw)."""
+    _, arr = align_all(
+        weights=cells.vector(weights, "weights"),
+        vols=cells.vector(vols, "vols"),
+        corr=cells.labelled_matrix(corr, "corr"),
+    )
+    return core.index_vol(arr["weights"], arr["vols"], arr["corr"])
+
+
+def _returns_table(returns: Any) -> cells.Table:
+    return cells.table(returns, "returns")
+
+
+@worksheet_function(ranges=("returns",), returns=_R, method=_RM)
+def HIST_CORR(returns, method=None):
+    """Correlation matrix of a returns table (sample, EWMA or Ledoit-Wolf).
+
+    Spills an n x n matrix, labelled when the table has a header row.
+    """
+    tab = _returns_table(returns)
+    rm = core.parse_risk_method(cells.choice_text(method, "method"), "method")
+    corr = core.correlation(tab.values, rm, tab.columns)
+    return cells.spill_matrix(corr, tab.columns)
+
+
+@worksheet_function(
+    ranges=("returns",),
+    returns=_R,
+    method=_RM,
+    periods_per_year="Annualisation: 252 daily, 52 weekly, 12 monthly; blank = 1 (per period).",
+)
+def HIST_COV(returns, method=None, periods_per_year=None):
+    """Covariance matrix of a returns table, optionally annualised.
+
+    Spills an n x n matrix, labelled when the table has a header row.
+    """
+    tab = _returns_table(returns)
+    rm = core.parse_risk_method(cells.choice_text(method, "method"), "method")
+    ppy = cells.optional_scalar(periods_per_year, "periods_per_year", 1.0)
+    if ppy <= 0:
+        raise InputError("periods_per_year must be positive", "periods_per_year")
+    cov = core.covariance(tab.values, rm, ppy, tab.columns)
+    return cells.spill_matrix(cov, tab.columns)
+
+
+@worksheet_function(
+    ranges=("prices",),
+    prices="Price table: periods in rows (oldest first), assets in columns; optional header "
+    "row and date column.",
+)
+def RETURNS(prices):
+    """Simple returns p[t]/p[t-1] - 1 of a price table; keeps its header and dates."""
+    tab = cells.table(prices, "prices")
+    r = core.simple_returns(tab.values, tab.columns)
+    body: list[list[Any]] = r.tolist()
+    if tab.index is not None:
+        body = [[d, *row] for d, row in zip(tab.index[1:], body, strict=True)]
+    if tab.columns is not None:
+        header = ["date", *tab.columns] if tab.index is not None else list(tab.columns)
+        body = [header, *body]
+    return body
