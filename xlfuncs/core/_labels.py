@@ -39,13 +39,13 @@ def align(
     missing = [t for t in target if t.upper() not in pos]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise InputError(f"{missing[0]}{more} in {target_name} not found in {source_name}",
+        raise InputError(f"{missing[0]}{more} in {target_name} but not in {source_name}",
                          source_name.split()[0])
     extra = set(pos) - {t.upper() for t in target}
     if extra:
         first = next(lab for lab in source if lab.upper() in extra)
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
-        raise InputError(f"{first}{more} in {source_name} not found in {target_name}",
+        raise InputError(f"{first}{more} in {source_name} but not in {target_name}",
                          source_name.split()[0])
     return [pos[t.upper()] for t in target]
 

@@ -265,7 +265,7 @@ def labelled_matrix(value: Any, name: str) -> Labelled:
         row_labels = _check_unique([t for t in left if t], name)
         vals = _numbers(body, name, 1, 1)
         _square(vals, name)
-        idx = align(row_labels, col_labels, name, f"{name} columns")
+        idx = align(row_labels, col_labels, f"{name} rows", f"{name} columns")
         return Labelled(vals[:, idx], row_labels)
     if has_top and not has_left and _label(rows[0][0]) is not None:
         # a header row only (first cell is a label too)

@@ -1,0 +1,87 @@
+"""The xlfuncs command line on CSV files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlfuncs import core
+from xlfuncs.cli import main
+from xlfuncs.data.samples import sample_path, sector_example
+
+
+@pytest.fixture
+def files(tmp_path):
+    inputs = tmp_path / "inputs.csv"
+    corr = tmp_path / "corr.csv"
+    inputs.write_text(sample_path("sector_inputs_2025-02-18.csv").read_text())
+    corr.write_text(sample_path("sector_corr_2025-02-18.csv").read_text())
+    return inputs, corr
+
+
+def test_implied_writes_the_matrix(files, tmp_path, capsys):
+    inputs, corr = files
+    out = tmp_path / "out" / "implied.csv"
+    rc = main(["implied", "--weights", f"{inputs}:spy_weight", "--vols",
+               f"{inputs}:implied_vol_30d", "--index-vol", "0.116", "--corr", str(corr),
+               "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "iterations" in text and "min_eigenvalue" in text
+    got = pd.read_csv(out, index_col=0)
+    ex = sector_example()
+    ref = core.implied_correlation(ex.weights, ex.vols, 0.116, ex.corr.to_numpy()).corr
+    assert list(got.index) == list(ex.tickers)
+    np.testing.assert_allclose(got.to_numpy(), ref, atol=1e-12)
+
+
+def test_implied_cov_and_shift(files, capsys):
+    inputs, corr = files
+    rc = main(["implied", "--weights", str(inputs), "--vols", f"{inputs}:implied_vol_30d",
+               "--index-vol", "0.116", "--corr", str(corr), "--method", "shift",
+               "--output", "cov"])
+    assert rc == 0
+    assert "alpha" in capsys.readouterr().out
+
+
+def test_reordered_corr_file_is_aligned_by_ticker(files, tmp_path):
+    inputs, corr = files
+    df = pd.read_csv(corr, index_col=0)
+    order = list(df.index)[::-1]
+    shuffled = tmp_path / "shuffled.csv"
+    df.loc[order, order[3:] + order[:3]].to_csv(shuffled)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    common = ["--weights", str(inputs), "--vols", f"{inputs}:implied_vol_30d",
+              "--index-vol", "0.116"]
+    assert main(["implied", *common, "--corr", str(corr), "--out", str(a)]) == 0
+    assert main(["implied", *common, "--corr", str(shuffled), "--out", str(b)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(a, index_col=0), pd.read_csv(b, index_col=0))
+
+
+def test_errors_are_one_line_and_leave_out_file(files, tmp_path, capsys):
+    inputs, corr = files
+    out = tmp_path / "keep.csv"
+    out.write_text("previous")
+    rc = main(["implied", "--weights", str(inputs), "--vols", f"{inputs}:implied_vol_30d",
+               "--index-vol", "0.5", "--corr", str(corr), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "above the 0.1559" in err
+    assert out.read_text() == "previous"
+    rc = main(["implied", "--weights", str(tmp_path / "missing.csv"), "--vols", str(inputs),
+               "--index-vol", "0.1", "--corr", str(corr)])
+    assert rc == 2 and "no such file" in capsys.readouterr().err
+    ambiguous = tmp_path / "ambiguous.csv"
+    ambiguous.write_text("ticker,a,b\nXLB,1,2\n")
+    rc = main(["implied", "--weights", str(ambiguous), "--vols", str(inputs),
+               "--index-vol", "0.1", "--corr", str(corr)])
+    assert rc == 2 and "several columns" in capsys.readouterr().err
+
+
+def test_demo_runs_on_bundled_data(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "0.0848" in text and "implied correlation (nearest)" in text
+    corr = pd.read_csv(tmp_path / "implied_corr.csv", index_col=0).to_numpy()
+    assert np.linalg.eigvalsh(corr).min() > -1e-10

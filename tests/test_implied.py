@@ -1,0 +1,288 @@
+"""The implied-correlation core: exactness against an independent conic solve, invariants."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xlfuncs.core import (
+    average_implied_correlation,
+    implied_correlation,
+    index_vol,
+    index_vol_range,
+)
+from xlfuncs.data.samples import sector_example
+from xlfuncs.errors import InfeasibleError, InputError
+
+
+@pytest.fixture(scope="module")
+def sector():
+    ex = sector_example()
+    return ex.weights.to_numpy(), ex.vols.to_numpy(), ex.corr.to_numpy(), ex.index_vol
+
+
+def reference_nearest(w, v, s, g):
+    """Independent solve of the same SDP with cvxpy + Clarabel at tight tolerances."""
+    n = len(w)
+    a = w * v
+    c = cp.Variable((n, n), symmetric=True)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum_squares(c - g)),
+        [cp.diag(c) == 1, c >> 0, a @ c @ a == s**2],
+    )
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert prob.status in ("optimal", "optimal_inaccurate")
+    return c.value
+
+
+def test_sector_example_matches_clarabel_entry_by_entry(sector):
+    w, v, g, s = sector
+    res = implied_correlation(w, v, s, g)
+    ref = reference_nearest(w, v, s, g)
+    assert np.abs(res.corr - ref).max() < 1e-6
+    assert res.min_eigenvalue >= -1e-10
+    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
+    assert np.array_equal(np.diag(res.corr), np.ones(len(w)))
+    assert np.array_equal(res.corr, res.corr.T)
+    a = w * v
+    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
+    assert res.achieved_index_vol == pytest.approx(s, rel=1e-12)
+
+
+def test_sector_example_correlations_rise(sector):
+    """SPEC 5: the historical correlations imply about 0.085 < 0.116, so they must rise."""
+    w, v, g, s = sector
+    assert index_vol(w, v, g) == pytest.approx(0.0848, abs=5e-4)
+    res = implied_correlation(w, v, s, g)
+    off = ~np.eye(len(w), dtype=bool)
+    assert res.corr[off].mean() > g[off].mean()
+
+
+def test_covariance_is_v_c_v(sector):
+    w, v, g, s = sector
+    res = implied_correlation(w, v, s, g)
+    np.testing.assert_allclose(res.cov, np.diag(v) @ res.corr @ np.diag(v), rtol=0, atol=1e-16)
+    np.testing.assert_allclose(np.sqrt(np.diag(res.cov)), v, rtol=1e-15)
+    # The index variance of the covariance is the squared index vol.
+    assert w @ res.cov @ w == pytest.approx(s**2, rel=1e-12)
+
+
+def test_diagnostics_are_reported(sector):
+    w, v, g, s = sector
+    res = implied_correlation(w, v, s, g)
+    d = res.diagnostics()
+    assert d["method"] == "nearest"
+    assert d["iterations"] == res.iterations >= 1
+    assert d["objective_frobenius"] == pytest.approx(np.linalg.norm(res.corr - g), rel=1e-12)
+    assert d["residual"] < 1e-12
+    assert d["seconds"] > 0
+
+
+def test_shift_method_closed_form(sector):
+    w, v, g, s = sector
+    res = implied_correlation(w, v, s, g, method="shift")
+    a = w * v
+    alpha = (s**2 - a @ g @ a) / (a @ g @ a - a.sum() ** 2)
+    expected = (1 + alpha) * g - alpha
+    np.fill_diagonal(expected, 1.0)
+    assert res.alpha == pytest.approx(alpha, rel=1e-12)
+    np.testing.assert_allclose(res.corr, expected, atol=1e-14)
+    assert np.sqrt(a @ res.corr @ a) == pytest.approx(s, rel=1e-12)
+    # The nearest solution is closer to the benchmark than the shift.
+    assert implied_correlation(w, v, s, g).objective < res.objective
+
+
+def test_shift_reports_leaving_the_psd_range():
+    g = np.array([[1.0, 0.9, -0.5], [0.9, 1.0, -0.3], [-0.5, -0.3, 1.0]])
+    g = (g + g.T) / 2
+    w = np.array([0.3, 0.3, 0.4])
+    v = np.array([0.2, 0.2, 0.2])
+    # a low target pushes alpha > 0, above 1/(1'G^-1 1 - 1)
+    lo, hi = index_vol_range(w, v)
+    s = 0.02
+    assert lo < s < hi
+    with pytest.raises(InfeasibleError, match="shift gives an invalid correlation matrix"):
+        implied_correlation(w, v, s, g, method="shift")
+    res = implied_correlation(w, v, s, g)  # nearest still works
+    assert res.min_eigenvalue > -1e-10
+
+
+def test_average_implied_correlation_formula(sector):
+    w, v, _, s = sector
+    a = w * v
+    expected = (s**2 - (a**2).sum()) / (a.sum() ** 2 - (a**2).sum())
+    assert average_implied_correlation(w, v, s) == pytest.approx(expected, rel=1e-14)
+    # The equicorrelation matrix with that rho reproduces the index vol.
+    rho = average_implied_correlation(w, v, s)
+    c = np.full((len(w), len(w)), rho)
+    np.fill_diagonal(c, 1.0)
+    assert index_vol(w, v, c) == pytest.approx(s, rel=1e-12)
+
+
+def test_index_vol_outside_range_names_the_range(sector):
+    w, v, g, _ = sector
+    lo, hi = index_vol_range(w, v)
+    assert lo == 0.0
+    assert hi == pytest.approx((w * v).sum())
+    with pytest.raises(InfeasibleError, match=r"index_vol 0\.4 is above the 0\.1559 reached"):
+        implied_correlation(w, v, 0.4, g)
+    # a dominant asset makes the bottom of the range positive
+    w2 = np.array([0.8, 0.1, 0.1])
+    v2 = np.array([0.3, 0.2, 0.2])
+    lo2, hi2 = index_vol_range(w2, v2)
+    assert lo2 == pytest.approx(0.24 - 0.04)
+    with pytest.raises(InfeasibleError, match="below the lowest reachable index vol 0.2"):
+        implied_correlation(w2, v2, 0.15, np.eye(3))
+
+
+def test_benchmark_need_not_be_psd():
+    rng = np.random.default_rng(7)
+    n = 30
+    g = np.corrcoef(rng.normal(size=(40, n)), rowvar=False)
+    e = rng.uniform(-0.15, 0.15, (n, n))
+    g = np.clip(g + (e + e.T) / 2, -1, 1)
+    np.fill_diagonal(g, 1.0)
+    assert np.linalg.eigvalsh(g).min() < -0.05
+    w = rng.dirichlet(np.ones(n))
+    v = rng.uniform(0.1, 0.5, n)
+    s = 0.6 * index_vol_range(w, v)[1]
+    res = implied_correlation(w, v, s, g)
+    ref = reference_nearest(w, v, s, g)
+    assert np.abs(res.corr - ref).max() < 1e-6
+    assert res.min_eigenvalue >= -1e-10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vols": [0.1, 0.2]}, "weights has 3 values but vols has 2"),
+        ({"vols": [0.1, 0.0, 0.2]}, r"vols must be positive \(value 2 is 0\)"),
+        ({"vols": [0.1, -0.2, 0.2]}, "vols must be positive"),
+        ({"vols": [0.1, np.nan, 0.2]}, "vols has a non-finite value at position 2"),
+        ({"corr": np.eye(2)}, "corr is 2x2 but weights has 3 values"),
+        ({"corr": np.ones((3, 2))}, r"corr must be square \(it is 3x2\)"),
+        ({"corr": [[1, 0.2, 0], [0.3, 1, 0], [0, 0, 1]]}, "corr is not symmetric"),
+        ({"corr": [[1, 1.2, 0], [1.2, 1, 0], [0, 0, 1]]}, r"outside \[-1, 1\]"),
+        ({"corr": [[0.9, 0, 0], [0, 1, 0], [0, 0, 1]]}, "corr diagonal must be 1"),
+        ({"index_vol": -0.1}, "index_vol must be positive"),
+        ({"index_vol": "abc"}, "index_vol must be a number"),
+        ({"weights": [0, 0, 0]}, "weights are all zero"),
+        ({"method": "slsqp"}, "method must be one of nearest, shift"),
+    ],
+)
+def test_bad_inputs_name_the_argument(kwargs, message):
+    args = {
+        "weights": [0.5, 0.3, 0.2],
+        "vols": [0.2, 0.25, 0.3],
+        "index_vol": 0.2,
+        "corr": np.eye(3),
+    } | kwargs
+    with pytest.raises(InputError, match=message):
+        implied_correlation(**args)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@st.composite
+def feasible_cases(draw):
+    n = draw(st.integers(2, 12))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    t = draw(st.integers(2, 3 * n))  # few observations: rank-deficient benchmarks too
+    g = np.corrcoef(rng.normal(size=(t + 1, n)) + rng.normal() * rng.normal(size=(t + 1, 1)),
+                    rowvar=False)
+    if draw(st.booleans()):  # an indefinite benchmark
+        e = rng.uniform(-0.2, 0.2, (n, n))
+        g = np.clip(g + (e + e.T) / 2, -1, 1)
+    np.fill_diagonal(g, 1.0)
+    w = rng.dirichlet(np.ones(n))
+    v = rng.uniform(0.05, 0.8, n)
+    lo, hi = index_vol_range(w, v)
+    frac = draw(st.floats(0.05, 0.95))
+    s = lo + frac * (hi - lo)
+    return w, v, s, g, rng
+
+
+def random_feasible_point(w, v, s, rng):
+    """A correlation matrix that meets the index constraint: mix a random one with I or 11'."""
+    n = len(w)
+    x = rng.normal(size=(n, n + 2))
+    r = x @ x.T
+    d = np.sqrt(np.diag(r))
+    r = r / d[:, None] / d[None, :]
+    a = w * v
+    for e in (np.ones((n, n)), np.eye(n)):
+        vr, ve = a @ r @ a, a @ e @ a
+        t = (s**2 - vr) / (ve - vr)
+        if 0 <= t <= 1:
+            f = (1 - t) * r + t * e
+            np.fill_diagonal(f, 1.0)
+            return f
+    return None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(feasible_cases())
+def test_nearest_invariants(case):
+    w, v, s, g, rng = case
+    res = implied_correlation(w, v, s, g)
+    c = res.corr
+    a = w * v
+    assert np.linalg.eigvalsh(c).min() >= -1e-10
+    assert np.array_equal(np.diag(c), np.ones(len(w)))
+    assert np.array_equal(c, c.T)
+    assert abs(np.sqrt(a @ c @ a) - s) / s < 1e-10
+    obj = np.linalg.norm(c - g)
+    # no worse than the shift method, when that is valid
+    try:
+        shift = implied_correlation(w, v, s, g, method="shift")
+    except (InfeasibleError, InputError):
+        pass  # shift is undefined or leaves the valid matrices here
+    else:
+        assert obj <= shift.objective + 1e-9
+    # no worse than another feasible point
+    f = random_feasible_point(w, v, s, rng)
+    if f is not None:
+        assert obj <= np.linalg.norm(f - g) + 1e-9
+        # variational inequality of the projection onto the feasible set
+        assert np.sum((c - g) * (f - c)) >= -1e-8
+
+
+@settings(max_examples=15, deadline=None)
+@given(feasible_cases())
+def test_nearest_matches_conic_solver(case):
+    w, v, s, g, _ = case
+    lo, hi = index_vol_range(w, v)
+    # the conic reference is itself inaccurate next to the edges of the range
+    if not (lo + 0.1 * (hi - lo) < s < hi - 0.1 * (hi - lo)):
+        return
+    res = implied_correlation(w, v, s, g)
+    ref = reference_nearest(w, v, s, g)
+    assert np.linalg.norm(res.corr - g) <= np.linalg.norm(ref - g) + 1e-7
+    assert np.abs(res.corr - ref).max() < 1e-5
+
+
+def test_larger_rank_deficient_case_converges():
+    rng = np.random.default_rng(3)
+    n, t = 150, 40
+    f = rng.normal(size=(t, 3))
+    r = f @ rng.normal(0.5, 0.3, (3, n)) + rng.normal(size=(t, n))
+    g = np.corrcoef(r, rowvar=False)
+    w = rng.lognormal(0, 1, n)
+    w /= w.sum()
+    v = rng.uniform(0.15, 0.6, n)
+    s = 1.2 * index_vol(w, v, g)
+    res = implied_correlation(w, v, s, g)
+    assert res.iterations < 20
+    assert res.min_eigenvalue >= -1e-10
+    assert abs(res.achieved_index_vol - s) / s < 1e-10
+    # Optimality of a projection onto a convex set: <C - G, F - C> >= 0 for every
+    # feasible F. Checked on random feasible points (an independent certificate).
+    for _ in range(20):
+        f = random_feasible_point(w, v, s, rng)
+        assert f is not None
+        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8

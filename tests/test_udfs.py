@@ -1,0 +1,293 @@
+"""Worksheet functions called with exactly what xlwings hands a UDF on Windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import re
+
+import numpy as np
+import pytest
+
+from xlfuncs import core, udfs
+from xlfuncs.data.samples import sector_example
+from xlfuncs.excel.cells import ERROR_PREFIX
+from xlfuncs.excel.functions import REGISTRY
+
+
+@pytest.fixture(scope="module")
+def sheet():
+    """The sector example as cell ranges (2-D lists, as declared with ndim=2)."""
+    ex = sector_example()
+    tickers = list(ex.tickers)
+    weights = [[float(x)] for x in ex.weights]
+    vols = [[float(x)] for x in ex.vols]
+    corr = [[None, *tickers]] + [
+        [t, *map(float, row)] for t, row in zip(tickers, ex.corr.to_numpy(), strict=True)
+    ]
+    return {"tickers": tickers, "weights": weights, "vols": vols, "corr": corr, "s": 0.116,
+            "ex": ex}
+
+
+def is_error(x):
+    return isinstance(x, str) and x.startswith(ERROR_PREFIX)
+
+
+def body(spilled):
+    return np.array([row[1:] for row in spilled[1:]], dtype=float)
+
+
+def test_registry_lists_every_public_udf():
+    assert set(udfs.__all__) <= set(REGISTRY)
+    for name in udfs.__all__:
+        fn = REGISTRY[name]
+        assert fn.doc and len(fn.doc) <= 255
+        assert all(a.doc and len(a.doc) <= 255 for a in fn.args)
+        # xlwings reads the signature through the guard
+        params = list(inspect.signature(getattr(udfs, name)).parameters)
+        assert params == [a.name for a in fn.args]
+        assert not any(p.annotation is not inspect.Parameter.empty
+                       for p in inspect.signature(getattr(udfs, name)).parameters.values())
+
+
+def test_implied_corr_labelled_spill(sheet):
+    out = udfs.IMPLIED_CORR(sheet["weights"], sheet["vols"], sheet["s"], sheet["corr"])
+    assert out[0] == ["", *sheet["tickers"]]
+    assert [r[0] for r in out[1:]] == sheet["tickers"]
+    ex = sheet["ex"]
+    ref = core.implied_correlation(ex.weights, ex.vols, 0.116, ex.corr.to_numpy()).corr
+    np.testing.assert_allclose(body(out), ref, atol=1e-14)
+    assert all(isinstance(x, float) for row in out[1:] for x in row[1:])
+
+
+def test_implied_cov_unlabelled_is_plain_matrix(sheet):
+    plain = [row[1:] for row in sheet["corr"][1:]]
+    out = udfs.IMPLIED_COV(sheet["weights"], sheet["vols"], sheet["s"], plain)
+    m = np.array(out)
+    assert m.shape == (11, 11)
+    v = np.array(sheet["vols"]).ravel()
+    np.testing.assert_allclose(np.sqrt(np.diag(m)), v, rtol=1e-14)
+    w = np.array(sheet["weights"]).ravel()
+    assert np.sqrt(w @ m @ w) == pytest.approx(0.116, rel=1e-12)
+
+
+def test_rows_columns_and_1d_lists_are_equivalent(sheet):
+    col = udfs.IMPLIED_CORR(sheet["weights"], sheet["vols"], sheet["s"], sheet["corr"])
+    row_w = [[x[0] for x in sheet["weights"]]]
+    flat_v = [x[0] for x in sheet["vols"]]
+    other = udfs.IMPLIED_CORR(row_w, flat_v, [[0.116]], sheet["corr"])
+    np.testing.assert_array_equal(body(col), body(other))
+
+
+def test_labels_align_not_positions(sheet):
+    """Labelled weights in reverse order, corr with columns shuffled: same answer."""
+    tickers = sheet["tickers"]
+    rev = list(range(11))[::-1]
+    weights = [["ticker", "weight"]] + [[tickers[i], sheet["weights"][i][0]] for i in rev]
+    vols = [[tickers[i], sheet["vols"][i][0]] for i in rev]
+    perm = np.random.default_rng(0).permutation(11)
+    corr = [[None, *[tickers[j] for j in perm]]] + [
+        [tickers[i], *[sheet["corr"][i + 1][j + 1] for j in perm]] for i in range(11)
+    ]
+    base = udfs.IMPLIED_CORR(sheet["weights"], sheet["vols"], 0.116, sheet["corr"])
+    out = udfs.IMPLIED_CORR(weights, vols, 0.116, corr)
+    assert out[0][1:] == [tickers[i] for i in rev]  # weights are the first labelled input
+    order = [tickers.index(t) for t in out[0][1:]]
+    np.testing.assert_allclose(body(out), body(base)[np.ix_(order, order)], atol=1e-13)
+
+
+def test_percent_text_and_header_cells_are_understood(sheet):
+    weights = [["SPY weight"]] + [[f"{x[0] * 100:.2f}%"] for x in sheet["weights"]]
+    out = udfs.INDEX_VOL(weights, sheet["vols"], sheet["corr"])
+    assert out == pytest.approx(udfs.INDEX_VOL(sheet["weights"], sheet["vols"], sheet["corr"]))
+    assert out == pytest.approx(0.0848, abs=5e-4)
+
+
+def test_trailing_blank_rows_are_ignored(sheet):
+    weights = sheet["weights"] + [[None], [None]]
+    vols = sheet["vols"] + [[None], [None]]
+    assert not is_error(udfs.IMPLIED_AVG_CORR(weights, vols, 0.116))
+
+
+def test_shift_method_and_avg_corr(sheet):
+    out = udfs.IMPLIED_CORR(sheet["weights"], sheet["vols"], 0.116, sheet["corr"], "Shift")
+    assert not is_error(out)
+    assert udfs.IMPLIED_AVG_CORR(sheet["weights"], sheet["vols"], 0.116) == pytest.approx(
+        0.44135, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda a: a.update(vols=a["vols"][:-1]), "weights has 11 values but vols has 10 values"),
+        (lambda a: a["vols"].__setitem__(3, [None]), "vols has a blank at row 4"),
+        (lambda a: a["vols"].__setitem__(3, [0.0]), "vols must be positive"),
+        (lambda a: a["vols"].__setitem__(3, [-0.1]), "vols must be positive"),
+        (lambda a: a["vols"].__setitem__(2, ["n/a"]), 'vols has text "n/a" at row 3'),
+        (lambda a: a["vols"].__setitem__(2, ["#N/A"]), "vols has #N/A at row 3"),
+        (lambda a: a["vols"].__setitem__(2, [-2146826246]), "vols has #N/A at row 3"),
+        (lambda a: a["vols"].__setitem__(2, [True]), "vols has TRUE at row 3"),
+        (lambda a: a["vols"].__setitem__(2, [dt.datetime(2025, 2, 18)]), "vols has a date"),
+        (lambda a: a["corr"][3].__setitem__(5, 0.9), r"corr is not symmetric \(XLE/XLI"),
+        (lambda a: a["corr"][3].__setitem__(5, None), "corr has a blank at row 4, column 6"),
+        (lambda a: a.update(corr=[r[:-1] for r in a["corr"]]), "corr must be square"),
+        (lambda a: a["corr"][2].__setitem__(2, 0.5), "corr diagonal must be 1"),
+        (lambda a: a.update(s=0.4), r"index_vol 0\.4 is above the 0\.1559 reached"),
+        (lambda a: a.update(s=None), "index_vol has a blank"),
+        (lambda a: a.update(s="abc"), 'index_vol has text "abc"'),
+        (lambda a: a.update(s=[[0.1, 0.2]]), "index_vol must be a single cell"),
+        (lambda a: a["corr"][0].__setitem__(1, "XXX"), "XLB in corr rows but not in corr columns"),
+        (lambda a: a.update(method="slsqp"), 'method must be one of nearest, shift'),
+        (lambda a: a.update(weights=[[0.1, 0.2, 0.3]] * 3), "weights must be a single row"),
+    ],
+)
+def test_bad_input_gives_one_readable_error(sheet, mutate, message):
+    args = {
+        "weights": [r[:] for r in sheet["weights"]],
+        "vols": [r[:] for r in sheet["vols"]],
+        "s": sheet["s"],
+        "corr": [r[:] for r in sheet["corr"]],
+        "method": None,
+    }
+    mutate(args)
+    out = udfs.IMPLIED_CORR(args["weights"], args["vols"], args["s"], args["corr"],
+                            args["method"])
+    assert is_error(out), out
+    assert "\n" not in out and len(out) < 250
+    assert re.search(message, out), out
+
+
+def test_labels_that_do_not_match_are_reported(sheet):
+    weights = [[t, w[0]] for t, w in zip(sheet["tickers"], sheet["weights"], strict=True)]
+    weights[0][0] = "SPY"
+    out = udfs.IMPLIED_CORR(weights, sheet["vols"], 0.116, sheet["corr"])
+    assert is_error(out) and "SPY" in out and "corr" in out
+
+
+def test_unlabelled_argument_with_conflicting_orders_is_refused(sheet):
+    tickers = sheet["tickers"]
+    weights = [[t, w[0]] for t, w in zip(tickers, sheet["weights"], strict=True)][::-1]
+    out = udfs.IMPLIED_CORR(weights, sheet["vols"], 0.116, sheet["corr"])
+    assert is_error(out) and "vols has no tickers" in out
+
+
+# --------------------------------------------------------------------------- returns, hist
+
+
+@pytest.fixture(scope="module")
+def prices():
+    rng = np.random.default_rng(11)
+    p = 100 * np.cumprod(1 + rng.normal(0.0005, 0.01, (60, 4)), axis=0)
+    dates = [dt.datetime(2025, 1, 1) + dt.timedelta(days=i) for i in range(60)]
+    table = [["date", "AAA", "BBB", "CCC", "DDD"]] + [
+        [d, *map(float, row)] for d, row in zip(dates, p, strict=True)
+    ]
+    return p, dates, table
+
+
+def test_returns_keeps_header_and_dates(prices):
+    p, dates, table = prices
+    out = udfs.RETURNS(table)
+    assert out[0] == ["date", "AAA", "BBB", "CCC", "DDD"]
+    assert [r[0] for r in out[1:]] == dates[1:]
+    np.testing.assert_allclose(np.array([r[1:] for r in out[1:]]), p[1:] / p[:-1] - 1,
+                               rtol=1e-15)
+
+
+def test_hist_cov_and_corr(prices):
+    p, _, table = prices
+    rets = udfs.RETURNS(table)
+    r = p[1:] / p[:-1] - 1
+    cov = udfs.HIST_COV(rets, None, 252)
+    np.testing.assert_allclose(body(cov), np.cov(r, rowvar=False) * 252, rtol=1e-12)
+    corr = udfs.HIST_CORR(rets)
+    np.testing.assert_allclose(body(corr), np.corrcoef(r, rowvar=False), atol=1e-14)
+    assert cov[0] == ["", "AAA", "BBB", "CCC", "DDD"]
+    # numbers only: an unlabelled result
+    plain = udfs.HIST_COV([row[1:] for row in rets[1:]], "sample")
+    np.testing.assert_allclose(np.array(plain), np.cov(r, rowvar=False), rtol=1e-12)
+
+
+def test_hist_methods(prices):
+    p, _, table = prices
+    rets = udfs.RETURNS(table)
+    for method in ("ewma", "ewma:20", "ledoit-wolf", "LW"):
+        out = udfs.HIST_COV(rets, method)
+        assert not is_error(out), out
+        m = body(out)
+        assert np.allclose(m, m.T) and np.linalg.eigvalsh(m).min() > 0
+    assert "method must be one of" in udfs.HIST_COV(rets, "garch")
+    assert "periods_per_year" in udfs.HIST_COV(rets, None, -5)
+    assert "prices must be positive" in udfs.RETURNS([[1.0], [0.0], [2.0]])
+    assert "at least 2 rows" in udfs.HIST_CORR([[0.01, 0.02]])
+
+
+def test_hist_corr_feeds_implied_corr(prices):
+    """The spilled output of one function is a valid input of the next."""
+    _, _, table = prices
+    corr = udfs.HIST_CORR(udfs.RETURNS(table))
+    weights = [["AAA", 0.4], ["BBB", 0.3], ["CCC", 0.2], ["DDD", 0.1]]
+    vols = [["DDD", 0.3], ["CCC", 0.25], ["BBB", 0.2], ["AAA", 0.15]]
+    hist = udfs.INDEX_VOL(weights, vols, corr)
+    out = udfs.IMPLIED_CORR(weights, vols, hist * 1.1, corr)
+    assert not is_error(out), out
+    assert udfs.INDEX_VOL(weights, vols, out) == pytest.approx(hist * 1.1, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+def random_cell(rng):
+    kind = rng.integers(0, 12)
+    return [
+        None,
+        float(rng.normal()),
+        float(rng.uniform(0, 1)),
+        "#N/A",
+        "abc",
+        True,
+        dt.datetime(2024, 1, 1),
+        float("nan"),
+        float("inf"),
+        f"{rng.uniform(0, 100):.1f}%",
+        -2146826281,
+        "",
+    ][kind]
+
+
+def random_arg(rng):
+    kind = rng.integers(0, 6)
+    if kind == 0:
+        return random_cell(rng)
+    if kind == 1:
+        return [random_cell(rng) for _ in range(rng.integers(0, 6))]
+    rows, cols = rng.integers(1, 7), rng.integers(1, 7)
+    cells = [[random_cell(rng) for _ in range(cols)] for _ in range(rows)]
+    if kind == 2 and rows > 1 and cols > 1:  # a plausible labelled matrix with noise
+        cells[0] = [None] + [f"T{j}" for j in range(1, cols)]
+        for i in range(1, rows):
+            cells[i][0] = f"T{i}"
+    if kind == 3:  # mostly numbers, one bad cell
+        cells = [[float(rng.uniform(-1, 1)) for _ in range(cols)] for _ in range(rows)]
+        cells[rng.integers(rows)][rng.integers(cols)] = random_cell(rng)
+    if kind == 4:
+        return []
+    return cells
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_fuzz_never_raises(name):
+    fn = REGISTRY[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for _ in range(600):
+        n_args = int(rng.integers(fn.min_args, fn.max_args + 1))
+        args = [random_arg(rng) for _ in range(n_args)]
+        out = fn.func(*args)
+        if isinstance(out, str):
+            assert out.startswith(ERROR_PREFIX), (args, out)
+            assert "\n" not in out and "Traceback" not in out
+            assert "failed unexpectedly" not in out, (args, out)
+        else:
+            assert isinstance(out, float | list), (args, out)
+            if isinstance(out, float):
+                assert np.isfinite(out)
