@@ -132,9 +132,9 @@ def test_index_vol_outside_range_names_the_range(sector):
     # a dominant asset makes the bottom of the range positive
     w2 = np.array([0.8, 0.1, 0.1])
     v2 = np.array([0.3, 0.2, 0.2])
-    lo2, hi2 = index_vol_range(w2, v2)
+    lo2, _ = index_vol_range(w2, v2)
     assert lo2 == pytest.approx(0.24 - 0.04)
-    with pytest.raises(InfeasibleError, match="below the lowest reachable index vol 0.2"):
+    with pytest.raises(InfeasibleError, match=r"below the lowest reachable index vol 0\.2"):
         implied_correlation(w2, v2, 0.15, np.eye(3))
 
 

@@ -209,7 +209,7 @@ def test_hist_cov_and_corr(prices):
 
 
 def test_hist_methods(prices):
-    p, _, table = prices
+    _, _, table = prices
     rets = udfs.RETURNS(table)
     for method in ("ewma", "ewma:20", "ledoit-wolf", "LW"):
         out = udfs.HIST_COV(rets, method)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from xlfuncs import core
+from xlfuncs.core._labels import align_all
 from xlfuncs.errors import InputError
 from xlfuncs.excel import cells
-from xlfuncs.core._labels import Labelled, align_all
 from xlfuncs.excel.functions import worksheet_function
 
 __all__ = [

@@ -75,6 +75,7 @@ class ImpliedCorrelation:
         The shift parameter (``shift`` only).
     labels : tuple of str or None
         Asset labels, when the inputs carried them.
+
     """
 
     corr: np.ndarray
@@ -155,6 +156,7 @@ def validate_correlation(
     ------
     InputError
         Naming the first offending entry.
+
     """
     try:
         c = np.array(corr, dtype=float)
@@ -230,6 +232,7 @@ def index_vol_range(weights: object, vols: object) -> tuple[float, float]:
     -------
     (low, high) : tuple of float
         In the units of ``vols``.
+
     """
     w, v = _validate_wv(weights, vols)
     a = np.abs(w * v)
@@ -242,10 +245,14 @@ def index_vol(weights: object, vols: object, corr: object) -> float:
 
     Parameters
     ----------
-    weights, vols : array-like of shape (n_assets,)
+    weights : array-like of shape (n_assets,)
+        Index weights.
+    vols : array-like of shape (n_assets,)
+        Constituent vols, strictly positive.
     corr : array-like of shape (n_assets, n_assets)
         Symmetric, unit diagonal; need not be PSD (a negative index variance is an
         error).
+
     """
     w, v = _validate_wv(weights, vols)
     c = validate_correlation(corr, w.size)
@@ -269,6 +276,7 @@ def average_implied_correlation(weights: object, vols: object, index_vol: object
     InfeasibleError
         When ``rho`` is outside ``[-1/(n-1), 1]`` (no valid equicorrelation
         matrix), naming the index-vol range that one can reach.
+
     """
     w, v = _validate_wv(weights, vols)
     s = _validate_index_vol(index_vol)
@@ -382,9 +390,9 @@ class _Jacobian:
         ps, po, qs, qo, t = self.ps, self.po, self.qs, self.qo, self.t
         hps = hd[:, None] * ps
         kss = ps.T @ hps + hz * np.outer(qs, qs)
-        l = t * (hps.T @ po + hz * np.outer(qs, qo))
-        d = np.einsum("ij,ij->i", ps @ kss, ps) + 2.0 * np.einsum("ij,ij->i", ps @ l, po)
-        z = qs @ kss @ qs + 2.0 * (qs @ l @ qo)
+        lso = t * (hps.T @ po + hz * np.outer(qs, qo))
+        d = np.einsum("ij,ij->i", ps @ kss, ps) + 2.0 * np.einsum("ij,ij->i", ps @ lso, po)
+        z = qs @ kss @ qs + 2.0 * (qs @ lso @ qo)
         if self.complement:
             d = hd + hz * self.ah2 - d
             z = self.ah2 @ hd + hz - z
@@ -590,6 +598,7 @@ def implied_correlation(
     InfeasibleError
         ``index_vol`` outside the reachable range (the message gives the range),
         or ``shift`` leaving the valid correlation matrices.
+
     """
     t0 = time.perf_counter()
     method_name = str(method).strip().lower() if method is not None else "nearest"

@@ -34,6 +34,7 @@ def align(
     ------
     InputError
         When the two sets of labels differ, naming a label that is missing.
+
     """
     pos = {lab.upper(): i for i, lab in enumerate(source)}
     missing = [t for t in target if t.upper() not in pos]

@@ -88,10 +88,15 @@ def simple_returns(prices: object, columns: Sequence[str] | None = None,
     ----------
     prices : array-like of shape (n_periods, n_assets)
         Strictly positive prices, oldest first.
+    columns : sequence of str, optional
+        Asset names, used in messages.
+    name : str
+        The argument's name, used in messages.
 
     Returns
     -------
     ndarray of shape (n_periods - 1, n_assets)
+
     """
     p = np.asarray(prices, dtype=float)
     if p.ndim == 1:
@@ -134,10 +139,15 @@ def covariance(
     periods_per_year : float
         Annualisation factor (252 for daily, 52 weekly, 12 monthly; 1 leaves the
         per-period covariance).
+    columns : sequence of str, optional
+        Asset names, used in messages.
+    name : str
+        The argument's name, used in messages.
 
     Returns
     -------
     ndarray of shape (n_assets, n_assets)
+
     """
     rm = method if isinstance(method, RiskMethod) else parse_risk_method(method)
     if not (np.isfinite(periods_per_year) and periods_per_year > 0):

@@ -69,6 +69,7 @@ def worksheet_function(
         (``ndim=2``); the others are single cells.
     **docs : str
         Function Wizard help for each argument (every argument needs one).
+
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
