@@ -19,6 +19,7 @@ class XlfuncsError(Exception):
         One line, naming the argument (when there is one) and the problem.
     argument : str, optional
         The name of the argument at fault, as the user sees it.
+
     """
 
     def __init__(self, message: str, argument: str | None = None):
