@@ -362,48 +362,53 @@ class _Jacobian:
 
     The operator is ``V h = A(W(A* h))`` with ``A(C) = (diag C, <M, C>)``,
     ``A*(h) = Diag(h[:n]) + h[n] M``, ``M = ah ah'`` and ``W`` the Jacobian of
-    the projection onto the PSD cone. ``W`` acts through the smaller of the
-    positive and non-positive eigenspaces (CorNewton3): cost ``O(n^2 k)``, ``k``
-    the smaller of the two sizes.
+    the projection onto the PSD cone, ``W(H) = P (Omega o P'HP) P'``. ``W`` acts
+    through the smaller of the positive and non-positive eigenspaces S
+    (CorNewton3): with the eigenvectors ordered ``[P_S, P_O]``, only the rows
+    of ``Omega`` that belong to S are needed, so one product costs two
+    ``(|S| x n) (n x n)``-sized matrix products, ``4 n^2 |S|`` flops.
     """
 
     def __init__(self, lam: np.ndarray, p: np.ndarray, ah: np.ndarray):
         pos = lam > 0
         n = lam.size
-        r = int(pos.sum())
-        self.n = n
-        self.ah = ah
+        self.complement = int(pos.sum()) > n // 2
+        small = ~pos if self.complement else pos
+        order = np.concatenate([np.flatnonzero(small), np.flatnonzero(~small)])
+        k = int(small.sum())
+        self.k = k
+        self.p = np.ascontiguousarray(p[:, order])  # [P_S, P_O]
+        self.ps = self.p[:, :k]
+        self.q = self.p.T @ ah
+        self.qs = self.q[:k]
         self.ah2 = ah * ah
-        self.complement = r > n // 2
-        small, other = (~pos, pos) if self.complement else (pos, ~pos)
-        self.ps = p[:, small]
-        self.po = p[:, other]
-        q = p.T @ ah
-        self.qs = q[small]
-        self.qo = q[other]
         lp, ln = lam[pos], lam[~pos]
         tau = lp[:, None] / (lp[:, None] - ln[None, :])  # (r, n - r), in [0, 1]
-        self.t = (1.0 - tau).T if self.complement else tau  # (|small|, |other|)
+        t = (1.0 - tau).T if self.complement else tau  # (|S|, |O|)
+        # Rows of Omega for S, the cross block doubled (it appears twice in W(H)).
+        self.omega = np.concatenate([np.ones((k, k)), 2.0 * t], axis=1)
 
     def apply(self, h: np.ndarray) -> np.ndarray:
         hd, hz = h[:-1], h[-1]
-        ps, po, qs, qo, t = self.ps, self.po, self.qs, self.qo, self.t
-        hps = hd[:, None] * ps
-        kss = ps.T @ hps + hz * np.outer(qs, qs)
-        lso = t * (hps.T @ po + hz * np.outer(qs, qo))
-        d = np.einsum("ij,ij->i", ps @ kss, ps) + 2.0 * np.einsum("ij,ij->i", ps @ lso, po)
-        z = qs @ kss @ qs + 2.0 * (qs @ lso @ qo)
+        k = self.k
+        if k == 0:
+            d, z = np.zeros_like(hd), 0.0
+        else:
+            b = (hd[:, None] * self.ps).T  # P_S' Diag(h)
+            zmat = self.omega * (b @ self.p + hz * np.outer(self.qs, self.q))
+            d = np.einsum("ij,ij->i", self.ps @ zmat, self.p)
+            z = float(self.qs @ zmat @ self.q)
         if self.complement:
             d = hd + hz * self.ah2 - d
-            z = self.ah2 @ hd + hz - z
+            z = float(self.ah2 @ hd) + hz - z
         return np.concatenate([d, [z]])
 
     def diagonal(self) -> np.ndarray:
-        qsq_s = self.ps * self.ps
-        qsq_o = self.po * self.po
-        d = qsq_s.sum(axis=1) ** 2 + 2.0 * np.einsum("ij,ij->i", qsq_s @ self.t, qsq_o)
-        qs2, qo2 = self.qs**2, self.qo**2
-        z = qs2.sum() ** 2 + 2.0 * (qs2 @ self.t @ qo2)
+        p2 = self.p * self.p
+        q2 = self.q * self.q
+        k = self.k
+        d = np.einsum("ij,ij->i", p2[:, :k] @ self.omega, p2)
+        z = float(q2[:k] @ self.omega @ q2)
         if self.complement:
             d = 1.0 - d
             z = 1.0 - z
