@@ -195,6 +195,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_workbooks(args: argparse.Namespace) -> int:
+    """``xlfuncs build-workbooks``: regenerate the workbooks from their sources."""
+    from xlfuncs.excel.build import WORKBOOKS_DIR, build_workbooks
+
+    for path in build_workbooks(Path(args.out) if args.out else WORKBOOKS_DIR):
+        print(f"built {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xlfuncs`` command."""
     parser = argparse.ArgumentParser(
@@ -221,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main jobs on the bundled sample data")
     p.add_argument("--out", help="also write the results to this folder")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("build-workbooks",
+                       help="regenerate workbooks/*.xlsm from the sources in the repository")
+    p.add_argument("--out", help="destination folder (default: the repository's workbooks/)")
+    p.set_defaults(func=cmd_build_workbooks)
     return parser
 
 

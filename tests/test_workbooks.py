@@ -1,0 +1,555 @@
+"""The workbooks we ship: reproducible, well-formed formulas, right cached values, VBA, LibreOffice.
+
+The formulas in the files are checked by reading them back with openpyxl and
+parsing them here (openpyxl's tokenizer), independently of the builder's own
+code: every function is an Excel built-in or a registered xlfuncs function
+with a valid number of arguments, and every xlfuncs formula, evaluated on the
+workbook's own cells as xlwings would hand them to Python, gives the values
+cached in the file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from openpyxl.formula.tokenizer import Token, Tokenizer
+from openpyxl.utils import FORMULAE, range_boundaries
+from openpyxl.worksheet.formula import ArrayFormula
+from pyopenvba import ExcelFile, check_file
+from pyopenvba.apps.excel import ExcelApplication
+
+from xlfuncs.excel import vba
+from xlfuncs.excel.build import Call, Ref, build_workbooks, evaluate, main, workbook_specs
+from xlfuncs.excel.cells import ERROR_PREFIX
+from xlfuncs.excel.functions import REGISTRY, Argument, WorksheetFunction
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "workbooks"
+NAMES = [spec.filename for spec in workbook_specs()]
+# xlfuncs functions each workbook must show (the brief of each sheet).
+MUST_CALL = {
+    "ImpliedCov.xlsm": {"IMPLIED_CORR", "IMPLIED_COV", "INDEX_VOL", "IMPLIED_AVG_CORR"},
+}
+_FUTURE_PREFIXES = ("_xlfn.", "_xlws.")
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("workbooks")
+    return {p.name: p for p in build_workbooks(out)}
+
+
+def committed(name: str) -> Path:
+    path = COMMITTED / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run python -m xlfuncs.excel.build")
+    return path
+
+
+# --------------------------------------------------------------------------- formula parsing
+
+
+@dataclass
+class FunctionCall:
+    """One function call in a formula: its name and the tokens of each argument."""
+
+    name: str
+    prefixed: bool  # written with _xlfn./_xlws. (an Excel "future" function)
+    args: list[list[Token]] = field(default_factory=lambda: [[]])
+
+    @property
+    def nargs(self) -> int:
+        return 0 if len(self.args) == 1 and not self.args[0] else len(self.args)
+
+
+@dataclass
+class _Frame:
+    kind: str  # Token.FUNC, Token.PAREN or Token.ARRAY
+    call: FunctionCall | None = None
+
+
+def function_calls(formula: str) -> list[FunctionCall]:
+    """Every function call in ``formula``, outermost first, with its argument tokens.
+
+    Commas inside nested calls, parentheses, array constants and text do not
+    split an argument; ``F()`` has no argument, ``F(,)`` has two.
+    """
+    calls: list[FunctionCall] = []
+    stack: list[_Frame] = []
+    for tok in Tokenizer(formula).items:
+        if tok.type == Token.WSPACE:
+            continue
+        top = stack[-1] if stack else None
+        if tok.subtype == Token.CLOSE:
+            if top is None or top.kind != tok.type:
+                raise ValueError(f"unbalanced {tok.value!r} in {formula}")
+            stack.pop()
+            continue
+        if tok.type == Token.SEP and tok.subtype == Token.ARG and top and top.call:
+            top.call.args.append([])
+            continue
+        if top and top.call:
+            top.call.args[-1].append(tok)
+        if tok.subtype == Token.OPEN:
+            call = None
+            if tok.type == Token.FUNC:
+                name = tok.value[:-1].lstrip("@")
+                prefixed = name.startswith(_FUTURE_PREFIXES)
+                if prefixed:
+                    name = name.split(".", 1)[1]
+                call = FunctionCall(name.upper(), prefixed)
+                calls.append(call)
+            stack.append(_Frame(tok.type, call))
+    if stack:
+        raise ValueError(f"unclosed {stack[-1].kind} in {formula}")
+    return calls
+
+
+def test_function_calls_parser() -> None:
+    calls = function_calls(
+        '=IMPLIED_CORR(Weights, Vols, 0.1, "a,b", "x")+SUM({1,2;3,4}, F(), G(,))'
+    )
+    assert [(c.name, c.nargs) for c in calls] == [
+        ("IMPLIED_CORR", 5),
+        ("SUM", 3),
+        ("F", 0),
+        ("G", 2),
+    ]
+    assert [[t.value for t in a] for a in calls[0].args] == [
+        ["Weights"],
+        ["Vols"],
+        ["0.1"],
+        ['"a,b"'],
+        ['"x"'],
+    ]
+    nested = function_calls("=ROUND(INDEX_VOL(A1:A3, B1:B3, (C1:E3)), 2)")
+    assert [(c.name, c.nargs) for c in nested] == [("ROUND", 2), ("INDEX_VOL", 3)]
+    future = function_calls("=_xlfn.ANCHORARRAY(A1)")
+    assert (future[0].name, future[0].prefixed, future[0].nargs) == ("ANCHORARRAY", True, 1)
+    with pytest.raises(ValueError):
+        function_calls("=SUM(A1")
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass(frozen=True)
+class FormulaCell:
+    sheet: str
+    cell: str
+    text: str
+    ref: str  # the cells it fills: a spill range for an array formula
+
+    @property
+    def where(self) -> str:
+        return f"{self.sheet}!{self.cell}"
+
+
+def formula_cells(book: openpyxl.Workbook) -> list[FormulaCell]:
+    out = []
+    for ws in book.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if isinstance(c.value, ArrayFormula):
+                    out.append(FormulaCell(ws.title, c.coordinate, c.value.text, c.value.ref))
+                elif c.data_type == "f":
+                    out.append(FormulaCell(ws.title, c.coordinate, c.value, c.coordinate))
+    return out
+
+
+def cell_value(value: Any) -> Any:
+    """A cell's value as xlwings hands it to Python: floats, None, str, bool."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def range_grid(values: openpyxl.Workbook, sheet: str, ref: str) -> list[list[Any]]:
+    cells = values[sheet][ref.replace("$", "")]
+    if not isinstance(cells, tuple):
+        cells = ((cells,),)
+    return [[cell_value(c.value) for c in row] for row in cells]
+
+
+def resolve_reference(values: openpyxl.Workbook, text: str, sheet: str) -> list[list[Any]]:
+    """The cells of a workbook name or an A1 reference (``Sheet!A1:B2``)."""
+    if text in values.defined_names:
+        dests = list(values.defined_names[text].destinations)
+        assert len(dests) == 1, f"name {text} has {len(dests)} ranges"
+        return range_grid(values, *dests[0])
+    if "!" in text:
+        sheet, text = text.rsplit("!", 1)
+        sheet = sheet.strip("'").replace("''", "'")
+    return range_grid(values, sheet, text)
+
+
+def as_xlwings(grid: list[list[Any]], arg: Argument) -> Any:
+    """What xlwings hands a UDF argument for a range holding ``grid``."""
+    if arg.is_range:  # declared ndim=2
+        return grid
+    if len(grid) == 1 and len(grid[0]) == 1:
+        return grid[0][0]
+    if len(grid) == 1:
+        return grid[0]
+    if all(len(r) == 1 for r in grid):
+        return [r[0] for r in grid]
+    return grid
+
+
+def argument_value(
+    tokens: list[Token], arg: Argument, values: openpyxl.Workbook, sheet: str
+) -> Any:
+    assert len(tokens) == 1 and tokens[0].type == Token.OPERAND, (
+        "the test evaluates only names, references and constants as arguments: "
+        + "".join(t.value for t in tokens)
+    )
+    tok = tokens[0]
+    if tok.subtype == Token.TEXT:
+        return tok.value[1:-1].replace('""', '"')
+    if tok.subtype == Token.NUMBER:
+        return float(tok.value)
+    if tok.subtype == Token.LOGICAL:
+        return tok.value.upper() == "TRUE"
+    assert tok.subtype == Token.RANGE, f"cannot evaluate {tok.value}"
+    return as_xlwings(resolve_reference(values, tok.value, sheet), arg)
+
+
+def result_grid(result: Any) -> list[list[Any]]:
+    if isinstance(result, list | tuple):
+        if result and all(isinstance(r, list | tuple) for r in result):
+            return [list(r) for r in result]
+        return [list(result)]
+    return [[result]]
+
+
+def same_cell(expected: Any, cached: Any) -> bool:
+    if expected in (None, "") or cached in (None, ""):
+        return expected in (None, "") and cached in (None, "")
+    if isinstance(expected, str) or isinstance(cached, str):
+        return expected == cached
+    return math.isclose(float(expected), float(cached), rel_tol=1e-9, abs_tol=1e-9)
+
+
+# --------------------------------------------------------------------------- the files
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rebuild_is_byte_identical(rebuilt: dict[str, Path], name: str) -> None:
+    old, new = committed(name).read_bytes(), rebuilt[name].read_bytes()
+    if old == new:
+        return
+    with zipfile.ZipFile(committed(name)) as a, zipfile.ZipFile(rebuilt[name]) as b:
+        parts = sorted(set(a.namelist()) | set(b.namelist()))
+        differ = [
+            p
+            for p in parts
+            if p not in a.namelist() or p not in b.namelist() or a.read(p) != b.read(p)
+        ]
+    pytest.fail(
+        f"workbooks/{name} differs from a rebuild in {differ or 'zip layout'}: "
+        "run python -m xlfuncs.excel.build and commit the result"
+    )
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        (Call("INDEX_VOL", (Ref("W"), Ref("W"), "corr")), "#xlfuncs!"),
+        (Call("INDEX_VOL", (Ref("W"), Ref("W"))), "takes 3 to 3 arguments"),
+        (Call("NO_SUCH_FUNCTION", ()), "not a registered"),
+        (Call("INDEX_VOL", (Ref("W"), Ref("W"), Ref("Undefined"))), "not defined"),
+    ],
+)
+def test_builder_refuses_bad_formulas(formula: Call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        evaluate(formula, {"W": [[0.5], [0.5]]})
+
+
+def test_build_main_writes_every_workbook(tmp_path: Path) -> None:
+    assert main([str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_formulas_call_known_functions_with_valid_arity(name: str) -> None:
+    book = openpyxl.load_workbook(committed(name))
+    cells = formula_cells(book)
+    assert cells, f"{name} has no formulas"
+    used = set()
+    for fc in cells:
+        for call in function_calls(fc.text):
+            fn = None if call.prefixed else REGISTRY.get(call.name)
+            if fn is None:
+                assert call.prefixed or call.name in FORMULAE, (
+                    f"{name} {fc.where}: {fc.text} calls {call.name}, which is neither an "
+                    "Excel built-in nor an xlfuncs function"
+                )
+                continue
+            used.add(call.name)
+            assert fn.min_args <= call.nargs <= fn.max_args, (
+                f"{name} {fc.where}: {fc.text} gives {call.name} {call.nargs} arguments "
+                f"({fn.min_args} to {fn.max_args} allowed)"
+            )
+    assert MUST_CALL.get(name, set()) <= used
+    for defined in book.defined_names.values():
+        assert "(" not in defined.attr_text, f"name {defined.name} is a formula"
+        assert len(list(defined.destinations)) == 1, f"name {defined.name} is not one range"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_xlfuncs_formulas_are_dynamic_arrays(name: str) -> None:
+    """Excel 365 spills a formula only when the file marks it as a dynamic array."""
+    with zipfile.ZipFile(committed(name)) as z:
+        sheets = [n for n in z.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)]
+        metadata = z.read("xl/metadata.xml").decode()
+        marked = 0
+        for part in sheets:
+            root = ET.fromstring(z.read(part))
+            for c in root.iterfind(".//m:c", _NS):
+                f = c.find("m:f", _NS)
+                if f is None or not any(
+                    not call.prefixed and call.name in REGISTRY
+                    for call in function_calls("=" + (f.text or ""))
+                ):
+                    continue
+                where = f"{name} {part} {c.get('r')}: ={f.text}"
+                assert f.get("t") == "array" and f.get("ref"), f"{where} is not an array formula"
+                assert c.get("cm") is not None, f"{where} lacks the dynamic-array marking"
+                marked += 1
+    assert marked
+    assert 'fDynamic="1"' in metadata
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_xlfuncs_formulas_reproduce_cached_values(name: str) -> None:
+    formulas = openpyxl.load_workbook(committed(name))
+    values = openpyxl.load_workbook(committed(name), data_only=True)
+    evaluated = 0
+    for fc in formula_cells(formulas):
+        calls = function_calls(fc.text)
+        fn = REGISTRY.get(calls[0].name) if calls and not calls[0].prefixed else None
+        if fn is None:
+            continue
+        assert len(calls) == 1 and fc.text.replace(" ", "").startswith(f"={fn.name}("), (
+            f"{fc.where}: {fc.text} should be a single xlfuncs call"
+        )
+        call = calls[0]
+        args = [
+            argument_value(tokens, spec, values, fc.sheet)
+            for tokens, spec in zip(call.args, fn.args, strict=False)
+        ]
+        grid = result_grid(fn.func(*args))
+        errors = [c for r in grid for c in r if isinstance(c, str) and c.startswith(ERROR_PREFIX)]
+        assert not errors, f"{name} {fc.where}: {fc.text} gives {errors[0]}"
+        cached = range_grid(values, fc.sheet, fc.ref)
+        assert (len(cached), len(cached[0])) == (len(grid), len(grid[0])), (
+            f"{name} {fc.where}: {fc.text} fills {fc.ref} but gives "
+            f"{len(grid)}x{len(grid[0])} values"
+        )
+        for i, row in enumerate(grid):
+            for j, expected in enumerate(row):
+                assert same_cell(expected, cached[i][j]), (
+                    f"{name} {fc.where}: {fc.text}[{i}][{j}] is {expected!r} but the file "
+                    f"caches {cached[i][j]!r}"
+                )
+        evaluated += 1
+    assert evaluated >= len(MUST_CALL.get(name, ()))
+
+
+def test_implied_cov_sheet_shows_the_index_vol_gap() -> None:
+    """The check block shows SPY's 0.116 and the 0.085 the historical correlations imply."""
+    values = openpyxl.load_workbook(committed("ImpliedCov.xlsm"), data_only=True)
+    formulas = openpyxl.load_workbook(committed("ImpliedCov.xlsm"))
+    found = {}
+    for fc in formula_cells(formulas):
+        if fc.text.replace(" ", "").startswith("=INDEX_VOL("):
+            found[fc.text.split(",")[-1].strip(" )")] = values[fc.sheet][fc.cell].value
+    assert found["HistCorr"] == pytest.approx(0.0848, abs=5e-4)
+    assert found["ImpliedCorr"] == pytest.approx(0.116, abs=1e-9)
+    assert found["ShiftCorr"] == pytest.approx(0.116, abs=1e-9)
+    assert resolve_reference(values, "SpyVol", "ImpliedCov") == [[0.116]]
+
+
+# --------------------------------------------------------------------------- VBA
+
+_FUNCTION = re.compile(r"^Function (\w+)\(([^)]*)\)\s*$", re.M)
+_CALL_UDF = re.compile(r"([\w.]+)\.CallUDF\(")
+_WRAPPER_CALL = re.compile(
+    r'^\s*(\w+) = XLPy\.CallUDF\("([^"]+)", "(\w+)", Array\(([^)]*)\), ThisWorkbook, '
+    r"Application\.Caller\)\s*$",
+    re.M,
+)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vba_wraps_every_function_through_the_xlwings_addin(name: str) -> None:
+    with ExcelFile(committed(name)) as book:
+        modules = {m: book.get_module(m) for m in book.module_names()}
+        refs = {r.name: r for r in book.references()}
+    spec = next(s for s in workbook_specs() if s.filename == name)
+    expected = {
+        "ThisWorkbook",
+        *(s.code_name for s in spec.sheets),
+        vba.WRAPPER_MODULE,
+        vba.HELP_MODULE,
+        *spec.vba_modules,
+    }
+    assert set(modules) == expected  # nothing of xlwings' own VBA is embedded
+    assert refs["xlwings"].kind == "project"
+    assert refs["xlwings"].libid.endswith("\\xlwings.xlam")
+
+    source = modules[vba.WRAPPER_MODULE]
+    signatures = {m.group(1): m.group(2) for m in _FUNCTION.finditer(source)}
+    assert set(signatures) == set(REGISTRY)
+    for fname, fn in REGISTRY.items():
+        params = [p.strip() for p in signatures[fname].split(",") if p.strip()]
+        assert params == [("Optional " if a.optional else "") + a.name for a in fn.args]
+    calls = _WRAPPER_CALL.findall(source)
+    assert len(calls) == len(_CALL_UDF.findall(source)) == len(REGISTRY)
+    for target, module, fname, args in calls:
+        assert target == fname and module == vba.PYTHON_MODULE == "xlfuncs.udfs"
+        assert [a.strip() for a in args.split(",") if a.strip()] == [
+            a.name for a in REGISTRY[fname].args
+        ]
+    for other, text in modules.items():
+        if other != vba.WRAPPER_MODULE:
+            assert "CallUDF" not in text, f"{other} calls Python directly"
+    for fname in REGISTRY:
+        assert f'Describe "{fname}",' in modules[vba.HELP_MODULE]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_package_is_well_formed(name: str) -> None:
+    """Zip CRCs, XML, relationships, content types and the VBA project all check out."""
+    report = check_file(committed(name))
+    assert report.complete and report.issues == ()
+    with ExcelFile(committed(name)) as book:
+        assert book.validate() == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vba_modules_compile(name: str) -> None:
+    """pyOpenVBA's interpreter compiles every standard module (syntax, block structure)."""
+    with ExcelFile(committed(name)) as book:
+        modules = {m: book.get_module(m) for m in book.module_names()}
+    app = ExcelApplication()
+    app.add_workbook()
+    for module in (vba.WRAPPER_MODULE, vba.HELP_MODULE):
+        body = modules[module].split("\r\n", 1)[1]  # without the Attribute VB_Name line
+        app.add_module(body, name=module)
+
+
+def _fn(name: str, *args: tuple[str, bool], doc: str = "Doc.") -> WorksheetFunction:
+    return WorksheetFunction(
+        name, lambda *a: None, doc, tuple(Argument(n, f'Help of "{n}".', o, False) for n, o in args)
+    )
+
+
+def test_wrapper_module_text() -> None:
+    text = vba.wrapper_module([_fn("NO_ARGS"), _fn("TWO", ("a", False), ("b", True))])
+    assert text.startswith('Attribute VB_Name = "xlwings_udfs"\r\n')
+    assert "Function NO_ARGS()\r\n" in text
+    assert 'NO_ARGS = XLPy.CallUDF("xlfuncs.udfs", "NO_ARGS", Array(), ' in text
+    assert "Function TWO(a, Optional b)\r\n" in text
+    assert "On Error GoTo failed" in text and "TWO = Err.Description" in text
+    addin = vba.wrapper_module([_fn("TWO", ("a", False))], workbook="ActiveWorkbook")
+    assert "Array(a), ActiveWorkbook, Application.Caller)" in addin
+    helptext = vba.help_module([_fn("TWO", ("a", False), doc='Say "hi" \u03b2.')])
+    assert 'Describe "TWO", "Say ""hi"" ?.", Array( _' in helptext
+    assert '"Help of ""a"".")' in helptext
+    app = ExcelApplication()
+    app.add_workbook()
+    app.add_module(text.split("\r\n", 1)[1], name="xlwings_udfs")
+    app.add_module(vba.help_module([_fn("NO_ARGS")]).split("\r\n", 1)[1], name="xlfuncs_help")
+
+
+@pytest.mark.parametrize("bad", [_fn("1X"), _fn("F", ("end", False)), _fn("F", ("a b", False))])
+def test_wrapper_module_rejects_names_vba_cannot_use(bad: WorksheetFunction) -> None:
+    with pytest.raises(ValueError, match="VBA identifier"):
+        vba.wrapper_module([bad])
+
+
+def test_read_vba_sources(tmp_path: Path) -> None:
+    (tmp_path / "Macros.bas").write_text('Attribute VB_Name = "Macros"\nSub A()\nEnd Sub\n')
+    assert vba.read_vba_sources(tmp_path, ["Macros"]) == {
+        "Macros": 'Attribute VB_Name = "Macros"\r\nSub A()\r\nEnd Sub\r\n'
+    }
+    (tmp_path / "Wrong.bas").write_text('Attribute VB_Name = "Other"\n')
+    with pytest.raises(ValueError, match="VB_Name"):
+        vba.read_vba_sources(tmp_path, ["Wrong"])
+
+
+# --------------------------------------------------------------------------- LibreOffice
+
+
+def _bounds(ref: str) -> dict[str, int]:
+    min_col, min_row, max_col, max_row = range_boundaries(ref)
+    return {"min_row": min_row, "max_row": max_row, "min_col": min_col, "max_col": max_col}
+
+
+def _convert(soffice: str, src: Path, fmt: str, out: Path, profile: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        soffice,
+        f"-env:UserInstallation={profile.as_uri()}",
+        "--headless",
+        "--norestore",
+        "--convert-to",
+        fmt,
+        "--outdir",
+        str(out),
+        str(src),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    target = out / f"{src.stem}.{fmt}"
+    assert done.returncode == 0 and target.is_file(), (
+        f"LibreOffice could not convert {src.name} to {fmt}: {done.stdout} {done.stderr}"
+    )
+    return target
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_libreoffice_opens_and_converts(soffice: str, name: str, tmp_path: Path) -> None:
+    profile = tmp_path / "profile"
+    pdf = _convert(soffice, committed(name), "pdf", tmp_path / "pdf", profile)
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 5000
+    assert data.count(b"/Type /Page") + data.count(b"/Type/Page") >= 1
+
+    # Saved again by LibreOffice, the workbook still holds what we wrote: LibreOffice
+    # read it as it is, without repairing it.
+    again = _convert(soffice, committed(name), "xlsx", tmp_path / "xlsx", profile)
+    ours = openpyxl.load_workbook(committed(name))
+    theirs = openpyxl.load_workbook(again)
+    assert theirs.sheetnames == ours.sheetnames
+    assert set(theirs.defined_names) == set(ours.defined_names)
+    for sheet in ours.sheetnames:
+        mine, lo = ours[sheet], theirs[sheet]
+        # Cells a formula fills are LibreOffice's own results (it recalculates array
+        # formulas on opening, and cannot run xlfuncs); every other cell must survive.
+        filled = {
+            c.coordinate
+            for fc in formula_cells(ours)
+            if fc.sheet == sheet
+            for row in mine.iter_rows(**_bounds(fc.ref))
+            for c in row
+        }
+        for row in mine.iter_rows():
+            for c in row:
+                if c.value is not None and c.coordinate not in filled:
+                    assert lo[c.coordinate].value == c.value, f"{sheet}!{c.coordinate}"
+        texts = {fc.text.replace(" ", "") for fc in formula_cells(ours) if fc.sheet == sheet}
+        kept = {fc.text.replace(" ", "") for fc in formula_cells(theirs) if fc.sheet == sheet}
+        assert texts <= kept

@@ -1,0 +1,816 @@
+"""Build the workbooks we ship (``workbooks/*.xlsm``) from a declared spec.
+
+A workbook is data: a :class:`WorkbookSpec` holds sheets, and a sheet is a
+list of blocks (a section heading, notes, an input table, a named input value,
+a labelled input matrix, a formula that spills, a row of checks). The writer
+lays the blocks out top to bottom, defines a workbook name for every named
+input and result so the formulas read ``=IMPLIED_CORR(Weights, Vols, SpyVol,
+HistCorr)``, and writes every xlfuncs formula with XlsxWriter's
+``write_dynamic_array_formula`` so that Excel 365 spills it like a formula
+typed by hand (SPEC section 1).
+
+Each formula's result is computed while building, by calling the registered
+Python function on the workbook's own data exactly as xlwings would pass it,
+and stored as the cells' cached values: readers that do not calculate (file
+previews, pandas and openpyxl) show numbers, and the tests compare them. An
+error result stops the build. (LibreOffice, at least up to 7.4, recalculates
+every array formula when it opens a file, whatever is cached, so there the
+xlfuncs cells show an error, as in Excel without the xlwings add-in.)
+
+The VBA project (the UDF wrappers generated from the registry, the Function
+Wizard help, and the hand-written modules in ``workbooks/src/vba``) is built
+with pyopenvba (see :mod:`xlfuncs.excel.vba`) and embedded with
+``add_vba_project``. Document properties carry a fixed date and XlsxWriter
+writes fixed zip timestamps, so rebuilding gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xlsxwriter
+from xlsxwriter.format import Format
+from xlsxwriter.utility import xl_range_abs
+from xlsxwriter.worksheet import Worksheet
+
+import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTRY)
+from xlfuncs.excel import vba
+from xlfuncs.excel.cells import ERROR_PREFIX
+from xlfuncs.excel.functions import REGISTRY
+
+__all__ = [
+    "BUILD_DATE",
+    "Call",
+    "Checks",
+    "ExcelFormula",
+    "InputMatrix",
+    "InputTable",
+    "InputValue",
+    "Notes",
+    "Ref",
+    "Section",
+    "SheetSpec",
+    "Spill",
+    "WorkbookSpec",
+    "build_workbook",
+    "build_workbooks",
+    "main",
+    "workbook_specs",
+]
+
+#: Repository root (the builder runs from a source checkout: it needs workbooks/src).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Where the built workbooks are kept in the repository.
+WORKBOOKS_DIR = REPO_ROOT / "workbooks"
+#: Hand-written VBA modules, one ``<name>.bas`` each.
+VBA_SOURCE_DIR = WORKBOOKS_DIR / "src" / "vba"
+#: Creation date written into every file, so that rebuilding is reproducible.
+BUILD_DATE = dt.datetime(2025, 2, 18, 0, 0, 0)
+
+# Columns are 0-based in XlsxWriter.
+_LABEL_COL = 0
+
+# --------------------------------------------------------------------------- the spec
+
+Cell = float | str | None
+Grid = list[list[Any]]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A workbook name used as a formula argument, e.g. ``Ref("Weights")``."""
+
+    name: str
+
+
+Arg = Ref | str | float
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of a registered xlfuncs function.
+
+    Parameters
+    ----------
+    function : str
+        Name in :data:`~xlfuncs.excel.functions.REGISTRY`.
+    args : tuple
+        Arguments: :class:`Ref` for a workbook name, ``str`` for a text
+        literal, ``float`` for a number.
+
+    """
+
+    function: str
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class ExcelFormula:
+    """A formula of Excel built-in functions, with its value computed in Python.
+
+    Parameters
+    ----------
+    text : str
+        The formula without the leading ``=``, e.g. ``"SUM(Weights)"``.
+    compute : callable
+        Gets the names' grids (``{name: 2-D list}``) and returns the value.
+
+    """
+
+    text: str
+    compute: Callable[[Mapping[str, Grid]], Any]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A bold heading row, an optional note row below it, after one blank row."""
+
+    title: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Notes:
+    """Lines of text, one row each, under an optional heading."""
+
+    lines: tuple[str, ...]
+    heading: str = ""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an input table; ``name`` names its values (without the header)."""
+
+    header: str
+    values: tuple[Cell, ...]
+    num_format: str = ""
+    name: str = ""
+    is_input: bool = True
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """A header row and columns of equal length; an optional total row below."""
+
+    columns: tuple[Column, ...]
+    total_label: str = ""
+    total: tuple[ExcelFormula | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class InputValue:
+    """One named input cell with a label in the first column."""
+
+    label: str
+    name: str
+    value: float
+    num_format: str
+    col: int = 2
+
+
+@dataclass(frozen=True)
+class InputMatrix:
+    """A named square matrix with labels in its first row and column.
+
+    The corner cell holds ``corner``, or is blank when that is empty.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    values: tuple[tuple[float, ...], ...]
+    num_format: str
+    corner: str = ""
+
+
+@dataclass(frozen=True)
+class Spill:
+    """A formula that spills; ``name`` names the whole spilled range."""
+
+    formula: Call
+    num_format: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of :class:`Checks`: a label and a formula."""
+
+    label: str
+    formula: Call | ExcelFormula
+    num_format: str
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Rows of label and single-value formula (value in column ``col``)."""
+
+    rows: tuple[Check, ...]
+    col: int = 4
+
+
+Block = Section | Notes | InputTable | InputValue | InputMatrix | Spill | Checks
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """A worksheet: its name, VBA code name, title rows, blocks and layout."""
+
+    name: str
+    code_name: str
+    title: str
+    subtitle: str
+    blocks: tuple[Block, ...]
+    column_widths: tuple[tuple[int, int, float], ...] = ()
+    freeze_rows: int = 2
+
+
+@dataclass(frozen=True)
+class WorkbookSpec:
+    """A workbook file: sheets, document properties and its VBA modules."""
+
+    filename: str
+    title: str
+    subject: str
+    sheets: tuple[SheetSpec, ...]
+    vba_modules: tuple[str, ...] = ()
+    keywords: str = "xlfuncs, xlwings"
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def formula_text(formula: Call | ExcelFormula) -> str:
+    """The formula as Excel shows it, with the leading ``=``."""
+    if isinstance(formula, ExcelFormula):
+        return "=" + formula.text
+    parts = []
+    for a in formula.args:
+        if isinstance(a, Ref):
+            parts.append(a.name)
+        elif isinstance(a, str):
+            parts.append('"' + a.replace('"', '""') + '"')
+        else:
+            parts.append(repr(float(a)))
+    return f"={formula.function}({', '.join(parts)})"
+
+
+def xlwings_value(grid: Grid, is_range: bool) -> Any:
+    """What xlwings hands a UDF for a range holding ``grid``.
+
+    A range argument (declared ``ndim=2``) arrives as a list of rows; any other
+    argument as the value of a single cell, a 1-D list for one row or one
+    column, or a list of rows.
+    """
+    if is_range:
+        return [list(r) for r in grid]
+    if len(grid) == 1 and len(grid[0]) == 1:
+        return grid[0][0]
+    if len(grid) == 1:
+        return list(grid[0])
+    if all(len(r) == 1 for r in grid):
+        return [r[0] for r in grid]
+    return [list(r) for r in grid]
+
+
+def as_grid(result: Any) -> Grid:
+    """A UDF result as the 2-D block of cells it fills (a 1-D list fills a row)."""
+    if isinstance(result, list | tuple):
+        if result and all(isinstance(r, list | tuple) for r in result):
+            return [list(r) for r in result]
+        return [list(result)]
+    return [[result]]
+
+
+def evaluate(formula: Call | ExcelFormula, names: Mapping[str, Grid]) -> Grid:
+    """Compute a formula's cells on the workbook's data.
+
+    Parameters
+    ----------
+    formula : Call or ExcelFormula
+        The formula.
+    names : mapping of str to 2-D list
+        Cell values of the workbook names defined so far.
+
+    Returns
+    -------
+    list of list
+        The cells the formula fills.
+
+    Raises
+    ------
+    ValueError
+        When the function is unknown, an argument count is wrong, a name is not
+        defined yet, or the result is an ``#xlfuncs!`` error.
+
+    """
+    if isinstance(formula, ExcelFormula):
+        return as_grid(formula.compute(names))
+    fn = REGISTRY.get(formula.function)
+    if fn is None:
+        raise ValueError(f"{formula.function} is not a registered xlfuncs function")
+    if not fn.min_args <= len(formula.args) <= fn.max_args:
+        raise ValueError(
+            f"{formula_text(formula)}: {fn.name} takes {fn.min_args} to {fn.max_args} arguments"
+        )
+    values = []
+    for spec, a in zip(fn.args, formula.args, strict=False):
+        if isinstance(a, Ref):
+            if a.name not in names:
+                raise ValueError(f"{formula_text(formula)}: the name {a.name} is not defined above")
+            values.append(xlwings_value(names[a.name], spec.is_range))
+        else:
+            values.append(a if isinstance(a, str) else float(a))
+    result = fn.func(*values)
+    grid = as_grid(result)
+    bad = [c for r in grid for c in r if isinstance(c, str) and c.startswith(ERROR_PREFIX)]
+    if bad:
+        raise ValueError(f"{formula_text(formula)} gives {bad[0]}")
+    return grid
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+def _stored(value: Any) -> Any:
+    """A result as cached in the file: numbers to 10 significant digits.
+
+    The cached values are for display; rounding keeps the file identical when a
+    rebuild on another CPU differs in the last bits of a solver's result.
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.10g}")
+    return value
+
+
+def _as_written(value: Any) -> Any:
+    """A value as a reader gets it back: XlsxWriter writes numbers with 16 digits."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.16G}")
+    return value
+
+
+class _Styles:
+    """XlsxWriter formats made on first use, in a fixed order (reproducible files)."""
+
+    _BASE: Mapping[str, Mapping[str, Any]] = {
+        "title": {"bold": True, "font_size": 14},
+        "subtitle": {"italic": True, "font_color": "#595959"},
+        "section": {"bold": True, "font_size": 12, "bottom": 1},
+        "note": {"italic": True, "font_color": "#595959"},
+        "text": {},
+        "header": {"bold": True, "text_wrap": True, "valign": "bottom", "bottom": 1},
+        "number_header": {
+            "bold": True,
+            "text_wrap": True,
+            "valign": "bottom",
+            "bottom": 1,
+            "align": "right",
+        },
+        "label": {"bold": True},
+        "input": {"font_color": "#0000FF"},
+        "input_label": {"bold": True, "font_color": "#0000FF"},
+        "column_label": {"bold": True, "align": "right"},
+        "input_column_label": {"bold": True, "font_color": "#0000FF", "align": "right"},
+        "result": {},
+    }
+
+    def __init__(self, book: xlsxwriter.Workbook) -> None:
+        self._book = book
+        self._cache: dict[tuple[str, str], Format] = {}
+
+    def __call__(self, kind: str, num_format: str = "") -> Format:
+        key = (kind, num_format)
+        if key not in self._cache:
+            props = dict(self._BASE[kind])
+            if num_format:
+                props["num_format"] = num_format
+            self._cache[key] = self._book.add_format(props)
+        return self._cache[key]
+
+
+def _kind(value: Any, i: int, j: int, base: str) -> str:
+    """Style of a matrix cell: labels bold (right-aligned over columns), numbers plain."""
+    if not isinstance(value, str):
+        return base or "result"
+    prefix = base + "_" if base else ""
+    return prefix + ("column_label" if i == 0 and j > 0 else "label")
+
+
+@dataclass
+class _SheetWriter:
+    """Lays out one sheet's blocks from top to bottom."""
+
+    book: xlsxwriter.Workbook
+    sheet: Worksheet
+    spec: SheetSpec
+    styles: _Styles
+    names: dict[str, Grid]
+    row: int = 0
+
+    # ---- helpers
+
+    def _define(self, name: str, first_row: int, first_col: int, grid: Grid) -> None:
+        if name in self.names:
+            raise ValueError(f"the name {name} is defined twice")
+        last_row, last_col = first_row + len(grid) - 1, first_col + len(grid[0]) - 1
+        ref = xl_range_abs(first_row, first_col, last_row, last_col)
+        if first_row == last_row and first_col == last_col:
+            ref = ref.split(":")[0]
+        self.book.define_name(name, f"='{self.spec.name}'!{ref}")
+        self.names[name] = grid
+
+    def _cell(self, row: int, col: int, value: Any, fmt: Format) -> None:
+        if value is None:
+            self.sheet.write_blank(row, col, None, fmt)
+        elif isinstance(value, str):
+            self.sheet.write_string(row, col, value, fmt)
+        elif isinstance(value, bool):
+            self.sheet.write_boolean(row, col, value, fmt)
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"cannot store {value} in a cell")
+            self.sheet.write_number(row, col, float(value), fmt)
+        else:
+            raise TypeError(f"cannot store a {type(value).__name__} in a cell")
+
+    def _formula(
+        self, row: int, col: int, formula: Call | ExcelFormula, num_format: str, name: str = ""
+    ) -> Grid:
+        """Write a formula and its cached result cells; return the grid."""
+        grid = [[_stored(v) for v in r] for r in evaluate(formula, self.names)]
+        height, width = len(grid), len(grid[0])
+        first = grid[0][0]
+        first_style = self.styles("label" if isinstance(first, str) else "result", num_format)
+        if isinstance(formula, ExcelFormula):
+            if height != 1 or width != 1:
+                raise ValueError(f"{formula_text(formula)} must give one value")
+            # A plain formula: Excel does not add @ to built-ins over names and ranges.
+            self.sheet.write_formula(row, col, formula_text(formula), first_style, first)
+        else:
+            self.sheet.write_dynamic_array_formula(
+                row,
+                col,
+                row + height - 1,
+                col + width - 1,
+                formula_text(formula),
+                first_style,
+                "" if first is None else first,
+            )
+        for i, cells in enumerate(grid):
+            for j, value in enumerate(cells):
+                if i or j:
+                    kind = _kind(value, i, j, "")
+                    self._cell(row + i, col + j, value, self.styles(kind, num_format))
+        if name:
+            self._define(name, row, col, grid)
+        return grid
+
+    # ---- blocks
+
+    def title(self) -> None:
+        self.sheet.write_string(0, _LABEL_COL, self.spec.title, self.styles("title"))
+        self.sheet.write_string(1, _LABEL_COL, self.spec.subtitle, self.styles("subtitle"))
+        self.row = 2
+
+    def section(self, b: Section) -> None:
+        self.row += 1
+        self.sheet.write_string(self.row, _LABEL_COL, b.title, self.styles("section"))
+        self.row += 1
+        if b.note:
+            self.sheet.write_string(self.row, _LABEL_COL, b.note, self.styles("note"))
+            self.row += 1
+
+    def notes(self, b: Notes) -> None:
+        if b.heading:
+            self.section(Section(b.heading))
+        for line in b.lines:
+            self.sheet.write_string(self.row, _LABEL_COL, line, self.styles("text"))
+            self.row += 1
+
+    def input_table(self, b: InputTable) -> None:
+        length = {len(c.values) for c in b.columns}
+        if len(length) != 1:
+            raise ValueError("the columns of an input table must have the same length")
+        n = length.pop()
+        self.sheet.set_row(self.row, 30)  # room for two lines of a wrapped header
+        for j, c in enumerate(b.columns):
+            kind = "number_header" if c.num_format else "header"
+            self.sheet.write_string(self.row, _LABEL_COL + j, c.header, self.styles(kind))
+        top = self.row + 1
+        for j, c in enumerate(b.columns):
+            kind = ("input" if c.num_format else "input_label") if c.is_input else "label"
+            for i, v in enumerate(c.values):
+                self._cell(top + i, _LABEL_COL + j, v, self.styles(kind, c.num_format))
+            if c.name:
+                self._define(c.name, top, _LABEL_COL + j, [[_as_written(v)] for v in c.values])
+        self.row = top + n
+        if b.total_label:
+            self.sheet.write_string(self.row, _LABEL_COL, b.total_label, self.styles("label"))
+            for j, (c, f) in enumerate(zip(b.columns, b.total, strict=False)):
+                if f is not None:
+                    self._formula(self.row, _LABEL_COL + j, f, c.num_format)
+            self.row += 1
+
+    def input_value(self, b: InputValue) -> None:
+        self.sheet.write_string(self.row, _LABEL_COL, b.label, self.styles("label"))
+        self._cell(self.row, b.col, b.value, self.styles("input", b.num_format))
+        self._define(b.name, self.row, b.col, [[_as_written(b.value)]])
+        self.row += 1
+
+    def input_matrix(self, b: InputMatrix) -> None:
+        n = len(b.labels)
+        if len(b.values) != n or any(len(r) != n for r in b.values):
+            raise ValueError(f"{b.name} must be a square matrix with one label per row")
+        grid: Grid = [[b.corner or None, *b.labels]]
+        grid += [[lab, *row] for lab, row in zip(b.labels, b.values, strict=True)]
+        for i, cells in enumerate(grid):
+            for j, v in enumerate(cells):
+                kind = _kind(v, i, j, "input")
+                self._cell(self.row + i, _LABEL_COL + j, v, self.styles(kind, b.num_format))
+        self._define(b.name, self.row, _LABEL_COL, [[_as_written(v) for v in r] for r in grid])
+        self.row += len(grid)
+
+    def spill(self, b: Spill) -> None:
+        grid = self._formula(self.row, _LABEL_COL, b.formula, b.num_format, b.name)
+        self.row += len(grid)
+
+    def checks(self, b: Checks) -> None:
+        for c in b.rows:
+            self.sheet.write_string(self.row, _LABEL_COL, c.label, self.styles("text"))
+            grid = self._formula(self.row, b.col, c.formula, c.num_format)
+            if len(grid) != 1 or len(grid[0]) != 1:
+                raise ValueError(f"{formula_text(c.formula)} must give one value for a check")
+            self.row += 1
+
+    def write(self) -> None:
+        self.title()
+        handlers: dict[type, Callable[[Any], None]] = {
+            Section: self.section,
+            Notes: self.notes,
+            InputTable: self.input_table,
+            InputValue: self.input_value,
+            InputMatrix: self.input_matrix,
+            Spill: self.spill,
+            Checks: self.checks,
+        }
+        for block in self.spec.blocks:
+            handlers[type(block)](block)
+        for first, last, width in self.spec.column_widths:
+            self.sheet.set_column(first, last, width)
+        if self.spec.freeze_rows:
+            self.sheet.freeze_panes(self.spec.freeze_rows, 0)
+        self.sheet.set_landscape()
+        self.sheet.set_paper(9)  # A4
+        self.sheet.fit_to_pages(1, 0)
+        self.sheet.repeat_rows(0, max(self.spec.freeze_rows - 1, 0))
+
+
+def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE_DIR) -> Path:
+    """Write one workbook.
+
+    Parameters
+    ----------
+    spec : WorkbookSpec
+        What to write.
+    out_dir : Path
+        Folder of the file (created when missing).
+    vba_dir : Path
+        Folder of the hand-written ``.bas`` modules the spec names.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / spec.filename
+    functions = list(REGISTRY.values())
+    modules = {
+        vba.WRAPPER_MODULE: vba.wrapper_module(functions),
+        vba.HELP_MODULE: vba.help_module(functions),
+        **vba.read_vba_sources(vba_dir, spec.vba_modules),
+    }
+    project = vba.vba_project_bin([(s.name, s.code_name) for s in spec.sheets], modules)
+
+    book = xlsxwriter.Workbook(str(path), {"in_memory": True})
+    book.set_properties(
+        {
+            "title": spec.title,
+            "subject": spec.subject,
+            "author": "xlfuncs",
+            "company": "",
+            "keywords": spec.keywords,
+            "comments": "Generated by xlfuncs.excel.build; rebuild instead of editing.",
+            "created": BUILD_DATE,
+        }
+    )
+    book.set_vba_name("ThisWorkbook")
+    book.add_vba_project(io.BytesIO(project), is_stream=True)  # type: ignore[arg-type]
+    styles = _Styles(book)
+    names: dict[str, Grid] = {}  # workbook names, shared by the sheets
+    for sheet_spec in spec.sheets:
+        sheet = book.add_worksheet(sheet_spec.name)
+        sheet.set_vba_name(sheet_spec.code_name)
+        _SheetWriter(book, sheet, sheet_spec, styles, names).write()
+    book.close()
+    return path
+
+
+# --------------------------------------------------------------------------- the workbooks
+
+
+def _sum(name: str) -> ExcelFormula:
+    return ExcelFormula(f"SUM({name})", lambda names: sum(r[0] for r in names[name]))
+
+
+def _same(name: str) -> ExcelFormula:
+    return ExcelFormula(name, lambda names: names[name][0][0])
+
+
+def implied_cov_sheet() -> SheetSpec:
+    """The ImpliedCov sheet: the SPY sector example of SPEC section 5."""
+    from xlfuncs.data.samples import sector_example
+
+    ex = sector_example()
+    tickers = tuple(ex.tickers)
+    weights, vols, spy = Ref("Weights"), Ref("Vols"), Ref("SpyVol")
+    hist, implied, shift = Ref("HistCorr"), Ref("ImpliedCorr"), Ref("ShiftCorr")
+    nearest = Call("IMPLIED_CORR", (weights, vols, spy, hist))
+    shifted = Call("IMPLIED_CORR", (weights, vols, spy, hist, "shift"))
+    cov = Call("IMPLIED_COV", (weights, vols, spy, hist))
+    pct, corr_fmt, cov_fmt = "0.0%", "0.000", "0.0000"
+
+    blocks: tuple[Block, ...] = (
+        Notes(
+            heading="How to use",
+            lines=(
+                "Excel 365 on Windows: in the Python environment that has xlfuncs run "
+                "pip install xlwings, then xlwings addin install and xlwings config create.",
+                "Set UDF Modules to xlfuncs.udfs (xlwings ribbon tab, or UDF MODULES in "
+                "~/.xlwings/xlwings.conf), then open this file with macros enabled.",
+                "The formulas then recalculate through Python. After upgrading xlfuncs click "
+                "Restart UDF Server. Help in the fx dialog: run the macro RegisterFunctionHelp.",
+                "macOS: classic xlwings runs no worksheet functions (UDFs) on a Mac; the "
+                "xlfuncs command line (xlfuncs implied ...) gives the same numbers.",
+                "The file keeps the results computed when it was built (previews and pandas "
+                "show them); without the add-in, a recalculation shows #NAME? or #VALUE!.",
+                "Blue cells are inputs, named Weights, Vols, SpyVol and HistCorr. A result "
+                "reading #xlfuncs! names the input at fault.",
+            ),
+        ),
+        Section(
+            "Inputs: SPY's 11 sector ETFs on 18 Feb 2025",
+            "Weights (SPY weight) and Vols (30-day implied vol): one row per ticker.",
+        ),
+        InputTable(
+            columns=(
+                Column("Ticker", tickers, name="Tickers"),
+                Column("SPY weight", tuple(float(x) for x in ex.weights), "0.00%", "Weights"),
+                Column("30-day implied vol", tuple(float(x) for x in ex.vols), pct, "Vols"),
+            ),
+            total_label="Total",
+            total=(None, _sum("Weights"), None),
+        ),
+        InputValue("SPY 30-day implied vol", "SpyVol", float(ex.index_vol), pct),
+        Section(
+            "Historical correlation (HistCorr): daily returns, 16 Jan to 18 Feb 2025",
+            "Tickers in the first row and column: the functions match assets by ticker, "
+            "never by position.",
+        ),
+        InputMatrix("HistCorr", tickers, tuple(map(tuple, ex.corr.to_numpy().tolist())), corr_fmt),
+        Section(
+            "Implied correlation (ImpliedCorr)",
+            "The correlation matrix closest to HistCorr that reproduces SPY's implied vol: "
+            f"{formula_text(nearest)}",
+        ),
+        Spill(nearest, corr_fmt, "ImpliedCorr"),
+        Section(
+            "Implied covariance",
+            "Implied vols with the implied correlation, in annualised variance units: "
+            f"{formula_text(cov)}",
+        ),
+        Spill(cov, cov_fmt),
+        Section(
+            "Checks: the index vol each correlation matrix implies",
+            "The historical correlations imply a lower vol than SPY's, so the implied "
+            "correlations are higher.",
+        ),
+        Checks(
+            (
+                Check("SPY 30-day implied vol (input)", _same("SpyVol"), pct),
+                Check(
+                    "Index vol implied by HistCorr", Call("INDEX_VOL", (weights, vols, hist)), pct
+                ),
+                Check(
+                    "Index vol implied by ImpliedCorr",
+                    Call("INDEX_VOL", (weights, vols, implied)),
+                    pct,
+                ),
+                Check(
+                    "Average implied correlation (CBOE style)",
+                    Call("IMPLIED_AVG_CORR", (weights, vols, spy)),
+                    corr_fmt,
+                ),
+            )
+        ),
+        Section(
+            "Shift method (ShiftCorr): Buss & Vilkov",
+            "HistCorr's correlations all moved towards 1 by the same fraction, keeping "
+            f"its structure: {formula_text(shifted)}",
+        ),
+        Spill(shifted, corr_fmt, "ShiftCorr"),
+        Checks(
+            (
+                Check(
+                    "Index vol implied by ShiftCorr", Call("INDEX_VOL", (weights, vols, shift)), pct
+                ),
+            )
+        ),
+    )
+    return SheetSpec(
+        name="ImpliedCov",
+        code_name="ImpliedCov",
+        title="Option-implied correlation and covariance: SPY's sector ETFs",
+        subtitle="Blue cells are inputs; every other number is an xlfuncs formula "
+        "(IMPLIED_CORR, IMPLIED_COV, INDEX_VOL, IMPLIED_AVG_CORR).",
+        blocks=blocks,
+        column_widths=((0, 0, 12.0), (1, 30, 10.0)),
+        freeze_rows=2,
+    )
+
+
+def workbook_specs() -> tuple[WorkbookSpec, ...]:
+    """Every workbook the builder writes."""
+    return (
+        WorkbookSpec(
+            filename="ImpliedCov.xlsm",
+            title="Option-implied correlation and covariance",
+            subject="SPY sector ETFs, 18 Feb 2025: IMPLIED_CORR, IMPLIED_COV, INDEX_VOL",
+            sheets=(implied_cov_sheet(),),
+        ),
+    )
+
+
+def build_workbooks(out_dir: Path) -> list[Path]:
+    """Write every workbook into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Destination folder (created when missing).
+
+    Returns
+    -------
+    list of Path
+        The files written, in :func:`workbook_specs` order.
+
+    """
+    return [build_workbook(spec, Path(out_dir)) for spec in workbook_specs()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m xlfuncs.excel.build [OUT_DIR]``: build the workbooks.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when a workbook cannot be built.
+
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m xlfuncs.excel.build", description="Build the xlfuncs workbooks."
+    )
+    parser.add_argument(
+        "out_dir",
+        nargs="?",
+        type=Path,
+        default=WORKBOOKS_DIR,
+        help=f"destination folder (default {WORKBOOKS_DIR})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        paths = build_workbooks(args.out_dir)
+    except (ValueError, OSError) as exc:
+        print(f"xlfuncs: cannot build the workbooks: {exc}", file=sys.stderr)
+        return 1
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
