@@ -7,6 +7,12 @@ import shutil
 import subprocess
 
 import pytest
+from hypothesis import settings
+
+# Deterministic property tests: the same examples on every run and machine, no
+# example database carried between runs.
+settings.register_profile("xlfuncs", derandomize=True, database=None, print_blob=True)
+settings.load_profile("xlfuncs")
 
 # --------------------------------------------------------------------------- LibreOffice
 

@@ -470,6 +470,91 @@ def _pcg(
     return x, max_iter
 
 
+# Size from which the global phase of Newton's method runs in single precision:
+# float32 eigendecompositions and products cost about half, and the early
+# iterations need no more than a few digits. The last iterations, which give
+# the answer its accuracy, always run in double precision.
+MIXED_PRECISION_FROM = 300
+
+
+@dataclass
+class _DualState:
+    y: np.ndarray
+    theta: float
+    grad: np.ndarray
+    lam: np.ndarray
+    p: np.ndarray
+
+    @property
+    def gnorm(self) -> float:
+        return float(np.linalg.norm(self.grad))
+
+
+class _Dual:
+    """The dual function theta(y) = 1/2 ||proj_psd(G + A*y)||^2 - b'y, in one precision."""
+
+    def __init__(self, g: np.ndarray, ah: np.ndarray, b: np.ndarray, dtype: type):
+        self.g = g.astype(dtype)
+        self.m = np.outer(ah, ah).astype(dtype)
+        self.ah = ah.astype(dtype)
+        self.b = b
+        self.n = g.shape[0]
+        self.eps = float(np.finfo(dtype).eps)
+
+    def evaluate(self, y: np.ndarray) -> _DualState:
+        x = self.g + self.m * self.m.dtype.type(y[-1])
+        x[np.diag_indices(self.n)] += y[:-1].astype(x.dtype)
+        lam, p = _eig(x)
+        pos = lam > 0
+        pp = p[:, pos]
+        lp = lam[pos]
+        qp = pp.T @ self.ah
+        grad = np.concatenate([(pp * pp) @ lp, [qp * qp @ lp]]).astype(float) - self.b
+        theta = 0.5 * float(lp.astype(float) @ lp.astype(float)) - float(self.b @ y)
+        return _DualState(y, theta, grad, lam, p)
+
+    def newton(
+        self, st: _DualState, tol: float, max_iter: int, index_tol: float = np.inf
+    ) -> tuple[_DualState, int]:
+        """Semismooth Newton-CG with an Armijo line search from ``st``.
+
+        Stops when ``||grad|| <= tol`` and the index row's residual is at most
+        ``index_tol`` (a relative accuracy for a small index variance).
+        """
+        it = 0
+        n = self.n
+        ah = self.ah
+        while (st.gnorm > tol or abs(st.grad[-1]) > index_tol) and it < max_iter:
+            it += 1
+            gnorm = st.gnorm
+            jac = _Jacobian(st.lam, st.p, ah)
+            reg = min(1e-6, 0.1 * gnorm)
+            precond = np.maximum(jac.diagonal(), 1e-8) + reg
+            cg_tol = max(min(1e-2, gnorm**0.5) * gnorm, 0.1 * tol)
+            d, _ = _pcg(jac, -st.grad.astype(jac.p.dtype), precond, reg, cg_tol,
+                        max_iter=min(n + 1, 300))
+            d = d.astype(float)
+            slope = float(st.grad @ d)
+            if slope >= 0:  # not a descent direction: fall back to steepest descent
+                d = -st.grad
+                slope = -gnorm**2
+            # Near the optimum the predicted decrease of theta falls below its
+            # rounding error; there, a step that shrinks the residual is accepted.
+            roundoff = 1e3 * self.eps * (1.0 + abs(st.theta))
+            step = 1.0
+            for _ in range(40):
+                new = self.evaluate(st.y + step * d)
+                if new.theta <= st.theta + 1e-4 * step * slope:
+                    break
+                if -step * slope < roundoff and new.gnorm < gnorm:
+                    break
+                step *= 0.5
+            else:
+                break  # no progress possible in this precision
+            st = new
+        return st, it
+
+
 def _nearest(
     g: np.ndarray, a: np.ndarray, s: float, tol: float, max_iter: int
 ) -> tuple[np.ndarray, int]:
@@ -477,7 +562,6 @@ def _nearest(
     n = g.shape[0]
     na = float(np.linalg.norm(a))
     ah = a / na
-    m = np.outer(ah, ah)
     c_idx = (s / na) ** 2
     b = np.concatenate([np.ones(n), [c_idx]])
     # Start from the multipliers that meet the constraints when the PSD
@@ -486,57 +570,22 @@ def _nearest(
     ah2 = ah * ah
     z0 = (c_idx - float(ah @ g @ ah)) / max(1.0 - float(ah2 @ ah2), 1e-12)
     y = np.concatenate([-z0 * ah2, [z0]])
-
-    def evaluate(y: np.ndarray):
-        x = g + y[-1] * m
-        x[np.diag_indices(n)] += y[:-1]
-        lam, p = _eig(x)
-        pos = lam > 0
-        pp = p[:, pos]
-        lp = lam[pos]
-        qp = pp.T @ ah
-        grad = np.concatenate([(pp * pp) @ lp, [qp * qp @ lp]]) - b
-        theta = 0.5 * float(lp @ lp) - float(b @ y)
-        return theta, grad, lam, p
-
-    theta, grad, lam, p = evaluate(y)
-    gnorm = float(np.linalg.norm(grad))
     it = 0
-    while gnorm > tol and it < max_iter:
-        it += 1
-        jac = _Jacobian(lam, p, ah)
-        eps = min(1e-6, 0.1 * gnorm)
-        precond = np.maximum(jac.diagonal(), 1e-8) + eps
-        cg_tol = max(min(1e-2, gnorm**0.5) * gnorm, 0.1 * tol)
-        d, _ = _pcg(jac, -grad, precond, eps, cg_tol, max_iter=min(n + 1, 300))
-        slope = float(grad @ d)
-        if slope >= 0:  # not a descent direction: fall back to steepest descent
-            d = -grad
-            slope = -gnorm**2
-        # Near the optimum the predicted decrease of theta falls below its
-        # rounding error; there, a step that shrinks the residual is accepted.
-        roundoff = 1e-13 * (1.0 + abs(theta))
-        step = 1.0
-        for _ in range(40):
-            y_new = y + step * d
-            theta_new, grad_new, lam_new, p_new = evaluate(y_new)
-            if theta_new <= theta + 1e-4 * step * slope:
-                break
-            if -step * slope < roundoff and np.linalg.norm(grad_new) < gnorm:
-                break
-            step *= 0.5
-        else:
-            break  # no progress possible in floating point
-        y, theta, grad, lam, p = y_new, theta_new, grad_new, lam_new, p_new
-        gnorm = float(np.linalg.norm(grad))
-    if gnorm > max(1e3 * tol, 1e-8):
+    if n >= MIXED_PRECISION_FROM:
+        single = _Dual(g, ah, b, np.float32)
+        st, it = single.newton(single.evaluate(y), 1e-3 * np.sqrt(n + 1), max_iter)
+        y = st.y
+    dual = _Dual(g, ah, b, np.float64)
+    st, it64 = dual.newton(dual.evaluate(y), tol, max_iter - it, index_tol=1e-11 * c_idx)
+    it += it64
+    if st.gnorm > max(1e3 * tol, 1e-8):
         raise ConvergenceError(
-            f"nearest implied correlation did not converge (residual {gnorm:.2g} after "
+            f"nearest implied correlation did not converge (residual {st.gnorm:.2g} after "
             f"{it} iterations); index_vol may be too close to the edge of its range",
             "index_vol",
         )
-    pos = lam > 0
-    c = (p[:, pos] * lam[pos]) @ p[:, pos].T
+    pos = st.lam > 0
+    c = (st.p[:, pos] * st.lam[pos]) @ st.p[:, pos].T
     return c, it
 
 
