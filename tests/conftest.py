@@ -29,7 +29,7 @@ def _apt_install(package: str) -> str:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     steps = (
         ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", package],
+        ["apt-get", "install", "-y", package],
     )
     for cmd in steps:
         try:

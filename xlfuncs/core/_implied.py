@@ -514,7 +514,12 @@ class _Dual:
         return _DualState(y, theta, grad, lam, p)
 
     def newton(
-        self, st: _DualState, tol: float, max_iter: int, index_tol: float = np.inf
+        self,
+        st: _DualState,
+        tol: float,
+        max_iter: int,
+        index_tol: float = np.inf,
+        max_backtracks: int = 40,
     ) -> tuple[_DualState, int]:
         """Semismooth Newton-CG with an Armijo line search from ``st``.
 
@@ -542,7 +547,7 @@ class _Dual:
             # rounding error; there, a step that shrinks the residual is accepted.
             roundoff = 1e3 * self.eps * (1.0 + abs(st.theta))
             step = 1.0
-            for _ in range(40):
+            for _ in range(max_backtracks):
                 new = self.evaluate(st.y + step * d)
                 if new.theta <= st.theta + 1e-4 * step * slope:
                     break
@@ -573,7 +578,8 @@ def _nearest(
     it = 0
     if n >= MIXED_PRECISION_FROM:
         single = _Dual(g, ah, b, np.float32)
-        st, it = single.newton(single.evaluate(y), 1e-3 * np.sqrt(n + 1), max_iter)
+        st, it = single.newton(single.evaluate(y), 1e-4 * np.sqrt(n + 1), max_iter,
+                               max_backtracks=6)
         y = st.y
     dual = _Dual(g, ah, b, np.float64)
     st, it64 = dual.newton(dual.evaluate(y), tol, max_iter - it, index_tol=1e-11 * c_idx)
