@@ -439,6 +439,33 @@ def _blas_threads() -> Iterator[None]:
         yield
 
 
+# Up to this size the generalised Hessian is formed explicitly (n^4 flops, a
+# few BLAS calls) and the Newton system solved directly: cheaper than the
+# Python overhead of conjugate gradients on small problems.
+DENSE_HESSIAN_MAX = 24
+
+
+def _dense_hessian(lam: np.ndarray, p: np.ndarray, ah: np.ndarray) -> np.ndarray:
+    """The operator of :class:`_Jacobian` as an explicit ``(n+1) x (n+1)`` matrix.
+
+    ``V[i, j] = sum_kl R_i[k, l] Omega[k, l] R_j[k, l]`` where ``R_i = P' E_i P``
+    is ``outer(P[i], P[i])`` for a diagonal entry and ``outer(q, q)``,
+    ``q = P' ah``, for the index row.
+    """
+    n = lam.size
+    pos = lam > 0
+    omega = np.zeros((n, n))
+    omega[np.ix_(pos, pos)] = 1.0
+    lp, ln = lam[pos], lam[~pos]
+    tau = lp[:, None] / (lp[:, None] - ln[None, :])
+    omega[np.ix_(pos, ~pos)] = tau
+    omega[np.ix_(~pos, pos)] = tau.T
+    q = p.T @ ah
+    rows = np.concatenate([p[:, :, None] * p[:, None, :], (q[:, None] * q[None, :])[None]])
+    flat = rows.reshape(n + 1, n * n)
+    return (flat * omega.reshape(-1)) @ flat.T
+
+
 def _eig(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # x is symmetric, so its transpose is the same matrix in Fortran order (no copy).
     return scipy.linalg.eigh(x.T, check_finite=False, driver="evd", overwrite_a=True)
@@ -532,13 +559,18 @@ class _Dual:
         while (st.gnorm > tol or abs(st.grad[-1]) > index_tol) and it < max_iter:
             it += 1
             gnorm = st.gnorm
-            jac = _Jacobian(st.lam, st.p, ah)
             reg = min(1e-6, 0.1 * gnorm)
-            precond = np.maximum(jac.diagonal(), 1e-8) + reg
-            cg_tol = max(min(1e-2, gnorm**0.5) * gnorm, 0.1 * tol)
-            d, _ = _pcg(jac, -st.grad.astype(jac.p.dtype), precond, reg, cg_tol,
-                        max_iter=min(n + 1, 300))
-            d = d.astype(float)
+            if n <= DENSE_HESSIAN_MAX:
+                hess = _dense_hessian(st.lam, st.p, ah)
+                hess[np.diag_indices(n + 1)] += reg
+                d = scipy.linalg.solve(hess, -st.grad, assume_a="pos", check_finite=False)
+            else:
+                jac = _Jacobian(st.lam, st.p, ah)
+                precond = np.maximum(jac.diagonal(), 1e-8) + reg
+                cg_tol = max(min(1e-2, gnorm**0.5) * gnorm, 0.1 * tol)
+                d, _ = _pcg(jac, -st.grad.astype(jac.p.dtype), precond, reg, cg_tol,
+                            max_iter=min(n + 1, 300))
+                d = d.astype(float)
             slope = float(st.grad @ d)
             if slope >= 0:  # not a descent direction: fall back to steepest descent
                 d = -st.grad
