@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs import __version__, core
-from xlfuncs.core._labels import Labelled, align_all
+from xlfuncs.core import Labelled, align, align_all
 from xlfuncs.errors import InputError, XlfuncsError
 
 __all__ = ["main"]
@@ -34,7 +34,7 @@ def _read_csv(path: str, name: str, **kwargs) -> pd.DataFrame:
 
 def _numeric(series: pd.Series, name: str, path: str) -> np.ndarray:
     vals = pd.to_numeric(series, errors="coerce")
-    bad = vals.isna() & series.notna() | series.isna()
+    bad = vals.isna()  # a blank, or text that is not a number
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
@@ -100,8 +100,6 @@ def read_matrix(path: str, name: str) -> Labelled:
         raise InputError(f"{name}: {path} is {vals.shape[0]}x{vals.shape[1]}, not square", name)
     if row_labels is None:
         return Labelled(vals)
-    from xlfuncs.core._labels import align
-
     idx = align(row_labels, col_labels, f"{name} rows", f"{name} columns")
     return Labelled(vals[:, idx], tuple(row_labels))
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from xlfuncs import core
-from xlfuncs.core._labels import align_all
-from xlfuncs.errors import InputError
+from xlfuncs.core import align_all
 from xlfuncs.excel import cells
 from xlfuncs.excel.functions import worksheet_function
 
@@ -89,17 +88,13 @@ def INDEX_VOL(weights, vols, corr):
     return core.index_vol(arr["weights"], arr["vols"], arr["corr"])
 
 
-def _returns_table(returns: Any) -> cells.Table:
-    return cells.table(returns, "returns")
-
-
 @worksheet_function(ranges=("returns",), returns=_R, method=_RM)
 def HIST_CORR(returns, method=None):
     """Correlation matrix of a returns table (sample, EWMA or Ledoit-Wolf).
 
     Spills an n x n matrix, labelled when the table has a header row.
     """
-    tab = _returns_table(returns)
+    tab = cells.table(returns, "returns")
     rm = core.parse_risk_method(cells.choice_text(method, "method"), "method")
     corr = core.correlation(tab.values, rm, tab.columns)
     return cells.spill_matrix(corr, tab.columns)
@@ -116,11 +111,9 @@ def HIST_COV(returns, method=None, periods_per_year=None):
 
     Spills an n x n matrix, labelled when the table has a header row.
     """
-    tab = _returns_table(returns)
+    tab = cells.table(returns, "returns")
     rm = core.parse_risk_method(cells.choice_text(method, "method"), "method")
     ppy = cells.optional_scalar(periods_per_year, "periods_per_year", 1.0)
-    if ppy <= 0:
-        raise InputError("periods_per_year must be positive", "periods_per_year")
     cov = core.covariance(tab.values, rm, ppy, tab.columns)
     return cells.spill_matrix(cov, tab.columns)
 

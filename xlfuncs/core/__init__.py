@@ -8,6 +8,7 @@ from xlfuncs.core._implied import (
     index_vol_range,
     validate_correlation,
 )
+from xlfuncs.core._labels import Labelled, align, align_all
 from xlfuncs.core._risk import (
     RISK_METHODS,
     RiskMethod,
@@ -21,7 +22,10 @@ from xlfuncs.core._risk import (
 __all__ = [
     "RISK_METHODS",
     "ImpliedCorrelation",
+    "Labelled",
     "RiskMethod",
+    "align",
+    "align_all",
     "average_implied_correlation",
     "correlation",
     "cov_to_corr",

@@ -132,8 +132,8 @@ def _as_vector(x: object, name: str) -> np.ndarray:
         arr = np.asarray(x, dtype=float)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be numbers", name) from None
-    if arr.ndim != 1:
-        arr = arr.reshape(-1) if arr.ndim == 0 or 1 in arr.shape else arr
+    if arr.size and max(arr.shape, default=1) == arr.size:
+        arr = arr.reshape(-1)  # a scalar, a row or a column
     if arr.ndim != 1 or arr.size == 0:
         raise InputError(f"{name} must be a single row or column of numbers", name)
     bad = np.flatnonzero(~np.isfinite(arr))

@@ -21,19 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from xlfuncs.core._labels import Labelled, align
+from xlfuncs.core import Labelled, align
 from xlfuncs.errors import InputError, XlfuncsError
 
 __all__ = [
     "ERROR_PREFIX",
-    "Labelled",
     "Table",
-    "align",
     "choice",
     "error_text",
     "grid",
     "labelled_matrix",
-    "matrix",
     "scalar",
     "table",
     "udf",
@@ -281,11 +278,6 @@ def labelled_matrix(value: Any, name: str) -> Labelled:
     vals = _numbers(rows, name, 0, 0)
     _square(vals, name)
     return Labelled(vals)
-
-
-def matrix(value: Any, name: str) -> np.ndarray:
-    """A rectangular block of numbers (no labels)."""
-    return _numbers(grid(value, name), name, 0, 0)
 
 
 def _numbers(rows: list[list[Any]], name: str, r0: int, c0: int) -> np.ndarray:
