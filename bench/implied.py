@@ -471,13 +471,15 @@ def check_targets(results: dict[int, dict[str, Outcome]], timeout: float) -> lis
         out = results.get(n, {}).get("xlfuncs nearest")
         return out if out is not None and out.finished else None
 
-    if 11 not in results:
-        lines.append("n=11   under 5 ms warm: not run")
-    else:
-        x = xl(11)
-        ok = x is not None and x.seconds < TARGET_N11_SECONDS
-        got = f"{x.seconds * 1e3:.3g} ms" if x else "did not finish"
-        lines.append(f"n=11   under 5 ms warm: {_verdict(ok)} ({got})")
+    def time_target(n: int, label: str, limit: float, scale: float, unit: str) -> str:
+        if n not in results:
+            return f"{label}: not run"
+        x = xl(n)
+        ok = x is not None and x.seconds < limit
+        got = f"{x.seconds * scale:.3g} {unit}" if x else "did not finish"
+        return f"{label}: {_verdict(ok)} ({got})"
+
+    lines.append(time_target(11, "n=11   under 5 ms warm", TARGET_N11_SECONDS, 1e3, "ms"))
 
     if 500 not in results:
         lines.append("n=500  under 0.5 s, >= 20x faster than SCS at equal accuracy: not run")
@@ -509,13 +511,7 @@ def check_targets(results: dict[int, dict[str, Outcome]], timeout: float) -> lis
                     f"{scs.min_eig:.1e}: {'no worse' if eig_ok else 'worse'})"
                 )
 
-    if 1000 not in results:
-        lines.append("n=1000 under 3 s: not run")
-    else:
-        x = xl(1000)
-        ok = x is not None and x.seconds < TARGET_N1000_SECONDS
-        got = f"{x.seconds:.3g} s" if x else "did not finish"
-        lines.append(f"n=1000 under 3 s: {_verdict(ok)} ({got})")
+    lines.append(time_target(1000, "n=1000 under 3 s", TARGET_N1000_SECONDS, 1.0, "s"))
     return lines
 
 
