@@ -18,6 +18,7 @@ from xlfuncs.core._risk import (
     parse_risk_method,
     simple_returns,
 )
+from xlfuncs.core._tickers import normalise_ticker
 
 __all__ = [
     "RISK_METHODS",
@@ -33,6 +34,7 @@ __all__ = [
     "implied_correlation",
     "index_vol",
     "index_vol_range",
+    "normalise_ticker",
     "parse_risk_method",
     "simple_returns",
     "validate_correlation",

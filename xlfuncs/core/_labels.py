@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xlfuncs.core._tickers import normalise_ticker
 from xlfuncs.errors import InputError
 
 __all__ = ["Labelled", "align", "align_all"]
@@ -28,7 +29,9 @@ class Labelled:
 def align(
     target: Sequence[str], source: Sequence[str], target_name: str, source_name: str
 ) -> list[int]:
-    """Positions in ``source`` of each label of ``target`` (case-insensitive).
+    """Positions in ``source`` of each label of ``target``, matched as tickers.
+
+    Labels are compared through :func:`normalise_ticker` (``BRK B`` is ``BRK.B``).
 
     Raises
     ------
@@ -36,19 +39,19 @@ def align(
         When the two sets of labels differ, naming a label that is missing.
 
     """
-    pos = {lab.upper(): i for i, lab in enumerate(source)}
-    missing = [t for t in target if t.upper() not in pos]
+    pos = {normalise_ticker(lab): i for i, lab in enumerate(source)}
+    missing = [t for t in target if normalise_ticker(t) not in pos]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputError(f"{missing[0]}{more} in {target_name} but not in {source_name}",
                          source_name.split()[0])
-    extra = set(pos) - {t.upper() for t in target}
+    extra = set(pos) - {normalise_ticker(t) for t in target}
     if extra:
-        first = next(lab for lab in source if lab.upper() in extra)
+        first = next(lab for lab in source if normalise_ticker(lab) in extra)
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
         raise InputError(f"{first}{more} in {source_name} but not in {target_name}",
                          source_name.split()[0])
-    return [pos[t.upper()] for t in target]
+    return [pos[normalise_ticker(t)] for t in target]
 
 
 def _count(n: int, matrix: bool) -> str:

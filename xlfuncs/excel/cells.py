@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from xlfuncs.core import Labelled, align
+from xlfuncs.core import Labelled, align, normalise_ticker
 from xlfuncs.errors import InputError, XlfuncsError
 
 __all__ = [
@@ -187,12 +187,13 @@ def _label(cell: Any) -> str | None:
 
 
 def _check_unique(labels: Sequence[str], name: str) -> tuple[str, ...]:
-    seen: dict[str, int] = {}
-    for i, lab in enumerate(labels):
-        key = lab.upper()
+    seen: dict[str, str] = {}
+    for lab in labels:
+        key = normalise_ticker(lab)
         if key in seen:
-            raise InputError(f"{name} has the label {lab} twice", name)
-        seen[key] = i
+            same = "" if seen[key] == lab else f" (as {seen[key]} and {lab})"
+            raise InputError(f"{name} has the ticker {key} twice{same}", name)
+        seen[key] = lab
     return tuple(labels)
 
 
