@@ -15,12 +15,15 @@ from xlfuncs.excel import cells
 from xlfuncs.excel.functions import worksheet_function
 
 __all__ = [
+    "BETA_NEUTRAL",
+    "ETF_BETAS",
     "HIST_CORR",
     "HIST_COV",
     "IMPLIED_AVG_CORR",
     "IMPLIED_CORR",
     "IMPLIED_COV",
     "INDEX_VOL",
+    "PORTFOLIO_BETA",
     "RETURNS",
 ]
 
@@ -134,3 +137,62 @@ def RETURNS(prices):
         header = ["date", *tab.columns] if tab.index is not None else list(tab.columns)
         body = [header, *body]
     return body
+
+
+_H = ("Holdings: ticker and weight columns (header optional; a wider table needs a header "
+      "with a weight column). Weights as fractions of the portfolio, shorts negative.")
+_EW = "ETF constituents: ticker and weight columns, e.g. from ETF_HOLDINGS; scaled to sum to 1."
+_CV = ("Covariance matrix with tickers in its first row and column (e.g. HIST_COV of a returns "
+       "table with a header), covering the holdings and the ETF's constituents.")
+
+
+def _beta_inputs(holdings: Any, etf_weights: Any, cov: Any):
+    return (cells.holdings(holdings, "holdings"), cells.holdings(etf_weights, "etf_weights"),
+            cells.labelled_matrix(cov, "cov"))
+
+
+@worksheet_function(ranges=("etf_weights", "cov"), etf_weights=_EW, cov=_CV)
+def ETF_BETAS(etf_weights, cov):
+    """Beta of every asset in cov to the ETF: (cov w)_i / (w' cov w).
+
+    Spills a ticker | beta table in the order of cov.
+    """
+    betas = core.etf_betas(cells.holdings(etf_weights, "etf_weights"),
+                           cells.labelled_matrix(cov, "cov"))
+    return [["ticker", "beta"], *([t, float(b)] for t, b in zip(betas.labels or (),
+                                                              betas.values, strict=True))]
+
+
+@worksheet_function(ranges=("holdings", "etf_weights", "cov"), holdings=_H, etf_weights=_EW,
+                    cov=_CV)
+def PORTFOLIO_BETA(holdings, etf_weights, cov):
+    """Beta of the portfolio to the ETF; works on the output of BETA_NEUTRAL too."""
+    return core.portfolio_beta(*_beta_inputs(holdings, etf_weights, cov))
+
+
+@worksheet_function(
+    ranges=("holdings", "etf_weights", "cov"),
+    holdings=_H,
+    etf_weights=_EW,
+    cov=_CV,
+    target_beta="The portfolio beta wanted; blank = 0 (beta-neutral).",
+    method='"hedge" (default): keep holdings, add an ETF line; "reweight": closest holdings '
+    "in risk terms.",
+    long_only="reweight only: TRUE keeps every new weight >= 0. Blank = FALSE.",
+    max_weight="reweight only: largest weight per holding, e.g. 10%. Blank = no limit.",
+)
+def BETA_NEUTRAL(holdings, etf_weights, cov, target_beta=None, method=None, long_only=None,
+                 max_weight=None):
+    """Holdings re-weighted to a target beta to the ETF (0 = beta-neutral).
+
+    Spills ticker | current weight | new weight; hedge adds an "ETF (hedge)" line.
+    """
+    h, e, c = _beta_inputs(holdings, etf_weights, cov)
+    res = core.beta_neutral(
+        h, e, c,
+        target_beta=cells.optional_scalar(target_beta, "target_beta", 0.0),
+        method=cells.choice(method, "method", core.BETA_METHODS, "hedge"),
+        long_only=cells.flag(long_only, "long_only"),
+        max_weight=cells.optional_scalar(max_weight, "max_weight", None),
+    )
+    return res.table()

@@ -29,7 +29,9 @@ __all__ = [
     "Table",
     "choice",
     "error_text",
+    "flag",
     "grid",
+    "holdings",
     "labelled_matrix",
     "scalar",
     "table",
@@ -136,6 +138,8 @@ def _describe(cell: Any) -> str:
         return "TRUE" if cell else "FALSE"
     if isinstance(cell, dt.datetime | dt.date):
         return "a date"
+    if isinstance(cell, int | float | np.integer | np.floating):
+        return f"the number {cell:g}"
     text = str(cell).strip()
     return f'text "{text[:20]}"' if len(text) <= 20 else f'text "{text[:17]}..."'
 
@@ -241,6 +245,71 @@ def vector(value: Any, name: str) -> Labelled:
         f"(it is {n_rows}x{n_cols})",
         name,
     )
+
+
+_TICKER_HEADERS = ("ticker", "symbol", "ticker symbol", "asset", "security")
+
+
+def _weight_column(header: list[str | None]) -> int | None:
+    """The column headed ``weight`` (or ``weight %``), else the last one mentioning weight."""
+    texts = [(h or "").strip().lower() for h in header]
+    for j, t in enumerate(texts):
+        if t.replace("(%)", "").replace("%", "").strip() == "weight":
+            return j
+    hits = [j for j, t in enumerate(texts) if "weight" in t]
+    return hits[-1] if hits else None
+
+
+def holdings(value: Any, name: str) -> Labelled:
+    """Ticker and weight columns, as analysts keep holdings or ETF weights.
+
+    Accepted forms: two columns ``ticker | weight`` (or two rows), with or
+    without a header row; or a wider table with a header row, where the
+    ``ticker`` (or ``symbol``) column and the ``weight`` column are found by
+    name (else the first column and the last column mentioning weight, such as
+    ``new weight`` in the output of BETA_NEUTRAL). A ``%`` in the weight header
+    means percent. Fully blank rows are skipped.
+    """
+    rows = grid(value, name)
+    header = rows[0]
+    if len(header) < 2 and len(rows) != 2:
+        raise InputError(f"{name} needs two columns: ticker and weight", name)
+    is_header = len(rows) > 1 and all(_is_blank(c) or _label(c) is not None for c in header)
+    if not is_header:
+        if len(header) == 2 or len(rows) == 2:
+            item = vector(value, name)
+            if item.labels is None:
+                raise InputError(f"{name} needs a ticker column beside the weights", name)
+            return item
+        raise InputError(
+            f"{name} has {len(header)} columns and no header row; give ticker and weight "
+            "columns, or a header naming them",
+            name,
+        )
+    labels = [_label(c) for c in header]
+    lower = [(lab or "").lower() for lab in labels]
+    t_col = next((j for j, t in enumerate(lower) if t in _TICKER_HEADERS), 0)
+    w_col = _weight_column(labels) if len(header) > 2 else 1
+    if w_col is None:
+        found = ", ".join(lab for lab in labels if lab)
+        raise InputError(f"{name} needs a column headed weight (found {found})", name)
+    if w_col == t_col:
+        raise InputError(f"{name} needs separate ticker and weight columns", name)
+    scale = 0.01 if "%" in (labels[w_col] or "") else 1.0
+    tickers, vals = [], []
+    for i, row in enumerate(rows[1:], start=1):
+        tick, val = row[t_col], row[w_col]
+        if _is_blank(tick) and _is_blank(val):
+            continue
+        if _label(tick) is None:
+            raise InputError(
+                f"{name} needs a ticker at {_address(i, t_col)} (found {_describe(tick)})", name
+            )
+        tickers.append(_label(tick))
+        vals.append(number(val, name, _address(i, w_col)) * scale)
+    if not vals:
+        raise InputError(f"{name} has a header but no rows", name)
+    return Labelled(np.array(vals), _check_unique(tickers, name))
 
 
 def labelled_matrix(value: Any, name: str) -> Labelled:
@@ -352,9 +421,11 @@ def scalar(value: Any, name: str) -> float:
     return number(value, name)
 
 
-def optional_scalar(value: Any, name: str, default: float) -> float:
+def optional_scalar(value: Any, name: str, default: Any) -> Any:
     """Like :func:`scalar`, but a missing argument or blank cell gives ``default``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if isinstance(value, list | tuple) and all(_is_blank(c) for c in np.ravel(value)):
+        return default
+    if _is_blank(value):
         return default
     return scalar(value, name)
 
@@ -376,6 +447,28 @@ def choice(value: Any, name: str, options: Sequence[str], default: str) -> str:
         raise InputError(f'{name} must be one of {", ".join(options)} (got "{value.strip()}")',
                          name)
     return key
+
+
+_TRUE = ("true", "yes", "y", "1")
+_FALSE = ("false", "no", "n", "0")
+
+
+def flag(value: Any, name: str, default: bool = False) -> bool:
+    """A TRUE/FALSE option: a boolean cell, 1/0, or the text true/false/yes/no; blank = default."""
+    if isinstance(value, list | tuple):
+        rows = grid(value, name) if any(not _is_blank(c) for c in np.ravel(value)) else [[None]]
+        if len(rows) != 1 or len(rows[0]) != 1:
+            raise InputError(f"{name} must be a single cell", name)
+        value = rows[0][0]
+    if _is_blank(value):
+        return default
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InputError(f"{name} must be TRUE or FALSE (got {_describe(value)})", name)
 
 
 def spill_matrix(values: np.ndarray, labels: Sequence[str] | None) -> list[list[Any]]:
