@@ -1,0 +1,360 @@
+"""Betas and beta-neutral rebalancing: core against independent computations, UDFs, bad input."""
+
+from __future__ import annotations
+
+import re
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xlfuncs import udfs
+from xlfuncs.core import (
+    HEDGE_TICKER,
+    Labelled,
+    beta_neutral,
+    etf_betas,
+    normalise_ticker,
+    portfolio_beta,
+)
+from xlfuncs.errors import InfeasibleError, InputError
+from xlfuncs.excel.cells import ERROR_PREFIX
+
+
+def make_problem(seed: int, n: int = 15, n_held: int = 10, n_etf: int = 8, long_only=True):
+    """Factor-model covariance over n assets; holdings and ETF overlap partly; orders differ."""
+    rng = np.random.default_rng(seed)
+    tickers = [f"S{i:02d}" for i in range(n)]
+    f = rng.normal(0.8, 0.4, (n, 3)) * 0.12
+    cov = f @ f.T + np.diag(rng.uniform(0.01, 0.06, n))
+    cov = pd.DataFrame(cov, index=tickers, columns=tickers)
+    held = list(rng.choice(tickers, n_held, replace=False))
+    etf = list(rng.choice(tickers, n_etf, replace=False))
+    w = rng.dirichlet(np.ones(n_held)) if long_only else rng.normal(0.1, 0.1, n_held)
+    wf = rng.dirichlet(np.ones(n_etf))
+    holdings = pd.Series(w, index=held)
+    etf_w = pd.Series(wf, index=etf)
+    order = list(rng.permutation(tickers))  # the covariance in yet another order
+    return holdings, etf_w, cov.loc[order, order]
+
+
+def labelled(series: pd.Series) -> Labelled:
+    return Labelled(series.to_numpy(dtype=float), tuple(series.index))
+
+
+def labelled_cov(cov: pd.DataFrame) -> Labelled:
+    return Labelled(cov.to_numpy(dtype=float), tuple(cov.index))
+
+
+def reference_betas(etf_w: pd.Series, cov: pd.DataFrame) -> pd.Series:
+    """beta_i = (Sigma w_f)_i / (w_f' Sigma w_f) with pandas alignment, independent of xlfuncs."""
+    wf = (etf_w / etf_w.sum()).reindex(cov.index).fillna(0.0)
+    sw = cov @ wf
+    return sw / float(wf @ sw)
+
+
+def reference_qp(holdings, etf_w, cov, target, long_only=False, max_weight=None):
+    """The reweight QP solved directly with cvxpy + Clarabel at tight tolerances."""
+    beta = reference_betas(etf_w, cov)[holdings.index].to_numpy()
+    sigma = cov.loc[holdings.index, holdings.index].to_numpy()
+    w = holdings.to_numpy()
+    x = cp.Variable(len(w))
+    cons = [beta @ x == target, cp.sum(x) == w.sum()]
+    if long_only:
+        cons.append(x >= 0)
+    if max_weight is not None:
+        cons.append(x <= max_weight)
+        if not long_only:
+            cons.append(x >= -max_weight)
+    prob = cp.Problem(cp.Minimize(cp.quad_form(x - w, sigma)), cons)
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    assert prob.status == cp.OPTIMAL
+    d = x.value - w
+    return x.value, float(d @ sigma @ d)
+
+
+# --------------------------------------------------------------------------- betas
+
+
+def test_betas_match_independent_formula_in_any_order():
+    holdings, etf_w, cov = make_problem(1)
+    got = etf_betas(labelled(etf_w), labelled_cov(cov))
+    ref = reference_betas(etf_w, cov)
+    assert got.labels == tuple(cov.index)
+    np.testing.assert_allclose(got.values, ref[list(got.labels)].to_numpy(), rtol=1e-13)
+    # the ETF itself has beta 1: weights . betas = 1
+    assert float(ref[etf_w.index] @ (etf_w / etf_w.sum())) == pytest.approx(1.0, abs=1e-13)
+    pb = portfolio_beta(labelled(holdings), labelled(etf_w), labelled_cov(cov))
+    assert pb == pytest.approx(float(ref[holdings.index] @ holdings), rel=1e-13)
+
+
+def test_etf_weights_scale_does_not_matter():
+    holdings, etf_w, cov = make_problem(2)
+    a = portfolio_beta(labelled(holdings), labelled(etf_w), labelled_cov(cov))
+    b = portfolio_beta(labelled(holdings), labelled(etf_w * 100), labelled_cov(cov))
+    assert a == pytest.approx(b, rel=1e-14)
+
+
+# --------------------------------------------------------------------------- hedge
+
+
+@given(seed=st.integers(0, 10_000), target=st.floats(-1.5, 1.5))
+def test_hedge_reaches_target_exactly(seed, target):
+    holdings, etf_w, cov = make_problem(seed, long_only=False)
+    res = beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), target, "hedge")
+    assert res.tickers[-1] == HEDGE_TICKER
+    np.testing.assert_array_equal(res.new[:-1], holdings.to_numpy())  # holdings untouched
+    after = portfolio_beta(Labelled(res.new, res.tickers), labelled(etf_w), labelled_cov(cov))
+    assert abs(after - target) <= 1e-10
+    assert abs(res.beta_after - target) <= 1e-10
+    # the hedge line is -(beta_p - target) in the ETF
+    beta_p = float(reference_betas(etf_w, cov)[holdings.index] @ holdings)
+    assert res.new[-1] == pytest.approx(-(beta_p - target), abs=1e-12)
+
+
+def test_hedge_on_its_own_output_resizes_the_hedge_line():
+    holdings, etf_w, cov = make_problem(3)
+    first = beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), 0.0)
+    again = beta_neutral(Labelled(first.new, first.tickers), labelled(etf_w), labelled_cov(cov),
+                         0.25)
+    assert again.tickers == first.tickers  # no second hedge line
+    assert again.beta_before == pytest.approx(0.0, abs=1e-12)
+    assert again.new[-1] == pytest.approx(first.new[-1] + 0.25, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- reweight
+
+
+def reference_range(holdings, etf_w, cov, long_only, max_weight):
+    """Lowest and highest reachable portfolio beta, by scipy's LP (independent of xlfuncs)."""
+    from scipy.optimize import linprog
+
+    beta = reference_betas(etf_w, cov)[holdings.index].to_numpy()
+    lo = 0.0 if long_only else (-max_weight if max_weight is not None else None)
+    bounds = [(lo, max_weight)] * len(beta)
+    ends = [linprog(s * beta, A_eq=np.ones((1, len(beta))), b_eq=[holdings.sum()],
+                    bounds=bounds).fun * s for s in (1, -1)]
+    return ends[0], ends[1]
+
+
+@pytest.mark.parametrize(
+    ("seed", "where", "long_only", "max_weight"),
+    [(4, None, False, None), (5, 0.3, False, 0.4), (6, 0.2, True, None), (7, 0.5, True, 0.2),
+     (8, 0.9, True, 0.25), (9, 0.05, False, 0.3), (22, 0.999, True, 0.15)],
+)
+def test_reweight_matches_independent_qp(seed, where, long_only, max_weight):
+    holdings, etf_w, cov = make_problem(seed, long_only=long_only or seed % 2 == 0)
+    if where is None:
+        target = 0.0
+    else:
+        lo, hi = reference_range(holdings, etf_w, cov, long_only, max_weight)
+        target = lo + where * (hi - lo)
+    res = beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), target,
+                       "reweight", long_only, max_weight)
+    x_ref, tv_ref = reference_qp(holdings, etf_w, cov, target, long_only, max_weight)
+    assert abs(res.beta_after - target) <= 1e-8
+    after = portfolio_beta(Labelled(res.new, res.tickers), labelled(etf_w), labelled_cov(cov))
+    assert abs(after - target) <= 1e-8
+    assert res.new.sum() == pytest.approx(holdings.sum(), abs=1e-12)
+    assert abs(res.tracking_variance - tv_ref) <= 1e-8
+    assert res.tickers == tuple(holdings.index)
+    np.testing.assert_allclose(res.new, x_ref, atol=1e-5)
+    if long_only:
+        assert (res.new >= 0).all()
+    if max_weight is not None:
+        assert (np.abs(res.new) <= max_weight + 1e-15).all()
+
+
+def test_reweight_larger_problem_uses_the_fast_path():
+    holdings, etf_w, cov = make_problem(10, n=120, n_held=80, n_etf=40)
+    res = beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), 0.8,
+                       "reweight", True, 0.05)
+    _, tv_ref = reference_qp(holdings, etf_w, cov, 0.8, True, 0.05)
+    assert res.solver in ("exact", "active-set", "clarabel+polish")
+    assert abs(res.tracking_variance - tv_ref) <= 1e-8
+    assert abs(res.beta_after - 0.8) <= 1e-12
+
+
+def test_unreachable_long_only_target_names_the_range():
+    holdings, etf_w, cov = make_problem(11)
+    beta = reference_betas(etf_w, cov)[holdings.index]
+    total = holdings.sum()
+    lo, hi = total * beta.min(), total * beta.max()  # all in the lowest / highest beta name
+    with pytest.raises(InfeasibleError) as info:
+        beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), 0.0, "reweight",
+                     long_only=True)
+    msg = str(info.value)
+    assert f"from {lo:.4g} to {hi:.4g}" in msg
+    assert "long_only" in msg and "target_beta 0" in msg
+
+
+def test_max_weight_too_small_for_the_total():
+    holdings, etf_w, cov = make_problem(12)
+    with pytest.raises(InfeasibleError, match=r"cannot hold the holdings' total weight 1"):
+        beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), 0.5, "reweight",
+                     True, 0.05)
+
+
+def test_same_beta_everywhere_cannot_be_reweighted():
+    tick = ("A", "B")
+    cov = Labelled(np.array([[0.04, 0.0], [0.0, 0.04]]), tick)
+    # an ETF of equal weights: both assets have beta 1
+    with pytest.raises(InfeasibleError, match="same beta"):
+        beta_neutral(Labelled(np.array([0.5, 0.5]), tick), Labelled(np.array([1.0, 1.0]), tick),
+                     cov, 0.0, "reweight")
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_share_class_spellings_are_one_ticker():
+    cov = Labelled(np.array([[0.04, 0.01], [0.01, 0.09]]), ("BRK.B", "NVDA"))
+    hold = Labelled(np.array([0.6, 0.4]), ("BRK B", "NVDA US"))
+    etf = Labelled(np.array([0.3, 0.7]), ("NVDA", "BRK/B"))
+    res = beta_neutral(hold, etf, cov)
+    assert res.tickers[:2] == ("BRK B", "NVDA US")  # the holdings' own spelling comes back
+    assert abs(res.beta_after) < 1e-12
+    assert normalise_ticker("brk-b") == "BRK.B"
+
+
+def test_ticker_missing_from_cov_is_named():
+    holdings, etf_w, cov = make_problem(13)
+    etf_w.index = [*etf_w.index[:-1], "ZZZ"]
+    with pytest.raises(InputError, match=r"cov has no row for ZZZ \(in etf_weights\)"):
+        portfolio_beta(labelled(holdings), labelled(etf_w), labelled_cov(cov))
+
+
+def test_unlabelled_cov_is_refused():
+    holdings, etf_w, cov = make_problem(14)
+    with pytest.raises(InputError, match="cov needs tickers"):
+        portfolio_beta(labelled(holdings), labelled(etf_w), Labelled(cov.to_numpy()))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c.iloc.__setitem__((0, 1), c.iloc[0, 1] + 0.01), "cov is not symmetric"),
+        (lambda c: c.iloc.__setitem__((2, 2), -0.01), "negative variance"),
+        (lambda c: c.__setitem__(c.columns[3], np.nan), "non-finite"),
+    ],
+)
+def test_bad_cov(mutate, message):
+    holdings, etf_w, cov = make_problem(15)
+    cov = cov.copy()
+    mutate(cov)
+    with pytest.raises(InputError, match=message):
+        beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov))
+
+
+def test_non_psd_cov_is_refused():
+    tick = ("A", "B", "C")
+    c = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]) * 0.04
+    with pytest.raises(InputError, match="not positive semidefinite"):
+        beta_neutral(Labelled(np.array([0.5, 0.3, 0.2]), tick),
+                     Labelled(np.array([0.2, 0.3, 0.5]), tick), Labelled(c, tick))
+
+
+def test_negative_weight_with_long_only_is_refused():
+    holdings, etf_w, cov = make_problem(16)
+    holdings.iloc[2] = -0.05
+    with pytest.raises(InputError, match=rf"negative weight for {holdings.index[2]}"):
+        beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), 0.5, "reweight",
+                     long_only=True)
+
+
+# --------------------------------------------------------------------------- worksheet functions
+
+
+def cov_cells(cov: pd.DataFrame) -> list[list[object]]:
+    return [[None, *cov.columns]] + [[t, *map(float, row)] for t, row in zip(
+        cov.index, cov.to_numpy(), strict=True)]
+
+
+def pairs(series: pd.Series, header=("ticker", "weight")) -> list[list[object]]:
+    return [list(header)] + [[t, float(v)] for t, v in series.items()]
+
+
+def is_error(x):
+    return isinstance(x, str) and x.startswith(ERROR_PREFIX)
+
+
+def test_beta_neutral_udf_spills_table_and_portfolio_beta_reads_it():
+    holdings, etf_w, cov = make_problem(17)
+    out = udfs.BETA_NEUTRAL(pairs(holdings), pairs(etf_w), cov_cells(cov))
+    assert out[0] == ["ticker", "current weight", "new weight"]
+    assert [r[0] for r in out[1:]] == [*holdings.index, HEDGE_TICKER]
+    assert udfs.PORTFOLIO_BETA(out, pairs(etf_w), cov_cells(cov)) == pytest.approx(0, abs=1e-12)
+    before = udfs.PORTFOLIO_BETA(pairs(holdings), pairs(etf_w), cov_cells(cov))
+    assert before == pytest.approx(-out[-1][2], abs=1e-12)
+
+
+def test_beta_neutral_udf_reweight_with_excel_values():
+    holdings, etf_w, cov = make_problem(18)
+    # percent header, TRUE as text, max weight typed as 40%, blank target
+    hold = pairs(holdings * 100, ("Ticker", "Weight (%)"))
+    out = udfs.BETA_NEUTRAL(hold, pairs(etf_w), cov_cells(cov), None, "Reweight", True, "40%")
+    assert is_error(out) and "cannot be reached with long_only and max_weight 0.4" in out
+    out = udfs.BETA_NEUTRAL(hold, pairs(etf_w), cov_cells(cov), 0.9, "reweight", "TRUE", "40%")
+    x_ref, _ = reference_qp(holdings, etf_w, cov, 0.9, True, 0.4)
+    np.testing.assert_allclose([r[2] for r in out[1:]], x_ref, atol=1e-5)
+    assert [r[1] for r in out[1:]] == pytest.approx(list(holdings.to_numpy()), abs=1e-15)
+
+
+def test_etf_betas_udf():
+    holdings, etf_w, cov = make_problem(19)
+    out = udfs.ETF_BETAS(pairs(etf_w), cov_cells(cov))
+    ref = reference_betas(etf_w, cov)
+    assert out[0] == ["ticker", "beta"]
+    assert {r[0]: r[1] for r in out[1:]} == pytest.approx(ref.to_dict(), rel=1e-12)
+
+
+MUTATIONS = {
+    "blank weight": ("holdings", lambda h, e, c: h[3].__setitem__(1, None), "holdings has a blank"),
+    "text weight": ("holdings", lambda h, e, c: h[2].__setitem__(1, "abc"), 'text "abc"'),
+    "duplicate ticker": ("holdings", lambda h, e, c: h[2].__setitem__(0, h[1][0]), "twice"),
+    "blank ticker": ("holdings", lambda h, e, c: h[2].__setitem__(0, None), "needs a ticker"),
+    "N/A in etf": ("etf_weights", lambda h, e, c: e[1].__setitem__(1, "#N/A"), "#N/A"),
+    "cov asym": ("cov", lambda h, e, c: c[1].__setitem__(2, c[1][2] + 0.5), "not symmetric"),
+    "cov text": ("cov", lambda h, e, c: c[4].__setitem__(4, "x"), "cov has text"),
+    "cov ragged": ("cov", lambda h, e, c: c.pop(), "must be square"),
+    "one column": ("holdings", lambda h, e, c: [r.pop() for r in h], "ticker"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_bad_cells_give_one_readable_error(case):
+    arg, mutate, message = MUTATIONS[case]
+    holdings, etf_w, cov = make_problem(20)
+    h, e, c = pairs(holdings), pairs(etf_w), cov_cells(cov)
+    mutate(h, e, c)
+    for fn in (udfs.BETA_NEUTRAL, udfs.PORTFOLIO_BETA):
+        out = fn(h, e, c)
+        assert is_error(out), out
+        assert message in out, out
+        assert "\n" not in out
+    assert arg in udfs.BETA_NEUTRAL(h, e, c)
+
+
+def test_fuzz_beta_udfs_from_valid_inputs():
+    """Random single-cell corruptions of valid inputs: a result or one error line, never a crash."""
+    rng = np.random.default_rng(7)
+    junk = [None, "", "abc", "#N/A", True, -1.0, 1e300, float("nan"), "12%", -2146826246, "BRK B"]
+    holdings, etf_w, cov = make_problem(21)
+    for _ in range(300):
+        args = [pairs(holdings), pairs(etf_w), cov_cells(cov)]
+        k = int(rng.integers(3))
+        grid = args[k]
+        i, j = int(rng.integers(len(grid))), int(rng.integers(len(grid[0])))
+        grid[i][j] = junk[int(rng.integers(len(junk)))]
+        extra = [rng.choice([None, 0.0, 0.5, "x"]), rng.choice([None, "hedge", "reweight", "bad"]),
+                 rng.choice([None, True, False, "maybe"]), rng.choice([None, 0.3, -1.0, "5%"])]
+        out = udfs.BETA_NEUTRAL(*args, *extra)
+        if isinstance(out, str):
+            assert out.startswith(ERROR_PREFIX) and "unexpectedly" not in out, (args, out)
+            assert re.search(r"holdings|etf_weights|cov|target_beta|method|long_only|max_weight",
+                             out), out
+        else:
+            assert out[0][0] == "ticker" and all(np.isfinite(r[2]) for r in out[1:])
