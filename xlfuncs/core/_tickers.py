@@ -14,6 +14,14 @@ __all__ = ["normalise_ticker"]
 
 # root, one separator, one class letter: BRK B, BRK.B, BRK-B, BRK/B, BF-B
 _SHARE_CLASS = re.compile(r"^([A-Z0-9&]+)[ .\-/]([A-Z])$")
+# US share classes that some issuers (iShares) write with no separator at all.
+# Only well-known dual-class names: a general rule would turn real tickers such
+# as FOXA or NWSA into something else.
+_JOINED_CLASSES = {
+    "BRKA": "BRK.A", "BRKB": "BRK.B", "BFA": "BF.A", "BFB": "BF.B", "LENB": "LEN.B",
+    "HEIA": "HEI.A", "MOGA": "MOG.A", "MOGB": "MOG.B", "GEFB": "GEF.B", "CRDA": "CRD.A",
+    "CRDB": "CRD.B", "UHALB": "UHAL.B",
+}
 # the only exchange suffix dropped: the US composite code (other suffixes such
 # as "SAP GY" or "7203 JP" identify a different listing and are kept)
 _US_SUFFIX = " US"
@@ -32,18 +40,20 @@ def normalise_ticker(text: object) -> str:
     str
         Upper case with single spaces; a trailing `` US`` exchange code
         removed; a one-letter share class after a space, dot, dash or slash
-        written with a dot (``BRK B`` -> ``BRK.B``). Other suffixes are kept.
+        written with a dot (``BRK B`` -> ``BRK.B``); a few dual-class names
+        that iShares writes joined (``BRKB``, ``BFB``) likewise. Other
+        suffixes are kept.
 
     Examples
     --------
-    >>> [normalise_ticker(t) for t in ("brk b", "BRK-B", "BRK/B US", "NVDA US", "SAP GY")]
+    >>> [normalise_ticker(t) for t in ("brk b", "BRK-B", "BRKB", "NVDA US", "SAP GY")]
     ['BRK.B', 'BRK.B', 'BRK.B', 'NVDA', 'SAP GY']
 
     """
     ticker = " ".join(str(text).upper().split())
-    if ticker.endswith(_US_SUFFIX) and len(ticker) > len(_US_SUFFIX):
+    while ticker.endswith(_US_SUFFIX) and len(ticker) > len(_US_SUFFIX):
         ticker = ticker[: -len(_US_SUFFIX)].rstrip()
     match = _SHARE_CLASS.match(ticker)
     if match:
         ticker = f"{match[1]}.{match[2]}"
-    return ticker
+    return _JOINED_CLASSES.get(ticker, ticker)

@@ -1,0 +1,810 @@
+"""ETF issuer holdings files read into one form: tickers and fraction weights.
+
+Four layouts are recognised from the file's content (never from its name):
+
+========== ================================================================
+layout     how it is recognised
+========== ================================================================
+ishares    iShares CSV: a header row with ``Ticker``, ``Name``,
+           ``Asset Class`` and ``Weight (%)`` after a short preamble
+           (fund name, ``Fund Holdings as of,"Oct 05, 2026"``, ...)
+ssga       SSGA (SPDR) XLSX, sheet ``holdings``: ``Fund Name:``,
+           ``Ticker Symbol:``, ``Holdings:`` ``As of 20-Aug-2026``, then a
+           header row with ``Name``, ``Ticker``, ``Identifier``, ``SEDOL``,
+           ``Weight``
+janus      Janus Henderson: a header row whose first cell reads
+           ``Full Portfolio Holdings (As of MM/DD/YYYY)`` (that column holds
+           the security name), with ``Ticker``, ``Cusip`` and ``Weight %``
+plain      two columns, ticker and weight; a header whose weight cell holds
+           ``%`` means percent, a header reading ``weight`` means fractions,
+           and with no header the caller states ``percent=True/False``
+========== ================================================================
+
+Weights are never taken as percent or fraction from their size: the issuer
+layouts are percent by layout, a cell written ``12.5%`` is percent, and a plain
+file says so in its header or through the caller. Cash, currency, money-market
+and derivative rows are dropped explicitly and reported; the kept weights are
+renormalised to sum to one and the original total is reported. The table ends
+at the first blank row (the legal disclaimers that follow are ignored).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlfuncs.core import normalise_ticker
+from xlfuncs.errors import InputError
+
+__all__ = ["DroppedRow", "EtfHoldings", "parse_etf_table", "read_etf_file"]
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class DroppedRow:
+    """A cash, currency, money-market or derivative row left out of the holdings.
+
+    Attributes
+    ----------
+    ticker : str or None
+        The row's ticker (normalised), None when the file leaves it blank or ``-``.
+    name : str or None
+        The security name, when the file has one.
+    weight : float or None
+        The row's weight as a fraction of the file's total (0.0011 for 0.11%),
+        None when the file leaves it blank.
+    reason : str
+        Why it was dropped: ``cash``, ``money market``, ``futures``, ``swap``,
+        ``option``, ``forward``, ``fx forward``, ``derivative``, ``no ticker``, ...
+    row : int or None
+        The row number in the file (1-based), when known.
+
+    """
+
+    ticker: str | None
+    name: str | None
+    weight: float | None
+    reason: str
+    row: int | None = None
+
+
+@dataclass(frozen=True)
+class EtfHoldings:
+    """The holdings of one ETF file: normalised tickers and fraction weights.
+
+    Attributes
+    ----------
+    tickers : tuple of str
+        Normalised tickers (:func:`xlfuncs.core.normalise_ticker`), in file order.
+    weights : numpy.ndarray
+        Fractions, renormalised to sum to one (read-only).
+    layout : str
+        ``"ishares"``, ``"ssga"``, ``"janus"`` or ``"plain"``.
+    fund : str or None
+        The fund's name and/or ticker, when the file states them.
+    as_of : datetime.date or None
+        The holdings date, when the file states it.
+    names : tuple of (str or None)
+        Security names, where the file has them.
+    dropped : tuple of DroppedRow
+        The cash and derivative rows left out, each with its reason.
+    original_total : float
+        Sum of the kept weights before renormalisation, as a fraction
+        (0.9987 for 99.87%).
+    merged : tuple of str
+        Tickers listed on several rows (lots of one security, as bond funds
+        publish them), whose weights were added into one line.
+
+    """
+
+    tickers: tuple[str, ...]
+    weights: np.ndarray
+    layout: str
+    fund: str | None
+    as_of: dt.date | None
+    names: tuple[str | None, ...]
+    dropped: tuple[DroppedRow, ...]
+    original_total: float
+    merged: tuple[str, ...] = ()
+
+    def report(self) -> list[str]:
+        """Short human lines: layout, as-of date, holdings, dropped rows, renormalisation.
+
+        Returns
+        -------
+        list of str
+            One line each, ready for a status cell or a log.
+
+        """
+        known = _LAYOUTS_BY_NAME.get(self.layout)
+        title = known.title if known is not None else self.layout
+        lines = [f"layout: {title}" + (f" ({self.fund})" if self.fund else "")]
+        lines.append(f"as of: {self.as_of.isoformat() if self.as_of else 'not stated'}")
+        lines.append(f"holdings: {len(self.tickers)}")
+        if self.dropped:
+            shown = [
+                f"{d.ticker or d.name or '?'} ({d.reason}"
+                + (f", {_pct(d.weight)})" if d.weight is not None else ")")
+                for d in self.dropped[:_REPORT_DROPPED]
+            ]
+            more = len(self.dropped) - _REPORT_DROPPED
+            tail = f" and {more} more" if more > 0 else ""
+            n = len(self.dropped)
+            lines.append(
+                f"dropped {n} cash/derivative row{'s' if n != 1 else ''}: "
+                + ", ".join(shown) + tail
+            )
+        else:
+            lines.append("dropped: no cash or derivative rows")
+        if self.merged:
+            lines.append("added up the rows of tickers listed more than once: "
+                         + ", ".join(self.merged))
+        if abs(self.original_total - 1.0) <= _TOTAL_TOLERANCE:
+            lines.append("weights sum to 100%")
+        else:
+            lines.append(
+                f"weights summed to {_pct(self.original_total)}; renormalised to 100%"
+            )
+        return lines
+
+    def to_frame(self) -> pd.DataFrame:
+        """The holdings as a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``ticker`` and ``weight``, and ``name`` when the file has names.
+
+        """
+        frame = pd.DataFrame({"ticker": list(self.tickers), "weight": self.weights})
+        if any(n is not None for n in self.names):
+            frame["name"] = list(self.names)
+        return frame
+
+
+_REPORT_DROPPED = 6
+_TOTAL_TOLERANCE = 1e-9
+
+
+def _pct(fraction: float) -> str:
+    text = f"{fraction * 100:.4f}".rstrip("0").rstrip(".")
+    return f"{'0' if text in ('', '-0') else text}%"
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one issuer's table is found and read.
+
+    ``required`` are header cells (compared case-insensitively with spaces
+    collapsed) that identify the header row; the other fields name the columns
+    read from it. ``title_cell`` matches a header's first cell that is a title
+    rather than a column name (Janus); that column then holds the security name.
+    """
+
+    name: str
+    title: str
+    needs: str
+    required: frozenset[str]
+    ticker: str
+    weight: str
+    percent: bool | None
+    name_col: str | None = None
+    market_value: str | None = None
+    notional: str | None = None
+    asset_class: str | None = None
+    sector: str | None = None
+    strike: str | None = None
+    underlying: str | None = None
+    title_cell: re.Pattern[str] | None = None
+    meta: Callable[[list[list[str]]], tuple[str | None, dt.date | None]] | None = None
+
+
+def _cells_by_label(rows: list[list[str]]) -> dict[str, str]:
+    """Preamble rows ``label, value`` as a dict keyed by the label's key."""
+    out: dict[str, str] = {}
+    for row in rows:
+        filled = [c for c in row if c]
+        if len(filled) >= 2:
+            out.setdefault(_key(filled[0]), filled[1])
+    return out
+
+
+def _ishares_meta(rows: list[list[str]]) -> tuple[str | None, dt.date | None]:
+    fund = None
+    for row in rows:
+        filled = [c for c in row if c]
+        if filled:
+            if len(filled) == 1:
+                fund = filled[0]
+            break
+    labels = _cells_by_label(rows)
+    return fund, _date(labels.get("fund holdings as of"))
+
+
+def _ssga_meta(rows: list[list[str]]) -> tuple[str | None, dt.date | None]:
+    labels = _cells_by_label(rows)
+    name, ticker = labels.get("fund name:"), labels.get("ticker symbol:")
+    fund = f"{name} ({ticker})" if name and ticker else (name or ticker)
+    held = labels.get("holdings:", "")
+    return fund, _date(re.sub(r"(?i)^\s*as\s+of\s*", "", held))
+
+
+_JANUS_TITLE = re.compile(r"(?i)^\s*full\s+portfolio\s+holdings\b")
+_AS_OF_PAREN = re.compile(r"(?i)\(\s*as\s+of\s+([^)]*)\)")
+
+
+def _janus_meta(rows: list[list[str]]) -> tuple[str | None, dt.date | None]:
+    for row in rows:
+        for cell in row:
+            match = _AS_OF_PAREN.search(cell)
+            if match:
+                return None, _date(match[1])
+    return None, None
+
+
+_LAYOUTS: tuple[_Layout, ...] = (
+    _Layout(
+        name="ishares",
+        title="iShares CSV",
+        needs="header Ticker, Name, Sector, Asset Class, Market Value, Weight (%), ...",
+        required=frozenset({"ticker", "name", "asset class", "weight (%)"}),
+        ticker="ticker",
+        weight="weight (%)",
+        percent=True,
+        name_col="name",
+        market_value="market value",
+        notional="notional value",
+        asset_class="asset class",
+        sector="sector",
+        meta=_ishares_meta,
+    ),
+    _Layout(
+        name="ssga",
+        title="SSGA (SPDR) XLSX",
+        needs="header Name, Ticker, Identifier, SEDOL, Weight, Sector, Shares Held, ...",
+        required=frozenset({"name", "ticker", "identifier", "sedol", "weight"}),
+        ticker="ticker",
+        weight="weight",
+        percent=True,
+        name_col="name",
+        sector="sector",
+        meta=_ssga_meta,
+    ),
+    _Layout(
+        name="janus",
+        title="Janus Henderson",
+        needs=(
+            "header 'Full Portfolio Holdings (As of MM/DD/YYYY)', Ticker, Cusip, ..., "
+            "Market Value, Weight %"
+        ),
+        required=frozenset({"ticker", "cusip", "weight %"}),
+        ticker="ticker",
+        weight="weight %",
+        percent=True,
+        name_col="name",
+        market_value="market value",
+        notional="notional value",
+        strike="strike price",
+        underlying="underlying security",
+        title_cell=_JANUS_TITLE,
+        meta=_janus_meta,
+    ),
+)
+_PLAIN = _Layout(
+    name="plain",
+    title="plain two-column",
+    needs="two columns ticker, weight (header 'ticker,weight %' for percent)",
+    required=frozenset(),
+    ticker="ticker",
+    weight="weight",
+    percent=None,
+)
+_LAYOUTS_BY_NAME = {layout.name: layout for layout in (*_LAYOUTS, _PLAIN)}
+_EXPECTED = "; ".join(f"{layout.title} ({layout.needs})" for layout in (*_LAYOUTS, _PLAIN))
+
+# --------------------------------------------------------------------------- cells
+
+_BLANKS = " \t\r\n\u00a0\ufeff\u200b"
+_MISSING = frozenset({"", "-", "--", "\u2013", "\u2014", "n/a", "na", "nan", "none", "null"})
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
+_TICKER = re.compile(r"^[A-Z0-9][A-Z0-9 .\-/&+:^=*#]{0,29}$")
+_NO_TICKER = frozenset({"", "-", "--", "\u2013", "\u2014", "N/A", "NA"})
+# ISO codes of currencies an ETF holds as cash; a row with one of these as its
+# ticker is cash unless its asset class says otherwise (SSGA/Janus have none)
+_CURRENCIES = frozenset(
+    "USD EUR GBP JPY CHF CAD AUD NZD HKD SGD SEK NOK DKK CNY CNH KRW TWD INR BRL MXN ZAR "
+    "ILS PLN CZK HUF TRY IDR MYR THB PHP SAR AED CLP COP PEN KWD QAR".split()
+)
+
+
+def _text(cell: object) -> str:
+    """A cell as stripped text ('' for None); integral floats without '.0'."""
+    if cell is None:
+        return ""
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    if isinstance(cell, dt.datetime):
+        return cell.date().isoformat()
+    if isinstance(cell, dt.date):
+        return cell.isoformat()
+    return " ".join(str(cell).replace("\u00a0", " ").strip(_BLANKS).split())
+
+
+def _key(cell: object) -> str:
+    """A header cell as compared: case-folded text with single spaces."""
+    return _text(cell).casefold()
+
+
+def _parse_number(cell: object) -> tuple[float | None, bool]:
+    """A numeric cell as ``(value, written_as_percent)``; ``(None, False)`` if missing.
+
+    Accepts numbers and strings such as ``"1,234.56"``, ``"$1,234"``,
+    ``"(1,234)"`` (negative), ``"-$5"``, ``"12.5%"``; ``-``, ``n/a`` and blank
+    are missing. Raises ValueError for anything else (the caller names the row).
+    """
+    if cell is None:
+        return None, False
+    if isinstance(cell, bool):
+        raise ValueError(cell)
+    if isinstance(cell, int | float | np.integer | np.floating):
+        value = float(cell)
+        if math.isnan(value):
+            return None, False
+        if not math.isfinite(value):
+            raise ValueError(cell)
+        return value, False
+    text = _text(cell).replace(" ", "").replace("\u2212", "-")
+    if text.casefold() in _MISSING:
+        return None, False
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1]
+    percent = text.endswith("%")
+    if percent:
+        text = text[:-1]
+    if text.startswith(("-$", "+$")):
+        text = text[0] + text[2:]
+    elif text.startswith("$"):
+        text = text[1:]
+    if "," in text:
+        if not _GROUPED.match(text):
+            raise ValueError(cell)  # "7,1" (a decimal comma) is not guessed at
+        text = text.replace(",", "")
+    if not _NUMBER.match(text) or (negative and text.startswith(("-", "+"))):
+        raise ValueError(cell)
+    value = float(text)
+    return (-value if negative else value), percent
+
+
+_DATE_FORMATS = ("%b %d, %Y", "%B %d, %Y", "%d-%b-%Y", "%d-%B-%Y", "%m/%d/%Y", "%Y-%m-%d",
+                 "%d %b %Y", "%d %B %Y")
+
+
+def _date(text: str | None) -> dt.date | None:
+    """A preamble date in any issuer's spelling; None for '-', blank or unreadable."""
+    text = _text(text)
+    if text.casefold() in _MISSING:
+        return None
+    for fmt in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _fail(source: str, problem: str, argument: str = "path") -> InputError:
+    return InputError(f"{argument}: {source} {problem}", argument)
+
+
+def _empty_template(source: str) -> InputError:
+    return _fail(
+        source,
+        "has no holdings (an empty template, as issuers publish on non-trading days); "
+        "download the file for a trading day",
+    )
+
+
+def _find_header(rows: list[list[str]]) -> tuple[_Layout, int, dict[str, int]] | None:
+    """The first row that is an issuer header: its layout, index and column map."""
+    for index, row in enumerate(rows):
+        keys = [_key(c) for c in row]
+        for layout in _LAYOUTS:
+            if layout.title_cell is not None and keys and (
+                not keys[0] or layout.title_cell.match(keys[0])
+            ):
+                keys[0] = "name"  # Janus: the title (or nothing) heads the name column
+            if layout.required <= set(keys):
+                columns: dict[str, int] = {}
+                for col, key in enumerate(keys):
+                    columns.setdefault(key, col)
+                return layout, index, columns
+    return None
+
+
+def _is_blank(row: Sequence[str]) -> bool:
+    return not any(row)
+
+
+def _cell(row: Sequence[str], col: int | None) -> str:
+    return row[col] if col is not None and col < len(row) else ""
+
+
+def _classify(
+    ticker: str, name: str, asset_class: str, sector: str, strike: str, underlying: str,
+    market_value: float | None, notional: float | None,
+) -> str | None:
+    """Why a row is cash or a derivative (the reason), or None for a holding."""
+    asset = asset_class.casefold()
+    for word, reason in (("future", "futures"), ("swap", "swap"), ("option", "option"),
+                         ("forward", "forward"), ("money market", "money market"),
+                         ("cash", "cash"), ("derivative", "derivative"),
+                         ("currency", "cash")):
+        if word in asset:
+            return reason
+    if re.search(r"\bfx\b", asset):
+        return "fx forward"
+    if "cash" in sector.casefold() or "derivative" in sector.casefold():
+        return "cash or derivative"
+    if _text(strike).casefold() not in _MISSING:
+        return "option"
+    if _text(underlying).casefold() not in _MISSING:
+        return "derivative"
+    if market_value == 0 and notional:
+        return "derivative (zero market value)"
+    if ticker in _NO_TICKER:
+        label = name.casefold()
+        if "money market" in label or "money mkt" in label:
+            return "money market"
+        if any(w in label for w in ("cash", "dollar", "currency", "euro")):
+            return "cash"
+        return "no ticker"
+    if normalise_ticker(ticker) in _CURRENCIES and not asset.startswith("equit"):
+        return "cash"
+    return None
+
+
+def _resolve_percent(layout: _Layout, header_percent: bool | None,
+                     percent: bool | None, source: str) -> bool | None:
+    """Whether unsigned weight cells are percent; None when nobody said (plain, no header).
+
+    ``header_percent`` is what a plain header says: True for ``%``, False for a
+    bare ``weight`` (fractions unless the caller says percent), None for no header.
+    """
+    if layout.percent is not None or header_percent:
+        if percent is False:
+            why = (f"{layout.title} weights are percent" if layout.percent
+                   else "its weight header says percent ('%')")
+            raise _fail(source, f"contradicts percent=False: {why}; omit percent", "percent")
+        return True
+    if header_percent is False:
+        return bool(percent)
+    return percent
+
+
+def _plain_start(rows: list[list[str]]) -> tuple[int, bool | None, bool] | None:
+    """A plain table: (first data index, header says percent, has header), or None."""
+    first = next((i for i, row in enumerate(rows) if not _is_blank(row)), None)
+    if first is None:
+        return None
+    row = rows[first]
+    if any(row[2:]) or not row[0]:
+        return None
+    try:
+        value, _ = _parse_number(_cell(row, 1))
+    except ValueError:
+        value = None
+    if value is not None:
+        return first, None, False
+    second = _key(_cell(row, 1))
+    if "%" in second or "percent" in second or "pct" in second:
+        return first + 1, True, True
+    if "weight" in second:
+        return first + 1, False, True
+    return None
+
+
+def parse_etf_table(
+    rows: list[list[object]], source: str = "file", percent: bool | None = None
+) -> EtfHoldings:
+    """Parse the raw cells of an ETF holdings file (any of the four layouts).
+
+    Parameters
+    ----------
+    rows : list of list of object
+        Cell values (strings, numbers, dates, None) row by row, as read from a
+        CSV or XLSX file.
+    source : str, default "file"
+        The file's name, used in error messages.
+    percent : bool, optional
+        Whether unsigned weights are percent (``7.5`` means 7.5%). Needed only
+        for a plain two-column file with no header row; a plain header with
+        ``%`` means percent and one reading ``weight`` means fractions. The
+        issuer layouts are percent by layout; stating the opposite is an error.
+
+    Returns
+    -------
+    EtfHoldings
+        Normalised tickers, weights renormalised to sum to one, dropped cash and
+        derivative rows, and the original total.
+
+    Raises
+    ------
+    InputError
+        An unknown layout, an empty (non-trading-day) template, a bad number or
+        ticker (naming the row), a contradictory or
+        missing ``percent``.
+
+    """
+    table = [[_text(c) for c in row] for row in rows]
+    found = _find_header(table)
+    header_percent: bool | None = None
+    fund: str | None = None
+    as_of: dt.date | None = None
+    if found is not None:
+        layout, header_index, columns = found
+        start = header_index + 1
+        if layout.meta is not None:
+            fund, as_of = layout.meta(table[:start])
+    else:
+        plain = _plain_start(table)
+        if plain is None:
+            if all(_is_blank(row) for row in table):
+                raise _fail(source, "is empty; expected an ETF holdings file")
+            raise _fail(source, f"is not a known holdings layout; expected one of: {_EXPECTED}")
+        layout = _PLAIN
+        start, header_percent, has_header = plain
+        columns = {"ticker": 0, "weight": 1}
+        if not has_header and percent is None:
+            percent_cells = True
+            for row in table[start:]:
+                if _is_blank(row):
+                    break
+                percent_cells = percent_cells and _cell(row, 1).endswith("%")
+            if not percent_cells:
+                raise _fail(
+                    source,
+                    "has no header row, so its weights could be fractions or percent; add a "
+                    "header 'ticker,weight %' (percent) or 'ticker,weight' (fractions), or "
+                    "pass percent=True or percent=False",
+                )
+    unsigned_percent = _resolve_percent(layout, header_percent, percent, source)
+
+    def col(name: str | None) -> int | None:
+        return columns.get(name) if name is not None else None
+
+    c_ticker, c_weight, c_name = col(layout.ticker), col(layout.weight), col(layout.name_col)
+    c_mv, c_notional = col(layout.market_value), col(layout.notional)
+    c_asset, c_sector = col(layout.asset_class), col(layout.sector)
+    c_strike, c_underlying = col(layout.strike), col(layout.underlying)
+    wide = layout is not _PLAIN
+
+    def number(row: list[str], column: int | None, what: str, line: int) -> float | None:
+        try:
+            value, signed = _parse_number(_cell(row, column))
+        except ValueError:
+            raise _fail(source, f"row {line}: {what} {_cell(row, column)!r} is not a number") \
+                from None
+        if value is None or what != "weight":
+            return value
+        if signed or unsigned_percent:
+            return value / 100.0
+        return value
+
+    tickers: list[str] = []
+    names: list[str | None] = []
+    weights: list[float] = []
+    dropped: list[DroppedRow] = []
+    seen: dict[str, int] = {}
+    merged: list[str] = []
+    end = len(table)
+    n_rows = 0
+    for index in range(start, len(table)):
+        row, line = table[index], index + 1
+        filled = sum(1 for c in row if c)
+        if filled == 0 or (wide and filled == 1):
+            end = index  # a blank row or a one-cell disclaimer ends the table
+            break
+        n_rows += 1
+        raw_ticker = _cell(row, c_ticker).upper()
+        name = _cell(row, c_name) or None
+        weight = number(row, c_weight, "weight", line)
+        reason = _classify(
+            raw_ticker, name or "", _cell(row, c_asset), _cell(row, c_sector),
+            _cell(row, c_strike), _cell(row, c_underlying),
+            number(row, c_mv, "market value", line), number(row, c_notional, "notional", line),
+        )
+        if reason is not None:
+            ticker_out = None if raw_ticker in _NO_TICKER else normalise_ticker(raw_ticker)
+            dropped.append(DroppedRow(ticker_out, name, weight, reason, line))
+            continue
+        ticker = normalise_ticker(raw_ticker)
+        if not _TICKER.match(ticker):
+            raise _fail(source, f"row {line}: {_cell(row, c_ticker)!r} is not a ticker")
+        if weight is None:
+            raise _fail(source, f"row {line}: {ticker} has no weight")
+        if ticker in seen:  # several lots of one security: one line, weights added
+            weights[seen[ticker]] += weight
+            if ticker not in merged:
+                merged.append(ticker)
+            continue
+        seen[ticker] = len(tickers)
+        tickers.append(ticker)
+        names.append(name)
+        weights.append(weight)
+    _check_after_end(table, end, c_ticker, c_weight, wide, source)
+    if n_rows == 0:
+        raise _empty_template(source)
+    if not tickers:
+        raise _fail(source, f"has no holdings once its {len(dropped)} cash/derivative rows "
+                            "are dropped")
+    total = math.fsum(weights)
+    if not total > 0:
+        raise _fail(source, f"weights of its holdings sum to {_pct(total)}; cannot renormalise")
+    vector = _sum_to_one(np.asarray(weights, dtype=float) / total)
+    vector.flags.writeable = False  # EtfHoldings is frozen
+    return EtfHoldings(
+        tickers=tuple(tickers),
+        weights=vector,
+        layout=layout.name,
+        fund=fund,
+        as_of=as_of,
+        names=tuple(names),
+        dropped=tuple(dropped),
+        original_total=total,
+        merged=tuple(merged),
+    )
+
+
+def _sum_to_one(vector: np.ndarray) -> np.ndarray:
+    """Nudge one of the largest weights by a few ulps so that ``vector.sum() == 1.0``.
+
+    ``vector`` is already ``w / w.sum()``; the nudge is of the order of 1e-16.
+    NumPy's pairwise summation can step over 1.0 for a given element, so the
+    next largest is tried; if none lands exactly (rare), w / w.sum() is returned as is.
+    """
+    for index in np.argsort(-np.abs(vector), kind="stable")[:32]:
+        if float(vector.sum()) == 1.0:
+            break
+        before = vector[index]
+        vector[index] += 1.0 - float(vector.sum())
+        for _ in range(64):
+            residue = 1.0 - float(vector.sum())
+            if residue == 0.0:
+                return vector
+            vector[index] = np.nextafter(vector[index], math.copysign(math.inf, residue))
+        vector[index] = before
+    return vector
+
+
+def _check_after_end(table: list[list[str]], end: int, c_ticker: int | None,
+                     c_weight: int | None, wide: bool, source: str) -> None:
+    """Refuse holdings that continue after the blank row ending the table."""
+    for index in range(end + 1, len(table)):
+        row = table[index]
+        if sum(1 for c in row if c) < (3 if wide else 2):
+            continue
+        ticker = _cell(row, c_ticker)
+        try:
+            weight, _ = _parse_number(_cell(row, c_weight))
+        except ValueError:
+            continue
+        if ticker and weight is not None and _TICKER.match(normalise_ticker(ticker)):
+            raise _fail(
+                source,
+                f"row {index + 1} looks like a holding but comes after row {end + 1}, "
+                "where the table ended (a blank or one-cell row); remove that row",
+            )
+
+
+# --------------------------------------------------------------------------- files
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None) -> EtfHoldings:
+    """Read an ETF issuer holdings file (CSV, TXT or XLSX) into tickers and weights.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.csv``/``.txt`` file (UTF-8 with or without BOM, UTF-16, or
+        Windows-1252; comma or tab separated) or an ``.xlsx``/``.xlsm`` workbook
+        (sheet ``holdings`` if there is one, else the active sheet). The layout
+        is detected from the content, not the name.
+    percent : bool, optional
+        See :func:`parse_etf_table`; needed only for a plain file with no header.
+
+    Returns
+    -------
+    EtfHoldings
+        The parsed holdings.
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable file, an ``.xls`` workbook, or any problem
+        :func:`parse_etf_table` reports.
+
+    """
+    file = Path(path)
+    source = file.name
+    if not file.is_file():
+        raise InputError(f"path: no such file {os.fspath(path)}", "path")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise _fail(source, f"cannot be read ({exc.strerror or exc})") from None
+    suffix = file.suffix.casefold()
+    if data.startswith(_OLE_MAGIC) or suffix == ".xls":
+        raise _fail(source, "is an old .xls workbook; open it in Excel and save it as .xlsx")
+    if data.startswith(_ZIP_MAGIC) or suffix in (".xlsx", ".xlsm"):
+        rows = _xlsx_rows(data, source)
+    else:
+        rows = _csv_rows(data, source)
+    return parse_etf_table(rows, source=source, percent=percent)
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _csv_rows(data: bytes, source: str) -> list[list[object]]:
+    text = _decode(data)
+    sample = [line for line in text.splitlines()[:60] if line.strip(_BLANKS)]
+    counts = {d: sum(line.count(d) for line in sample) for d in (",", "\t", ";")}
+    if counts[";"] > max(counts[","], counts["\t"]):
+        raise _fail(source, "is separated by ';' (a non-English Excel export); save it as "
+                            "comma-separated CSV or .xlsx")
+    delimiter = "\t" if counts["\t"] > counts[","] else ","
+    try:
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise _fail(source, f"is not readable CSV ({exc})") from None
+
+
+def _xlsx_rows(data: bytes, source: str) -> list[list[object]]:
+    import openpyxl  # a heavy import, only when a workbook is read
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # any failure to open means the same thing to the user
+        raise _fail(source, f"is not a readable .xlsx workbook ({exc})") from None
+    try:
+        by_name = {name.casefold(): name for name in book.sheetnames}
+        sheet = book[by_name["holdings"]] if "holdings" in by_name else book.active
+        if sheet is None:
+            raise _fail(source, "has no worksheet")
+        if hasattr(sheet, "reset_dimensions"):
+            sheet.reset_dimensions()  # issuers' files may state a wrong (too small) range
+        return [list(row) for row in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
