@@ -78,7 +78,7 @@ def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
                 f"say which with {path}:COLUMN",
                 name,
             )
-    if labels is not None and len(set(t.upper() for t in labels)) != len(labels):
+    if labels is not None and len({core.normalise_ticker(t) for t in labels}) != len(labels):
         raise InputError(f"{name}: {path} lists a ticker twice", name)
     return Labelled(_numeric(df[chosen], name, path), labels)
 
@@ -102,6 +102,49 @@ def read_matrix(path: str, name: str) -> Labelled:
         return Labelled(vals)
     idx = align(row_labels, col_labels, f"{name} rows", f"{name} columns")
     return Labelled(vals[:, idx], tuple(row_labels))
+
+
+def read_grid(path: str, name: str) -> list[list[object]]:
+    """A CSV file as a grid of cells (blank cells as None), for the cell parsers."""
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{name}: no such file {path}", name)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            rows = [[c if c.strip() else None for c in row] for row in csv.reader(fh)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{name}: {path} is not a readable CSV file ({exc})", name) from None
+    if not rows:
+        raise InputError(f"{name}: {path} is empty", name)
+    return rows
+
+
+def read_holdings(path: str, name: str) -> Labelled:
+    """Ticker and weight columns from a CSV (the same rules as the holdings cells in Excel)."""
+    from xlfuncs.excel import cells
+
+    try:
+        return cells.holdings(read_grid(path, name), name)
+    except InputError as exc:
+        raise InputError(f"{Path(path).name}: {exc}", name) from None
+
+
+def read_returns_cov(path: str, method: str | None, periods_per_year: float,
+                     prices: bool = False) -> Labelled:
+    """Covariance with tickers from a returns (or prices) CSV: a date column, then tickers."""
+    name = "prices" if prices else "returns"
+    df = _read_csv(path, name)
+    first = df.columns[0]
+    if not pd.api.types.is_numeric_dtype(df[first]):
+        df = df.drop(columns=first)  # dates
+    cols = tuple(str(c).strip() for c in df.columns)
+    vals = np.column_stack([_numeric(df[c], name, path) for c in df.columns])
+    if prices:
+        vals = core.simple_returns(vals, cols)
+    cov = core.covariance(vals, method, periods_per_year, cols)
+    return Labelled(cov, cols)
 
 
 def write_table(df: pd.DataFrame, out: str, index: bool = True) -> None:
@@ -193,6 +236,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_beta_neutral(args: argparse.Namespace) -> int:
+    """``xlfuncs beta-neutral``: rebalance holdings to a target beta to an ETF."""
+    from xlfuncs.data.etf_files import read_etf_file
+
+    holdings = read_holdings(args.holdings, "holdings")
+    etf = read_etf_file(args.etf)
+    etf_weights = Labelled(etf.weights, etf.tickers)
+    if args.cov:
+        cov = read_matrix(args.cov, "cov")
+    else:
+        cov = read_returns_cov(args.returns or args.prices, args.risk_method,
+                               args.periods_per_year, prices=bool(args.prices))
+    res = core.beta_neutral(holdings, etf_weights, cov, args.target, args.method,
+                            args.long_only, args.max_weight)
+    for line in etf.report():
+        print(f"etf: {line}")
+    print(f"beta to the ETF: {res.beta_before:.6f} before, {res.beta_after:.6f} after "
+          f"(target {res.target_beta:g}, method {res.method}, {res.solver}, "
+          f"{res.seconds * 1e3:.1f} ms)")
+    print(f"tracking error of the change: {res.tracking_error:.6f} (units of the covariance)")
+    if res.reachable is not None:
+        print(f"reachable beta: {res.reachable[0]:.6g} to {res.reachable[1]:.6g}")
+    table = res.table()
+    frame = pd.DataFrame(table[1:], columns=table[0])
+    if args.out:
+        write_table(frame, args.out, index=False)
+        print(f"wrote {len(frame)} rows to {args.out}")
+    else:
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.6f}"))
+    return 0
+
+
+def cmd_etf_holdings(args: argparse.Namespace) -> int:
+    """``xlfuncs etf-holdings``: read an issuer holdings file into ticker and weight."""
+    from xlfuncs.data.etf_files import read_etf_file
+
+    percent = {"percent": True, "fraction": False, None: None}[args.weights]
+    etf = read_etf_file(args.file, percent=percent)
+    for line in etf.report():
+        print(line)
+    frame = etf.to_frame()
+    if args.out:
+        write_table(frame, args.out, index=False)
+        print(f"wrote {len(frame)} holdings to {args.out}")
+    else:
+        print(frame.to_string(index=False))
+    return 0
+
+
 def cmd_build_workbooks(args: argparse.Namespace) -> int:
     """``xlfuncs build-workbooks``: regenerate the workbooks from their sources."""
     from xlfuncs.excel.build import WORKBOOKS_DIR, build_workbooks
@@ -224,6 +316,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which matrix to write (default corr)")
     p.add_argument("--out", help="write the matrix to this CSV file instead of printing it")
     p.set_defaults(func=cmd_implied)
+
+    p = sub.add_parser("beta-neutral", help="rebalance holdings to a target beta to an ETF")
+    p.add_argument("--holdings", required=True,
+                   help="CSV with ticker and weight columns (e.g. from xlfuncs holdings)")
+    p.add_argument("--etf", required=True,
+                   help="the ETF's holdings: an issuer file (iShares, SSGA, Janus Henderson) or "
+                   "a ticker,weight CSV")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cov", help="covariance CSV with tickers in the header and first column")
+    src.add_argument("--returns", help="returns CSV: a date column, then one column per ticker")
+    src.add_argument("--prices", help="prices CSV (oldest first): a date column, then tickers")
+    p.add_argument("--risk-method", default=None,
+                   help="with --returns/--prices: sample (default), ewma[:HALFLIFE], ledoit-wolf")
+    p.add_argument("--periods-per-year", type=float, default=1.0,
+                   help="with --returns/--prices: annualisation (252 daily); default 1")
+    p.add_argument("--target", type=float, default=0.0, help="target beta (default 0)")
+    p.add_argument("--method", choices=("hedge", "reweight"), default="hedge")
+    p.add_argument("--long-only", action="store_true", help="reweight: no negative weights")
+    p.add_argument("--max-weight", type=float, default=None,
+                   help="reweight: largest weight per holding, as a fraction")
+    p.add_argument("--out", help="write ticker, current weight, new weight to this CSV")
+    p.set_defaults(func=cmd_beta_neutral)
+
+    p = sub.add_parser("etf-holdings", help="read an ETF issuer's holdings file")
+    p.add_argument("file", help="iShares CSV, SSGA XLSX, Janus Henderson CSV, or ticker,weight")
+    p.add_argument("--weights", choices=("percent", "fraction"), default=None,
+                   help="for a plain file whose header does not say: weights are in ...")
+    p.add_argument("--out", help="write ticker,weight to this CSV")
+    p.set_defaults(func=cmd_etf_holdings)
 
     p = sub.add_parser("demo", help="run the main jobs on the bundled sample data")
     p.add_argument("--out", help="also write the results to this folder")
