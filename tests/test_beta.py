@@ -304,7 +304,7 @@ def test_beta_neutral_udf_reweight_with_excel_values():
 
 
 def test_etf_betas_udf():
-    holdings, etf_w, cov = make_problem(19)
+    _, etf_w, cov = make_problem(19)
     out = udfs.ETF_BETAS(pairs(etf_w), cov_cells(cov))
     ref = reference_betas(etf_w, cov)
     assert out[0] == ["ticker", "beta"]

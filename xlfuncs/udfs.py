@@ -7,16 +7,19 @@ No mathematics here: it all lives in :mod:`xlfuncs.core`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from xlfuncs import core
 from xlfuncs.core import align_all
+from xlfuncs.errors import InputError
 from xlfuncs.excel import cells
 from xlfuncs.excel.functions import worksheet_function
 
 __all__ = [
     "BETA_NEUTRAL",
     "ETF_BETAS",
+    "ETF_HOLDINGS",
     "HIST_CORR",
     "HIST_COV",
     "IMPLIED_AVG_CORR",
@@ -196,3 +199,24 @@ def BETA_NEUTRAL(holdings, etf_weights, cov, target_beta=None, method=None, long
         max_weight=cells.optional_scalar(max_weight, "max_weight", None),
     )
     return res.table()
+
+
+@worksheet_function(
+    path="Full path of the issuer's holdings download (iShares .csv, SSGA .xlsx, Janus "
+    'Henderson .csv) or a ticker,weight .csv; quotes from "Copy as path" are fine.',
+    weights='Plain files only, when the header does not say: "percent" or "fraction".',
+)
+def ETF_HOLDINGS(path, weights=None):
+    """ETF constituents from an issuer's holdings file: spills ticker | weight (sums to 1).
+
+    Cash and derivative rows are dropped; weights are renormalised to 100%.
+    """
+    from xlfuncs.data.etf_files import read_etf_file
+
+    if not isinstance(path, str) or not path.strip().strip('"'):
+        raise InputError("path must be the file's full path, as text", "path")
+    file = Path(path.strip().strip('"')).expanduser()
+    unit = cells.choice(weights, "weights", ("percent", "fraction"), "")
+    etf = read_etf_file(file, percent={"percent": True, "fraction": False}.get(unit))
+    return [["ticker", "weight"], *([t, float(w)] for t, w in zip(etf.tickers, etf.weights,
+                                                                strict=True))]

@@ -272,10 +272,12 @@ def holdings(value: Any, name: str) -> Labelled:
     """
     rows = grid(value, name)
     header = rows[0]
-    if len(header) < 2 and len(rows) != 2:
+    if len(header) < 2:
         raise InputError(f"{name} needs two columns: ticker and weight", name)
     is_header = len(rows) > 1 and all(_is_blank(c) or _label(c) is not None for c in header)
-    if not is_header:
+    as_rows = (len(rows) == 2 and len(header) > 2
+               and _weight_column([_label(c) for c in header]) is None)
+    if not is_header or as_rows:
         if len(header) == 2 or len(rows) == 2:
             item = vector(value, name)
             if item.labels is None:
