@@ -91,7 +91,7 @@ class Ref:
     name: str
 
 
-Arg = Ref | str | float
+Arg = Ref | str | float | bool
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,7 @@ class InputTable:
     columns: tuple[Column, ...]
     total_label: str = ""
     total: tuple[ExcelFormula | None, ...] = ()
+    name: str = ""  # names the whole table, header row included
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,10 @@ class InputValue:
 
     label: str
     name: str
-    value: float
+    value: float | str | bool | None
     num_format: str
     col: int = 2
+    note: str = ""  # a hint written to the right of the value
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,8 @@ class WorkbookSpec:
     sheets: tuple[SheetSpec, ...]
     vba_modules: tuple[str, ...] = ()
     keywords: str = "xlfuncs, xlwings"
+    # sheets whose names others use are written first; tabs keep the order of ``sheets``
+    write_order: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- formulas
@@ -255,10 +259,13 @@ def formula_text(formula: Call | ExcelFormula) -> str:
     for a in formula.args:
         if isinstance(a, Ref):
             parts.append(a.name)
+        elif isinstance(a, bool):
+            parts.append("TRUE" if a else "FALSE")
         elif isinstance(a, str):
             parts.append('"' + a.replace('"', '""') + '"')
         else:
-            parts.append(repr(float(a)))
+            text = repr(float(a))
+            parts.append(text[:-2] if text.endswith(".0") else text)
     return f"={formula.function}({', '.join(parts)})"
 
 
@@ -327,7 +334,7 @@ def evaluate(formula: Call | ExcelFormula, names: Mapping[str, Grid]) -> Grid:
                 raise ValueError(f"{formula_text(formula)}: the name {a.name} is not defined above")
             values.append(xlwings_value(names[a.name], spec.is_range))
         else:
-            values.append(a if isinstance(a, str) else float(a))
+            values.append(a if isinstance(a, str | bool) else float(a))
     result = fn.func(*values)
     grid = as_grid(result)
     bad = [c for r in grid for c in r if isinstance(c, str) and c.startswith(ERROR_PREFIX)]
@@ -438,6 +445,8 @@ class _SheetWriter:
             if not math.isfinite(value):
                 raise ValueError(f"cannot store {value} in a cell")
             self.sheet.write_number(row, col, float(value), fmt)
+        elif isinstance(value, dt.datetime | dt.date):
+            self.sheet.write_datetime(row, col, value, fmt)
         else:
             raise TypeError(f"cannot store a {type(value).__name__} in a cell")
 
@@ -511,6 +520,10 @@ class _SheetWriter:
                 self._cell(top + i, _LABEL_COL + j, v, self.styles(kind, c.num_format))
             if c.name:
                 self._define(c.name, top, _LABEL_COL + j, [[_as_written(v)] for v in c.values])
+        if b.name:
+            grid = [[c.header for c in b.columns]]
+            grid += [[_as_written(c.values[i]) for c in b.columns] for i in range(n)]
+            self._define(b.name, top - 1, _LABEL_COL, grid)
         self.row = top + n
         if b.total_label:
             self.sheet.write_string(self.row, _LABEL_COL, b.total_label, self.styles("label"))
@@ -522,6 +535,8 @@ class _SheetWriter:
     def input_value(self, b: InputValue) -> None:
         self.sheet.write_string(self.row, _LABEL_COL, b.label, self.styles("label"))
         self._cell(self.row, b.col, b.value, self.styles("input", b.num_format))
+        if b.note:
+            self.sheet.write_string(self.row, b.col + 1, b.note, self.styles("note"))
         self._define(b.name, self.row, b.col, [[_as_written(b.value)]])
         self.row += 1
 
@@ -617,10 +632,15 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
     book.add_vba_project(io.BytesIO(project), is_stream=True)  # type: ignore[arg-type]
     styles = _Styles(book)
     names: dict[str, Grid] = {}  # workbook names, shared by the sheets
+    sheets = {}
     for sheet_spec in spec.sheets:
-        sheet = book.add_worksheet(sheet_spec.name)
-        sheet.set_vba_name(sheet_spec.code_name)
-        _SheetWriter(book, sheet, sheet_spec, styles, names).write()
+        sheets[sheet_spec.name] = book.add_worksheet(sheet_spec.name)
+        sheets[sheet_spec.name].set_vba_name(sheet_spec.code_name)
+    by_name = {s.name: s for s in spec.sheets}
+    order = [*spec.write_order, *(s.name for s in spec.sheets if s.name not in spec.write_order)]
+    for sheet_name in order:
+        _SheetWriter(book, sheets[sheet_name], by_name[sheet_name], styles, names).write()
+    sheets[spec.sheets[0].name].activate()
     book.close()
     return path
 
@@ -748,6 +768,175 @@ def implied_cov_sheet() -> SheetSpec:
     )
 
 
+HOLDINGS_COLUMNS = (
+    "ticker", "shares", "price", "value", "weight", "total_return", "volatility", "dividends",
+    "dividends_per_share", "dividend_yield", "alpha", "beta",
+)
+_SAMPLE_NAV = 1_000_000.0  # the sample portfolio's value, dollars
+
+
+def _sample_prices():
+    import pandas as pd
+
+    from xlfuncs.data.samples import sample_path
+
+    with sample_path("sp500_prices_2022.csv").open() as fh:
+        prices = pd.read_csv(fh, index_col="date", parse_dates=["date"])
+    return prices.drop(columns=["SP500"])
+
+
+def _sample_csv(name: str):
+    import pandas as pd
+
+    from xlfuncs.data.samples import sample_path
+
+    with sample_path(name).open() as fh:
+        return pd.read_csv(fh)
+
+
+def holdings_sheet() -> SheetSpec:
+    """The Holdings sheet: what Refresh holdings fills; shipped with sample holdings."""
+    prices = _sample_prices()
+    last = prices.iloc[-1]
+    sample = _sample_csv("sample_holdings.csv")
+    shares = [float(round(w * _SAMPLE_NAV / last[t])) for t, w in zip(
+        sample["ticker"], sample["weight"], strict=True)]
+    price = [float(last[t]) for t in sample["ticker"]]
+    value = [round(n * p, 2) for n, p in zip(shares, price, strict=True)]
+    total = math.fsum(value)
+    weight = [round(v / total, 10) for v in value]  # 15 digits survive any spreadsheet
+    blank = (None,) * len(value)
+    formats = {"shares": "#,##0", "price": "#,##0.00", "value": "#,##0", "weight": "0.00%"}
+    data = {"ticker": tuple(sample["ticker"]), "shares": tuple(shares), "price": tuple(price),
+            "value": tuple(value), "weight": tuple(weight)}
+    columns = tuple(
+        Column(c, data.get(c, blank), formats.get(c, "0.00" if c != "ticker" else ""),
+               is_input=False)
+        for c in HOLDINGS_COLUMNS
+    )
+    blocks: tuple[Block, ...] = (
+        Section("Which holdings", "Refresh holdings (xlfuncs ribbon) reads these two cells."),
+        InputValue("Fund", "Fund", "undergrad", "", note="undergrad, quant, brigham_capital, "
+                   "grad or quant_paper"),
+        InputValue("Date", "HoldingsDate", None, "yyyy-mm-dd",
+                   note="blank = the last business day"),
+        Section("Last refresh"),
+        InputValue("Status", "HoldingsStatus",
+                   "Sample holdings (not the fund's): click Refresh holdings", "",
+                   note=""),
+        InputValue("Fetched at", "HoldingsFetchedAt", None, "yyyy-mm-dd hh:mm"),
+        InputValue("Fund, dates", "HoldingsSource", "sample, 2022-12-28", ""),
+        InputValue("Rows", "HoldingsRows", float(len(value)), "0"),
+        Section("Holdings (named Holdings)",
+                "Active positions only; weight = value / total value. BETA_NEUTRAL reads the "
+                "ticker and weight columns."),
+        InputTable(columns, name="Holdings"),
+    )
+    return SheetSpec(
+        name="Holdings",
+        code_name="HoldingsSheet",
+        title="Fund holdings",
+        subtitle="Filled by Refresh holdings from the fund's API; a failed refresh changes "
+        "nothing but the status.",
+        blocks=blocks,
+        column_widths=((0, 0, 14.0), (1, 11, 12.0)),
+    )
+
+
+def returns_sheet() -> SheetSpec:
+    """The Returns sheet: daily returns of 20 large US stocks in 2022 (skfolio's sample)."""
+    from xlfuncs.core import simple_returns
+
+    prices = _sample_prices()
+    rets = simple_returns(prices.to_numpy(), tuple(prices.columns))
+    dates = tuple(d.to_pydatetime() for d in prices.index[1:])
+    columns = (
+        Column("date", dates, "yyyy-mm-dd", is_input=True),
+        *(Column(t, tuple(float(f"{x:.12g}") for x in rets[:, j]), "0.00%")
+          for j, t in enumerate(prices.columns)),
+    )
+    return SheetSpec(
+        name="Returns",
+        code_name="ReturnsSheet",
+        title="Daily returns, 2022: 20 large US stocks",
+        subtitle="Adjusted close prices from skfolio's sample data set (BSD-3-Clause), "
+        "for examples only. Named Returns, header row included.",
+        blocks=(InputTable(columns, name="Returns"),),
+        column_widths=((0, 0, 11.0), (1, 20, 8.0)),
+        freeze_rows=3,
+    )
+
+
+def beta_neutral_sheet() -> SheetSpec:
+    """The BetaNeutral sheet: holdings, a thematic ETF, HIST_COV, BETA_NEUTRAL."""
+    etf = _sample_csv("sample_etf_weights.csv")
+    hold, etf_w, cov = Ref("Holdings"), Ref("EtfWeights"), Ref("Cov")
+    hist = Call("HIST_COV", (Ref("Returns"), "ledoit-wolf", 252.0))
+    rebalance = Call("BETA_NEUTRAL", (hold, etf_w, cov, Ref("TargetBeta"), Ref("Method"),
+                                      Ref("LongOnly"), Ref("MaxWeight")))
+    reweight = Call("BETA_NEUTRAL", (hold, etf_w, cov, 0.4, "reweight", True))
+    pct, num = "0.00%", "0.000"
+    blocks: tuple[Block, ...] = (
+        Notes(
+            heading="How to use",
+            lines=(
+                "Holdings come from the Holdings sheet (Refresh holdings on the xlfuncs ribbon "
+                "loads the fund's); EtfWeights are the ETF's constituents.",
+                'To use an issuer\'s file: =ETF_HOLDINGS("C:\\Downloads\\holdings.csv") '
+                "spills ticker and weight; name that range EtfWeights.",
+                "Cov is estimated from the Returns sheet; assets are matched by ticker "
+                "(BRK B = BRK.B = BRK-B), never by position.",
+                "hedge keeps every holding and adds one ETF line; reweight changes the holdings "
+                "as little as possible in risk terms. Errors read #xlfuncs! and name the input.",
+            ),
+        ),
+        Section("The ETF (EtfWeights)",
+                "A hypothetical AI-tilted ETF, XAI: made-up weights over names in the returns "
+                "table. Scaled to sum to 1."),
+        InputTable((Column("ticker", tuple(etf["ticker"])),
+                    Column("weight", tuple(float(x) for x in etf["weight"]), pct)),
+                   name="EtfWeights", total_label="Total",
+                   total=(None, ExcelFormula(
+                       "SUM(INDEX(EtfWeights,0,2))",
+                       lambda names: sum(r[1] for r in names["EtfWeights"][1:])))),
+        Section("Settings"),
+        InputValue("Target beta", "TargetBeta", 0.0, "0.00", note="0 = beta-neutral"),
+        InputValue("Method", "Method", "hedge", "", note="hedge or reweight"),
+        InputValue("Long only", "LongOnly", False, "", note="reweight only"),
+        InputValue("Max weight", "MaxWeight", None, pct, note="reweight only; blank = none"),
+        Section("Covariance (Cov): Ledoit-Wolf, annualised, from the Returns sheet",
+                formula_text(hist)),
+        Spill(hist, "0.0000", "Cov"),
+        Section("Rebalanced holdings (Rebalanced)", formula_text(rebalance)),
+        Spill(rebalance, pct, "Rebalanced"),
+        Checks((
+            Check("Beta to the ETF before", Call("PORTFOLIO_BETA", (hold, etf_w, cov)), num),
+            Check("Beta to the ETF after",
+                  Call("PORTFOLIO_BETA", (Ref("Rebalanced"), etf_w, cov)), num),
+        )),
+        Section("Reweight, long only, to beta 0.4 (Reweighted)",
+                "Beta 0 is out of reach long only: every holding has a positive beta. "
+                + formula_text(reweight)),
+        Spill(reweight, pct, "Reweighted"),
+        Checks((
+            Check("Beta to the ETF after",
+                  Call("PORTFOLIO_BETA", (Ref("Reweighted"), etf_w, cov)), num),
+        )),
+        Section("Betas of every asset to the ETF", formula_text(
+            Call("ETF_BETAS", (etf_w, cov)))),
+        Spill(Call("ETF_BETAS", (etf_w, cov)), num),
+    )
+    return SheetSpec(
+        name="BetaNeutral",
+        code_name="BetaNeutral",
+        title="Beta-neutral rebalancing against a thematic ETF",
+        subtitle="Blue cells are inputs; every other number is an xlfuncs formula "
+        "(BETA_NEUTRAL, PORTFOLIO_BETA, ETF_BETAS, HIST_COV).",
+        blocks=blocks,
+        column_widths=((0, 0, 14.0), (1, 22, 10.0)),
+    )
+
+
 def workbook_specs() -> tuple[WorkbookSpec, ...]:
     """Every workbook the builder writes."""
     return (
@@ -756,6 +945,14 @@ def workbook_specs() -> tuple[WorkbookSpec, ...]:
             title="Option-implied correlation and covariance",
             subject="SPY sector ETFs, 18 Feb 2025: IMPLIED_CORR, IMPLIED_COV, INDEX_VOL",
             sheets=(implied_cov_sheet(),),
+        ),
+        WorkbookSpec(
+            filename="BetaNeutral.xlsm",
+            title="Beta-neutral rebalancing",
+            subject="Holdings re-weighted to a target beta to an ETF: BETA_NEUTRAL, "
+            "PORTFOLIO_BETA, ETF_BETAS, HIST_COV",
+            sheets=(beta_neutral_sheet(), holdings_sheet(), returns_sheet()),
+            write_order=("Holdings", "Returns"),
         ),
     )
 
