@@ -1,0 +1,616 @@
+"""The fund holdings client against a real loopback API: contract, fault matrix, secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from datetime import UTC, date, datetime
+
+import pytest
+import requests
+from fund_api import (  # noqa: F401  (the fixtures fund_api and refused_url)
+    FUNDS,
+    PATH,
+    FundApi,
+    Reply,
+    fund_api_fixture,
+    refused_url_fixture,
+    sample_holdings,
+    stalled_port,
+)
+
+from xlfuncs.config import Config
+from xlfuncs.core import normalise_ticker
+from xlfuncs.data.holdings import (
+    COLUMNS,
+    HoldingsClient,
+    HoldingsSnapshot,
+    fetch_holdings,
+    last_business_day,
+    parse_summary,
+)
+from xlfuncs.errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiResponseError,
+    ApiStatusError,
+    ApiTimeoutError,
+    ConfigError,
+    InputError,
+    XlfuncsError,
+)
+
+DAY = date(2025, 2, 18)
+TOKEN = "s3cr3t-T0KEN.abc_123"
+
+
+def config(api: FundApi | str, **overrides) -> Config:
+    """Fast settings for tests: short timeouts, no backoff sleep."""
+    url = api if isinstance(api, str) else api.url
+    settings = {"base_url": url, "fund": "quant", "timeout": (0.5, 0.5), "retries": 3,
+                "backoff": 0.0}
+    settings.update(overrides)
+    return Config(**settings)
+
+
+def fetch(api: FundApi, fund: str = "quant", **overrides) -> HoldingsSnapshot:
+    return fetch_holdings(fund, DAY, DAY, config=config(api, **overrides))
+
+
+def fails(api: FundApi, error: type[Exception], fund: str = "quant", **overrides) -> Exception:
+    with pytest.raises(error) as info:
+        fetch(api, fund, **overrides)
+    return info.value
+
+
+def row(ticker: str, value: float, *, active: bool = True, shares: float = 10.0,
+        price: float | None = None, **extra) -> dict:
+    r = {"ticker": ticker, "active": active, "shares": shares,
+         "price": value / shares if price is None and shares else (price or 0.0),
+         "value": value, "total_return": 1.0, "volatility": 20.0, "dividends": 0.0,
+         "dividends_per_share": 0.0, "dividend_yield": 0.0, "alpha": 0.1, "beta": 1.0}
+    r.update(extra)
+    return r
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def test_snapshot_from_the_api(fund_api):
+    snap = fetch_holdings("quant", date(2025, 2, 10), DAY, config=config(fund_api))
+    sent = fund_api.requests
+    assert len(sent) == 1
+    assert sent[0].method == "POST" and sent[0].path == PATH
+    assert sent[0].json == {"fund": "quant", "start": "2025-02-10", "end": "2025-02-18"}
+    assert sent[0].headers["content-type"] == "application/json"
+    assert "authorization" not in sent[0].headers
+
+    served = fund_api.holdings
+    active = [r for r in served if r["active"]]
+    assert snap.fund == "quant"
+    assert (snap.start, snap.end, snap.trading_days) == (date(2025, 2, 10), DAY, 7)
+    assert snap.fetched_at.tzinfo is not None and snap.fetched_at.utcoffset().total_seconds() == 0
+    assert abs((datetime.now(UTC) - snap.fetched_at).total_seconds()) < 60
+    assert snap.tickers == tuple(r["ticker"] for r in active)  # API order, API spelling
+    assert "BRK B" in snap.tickers
+    assert snap.inactive == len(served) - len(active) >= 1
+    assert all(h.active for h in snap.rows)
+    total = math.fsum(r["value"] for r in active)
+    assert snap.total_value == pytest.approx(total)
+    for h, r in zip(snap.rows, active, strict=True):
+        assert (h.shares, h.price, h.value) == (r["shares"], r["price"], r["value"])
+        assert h.weight == pytest.approx(r["value"] / total)
+        assert (h.alpha, h.beta, h.total_return) == (r["alpha"], r["beta"], r["total_return"])
+    assert math.fsum(h.weight for h in snap.rows) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_shorts_are_kept_with_negative_weight(fund_api):
+    snap = fetch(fund_api)
+    shorts = [h for h in snap.rows if h.shares < 0]
+    assert len(shorts) == 1
+    assert shorts[0].value < 0 and shorts[0].weight < 0
+    assert math.fsum(h.weight for h in snap.rows) == pytest.approx(1.0)
+
+
+def test_weights_use_active_rows_only(fund_api):
+    # an inactive row that still carries a value must not enter the denominator
+    fund_api.holdings = [
+        row("AAPL", 600.0),
+        row("OLD", 9999.0, active=False),
+        row("BRK B", 500.0),
+        row("TSLA", -100.0, shares=-2.0),
+    ]
+    snap = fetch(fund_api)
+    assert snap.tickers == ("AAPL", "BRK B", "TSLA")
+    assert snap.inactive == 1
+    assert [h.weight for h in snap.rows] == pytest.approx([0.6, 0.5, -0.1])
+
+
+def test_to_frame(fund_api):
+    fund_api.holdings = [row("AAPL", 300.0, alpha=None, beta=None), row("BRK B", 100.0)]
+    frame = fetch(fund_api).to_frame()
+    assert list(frame.columns) == list(COLUMNS)
+    assert list(frame["ticker"]) == ["AAPL", "BRK B"]
+    assert list(frame["weight"]) == pytest.approx([0.75, 0.25])
+    assert math.isnan(frame.loc[0, "alpha"]) and frame.loc[1, "beta"] == 1.0
+    assert all(frame[c].dtype == float for c in COLUMNS[1:])
+
+
+def test_defaults_end_last_business_day_start_end_and_fund_from_config(fund_api):
+    snap = fetch_holdings(config=config(fund_api, fund="grad"))
+    expected = last_business_day().isoformat()
+    assert fund_api.requests[0].json == {"fund": "grad", "start": expected, "end": expected}
+    assert snap.fund == "grad"
+
+
+@pytest.mark.parametrize(("today", "expected"), [
+    (date(2025, 2, 17), date(2025, 2, 14)),  # Monday -> Friday
+    (date(2025, 2, 16), date(2025, 2, 14)),  # Sunday
+    (date(2025, 2, 15), date(2025, 2, 14)),  # Saturday
+    (date(2025, 2, 19), date(2025, 2, 18)),  # Wednesday -> Tuesday
+    (datetime(2025, 2, 18, 9, 30), date(2025, 2, 17)),
+])
+def test_last_business_day(today, expected):
+    assert last_business_day(today) == expected
+
+
+def test_dates_as_datetime_or_text(fund_api):
+    fetch_holdings("quant", datetime(2025, 2, 3, 0, 0), "2025-02-18", config=config(fund_api))
+    assert fund_api.requests[0].json["start"] == "2025-02-03"
+    assert fund_api.requests[0].json["end"] == "2025-02-18"
+
+
+def test_bad_arguments_are_refused_before_any_request(fund_api):
+    cfg = config(fund_api, fund=None)
+    with pytest.raises(ConfigError, match=r"no fund given.*XLFUNCS_FUND"):
+        fetch_holdings(start=DAY, end=DAY, config=cfg)
+    with pytest.raises(InputError, match="start 2025-02-19 is after end 2025-02-18"):
+        fetch_holdings("quant", date(2025, 2, 19), DAY, config=cfg)
+    with pytest.raises(InputError, match=r"end must be a date \(YYYY-MM-DD\), not text '18/02'"):
+        fetch_holdings("quant", DAY, "18/02", config=cfg)
+    with pytest.raises(InputError, match="fund must be a fund name"):
+        fetch_holdings("  ", DAY, DAY, config=cfg)
+    with HoldingsClient(cfg) as client, pytest.raises(TypeError, match="not both"):
+        fetch_holdings("quant", DAY, DAY, config=cfg, client=client)
+    assert fund_api.hits == 0
+
+
+def test_progress_messages(fund_api):
+    said = []
+    fetch_holdings("quant", DAY, DAY, config=config(fund_api), progress=said.append)
+    assert said[0] == f"Fetching quant holdings on 2025-02-18 from {fund_api.url[7:]}..."
+    assert said[-1] == "20 quant holdings on 2025-02-18 (2 inactive dropped)"
+
+
+def test_one_client_many_calls(fund_api):
+    with HoldingsClient(config(fund_api)) as client:
+        a = fetch_holdings("quant", DAY, DAY, client=client)
+        b = fetch_holdings("grad", DAY, DAY, client=client)
+        raw = client.summary("undergrad", DAY, DAY)
+    assert a.tickers == b.tickers
+    assert raw["end"] == "2025-02-18" and len(raw["holdings"]) == len(fund_api.holdings)
+    assert [r.json["fund"] for r in fund_api.requests] == ["quant", "grad", "undergrad"]
+
+
+def test_500_holdings(fund_api):
+    fund_api.holdings = sample_holdings(500, seed=7)
+    began = time.perf_counter()
+    snap = fetch(fund_api)
+    elapsed = time.perf_counter() - began
+    assert len(snap.rows) == 500 and snap.inactive == 50
+    assert len({normalise_ticker(t) for t in snap.tickers}) == 500
+    assert math.fsum(h.weight for h in snap.rows) == pytest.approx(1.0)
+    assert len(snap.to_frame()) == 500
+    assert elapsed < 2.0
+
+
+def test_sample_holdings_is_deterministic():
+    assert sample_holdings(30, seed=3) == sample_holdings(30, seed=3)
+    assert sample_holdings(30, seed=3) != sample_holdings(30, seed=4)
+    rows = sample_holdings(30, seed=3)
+    assert sum(r["active"] for r in rows) == 30 and len(rows) == 33
+    assert any(r["ticker"] == "BRK B" and r["active"] for r in rows)
+    assert sum(r["shares"] < 0 for r in rows) == 1
+    assert sum(r["value"] for r in rows if r["active"]) > 0
+
+
+# --------------------------------------------------------------------------- the server itself
+
+
+def test_server_validates_like_fastapi(fund_api):
+    url = fund_api.url + PATH
+    r = requests.post(url, json={"fund": "quant", "start": "2025-02"}, timeout=5)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert [d["loc"] for d in detail] == [["body", "start"], ["body", "end"]]
+    assert detail[1]["msg"] == "Field required"
+    r = requests.post(url, data=b"{not json", timeout=5,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+    r = requests.post(url, json={"fund": "nope", "start": "2025-02-18", "end": "2025-02-18"},
+                      timeout=5)
+    assert (r.status_code, r.text) == (500, "Internal Server Error")
+    assert requests.get(url, timeout=5).status_code == 405
+    assert requests.post(fund_api.url + "/other", json={}, timeout=5).status_code == 404
+    assert fund_api.hits == 5
+
+
+def test_script_mini_language():
+    assert Reply.parse("429:retry-after=1") == Reply(status=429, headers={"Retry-After": "1"})
+    assert Reply.parse("ok:delay=1.5").delay == 1.5
+    assert Reply.parse("drop").drop
+    with pytest.raises(ValueError, match="unknown step"):
+        Reply.parse("teapot")
+    with pytest.raises(ValueError, match="unknown option"):
+        Reply.parse("500:colour=red")
+
+
+# --------------------------------------------------------------------------- HTTP errors
+
+
+def test_500_unknown_fund_is_not_retried(fund_api):
+    exc = fails(fund_api, ApiStatusError, fund="nope")
+    assert exc.status == 500 and exc.body == "Internal Server Error"
+    assert str(exc) == (
+        "the API failed (500): a server error, or fund 'nope' is unknown "
+        f"(known funds: {', '.join(FUNDS)}); body: Internal Server Error"
+    )
+    assert fund_api.hits == 1
+
+
+def test_500_for_a_known_fund_is_not_retried(fund_api):
+    fund_api.script(["500", "ok"])
+    exc = fails(fund_api, ApiStatusError)
+    assert str(exc) == ("the API failed (500): a server error, or fund 'quant' is unknown; "
+                        "body: Internal Server Error")
+    assert fund_api.hits == 1
+
+
+def test_502_503_then_success(fund_api):
+    fund_api.script(["502", "503", "ok"])
+    snap = fetch(fund_api)
+    assert len(snap.rows) == 20
+    assert fund_api.hits == 3
+    assert all(r.json == fund_api.requests[0].json for r in fund_api.requests)
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_unavailable_after_the_retries(fund_api, status):
+    fund_api.script([str(status)] * 4)
+    exc = fails(fund_api, ApiStatusError)
+    assert exc.status == status
+    assert str(exc).startswith(f"the API is unavailable ({status}) after 3 retries; body: ")
+    assert fund_api.hits == 4
+
+
+def test_retries_zero(fund_api):
+    fund_api.script(["503", "ok"])
+    exc = fails(fund_api, ApiStatusError, retries=0)
+    assert str(exc) == 'the API is unavailable (503); body: {"detail":"Service Unavailable"}'
+    assert fund_api.hits == 1
+
+
+def test_backoff_between_retries(fund_api):
+    fund_api.script(["503", "503", "ok"])
+    fetch(fund_api, backoff=0.1)
+    first, second = fund_api.gaps()
+    assert first < 0.1  # urllib3: the first retry is immediate
+    assert 0.18 <= second < 1.0  # then backoff * 2
+
+
+def test_422_summarises_the_validation_errors(fund_api):
+    fund_api.script(["422"])
+    exc = fails(fund_api, ApiStatusError)
+    assert exc.status == 422
+    assert str(exc) == ("the API rejected the request (422): start: Input should be a valid "
+                        "date or datetime, input is too short; fund: Field required")
+    assert json.loads(exc.body)["detail"][1]["type"] == "missing"
+    assert fund_api.hits == 1
+
+
+def test_422_with_many_errors_and_with_text(fund_api):
+    detail = [{"loc": ["body", f"f{i}"], "msg": "bad", "type": "x"} for i in range(5)]
+    fund_api.script([Reply(status=422, json={"detail": detail}),
+                     Reply(status=422, body="nope", headers={"Content-Type": "text/plain"})])
+    exc = fails(fund_api, ApiStatusError)
+    assert str(exc) == ("the API rejected the request (422): f0: bad; f1: bad; f2: bad "
+                        "and 2 more")
+    assert str(fails(fund_api, ApiStatusError)) == "the API rejected the request (422): nope"
+
+
+def test_429_retry_after_is_honoured(fund_api):
+    fund_api.script(["429:retry-after=1", "ok"])
+    began = time.perf_counter()
+    snap = fetch(fund_api)
+    assert len(snap.rows) == 20
+    assert fund_api.hits == 2
+    assert fund_api.gaps()[0] >= 0.95
+    assert time.perf_counter() - began < 3
+
+
+def test_503_retry_after_is_honoured(fund_api):
+    fund_api.script(["503:retry-after=1", "ok"])
+    fetch(fund_api)
+    assert fund_api.hits == 2 and fund_api.gaps()[0] >= 0.95
+
+
+def test_429_after_the_retries(fund_api):
+    fund_api.script(["429"] * 4)
+    exc = fails(fund_api, ApiStatusError)
+    assert exc.status == 429
+    assert str(exc) == ('the API is rate limiting requests (429) after 3 retries; '
+                        'body: {"detail":"Too Many Requests"}')
+    assert fund_api.hits == 4
+
+
+def test_a_long_retry_after_is_reported_not_waited_for(fund_api):
+    fund_api.script(["429:retry-after=3600"])
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiStatusError)
+    assert time.perf_counter() - began < 1
+    assert str(exc).startswith("the API is rate limiting requests (429); it asks to wait 3600 s")
+    assert fund_api.hits == 1
+
+
+def test_an_unreadable_retry_after_falls_back_to_backoff(fund_api):
+    fund_api.script(["503:retry-after=soon", "ok"])
+    fetch(fund_api)
+    assert fund_api.hits == 2
+
+
+def test_401_without_a_token():
+    with FundApi(token=TOKEN) as api:
+        exc = fails(api, ApiStatusError)
+        assert exc.status == 401
+        assert str(exc) == ("the API needs a token (401): set XLFUNCS_API_TOKEN or token "
+                            'under [api] in the config file; body: {"detail":"Not authenticated"}')
+        assert api.hits == 1
+
+
+def test_404_names_the_base_url(fund_api):
+    exc = fails(fund_api, ApiStatusError, base_url=fund_api.url + "/v2")
+    assert str(exc).startswith(
+        f"the API has no /all-holdings/summary (404): is the base URL {fund_api.url}/v2 right?"
+    )
+
+
+# --------------------------------------------------------------------------- transport errors
+
+
+def test_connection_refused(refused_url):
+    with pytest.raises(ApiConnectionError) as info:
+        fetch_holdings("quant", DAY, DAY, config=config(refused_url))
+    assert str(info.value) == f"cannot reach {refused_url}: connection refused"
+    assert info.value.status is None and info.value.body is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows refuses, not drops, on a full backlog")
+def test_connect_timeout_is_retried_then_reported():
+    with stalled_port() as url:
+        began = time.perf_counter()
+        with pytest.raises(ApiTimeoutError) as info:
+            fetch_holdings("quant", DAY, DAY, config=config(url, timeout=(0.2, 0.5), retries=1))
+        elapsed = time.perf_counter() - began
+    assert str(info.value) == f"cannot reach {url}: no connection within 0.2 s (2 attempts)"
+    assert 0.35 < elapsed < 2
+
+
+def test_a_slow_answer_times_out_and_is_not_retried(fund_api):
+    fund_api.script(["ok:delay=2"])
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiTimeoutError, timeout=(0.5, 0.3))
+    elapsed = time.perf_counter() - began
+    assert str(exc) == (f"the API at {fund_api.url} did not answer within 0.3 s "
+                        "(read timeout); set XLFUNCS_TIMEOUT to wait longer")
+    assert fund_api.hits == 1
+    assert 0.25 < elapsed < 1.5
+
+
+def test_a_dropped_connection_is_retried(fund_api):
+    fund_api.script(["drop", "ok"])
+    assert len(fetch(fund_api).rows) == 20
+    assert fund_api.hits == 2
+
+
+def test_dropped_every_time(fund_api):
+    fund_api.script(["drop"] * 4)
+    exc = fails(fund_api, ApiConnectionError)
+    assert str(exc) == f"cannot reach {fund_api.url}: the connection was closed without an answer"
+    assert fund_api.hits == 4
+
+
+def test_every_error_is_an_xlfuncs_error_on_one_line(fund_api, refused_url):
+    fund_api.script(["500", "422", "invalid-json", "empty", "ok:delay=1"])
+    errors = [fails(fund_api, XlfuncsError) for _ in range(5)]
+    with pytest.raises(XlfuncsError) as info:
+        fetch_holdings("quant", DAY, DAY, config=config(refused_url))
+    for exc in [*errors, info.value]:
+        assert isinstance(exc, ApiError)
+        assert "\n" not in str(exc) and len(str(exc)) < 400
+
+
+# --------------------------------------------------------------------------- broken answers
+
+
+def test_invalid_json(fund_api):
+    fund_api.script(["invalid-json"])
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc).startswith('the API answered 200 but not with JSON: {"start": "2025-02-18"')
+    assert exc.status == 200 and exc.body.startswith('{"start"')
+
+
+def test_a_long_body_is_cut_in_the_message_not_on_the_attribute(fund_api):
+    page = "<html>" + "x" * 5000 + "</html>"
+    fund_api.script([Reply(body=page, headers={"Content-Type": "text/html"})])
+    exc = fails(fund_api, ApiResponseError)
+    assert exc.body == page
+    assert str(exc).endswith("...") and len(str(exc)) < 260
+
+
+def test_missing_holdings(fund_api):
+    fund_api.script(["no-holdings"])
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc) == ("the API answer has no holdings field "
+                        "(its fields: end, start, trading_days)")
+    assert exc.status == 200 and "trading_days" in exc.body
+
+
+def test_empty_list_is_an_error_not_an_empty_sheet(fund_api):
+    fund_api.script(["empty"])
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc) == "the API returned no active holdings for fund quant on 2025-02-18"
+
+
+def test_only_inactive_rows_is_an_error(fund_api):
+    fund_api.holdings = [row("AAPL", 0.0, active=False), row("MSFT", 0.0, active=False)]
+    with pytest.raises(ApiResponseError, match=r"^the API returned no active holdings for fund "
+                                               r"quant from 2025-02-10 to 2025-02-18$"):
+        fetch_holdings("quant", date(2025, 2, 10), DAY, config=config(fund_api))
+
+
+def test_duplicate_tickers(fund_api):
+    fund_api.holdings = [row("AAPL", 100.0), row("BRK B", 100.0), row("MSFT", 100.0),
+                         row("BRK.B", 50.0)]
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc) == ("holdings[3].ticker 'BRK.B' repeats holdings[1].ticker 'BRK B': "
+                        "BRK.B is held twice")
+
+
+def test_a_duplicate_among_inactive_rows_is_fine(fund_api):
+    fund_api.holdings = [row("BRK B", 100.0), row("BRK.B", 0.0, active=False)]
+    assert fetch(fund_api).tickers == ("BRK B",)
+
+
+@pytest.mark.parametrize("values", [[100.0, -100.0], [-10.0, 5.0]])
+def test_non_positive_total(fund_api, values):
+    fund_api.holdings = [row(t, v, shares=math.copysign(10.0, v))
+                         for t, v in zip(("AAPL", "TSLA"), values, strict=True)]
+    total = sum(values)
+    with pytest.raises(ApiResponseError, match=(
+        rf"^the active holdings of fund quant are worth {total:,.2f} in total on 2025-02-18; "
+        "weights need a positive total$")):
+        fetch(fund_api)
+
+
+def _rows_with(index: int, **change) -> list[dict]:
+    rows = sample_holdings(6, seed=1, inactive=0)
+    rows[index] = {**rows[index], **change}
+    return rows
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    (_rows_with(3, shares="abc"), "holdings[3].shares is text 'abc', a number is needed"),
+    (_rows_with(2, price=None), "holdings[2].price is null, a number is needed"),
+    (_rows_with(0, value=True), "holdings[0].value is true, a number is needed"),
+    (_rows_with(4, active="yes"), "holdings[4].active is text 'yes', true or false is needed"),
+    (_rows_with(1, ticker=5), "holdings[1].ticker is 5, a ticker is needed"),
+    (_rows_with(1, ticker="  "), "holdings[1].ticker is blank text, a ticker is needed"),
+    (_rows_with(5, beta="1.2"), "holdings[5].beta is text '1.2', a number or null is needed"),
+    (_rows_with(5, price=-3.0), "holdings[5].price is -3.0, it cannot be negative"),
+    ([*sample_holdings(2, seed=1, inactive=0), ["AAPL", 1]],
+     "holdings[2] is a list, an object is needed"),
+])
+def test_wrong_field_types_name_the_field_and_row(fund_api, rows, message):
+    fund_api.holdings = rows
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc) == message
+    assert exc.status == 200 and exc.body is not None
+
+
+def test_missing_analytics_are_null(fund_api):
+    rows = sample_holdings(3, seed=1, inactive=0)
+    del rows[0]["alpha"]
+    fund_api.holdings = rows
+    assert fetch(fund_api).rows[0].alpha is None
+
+
+def test_inactive_rows_need_not_be_complete(fund_api):
+    fund_api.holdings = [row("AAPL", 100.0), {"ticker": "OLD", "active": False, "price": None}]
+    snap = fetch(fund_api)
+    assert snap.tickers == ("AAPL",) and snap.inactive == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: [a], "the API answer is a list, an object with holdings is needed"),
+    (lambda a: {**a, "holdings": {"AAPL": 1}}, "holdings is an object, a list is needed"),
+    (lambda a: {**a, "start": "18/02/2025"},
+     "start is text '18/02/2025', a date YYYY-MM-DD is needed"),
+    (lambda a: {k: v for k, v in a.items() if k != "end"},
+     "end is missing, a date YYYY-MM-DD is needed"),
+    (lambda a: {**a, "trading_days": 1.5}, "trading_days is 1.5, a whole number is needed"),
+])
+def test_wrong_top_level_fields(fund_api, change, message):
+    fund_api.script([Reply(transform=change)])
+    assert str(fails(fund_api, ApiResponseError)) == message
+
+
+def test_parse_summary_directly():
+    answer = {"start": "2025-02-18", "end": "2025-02-18T00:00:00", "trading_days": 1.0,
+              "holdings": [row("AAPL", 100.0)]}
+    when = datetime(2025, 2, 18, 21, 0, tzinfo=UTC)
+    snap = parse_summary(answer, fund="quant", fetched_at=when)
+    assert snap.end == DAY and snap.trading_days == 1 and snap.fetched_at == when
+    assert snap.rows[0].weight == 1.0
+
+
+# --------------------------------------------------------------------------- the token
+
+
+def test_the_token_is_sent_as_a_bearer_header():
+    with FundApi(token=TOKEN) as api:
+        snap = fetch(api, token=TOKEN)
+        assert len(snap.rows) == 20
+        assert api.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def _all_text(exc: BaseException) -> str:
+    """Message and repr of an exception and of everything it chains to."""
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts += [str(exc), repr(exc), str(getattr(exc, "body", ""))]
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def test_the_token_never_leaks(caplog, refused_url):
+    caplog.set_level(logging.DEBUG)  # our logger and urllib3's
+    seen: list[BaseException] = []
+    with FundApi(token="a-different-token") as api:
+        cfg = config(api, token=TOKEN)
+        assert TOKEN not in repr(cfg) and TOKEN not in str(cfg) and "'***'" in repr(cfg)
+        with HoldingsClient(cfg) as client:
+            assert TOKEN not in repr(client)
+            assert TOKEN not in repr(client._session.auth)
+            api.script([
+                "ok",  # refused: wrong token -> 401
+                "500",
+                "422",
+                "429:retry-after=3600",
+                "invalid-json",
+                "ok:delay=1",
+                # an API that echoes the request (headers included) back
+                Reply(status=500, body=f"bad header Authorization: Bearer {TOKEN}"),
+                Reply(body=f"<html>Bearer {TOKEN}</html>"),
+            ])
+            for _ in range(8):
+                with pytest.raises(ApiError) as info:
+                    fetch_holdings("quant", DAY, DAY, client=client)
+                seen.append(info.value)
+            assert api.hits == 8
+            assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in api.requests)
+        with pytest.raises(ApiConnectionError) as info:
+            fetch_holdings("quant", DAY, DAY, config=config(refused_url, token=TOKEN))
+        seen.append(info.value)
+    assert str(seen[0]).startswith("the API refused the token (401): check XLFUNCS_API_TOKEN")
+    assert "***" in str(seen[6]) and "***" in seen[7].body
+    for exc in seen:
+        assert TOKEN not in _all_text(exc), exc
+    assert caplog.records, "expected log records"
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage()
+        assert TOKEN not in repr(record.args)
+    assert TOKEN not in caplog.text
