@@ -1,0 +1,95 @@
+"""xlfuncs doctor: honest checks, with fixes, on fake Windows/macOS homes and on this machine."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import xlwings
+
+from xlfuncs import doctor
+
+XLWINGS_ADDIN = Path(xlwings.__file__).parent / "addin" / "xlwings.xlam"
+REPO_ADDIN = Path(__file__).resolve().parents[1] / "workbooks" / "xlfuncs.xlam"
+
+
+def by_name(checks):
+    return {c.name: c for c in checks}
+
+
+def windows_home(tmp_path: Path, *, conf: str | None, addins=("xlwings", "xlfuncs")):
+    appdata = tmp_path / "AppData" / "Roaming"
+    xlstart = appdata / "Microsoft" / "Excel" / "XLSTART"
+    xlstart.mkdir(parents=True)
+    if "xlwings" in addins:
+        shutil.copy(XLWINGS_ADDIN, xlstart / "xlwings.xlam")
+    if "xlfuncs" in addins:
+        shutil.copy(REPO_ADDIN, xlstart / "xlfuncs.xlam")
+    if conf is not None:
+        (tmp_path / ".xlwings").mkdir()
+        (tmp_path / ".xlwings" / "xlwings.conf").write_text(conf)
+    return {"APPDATA": str(appdata)}
+
+
+def test_this_machine_reports_no_excel_and_a_working_python_side():
+    checks = doctor.run_checks()
+    got = by_name(checks)
+    assert got["Python"].status == "ok"
+    assert got["xlfuncs.udfs"].status == "ok" and "BETA_NEUTRAL" in got["xlfuncs.udfs"].detail
+    if not sys.platform.startswith(("win", "darwin")):
+        assert got["Excel"].status == "n/a" and "command line works" in got["Excel"].detail
+        assert got["xlwings add-in"].status == "n/a"
+    assert not doctor.python_broken(checks)
+    table = doctor.render(checks)
+    assert table.splitlines()[0].startswith("check")
+
+
+def test_a_good_windows_setup_is_all_ok(tmp_path):
+    conf = f'"INTERPRETER_WIN","{sys.executable}"\n"UDF MODULES","xlfuncs.udfs"\n'
+    env = windows_home(tmp_path, conf=conf)
+    got = by_name(doctor.run_checks(env=env, home=tmp_path, platform="win32"))
+    for name in ("xlwings add-in", "xlfuncs add-in", "xlwings.conf", "interpreter",
+                 "UDF modules"):
+        assert got[name].status == "ok", got[name]
+    assert xlwings.__version__ in got["xlwings add-in"].detail
+
+
+def test_windows_problems_each_come_with_a_fix(tmp_path):
+    conf = '"INTERPRETER_WIN","C:\\\\nowhere\\\\python.exe"\n\n"UDF MODULES","other"\n'
+    env = windows_home(tmp_path, conf=conf, addins=())
+    checks = doctor.run_checks(env=env, home=tmp_path, platform="win32")
+    got = by_name(checks)
+    assert got["xlwings add-in"].status == "FAIL"
+    assert got["xlwings add-in"].fix == "run: xlwings addin install"
+    assert got["xlfuncs add-in"].status == "FAIL"
+    assert got["xlwings.conf"].status == "warn" and "blank" in got["xlwings.conf"].detail
+    assert got["interpreter"].status == "FAIL" and "does not exist" in got["interpreter"].detail
+    assert got["UDF modules"].status == "FAIL" and "xlfuncs.udfs" in got["UDF modules"].fix
+    # the Excel side is broken, the Python side is not: exit code 0
+    assert not doctor.python_broken(checks)
+    assert "to fix:" in doctor.render(checks)
+
+
+def test_an_addin_of_another_version_is_reported(tmp_path, monkeypatch):
+    env = windows_home(tmp_path, conf=None)
+    monkeypatch.setattr(doctor, "_version", lambda dist: "9.9.9" if dist == "xlwings" else "0")
+    got = by_name(doctor.run_checks(env=env, home=tmp_path, platform="win32"))
+    assert got["xlwings add-in"].status == "FAIL"
+    assert "but Python package 9.9.9" in got["xlwings add-in"].detail
+    assert got["xlwings.conf"].status == "FAIL"
+
+
+def test_a_broken_python_side_is_an_error(monkeypatch):
+    real = doctor.importlib.import_module
+
+    def fail(name, *a, **k):
+        if name == "hmmlearn":
+            raise ImportError("no hmmlearn")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", fail)
+    checks = doctor.run_checks()
+    assert by_name(checks)["dependencies"].status == "FAIL"
+    assert "hmmlearn (ImportError)" in by_name(checks)["dependencies"].detail
+    assert doctor.python_broken(checks)

@@ -1,0 +1,299 @@
+"""``xlfuncs doctor``: what in the chain Python -> xlwings -> Excel works, and how to fix the rest.
+
+The most common support problems with classic xlwings (SPEC section 7) are an
+interpreter that is not found, an add-in whose version differs from the Python
+package's, and a UDF module that fails to import. Each check here reports one
+of ``ok``, ``warn``, ``FAIL`` or ``n/a`` (not applicable on this machine, e.g. no
+Excel on Linux) with a one-line detail and, when it is not ok, the fix.
+
+Only a broken Python side (Python too old, a dependency or ``xlfuncs.udfs``
+that does not import) makes the command exit non-zero: the Excel side cannot be
+checked, or needed, on a server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Check", "addin_dir", "python_broken", "render", "run_checks", "xlwings_conf_path"]
+
+OK, WARN, FAIL, NA = "ok", "warn", "FAIL", "n/a"
+MIN_PYTHON = (3, 11)
+#: Distributions the Python side needs (name as installed, import name).
+REQUIRED = (("numpy", "numpy"), ("scipy", "scipy"), ("pandas", "pandas"), ("cvxpy", "cvxpy"),
+            ("clarabel", "clarabel"), ("scikit-learn", "sklearn"), ("requests", "requests"),
+            ("xlwings", "xlwings"), ("openpyxl", "openpyxl"), ("hmmlearn", "hmmlearn"),
+            ("matplotlib", "matplotlib"), ("tqdm", "tqdm"))
+_ADDIN_VERSION = re.compile(r'XLWINGS_VERSION\s+As\s+String\s*=\s*"([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's table."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+    python_side: bool = False  # a failure here breaks the command line too
+
+
+def _windows(platform: str) -> bool:
+    return platform.startswith("win")
+
+
+def _mac(platform: str) -> bool:
+    return platform == "darwin"
+
+
+def xlwings_conf_path(home: Path, platform: str) -> Path:
+    """The user's ``xlwings.conf`` as classic xlwings reads it (SPEC section 7)."""
+    if _mac(platform):
+        return home / "Library" / "Containers" / "com.microsoft.Excel" / "Data" / "xlwings.conf"
+    return home / ".xlwings" / "xlwings.conf"
+
+
+def addin_dir(home: Path, platform: str, env: Mapping[str, str]) -> Path | None:
+    """Excel's per-user start-up folder, where ``xlwings addin install`` puts add-ins."""
+    if _windows(platform):
+        appdata = env.get("APPDATA") or str(home / "AppData" / "Roaming")
+        return Path(appdata) / "Microsoft" / "Excel" / "XLSTART"
+    if _mac(platform):
+        office = home / "Library" / "Group Containers" / "UBF8T346G9.Office"
+        return office / "User Content.localized" / "Startup.localized" / "Excel"
+    return None
+
+
+def read_xlwings_conf(path: Path) -> tuple[dict[str, str], list[int]]:
+    """Settings of an ``xlwings.conf`` (keys upper case) and the numbers of its blank lines."""
+    settings: dict[str, str] = {}
+    blank: list[int] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        values = re.findall(r'"([^"]*)"', line)
+        if len(values) >= 2:
+            settings[values[0].strip().upper().replace("_", " ")] = values[1]
+        elif not line.strip():
+            blank.append(i)
+    return settings, blank
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _check_python() -> Check:
+    v = sys.version_info
+    text = f"{v.major}.{v.minor}.{v.micro} at {sys.executable}"
+    if (v.major, v.minor) < MIN_PYTHON:
+        return Check("Python", FAIL, text, "install Python 3.11 or later and reinstall xlfuncs",
+                     True)
+    store = "WindowsApps" in sys.executable
+    if store:
+        return Check("Python", WARN, text, "the Microsoft Store Python often cannot host the "
+                     "xlwings COM server: install Python from python.org", True)
+    return Check("Python", OK, text, python_side=True)
+
+
+def _check_packages() -> list[Check]:
+    out = []
+    xlfuncs_version = _version("xlfuncs")
+    out.append(Check("xlfuncs", OK if xlfuncs_version else WARN,
+                     f"{xlfuncs_version or 'not installed as a package'} in "
+                     f"{Path(__file__).resolve().parent}",
+                     "" if xlfuncs_version else "pip install -e . in the repository",
+                     True))
+    missing = []
+    for dist, module in REQUIRED:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # an import can fail in many ways; say which
+            missing.append(f"{dist} ({type(exc).__name__})")
+    if missing:
+        out.append(Check("dependencies", FAIL, "cannot import " + ", ".join(missing),
+                         "pip install --upgrade xlfuncs (or pip install -e . in the repository)",
+                         True))
+    else:
+        out.append(Check("dependencies", OK, f"{len(REQUIRED)} packages import", python_side=True))
+    return out
+
+
+def _check_udfs() -> Check:
+    try:
+        udfs = importlib.import_module("xlfuncs.udfs")
+        from xlfuncs.excel.functions import REGISTRY
+    except Exception as exc:
+        return Check("xlfuncs.udfs", FAIL, f"does not import: {type(exc).__name__}: {exc}",
+                     "reinstall xlfuncs; run python -c \"import xlfuncs.udfs\" to see the error",
+                     True)
+    names = sorted(udfs.__all__)
+    absent = [n for n in names if n not in REGISTRY]
+    if absent:
+        return Check("xlfuncs.udfs", FAIL, f"{', '.join(absent)} not registered",
+                     "reinstall xlfuncs", True)
+    return Check("xlfuncs.udfs", OK, f"{len(names)} functions: {', '.join(names)}",
+                 python_side=True)
+
+
+def _check_excel(platform: str) -> Check:
+    if _windows(platform) or _mac(platform):
+        return Check("Excel", OK, "this system can run Excel; the checks below find its files")
+    return Check("Excel", NA, f"no Excel on {platform}: worksheet functions and buttons need "
+                 "Excel on Windows (macOS: buttons only); the xlfuncs command line works here")
+
+
+def _check_xlwings_addin(home: Path, platform: str, env: Mapping[str, str]) -> Check:
+    folder = addin_dir(home, platform, env)
+    if folder is None:
+        return Check("xlwings add-in", NA, "no Excel start-up folder on this system")
+    addin = folder / "xlwings.xlam"
+    if not addin.is_file():
+        return Check("xlwings add-in", FAIL, f"not found in {folder}",
+                     "run: xlwings addin install")
+    package = _version("xlwings")
+    try:
+        from pyopenvba import ExcelFile
+
+        with ExcelFile(addin) as book:
+            text = "\n".join(book.get_module(m) for m in book.module_names())
+        found = _ADDIN_VERSION.search(text)
+        installed = found.group(1) if found else None
+    except Exception as exc:  # a damaged or locked add-in file
+        return Check("xlwings add-in", WARN, f"{addin} is unreadable ({type(exc).__name__})",
+                     "run: xlwings addin install")
+    if installed != package:
+        return Check("xlwings add-in", FAIL,
+                     f"add-in {installed or 'of unknown version'} but Python package {package}",
+                     "run: xlwings addin install (after every xlwings upgrade)")
+    return Check("xlwings add-in", OK, f"{installed} in {folder}")
+
+
+def _check_xlfuncs_addin(home: Path, platform: str, env: Mapping[str, str]) -> Check:
+    folder = addin_dir(home, platform, env)
+    if folder is None:
+        return Check("xlfuncs add-in", NA, "no Excel start-up folder on this system")
+    addin = folder / "xlfuncs.xlam"
+    if not addin.is_file():
+        return Check("xlfuncs add-in", FAIL, f"not found in {folder}",
+                     "run the installer again (install/install.ps1 or install/install.sh)")
+    return Check("xlfuncs add-in", OK, f"{addin}")
+
+
+def _check_conf(home: Path, platform: str) -> list[Check]:
+    path = xlwings_conf_path(home, platform)
+    if not (_windows(platform) or _mac(platform)):
+        if not path.is_file():
+            return [Check("xlwings.conf", NA, "not needed without Excel")]
+    if not path.is_file():
+        return [Check("xlwings.conf", FAIL, f"{path} is missing",
+                      "run: xlwings config create (or the installer)")]
+    settings, blank = read_xlwings_conf(path)
+    out = []
+    key = "INTERPRETER MAC" if _mac(platform) else "INTERPRETER WIN"
+    conda = settings.get("CONDA PATH")
+    interp = settings.get(key, "")
+    if blank:
+        out.append(Check("xlwings.conf", WARN, f"{path} has blank lines ({blank[:3]})",
+                         "remove them: a blank line can stop the COM server from starting"))
+    else:
+        out.append(Check("xlwings.conf", OK, str(path)))
+    if conda:
+        out.append(Check("interpreter", OK, f"conda: {conda} env {settings.get('CONDA ENV')}"))
+    elif not interp:
+        out.append(Check("interpreter", FAIL, f"{key} is not set in {path.name}",
+                         f'add "{key}","{sys.executable}" (or run xlwings config create)'))
+    elif not Path(interp).is_file():
+        out.append(Check("interpreter", FAIL, f"{interp} does not exist",
+                         f'set {key} to {sys.executable} in {path.name}'))
+    else:
+        out.append(Check("interpreter", OK, interp))
+    modules = [m.strip() for m in settings.get("UDF MODULES", "").split(";") if m.strip()]
+    if "xlfuncs.udfs" in modules:
+        out.append(Check("UDF modules", OK, "; ".join(modules)))
+    else:
+        out.append(Check("UDF modules", WARN if _mac(platform) else FAIL,
+                         f"xlfuncs.udfs not in UDF MODULES ({'; '.join(modules) or 'empty'})",
+                         f'add "UDF MODULES","xlfuncs.udfs" to {path.name}'))
+    return out
+
+
+def _check_api(env: Mapping[str, str]) -> Check:
+    from xlfuncs.config import load_config
+    from xlfuncs.errors import XlfuncsError
+
+    try:
+        config = load_config(env=env)
+    except XlfuncsError as exc:
+        return Check("fund API", WARN, str(exc), "see Configuration in the README")
+    try:
+        import requests
+
+        with requests.Session() as session:
+            reply = session.options(config.base_url, timeout=config.timeout)
+        return Check("fund API", OK, f"{config.base_url} answers (HTTP {reply.status_code})")
+    except Exception as exc:  # any transport failure: report it, never the token
+        return Check("fund API", WARN, f"cannot reach {config.base_url} "
+                     f"({type(exc).__name__})", "check the URL, the network or the VPN")
+
+
+def run_checks(*, api: bool = False, env: Mapping[str, str] | None = None,
+               home: Path | None = None, platform: str | None = None) -> list[Check]:
+    """Every check, in the order of the chain.
+
+    Parameters
+    ----------
+    api : bool
+        Also check that the fund API answers (needs the network).
+    env, home, platform : optional
+        The environment, home folder and ``sys.platform`` to check (tests pass
+        their own; by default this machine's).
+
+    Returns
+    -------
+    list of Check
+
+    """
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
+    platform = sys.platform if platform is None else platform
+    checks: list[Check] = [_check_python(), *_check_packages(), _check_udfs(),
+                           _check_excel(platform)]
+    steps: list[Callable[[], Check | list[Check]]] = [
+        lambda: _check_xlwings_addin(home, platform, env),
+        lambda: _check_xlfuncs_addin(home, platform, env),
+        lambda: _check_conf(home, platform),
+    ]
+    if api:
+        steps.append(lambda: _check_api(env))
+    for step in steps:
+        got = step()
+        checks.extend(got if isinstance(got, list) else [got])
+    return checks
+
+
+def python_broken(checks: list[Check]) -> bool:
+    """True when a check of the Python side failed (the exit code of ``xlfuncs doctor``)."""
+    return any(c.python_side and c.status == FAIL for c in checks)
+
+
+def render(checks: list[Check]) -> str:
+    """The checks as a plain-text table, with the fixes below it."""
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  {'status':<6}  detail", "-" * (width + 60)]
+    for c in checks:
+        lines.append(f"{c.name:<{width}}  {c.status:<6}  {c.detail}")
+    fixes = [c for c in checks if c.status in (FAIL, WARN) and c.fix]
+    if fixes:
+        lines.append("")
+        lines.append("to fix:")
+        lines.extend(f"  {c.name}: {c.fix}" for c in fixes)
+    return "\n".join(lines)
