@@ -8,6 +8,15 @@ from xlfuncs.core._beta import (
     etf_betas,
     portfolio_beta,
 )
+from xlfuncs.core._factor import (
+    FACTOR_MOMENT_METHODS,
+    FactorModel,
+    FactorMoments,
+    factor_moments,
+    fit_factor_model,
+    per_period_budget,
+    per_period_to_annual,
+)
 from xlfuncs.core._implied import (
     ImpliedCorrelation,
     average_implied_correlation,
@@ -17,6 +26,17 @@ from xlfuncs.core._implied import (
     validate_correlation,
 )
 from xlfuncs.core._labels import Labelled, align, align_all
+from xlfuncs.core._regime import (
+    RegimeBetas,
+    RegimeFit,
+    filtered_probs,
+    fit_regime,
+    forecast_probs,
+    mixture_moments,
+    regime_betas,
+    regime_min_rows,
+    smoothed_probs,
+)
 from xlfuncs.core._risk import (
     RISK_METHODS,
     RiskMethod,
@@ -30,11 +50,16 @@ from xlfuncs.core._tickers import normalise_ticker
 
 __all__ = [
     "BETA_METHODS",
+    "FACTOR_MOMENT_METHODS",
     "HEDGE_TICKER",
     "RISK_METHODS",
     "BetaNeutral",
+    "FactorModel",
+    "FactorMoments",
     "ImpliedCorrelation",
     "Labelled",
+    "RegimeBetas",
+    "RegimeFit",
     "RiskMethod",
     "align",
     "align_all",
@@ -44,12 +69,23 @@ __all__ = [
     "cov_to_corr",
     "covariance",
     "etf_betas",
+    "factor_moments",
+    "filtered_probs",
+    "fit_factor_model",
+    "fit_regime",
+    "forecast_probs",
     "implied_correlation",
     "index_vol",
     "index_vol_range",
+    "mixture_moments",
     "normalise_ticker",
     "parse_risk_method",
+    "per_period_budget",
+    "per_period_to_annual",
     "portfolio_beta",
+    "regime_betas",
+    "regime_min_rows",
     "simple_returns",
+    "smoothed_probs",
     "validate_correlation",
 ]

@@ -1,0 +1,410 @@
+"""Regime model (SPEC 3.3): HMM fit, filtering, forecasts, mixture moments, regime betas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hmmlearn.hmm import GaussianHMM
+from scipy.stats import multivariate_normal
+
+from xlfuncs.core._factor import factor_moments
+from xlfuncs.core._regime import (
+    RegimeFit,
+    filtered_probs,
+    fit_regime,
+    forecast_probs,
+    mixture_moments,
+    regime_betas,
+    regime_min_rows,
+    smoothed_probs,
+)
+from xlfuncs.errors import ConvergenceError, InputError
+
+# --------------------------------------------------------------------------- data
+
+TRANSMAT = np.array([[0.95, 0.05], [0.10, 0.90]])  # state 0 calm (bull), state 1 stressed
+MEANS = np.array([[0.010, 0.002, 0.001], [-0.020, -0.004, 0.004]])
+VOLS = np.array([[0.035, 0.020, 0.020], [0.070, 0.035, 0.030]])
+CORRS = np.array([np.eye(3) * 0.8 + 0.2, np.eye(3) * 0.4 + 0.6])
+COVS = np.array([np.outer(v, v) * c for v, c in zip(VOLS, CORRS, strict=True)])
+
+
+def two_regime(n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded monthly-like factor returns from a known 2-state Gaussian HMM; returns (X, states)."""
+    rng = np.random.default_rng(seed)
+    states = np.empty(n_rows, dtype=int)
+    states[0] = 0
+    for t in range(1, n_rows):
+        prev = states[t - 1]
+        states[t] = prev if rng.random() < TRANSMAT[prev, prev] else 1 - prev
+    chol = np.linalg.cholesky(COVS)
+    x = MEANS[states] + np.einsum("tij,tj->ti", chol[states], rng.standard_normal((n_rows, 3)))
+    return x, states
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    return two_regime(300, seed=7)[0]
+
+
+@pytest.fixture(scope="module")
+def fit(data) -> RegimeFit:
+    return fit_regime(data, 2, seed=0)
+
+
+def hmmlearn_model(fit: RegimeFit) -> GaussianHMM:
+    model = GaussianHMM(n_components=fit.n_states, covariance_type="full")
+    model.startprob_ = fit.startprob
+    model.transmat_ = fit.transmat
+    model.means_ = fit.means
+    model.covars_ = fit.covs
+    return model
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def test_fit_recovers_the_two_regimes():
+    x, states = two_regime(1000, seed=11)
+    fit = fit_regime(x, 2, seed=0)
+    # Canonical labels: state 0 has the lowest first-factor mean, so it is the stressed state.
+    assert fit.means[0, 0] < fit.means[1, 0]
+    true_means, true_covs, true_p = MEANS[::-1], COVS[::-1], TRANSMAT[::-1, ::-1]
+    counts = np.bincount(1 - states, minlength=2)  # rows per state in fitted labels
+    for s in range(2):
+        se = np.sqrt(np.diag(true_covs[s]) / counts[s])
+        assert np.all(np.abs(fit.means[s] - true_means[s]) < 5 * se), s
+        se_vol = np.sqrt(np.diag(true_covs[s])) / np.sqrt(2 * counts[s])  # s.e. of a volatility
+        assert np.all(np.abs(np.sqrt(np.diag(fit.covs[s])) - np.sqrt(np.diag(true_covs[s])))
+                      < 5 * se_vol), s
+        se_p = np.sqrt(true_p[s, s] * (1 - true_p[s, s]) / counts[s])
+        assert abs(fit.transmat[s, s] - true_p[s, s]) < 5 * se_p, s
+    # The smoothed states agree with the truth on nearly every row.
+    agree = np.mean(fit.smoothed.argmax(axis=1) == 1 - states)
+    assert agree > 0.9
+    assert np.isclose(fit.occupancy.sum(), len(x))
+
+
+def test_fit_is_deterministic_for_a_seed(data):
+    a = fit_regime(data, 3, seed=5)
+    b = fit_regime(data, 3, seed=5)
+    for name in ("means", "covs", "transmat", "startprob", "filtered", "smoothed"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.log_likelihood == b.log_likelihood
+
+
+def test_fit_shapes_and_probabilities(fit, data):
+    s, k = 2, data.shape[1]
+    assert fit.means.shape == (s, k) and fit.covs.shape == (s, k, k)
+    assert fit.transmat.shape == (s, s) and fit.startprob.shape == (s,)
+    assert fit.filtered.shape == fit.smoothed.shape == (len(data), s)
+    np.testing.assert_allclose(fit.transmat.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(fit.filtered.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(fit.smoothed.sum(axis=1), 1.0, atol=1e-12)
+    for c in fit.covs:
+        np.testing.assert_array_equal(c, c.T)
+        assert np.linalg.eigvalsh(c).min() > 0
+    assert fit.n_obs == len(data) and not fit.warm and fit.n_iter >= 1
+
+
+def test_fit_uses_only_the_rows_it_is_given(data):
+    """No look-ahead: the fit (k-means initialisation included) on rows < t ignores later rows."""
+    t = 200
+    changed = data.copy()
+    changed[t:] = np.random.default_rng(0).normal(0.0, 0.2, changed[t:].shape)
+    a = fit_regime(data[:t], 2, seed=3)
+    b = fit_regime(changed[:t], 2, seed=3)
+    np.testing.assert_array_equal(a.means, b.means)
+    np.testing.assert_array_equal(a.filtered, b.filtered)
+
+
+def test_warm_start_lands_on_the_cold_optimum(data):
+    prev = fit_regime(data[:-1], 2, seed=0)
+    cold = fit_regime(data, 2, seed=0)
+    warm = fit_regime(data, 2, seed=0, init=prev)
+    assert warm.warm and not cold.warm
+    assert warm.n_iter <= cold.n_iter
+    assert warm.log_likelihood >= cold.log_likelihood - 1e-3
+    np.testing.assert_allclose(warm.means, cold.means, atol=1e-4)
+    np.testing.assert_allclose(warm.transmat, cold.transmat, atol=1e-2)
+
+
+# --------------------------------------------------------------------------- filtering
+
+
+def test_filtered_equals_hmmlearn_smoothed_at_the_last_row_only(fit, data):
+    model = hmmlearn_model(fit)
+    smoothed = model.predict_proba(data)
+    np.testing.assert_allclose(fit.filtered[-1], smoothed[-1], atol=1e-10)
+    np.testing.assert_allclose(fit.smoothed, smoothed, atol=1e-9)
+    np.testing.assert_allclose(smoothed_probs(fit, data), smoothed, atol=1e-9)
+    assert fit.log_likelihood == pytest.approx(model.score(data), rel=1e-10)
+    # Earlier rows differ: predict_proba uses later rows, so it must not be used for gamma_t.
+    assert np.abs(fit.filtered[:-1] - smoothed[:-1]).max() > 1e-2
+
+
+def test_filtered_probs_by_an_explicit_forward_loop(fit, data):
+    dens = np.column_stack([multivariate_normal(fit.means[s], fit.covs[s]).pdf(data)
+                            for s in range(fit.n_states)])
+    expected = np.empty_like(dens)
+    alpha = fit.startprob * dens[0]
+    expected[0] = alpha / alpha.sum()
+    for t in range(1, len(data)):
+        alpha = (expected[t - 1] @ fit.transmat) * dens[t]
+        expected[t] = alpha / alpha.sum()
+    np.testing.assert_allclose(filtered_probs(fit, data), expected, atol=1e-10)
+    np.testing.assert_allclose(fit.filtered, expected, atol=1e-10)
+    np.testing.assert_allclose(fit.gamma_last, expected[-1], atol=1e-10)
+
+
+def test_filtered_row_t_uses_rows_up_to_t_only(fit, data):
+    full = filtered_probs(fit, data)
+    for t in (0, 1, 57, 150, len(data) - 1):
+        np.testing.assert_allclose(filtered_probs(fit, data[: t + 1])[-1], full[t], atol=1e-12)
+
+
+def test_filter_survives_rows_far_in_the_tails(fit, data):
+    x = data.copy()
+    x[100] = [1.5, -1.5, 1.5]  # dozens of standard deviations: densities underflow
+    probs = filtered_probs(fit, x)
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+    assert probs[100].argmax() == 0  # the wide (stressed) state explains it
+
+
+# --------------------------------------------------------------------------- forecasts
+
+
+def test_forecast_probs_are_powers_of_the_transition_matrix(fit):
+    gamma = fit.gamma_last
+    g = gamma.copy()
+    for h in range(6):
+        pi = forecast_probs(fit, gamma, h)
+        np.testing.assert_allclose(pi, g, atol=1e-14)
+        assert pi.sum() == pytest.approx(1.0, abs=1e-14)
+        g = g @ fit.transmat  # pi_h' = gamma' P^h, i.e. pi_h = (P^h)' gamma
+    np.testing.assert_allclose(forecast_probs(fit.transmat, gamma, 3),
+                               np.linalg.matrix_power(fit.transmat, 3).T @ gamma, atol=1e-14)
+
+
+def test_forecast_probs_rows_and_the_stationary_limit(fit):
+    rows = forecast_probs(fit, fit.filtered, 2)
+    assert rows.shape == fit.filtered.shape
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(rows[-1], forecast_probs(fit, fit.gamma_last, 2), atol=1e-15)
+    vals, vecs = np.linalg.eig(fit.transmat.T)
+    stationary = np.real(vecs[:, np.argmax(np.real(vals))])
+    stationary /= stationary.sum()
+    np.testing.assert_allclose(forecast_probs(fit, np.array([1.0, 0.0]), 2000), stationary,
+                               atol=1e-10)
+
+
+# --------------------------------------------------------------------------- mixture moments
+
+
+def random_mixture(seed: int, n_states: int = 3, k: int = 4):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(n_states))
+    means = rng.normal(0.0, 0.02, (n_states, k))
+    covs = np.empty((n_states, k, k))
+    for s in range(n_states):
+        a = rng.normal(0.0, 0.03, (k, k))
+        covs[s] = a @ a.T + np.diag(rng.uniform(1e-4, 1e-3, k))
+    return probs, means, covs
+
+
+def test_mixture_moments_equal_the_closed_form():
+    probs, means, covs = random_mixture(1)
+    mean, cov = mixture_moments(probs, means, covs)
+    k = means.shape[1]
+    exp_mean = np.zeros(k)
+    second = np.zeros((k, k))
+    for s in range(len(probs)):
+        for i in range(k):
+            exp_mean[i] += probs[s] * means[s, i]
+            for j in range(k):
+                second[i, j] += probs[s] * (covs[s, i, j] + means[s, i] * means[s, j])
+    exp_cov = second - np.outer(exp_mean, exp_mean)
+    np.testing.assert_allclose(mean, exp_mean, rtol=0, atol=1e-16)
+    np.testing.assert_allclose(cov, exp_cov, rtol=1e-12, atol=1e-17)
+    np.testing.assert_array_equal(cov, cov.T)
+
+
+def test_mixture_moments_match_draws_from_the_mixture():
+    """Law of total variance, checked on 400 000 draws (tolerance 5 Monte-Carlo s.e.)."""
+    probs, means, covs = random_mixture(2)
+    rng = np.random.default_rng(3)
+    n = 400_000
+    comp = rng.choice(len(probs), size=n, p=probs)
+    chol = np.linalg.cholesky(covs)
+    draws = means[comp] + np.einsum("nij,nj->ni", chol[comp], rng.standard_normal((n, 4)))
+    mean, cov = mixture_moments(probs, means, covs)
+    se_mean = draws.std(axis=0) / np.sqrt(n)
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 5 * se_mean)
+    dev = draws - draws.mean(axis=0)
+    prods = dev[:, :, None] * dev[:, None, :]
+    se_cov = prods.std(axis=0) / np.sqrt(n)
+    assert np.all(np.abs(prods.mean(axis=0) - cov) < 5 * se_cov)
+
+
+def test_mixture_of_one_state_is_that_state():
+    probs, means, covs = random_mixture(4)
+    one = np.zeros(len(probs))
+    one[1] = 1.0
+    mean, cov = mixture_moments(one, means, covs)
+    np.testing.assert_allclose(mean, means[1], atol=1e-18)
+    np.testing.assert_allclose(cov, covs[1], atol=1e-18)
+
+
+def test_factor_moments_regime_is_the_forecast_mixture(data):
+    dates = pd.date_range("2000-01-31", periods=len(data), freq="ME")
+    frame = pd.DataFrame(data, index=dates, columns=["MKT", "SMB", "HML"])
+    t = 240
+    moments = factor_moments(frame, "regime", n_states=2, horizon=3, seed=0, asof=dates[t - 1])
+    fit = fit_regime(data[:t], 2, seed=0)
+    pi = forecast_probs(fit, fit.gamma_last, 3)
+    mean, cov = mixture_moments(pi, fit.means, fit.covs)
+    np.testing.assert_array_equal(moments.probs, pi)
+    np.testing.assert_array_equal(moments.mean, mean)
+    np.testing.assert_array_equal(moments.cov, cov)
+    assert moments.method == "regime" and moments.horizon == 3 and moments.n_obs == t
+    assert moments.end == dates[t - 1] and moments.factors == ("MKT", "SMB", "HML")
+    # No look-ahead: rewriting every row after t changes nothing at t.
+    frame2 = frame.copy()
+    frame2.iloc[t:] = 0.5
+    again = factor_moments(frame2, "regime", n_states=2, horizon=3, seed=0, asof=dates[t - 1])
+    np.testing.assert_array_equal(again.mean, moments.mean)
+    np.testing.assert_array_equal(again.cov, moments.cov)
+    warm = factor_moments(frame, "regime", n_states=2, horizon=3, asof=dates[t],
+                          warm_start=moments.regime)
+    assert warm.regime is not None and warm.regime.warm and warm.n_obs == t + 1
+
+
+# --------------------------------------------------------------------------- regime betas
+
+
+def ols(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    design = np.column_stack([np.ones(len(x)), x])
+    return np.linalg.lstsq(design, y, rcond=None)[0]
+
+
+def test_regime_betas_with_known_states_are_per_state_ols():
+    x, states = two_regime(400, seed=5)
+    rng = np.random.default_rng(9)
+    true = np.array([[0.001, 1.4, 0.3, -0.2], [0.0, 0.8, 0.1, 0.4]])  # per true state
+    y = np.einsum("tm,tm->t", np.column_stack([np.ones(len(x)), x]), true[states])
+    y = y + rng.normal(0.0, 0.01, len(x))
+    probs = np.eye(2)[states]
+    pi = np.array([0.3, 0.7])
+    res = regime_betas(y, x, probs, pi)
+    for s in range(2):
+        expected = ols(y[states == s], x[states == s])
+        np.testing.assert_allclose(res.state_loadings[s][:, 0], expected, atol=1e-10)
+    np.testing.assert_allclose(res.loadings, pi[0] * res.state_loadings[0]
+                               + pi[1] * res.state_loadings[1], atol=1e-15)
+    assert res.loadings.shape == (4, 1) and res.betas.shape == (3, 1)
+    np.testing.assert_array_equal(res.alpha, res.loadings[0])
+    # The state betas recover the truth within 5 standard errors of OLS.
+    for s in range(2):
+        design = np.column_stack([np.ones((states == s).sum()), x[states == s]])
+        se = 0.01 * np.sqrt(np.diag(np.linalg.inv(design.T @ design)))
+        assert np.all(np.abs(res.state_loadings[s][:, 0] - true[s]) < 5 * se)
+    assert not res.fallback.any()
+
+
+def test_regime_betas_weighted_by_probabilities_and_missing_returns(fit, data):
+    rng = np.random.default_rng(2)
+    y = data @ rng.normal(1.0, 0.3, (3, 5)) + rng.normal(0.0, 0.02, (len(data), 5))
+    y[:40, 1] = np.nan
+    y[rng.random(len(data)) < 0.1, 3] = np.nan
+    res = regime_betas(pd.DataFrame(y), data, fit.smoothed, fit.gamma_last)
+    for i in range(5):
+        rows = np.isfinite(y[:, i])
+        for s in range(2):
+            w = np.sqrt(fit.smoothed[rows, s])
+            design = np.column_stack([np.ones(rows.sum()), data[rows]]) * w[:, None]
+            expected = np.linalg.lstsq(design, y[rows, i] * w, rcond=None)[0]
+            np.testing.assert_allclose(res.state_loadings[s][:, i], expected, atol=1e-9)
+
+
+def test_regime_betas_fall_back_when_a_state_has_no_weight_on_an_asset():
+    x, states = two_regime(300, seed=8)
+    rng = np.random.default_rng(1)
+    y = np.column_stack([x @ [1.0, 0.5, 0.2], x @ [0.7, 0.1, 0.0]])
+    y = y + rng.normal(0.0, 0.01, y.shape)
+    y[states == 1, 1] = np.nan  # asset 1 only has returns in state 0
+    res = regime_betas(y, x, np.eye(2)[states], np.array([0.5, 0.5]))
+    assert res.fallback.tolist() == [[False, False], [False, True]]
+    np.testing.assert_allclose(res.state_loadings[1][:, 1], ols(y[states == 0, 1],
+                                                               x[states == 0]), atol=1e-10)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and len(text) < 160
+    return text
+
+
+def test_bad_inputs_give_one_readable_error(data):
+    nan = data.copy()
+    nan[10, 1] = np.nan
+    with pytest.raises(InputError) as exc:
+        fit_regime(nan, 2, 0)
+    assert "factors" in one_line(exc) and "row 11" in str(exc.value)
+    for bad in (1, 5, 2.5, True, "2"):
+        with pytest.raises(InputError) as exc:
+            fit_regime(data, bad, 0)
+        assert "n_states" in one_line(exc) and "2 to 4" in str(exc.value)
+    need = regime_min_rows(3, 3)
+    with pytest.raises(InputError) as exc:
+        fit_regime(data[: need - 1], 3, 0)
+    assert f"at least {need} rows" in one_line(exc)
+    const = data.copy()
+    const[:, 2] = 0.01
+    with pytest.raises(InputError, match="column 3 is constant"):
+        fit_regime(const, 2, 0)
+    with pytest.raises(InputError, match="init"):
+        fit_regime(data, 3, 0, init=fit_regime(data, 2, 0))
+    with pytest.raises(InputError, match="seed"):
+        fit_regime(data, 2, -1)
+    with pytest.raises(InputError, match="gamma must sum to 1"):
+        forecast_probs(np.eye(2), np.array([0.5, 0.6]), 1)
+    with pytest.raises(InputError, match="horizon"):
+        forecast_probs(np.eye(2), np.array([0.5, 0.5]), -1)
+    with pytest.raises(InputError, match="transmat"):
+        forecast_probs(np.array([[0.5, 0.6], [0.5, 0.5]]), np.array([0.5, 0.5]), 1)
+    with pytest.raises(InputError, match="probs"):
+        mixture_moments(np.array([0.2, 0.2]), np.zeros((2, 3)), np.array([np.eye(3)] * 2))
+    with pytest.raises(InputError, match="factors has 2 columns"):
+        filtered_probs(fit_regime(data, 2, 0), data[:, :2])
+
+
+def test_degenerate_or_unconverged_fits_raise_convergence_error(data):
+    rng = np.random.default_rng(1)
+    iid = rng.normal(0.0, 0.04, (24, 2))  # no regimes; four states must collapse
+    with pytest.raises(ConvergenceError) as exc:
+        fit_regime(iid, 4, seed=0)
+    assert "degenerate" in one_line(exc)
+    with pytest.raises(ConvergenceError) as exc:
+        fit_regime(data, 2, seed=0, n_iter=2, tol=1e-12)
+    assert "did not converge in 2 EM iterations" in one_line(exc)
+
+
+def test_filter_falls_back_to_log_space_when_scaling_underflows():
+    """A row only an unreachable state explains: the scaled recursion underflows, logs do not."""
+    from xlfuncs.core._regime import _forward_backward, _log_emissions
+
+    means = np.array([[0.0, 0.0], [1.0, 1.0]])
+    covs = np.array([np.eye(2) * 1e-4, np.eye(2)])
+    x = np.array([[0.0, 0.0], [0.01, -0.01], [1.0, 1.0], [0.0, 0.01]])
+    log_b = _log_emissions(x, means, covs)
+    assert (log_b[2, 1] - log_b[2, 0]) > 800  # exp underflows
+    filtered, smoothed, loglik = _forward_backward(log_b, np.array([1.0, 0.0]), np.eye(2), True)
+    np.testing.assert_array_equal(filtered, np.tile([1.0, 0.0], (4, 1)))
+    np.testing.assert_array_equal(smoothed, filtered)
+    expected = multivariate_normal(means[0], covs[0]).logpdf(x).sum()
+    assert loglik == pytest.approx(expected, rel=1e-12)
