@@ -1,0 +1,195 @@
+"""Backtest metrics (SPEC 3.5) against empyrical-reloaded and hand examples."""
+
+from __future__ import annotations
+
+import math
+
+import empyrical as ep
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xlfuncs.core._metrics import (
+    CONVENTIONS,
+    PerformanceStats,
+    drifted_weights,
+    one_way_turnover,
+    performance_stats,
+    portfolio_returns,
+    turnover_series,
+)
+from xlfuncs.errors import InputError
+
+A = 12
+FIELDS = ["ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
+          "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period"]
+
+
+def monthly(seed: int, t: int = 120):
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2010-01-31", periods=t, freq="ME")
+    rb = pd.Series(rng.normal(0.007, 0.045, t), index=idx)
+    r = pd.Series(rb.to_numpy() + rng.normal(0.001, 0.015, t), index=idx)
+    rf = pd.Series(rng.uniform(0.0, 0.004, t), index=idx)
+    return r, rb, rf
+
+
+def test_fields_and_conventions():
+    r, rb, rf = monthly(0)
+    stats = performance_stats(r, rb, rf, A)
+    assert list(stats.as_dict()) == FIELDS
+    assert set(CONVENTIONS) == set(FIELDS)
+    assert stats.table()[0] == ["metric", "value", "convention"]
+    assert "geometric" in CONVENTIONS["ann_return"] and "ddof=1" in CONVENTIONS["sharpe"]
+    assert math.isnan(stats.turnover) and math.isnan(stats.avg_holdings)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_against_empyrical(seed):
+    r, rb, rf = monthly(seed)
+    s = performance_stats(r, rb, rf, A)
+    a = r - rb
+    tol = {"rel": 1e-10, "abs": 1e-12}
+    assert s.ann_return == pytest.approx(ep.annual_return(r, annualization=A), **tol)
+    assert s.ann_volatility == pytest.approx(ep.annual_volatility(r, annualization=A), **tol)
+    # empyrical: mean(r - rf) / std(r - rf, ddof=1) * sqrt(A), the same convention
+    assert s.sharpe == pytest.approx(ep.sharpe_ratio(r, risk_free=rf, annualization=A), **tol)
+    assert s.max_drawdown == pytest.approx(ep.max_drawdown(r), **tol)
+    assert s.tracking_error == pytest.approx(ep.annual_volatility(a, annualization=A), **tol)
+    # empyrical's excess_sharpe is the per-period IR; its sharpe_ratio against the
+    # benchmark "risk-free" is the annualised one
+    assert s.ir_per_period == pytest.approx(ep.excess_sharpe(r, rb), **tol)
+    assert s.information_ratio == pytest.approx(
+        ep.sharpe_ratio(r, risk_free=rb, annualization=A), **tol)
+    assert s.hit_rate == pytest.approx(ep.batting_average(r, rb)["batting average"], **tol)
+
+
+def test_against_empyrical_with_a_constant_risk_free_rate_and_weekly_data():
+    r, rb, _ = monthly(4, t=260)
+    s = performance_stats(r, rb, 0.0005, 52)
+    assert s.sharpe == pytest.approx(ep.sharpe_ratio(r, risk_free=0.0005, annualization=52),
+                                     rel=1e-10)
+    assert s.ann_return == pytest.approx(ep.annual_return(r, annualization=52), rel=1e-10)
+
+
+def test_by_hand():
+    idx = pd.date_range("2020-01-31", periods=4, freq="ME")
+    r = pd.Series([0.10, -0.20, 0.05, 0.10], index=idx)
+    rb = pd.Series([0.05, -0.10, 0.05, 0.00], index=idx)
+    s = performance_stats(r, rb, 0.0, 12)
+    wealth = [1.1, 0.88, 0.924, 1.0164]
+    assert s.ann_return == pytest.approx(1.0164 ** (12 / 4) - 1, rel=1e-13)
+    # peak 1.1 after the first month, trough 0.88: -20%
+    assert s.max_drawdown == pytest.approx(0.88 / 1.1 - 1, rel=1e-13)
+    assert wealth[-1] == pytest.approx(np.prod(1 + r))
+    a = np.array([0.05, -0.10, 0.0, 0.10])
+    assert s.hit_rate == 0.5  # a > 0 strictly: the tie does not count
+    assert s.ir_per_period == pytest.approx(a.mean() / a.std(ddof=1))
+    assert s.information_ratio == pytest.approx(a.mean() / a.std(ddof=1) * math.sqrt(12))
+
+
+def test_drawdown_counts_a_fall_from_the_start():
+    r = pd.Series([-0.1, -0.1, 0.05])
+    s = performance_stats(r, r * 0, 0.0, 12)
+    assert s.max_drawdown == pytest.approx(0.81 - 1)  # from W_0 = 1, not from the first close
+    up = performance_stats(pd.Series([0.01, 0.02]), pd.Series([0.0, 0.0]), 0.0, 12)
+    assert up.max_drawdown == 0.0
+
+
+def test_turnover_and_holdings_inputs():
+    r, rb, rf = monthly(0, t=6)
+    w = pd.DataFrame([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4], [1.0, 0.0, 0.0],
+                      [0.5, 0.5, 0.0], [0.5, 0.5, 1e-7], [0.2, 0.2, 0.6]], index=r.index)
+    s = performance_stats(r, rb, rf, A, turnover=[0.1, 0.3], holdings=w)
+    assert s.turnover == pytest.approx(0.2)
+    assert s.avg_holdings == pytest.approx((2 + 3 + 1 + 2 + 2 + 3) / 6)
+    s2 = performance_stats(r, rb, rf, A, holdings=pd.Series([10, 20, 30]))
+    assert s2.avg_holdings == 20
+
+
+def test_constant_active_return_gives_nan_ratios():
+    r = pd.Series([0.01, 0.02, 0.03])
+    s = performance_stats(r, r.copy(), 0.0, 12)
+    assert s.tracking_error == 0.0
+    assert math.isnan(s.information_ratio) and math.isnan(s.ir_per_period)
+    assert s.hit_rate == 0.0
+    flat = performance_stats(pd.Series([0.01, 0.01]), r.iloc[:2], 0.01, 12)
+    assert flat.ann_volatility == 0.0 and math.isnan(flat.sharpe)
+
+
+def test_bad_inputs():
+    r, rb, rf = monthly(0, t=12)
+    with pytest.raises(InputError, match="benchmark's dates differ") as info:
+        performance_stats(r, rb.shift(1, freq="ME"), rf, A)
+    assert info.value.argument == "benchmark"
+    with pytest.raises(InputError, match="rf has 11 periods"):
+        performance_stats(r, rb, rf.iloc[1:], A)
+    bad = r.copy()
+    bad.iloc[3] = np.nan
+    with pytest.raises(InputError, match="returns has a missing"):
+        performance_stats(bad, rb, rf, A)
+    with pytest.raises(InputError, match="at least 2 periods"):
+        performance_stats(r.iloc[:1], rb.iloc[:1], rf.iloc[:1], A)
+    with pytest.raises(InputError, match="periods_per_year"):
+        performance_stats(r, rb, rf, 0)
+
+
+# --------------------------------------------------------------------------- accounting
+
+
+def test_drift_and_turnover_by_hand():
+    w = np.array([0.5, 0.3, 0.2])
+    r = np.array([0.10, -0.10, 0.0])
+    # values 0.55, 0.27, 0.20 of a portfolio worth 1.02
+    drifted = drifted_weights(w, r)
+    np.testing.assert_allclose(drifted, [0.55 / 1.02, 0.27 / 1.02, 0.20 / 1.02], rtol=1e-15)
+    new = np.array([0.4, 0.4, 0.2])
+    expected = 0.5 * (abs(0.4 - 0.55 / 1.02) + abs(0.4 - 0.27 / 1.02) + abs(0.2 - 0.2 / 1.02))
+    assert one_way_turnover(new, drifted) == pytest.approx(expected, rel=1e-14)
+    # rebalancing back to the same target weights still trades the drift
+    assert one_way_turnover(w, drifted) == pytest.approx(0.04 / 1.02, rel=1e-14)
+    assert one_way_turnover(new, None) == pytest.approx(0.5)  # built from cash
+    # an asset not held may have no return (e.g. delisted)
+    np.testing.assert_allclose(drifted_weights([0.5, 0.5, 0.0], [0.0, 0.0, np.nan]),
+                               [0.5, 0.5, 0.0])
+    with pytest.raises(InputError, match="held asset 2"):
+        drifted_weights(w, [0.0, 0.0, np.nan])
+
+
+def test_portfolio_returns_use_the_previous_weights():
+    idx = pd.date_range("2021-01-31", periods=3, freq="ME")
+    w = pd.DataFrame([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], index=idx, columns=["A", "B"])
+    ret = pd.DataFrame([[0.5, 0.5], [0.10, -0.05], [0.02, np.nan]], index=idx,
+                       columns=["A", "B"])
+    # weights decided at the close of Jan earn February: all in A -> +10%; March: all in B,
+    # whose March return is missing
+    with pytest.raises(InputError, match="held asset B at 2021-03-31"):
+        portfolio_returns(w, ret)
+    ret.iloc[2, 1] = 0.03
+    got = portfolio_returns(w, ret)
+    assert list(got.index) == list(idx[1:])
+    np.testing.assert_allclose(got.to_numpy(), [0.10, 0.03], rtol=1e-15)
+    to = turnover_series(w, ret)
+    # Feb: held all A (drift keeps it all A), moved to all B: one-way 1.0
+    # Mar: all B drifted is all B, moved to half/half: 0.5
+    np.testing.assert_allclose(to.to_numpy(), [1.0, 0.5], rtol=1e-15)
+
+
+@given(st.lists(st.floats(-0.5, 0.5), min_size=2, max_size=40))
+def test_drawdown_and_return_match_empyrical(values):
+    r = pd.Series(values)
+    s = performance_stats(r, r * 0.5, 0.0, 12)
+    assert s.max_drawdown == pytest.approx(ep.max_drawdown(r), rel=1e-10, abs=1e-12)
+    assert s.ann_return == pytest.approx(ep.annual_return(r, annualization=12), rel=1e-10,
+                                         abs=1e-12)
+    assert -1.0 <= s.max_drawdown <= 0.0
+
+
+def test_stats_is_frozen():
+    r, rb, rf = monthly(0, t=12)
+    s = performance_stats(r, rb, rf, A)
+    assert isinstance(s, PerformanceStats)
+    with pytest.raises(AttributeError):
+        s.sharpe = 1.0  # type: ignore[misc]

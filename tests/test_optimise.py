@@ -1,0 +1,540 @@
+"""Benchmark-relative optimiser (SPEC 3.4) against independent n x n computations."""
+
+from __future__ import annotations
+
+import math
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from xlfuncs.core._optimise import (
+    ActiveOptimiser,
+    OptimiserSpec,
+    sector_weights,
+    tracking_error,
+)
+from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError
+
+PPY = 12
+
+
+def make_inputs(seed: int = 0, n: int = 30, k: int = 3):
+    """Per-period (monthly) moments: loadings F (k+1 x n), factor cov with a zero first row."""
+    rng = np.random.default_rng(seed)
+    alpha = rng.normal(0.0, 0.004, n)
+    betas = rng.normal(1.0, 0.4, (k, n))
+    betas[1:] = rng.normal(0.0, 0.5, (k - 1, n))
+    f_mat = np.vstack([alpha, betas])
+    a = rng.normal(0.0, 0.02, (k, k))
+    sf = np.zeros((k + 1, k + 1))
+    sf[1:, 1:] = a @ a.T / k + np.diag(rng.uniform(1e-4, 4e-4, k))
+    mu = np.r_[1.0, rng.normal(0.004, 0.003, k)]
+    e = rng.uniform(0.001, 0.006, n)
+    caps = rng.lognormal(0.0, 1.0, n)
+    return f_mat, sf, e, mu, caps
+
+
+def full_cov(f_mat, sf, e):
+    """The n x n covariance F' Sigma_f F + diag(e) (tests only, small n)."""
+    return f_mat.T @ sf @ f_mat + np.diag(e)
+
+
+def te_full(w, b, f_mat, sf, e):
+    d = w - b
+    return math.sqrt(d @ full_cov(f_mat, sf, e) @ d * PPY)
+
+
+def direct(f_mat, sf, e, mu, b, *, tev=None, gamma=None, max_weight=None, w_map=None):
+    """The same problem built independently on the n x n covariance; returns (w, objective)."""
+    s = full_cov(f_mat, sf, e)
+    a = f_mat.T @ mu  # expected active return mu' F (w - b) = a' (w - b)
+    n = len(b)
+    x = cp.Variable(w_map.shape[1] if w_map is not None else n)
+    w = w_map @ x if w_map is not None else x
+    d = w - b
+    cons = [cp.sum(x) == 1, x >= 0]
+    if max_weight is not None:
+        cons.append(x <= max_weight)
+    if tev is not None:
+        cons.append(cp.quad_form(d, cp.psd_wrap(s)) <= tev**2 / PPY)
+        obj = a @ d
+    else:
+        obj = a @ d - gamma * cp.quad_form(d, cp.psd_wrap(s))
+    prob = cp.Problem(cp.Maximize(obj), cons)
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert prob.status == cp.OPTIMAL
+    return np.asarray(w.value if w_map is None else w_map @ x.value), float(prob.value)
+
+
+def corner(f_mat, mu, tradable=None):
+    """The TE-free optimum: all in the asset with the highest expected return."""
+    a = f_mat.T @ mu
+    if tradable is not None:
+        a = np.where(tradable, a, -np.inf)
+    w = np.zeros(f_mat.shape[1])
+    w[int(np.argmax(a))] = 1.0
+    return w
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return make_inputs()
+
+
+# --------------------------------------------------------------------------- TEV cap
+
+
+def test_tev_cap_binds_and_te_matches_full_covariance(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    free_te = te_full(corner(f_mat, mu), b, f_mat, sf, e)
+    tev = 0.3 * free_te
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=tev), 30, 4)
+    assert opt._prob.is_dpp()
+    res = opt.solve(f_mat, sf, e, mu, benchmark=b, date="2024-01-31")
+    assert res.ok and res.status == "optimal" and res.reason == ""
+    te = te_full(res.weights, b, f_mat, sf, e)
+    assert res.tracking_error == pytest.approx(te, rel=1e-12)
+    assert te == pytest.approx(tev, rel=1e-6)
+    assert res.te_binding
+    assert tracking_error(res.weights, b, f_mat, sf, e, PPY) == pytest.approx(te, rel=1e-12)
+    assert res.weights.sum() == pytest.approx(1.0, abs=1e-12)
+    assert res.weights.min() >= 0.0
+    assert res.active_return == pytest.approx(mu @ f_mat @ (res.weights - b), rel=1e-12)
+    _, ref = direct(f_mat, sf, e, mu, b, tev=tev)
+    assert res.active_return == pytest.approx(ref, rel=1e-6)
+    assert res.iterations > 0 and res.solve_seconds > 0
+
+
+def test_tev_cap_slack_when_the_free_optimum_is_inside(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    w_free = corner(f_mat, mu)
+    free_te = te_full(w_free, b, f_mat, sf, e)
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=2 * free_te), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    assert res.ok and not res.te_binding
+    np.testing.assert_allclose(res.weights, w_free, atol=1e-6)
+    assert res.tracking_error == pytest.approx(free_te, rel=1e-5)
+    assert res.tracking_error < 2 * free_te * 0.9
+
+
+def test_tev_budget_is_annual_and_converted_once(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    weekly = OptimiserSpec("tev", tev=0.04, periods_per_year=52)
+    assert weekly.te_budget == pytest.approx(0.04 / math.sqrt(52))
+    res = ActiveOptimiser(weekly, 30, 4).solve(f_mat, sf / 4, e / 4, mu, benchmark=b)
+    d = res.weights - b
+    te2_week = d @ full_cov(f_mat, sf / 4, e / 4) @ d
+    assert math.sqrt(te2_week * 52) == pytest.approx(0.04, rel=1e-6)
+    assert res.tracking_error == pytest.approx(0.04, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- risk aversion
+
+
+@pytest.mark.parametrize("gamma", [5.0, 50.0])
+def test_gamma_mode_matches_a_direct_full_covariance_solve(inputs, gamma):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=gamma), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    w_ref, obj_ref = direct(f_mat, sf, e, mu, b, gamma=gamma)
+    d = res.weights - b
+    obj = res.active_return - gamma * d @ full_cov(f_mat, sf, e) @ d
+    assert obj == pytest.approx(obj_ref, rel=1e-6, abs=1e-10)
+    np.testing.assert_allclose(res.weights, w_ref, atol=2e-5)
+    assert res.tracking_error == pytest.approx(te_full(res.weights, b, f_mat, sf, e), rel=1e-12)
+    assert not res.te_binding
+    # KKT: on the support the gradient a - 2 gamma S d is one constant (the sum-to-1 multiplier)
+    grad = f_mat.T @ mu - 2 * gamma * full_cov(f_mat, sf, e) @ d
+    held = res.weights > 1e-4
+    assert np.ptp(grad[held]) < 1e-6
+    assert (grad[res.weights < 1e-9] <= grad[held].mean() + 1e-6).all()
+
+
+def test_gamma_zero_is_the_te_free_optimum(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=0.0), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=caps / caps.sum())
+    np.testing.assert_allclose(res.weights, corner(f_mat, mu), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- factor benchmark
+
+
+def test_factor_benchmark(inputs):
+    f_mat, sf, e, mu, _ = inputs
+    x_mkt = np.array([0.0, 1.0, 0.0, 0.0])  # the market factor itself
+    gamma = 20.0
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=gamma), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark_exposure=x_mkt)
+    w = res.weights
+    f = f_mat @ w - x_mkt
+    te2 = f @ sf @ f + e @ (w * w)
+    assert res.tracking_error == pytest.approx(math.sqrt(te2 * PPY), rel=1e-12)
+    assert res.tracking_error == pytest.approx(
+        tracking_error(w, None, f_mat, sf, e, PPY, benchmark_exposure=x_mkt), rel=1e-12)
+    assert res.active_return == pytest.approx(mu @ f, rel=1e-12)
+    # independent: the market as an extra "asset" with no residual, held at -1
+    xv = cp.Variable(30)
+    fx = f_mat @ xv - x_mkt
+    prob = cp.Problem(cp.Maximize(mu @ fx - gamma * (cp.quad_form(fx, cp.psd_wrap(sf))
+                                                     + e @ cp.square(xv))),
+                      [cp.sum(xv) == 1, xv >= 0])
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    # 1e-6 relative to the size of the objective's terms (Clarabel's absolute gap is 1e-10)
+    scale = abs(mu @ f) + gamma * te2
+    assert mu @ f - gamma * te2 == pytest.approx(prob.value, abs=1e-6 * scale)
+    np.testing.assert_allclose(w, xv.value, atol=2e-5)
+
+    tev = ActiveOptimiser(OptimiserSpec("tev", tev=0.04), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark_exposure=x_mkt)
+    assert tev.ok and tev.tracking_error == pytest.approx(0.04, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- sector rotation
+
+
+def test_sector_weights_map():
+    caps = np.array([1.0, 3.0, 2.0, 2.0, 5.0])
+    ind = np.array([0, 0, 1, 1, -1])
+    w_map, u_b = sector_weights(caps, ind, 3)
+    np.testing.assert_allclose(w_map, [[0.25, 0, 0], [0.75, 0, 0], [0, 0.5, 0], [0, 0.5, 0],
+                                       [0, 0, 0]])
+    np.testing.assert_allclose(u_b, [0.5, 0.5, 0.0])
+    m01 = np.zeros((5, 3))
+    m01[[0, 1], 0] = 1
+    m01[[2, 3], 1] = 1
+    w2, u2 = sector_weights(caps, m01, 3)
+    np.testing.assert_array_equal(w_map, w2)
+    np.testing.assert_array_equal(u_b, u2)
+
+
+@pytest.mark.parametrize("risk", ["tev", "gamma"])
+def test_sector_mode(inputs, risk):
+    f_mat, sf, e, mu, caps = inputs
+    k = 5
+    ind = np.arange(30) % k
+    kw = {"tev": 0.02} if risk == "tev" else {"gamma": 20.0}
+    res = ActiveOptimiser(OptimiserSpec("sector", **kw), 30, 4, n_industries=k).solve(
+        f_mat, sf, e, mu, caps=caps, industries=ind)
+    assert res.ok
+    u, w = res.industry_weights, res.weights
+    assert u.shape == (k,) and u.sum() == pytest.approx(1.0, abs=1e-12) and u.min() >= 0
+    w_map, u_b = sector_weights(caps, ind, k)
+    np.testing.assert_allclose(w, w_map @ u, rtol=0, atol=1e-15)
+    for j in range(k):  # cap weights inside every industry
+        members = ind == j
+        if u[j] > 1e-8:
+            np.testing.assert_allclose(w[members] / w[members].sum(),
+                                       caps[members] / caps[members].sum(), rtol=1e-12)
+    b = caps / caps.sum()
+    np.testing.assert_allclose(w_map @ u_b, b, rtol=1e-12)
+    assert res.tracking_error == pytest.approx(te_full(w, b, f_mat, sf, e), rel=1e-12)
+    w_ref, obj_ref = direct(f_mat, sf, e, mu, b, w_map=w_map, **kw)
+    if risk == "tev":
+        assert res.te_binding and res.tracking_error == pytest.approx(0.02, rel=1e-6)
+        assert res.active_return == pytest.approx(obj_ref, rel=1e-6)
+    else:
+        d = w - b
+        obj = res.active_return - 20.0 * d @ full_cov(f_mat, sf, e) @ d
+        assert obj == pytest.approx(obj_ref, rel=1e-6, abs=1e-10)
+        np.testing.assert_allclose(w, w_ref, atol=1e-5)
+
+
+def test_sector_mode_with_an_explicit_benchmark_outside_industry_space(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    ind = np.arange(30) % 4
+    b = np.full(30, 1 / 30)  # equal weights: not cap weights inside industries
+    res = ActiveOptimiser(OptimiserSpec("sector", gamma=10.0), 30, 4, 4).solve(
+        f_mat, sf, e, mu, caps=caps, industries=ind, benchmark=b)
+    w_map, _ = sector_weights(caps, ind, 4)
+    w_ref, obj_ref = direct(f_mat, sf, e, mu, b, gamma=10.0, w_map=w_map)
+    d = res.weights - b
+    assert res.tracking_error == pytest.approx(te_full(res.weights, b, f_mat, sf, e), rel=1e-12)
+    assert res.active_return - 10.0 * d @ full_cov(f_mat, sf, e) @ d == pytest.approx(
+        obj_ref, rel=1e-6, abs=1e-10)
+    np.testing.assert_allclose(res.weights, w_ref, atol=1e-5)
+
+
+def test_sector_mode_industry_without_tradable_stocks(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    ind = np.arange(30) % 5
+    tradable = ind != 2
+    res = ActiveOptimiser(OptimiserSpec("sector", gamma=0.0), 30, 4, 5).solve(
+        f_mat, sf, e, mu, caps=caps, industries=ind, tradable=tradable)
+    assert res.ok and res.industry_weights[2] == 0.0
+    assert (res.weights[~tradable] == 0).all()
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_max_weight(inputs):
+    f_mat, sf, e, mu, _ = inputs
+    b = np.full(30, 1 / 30)
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.08, max_weight=0.06), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    assert res.ok and res.weights.max() <= 0.06 + 1e-12
+    assert np.isclose(res.weights, 0.06, atol=1e-7).sum() >= 2  # the cap is used
+    _, ref = direct(f_mat, sf, e, mu, b, tev=0.08, max_weight=0.06)
+    assert res.active_return == pytest.approx(ref, rel=1e-6)
+
+
+def test_long_short(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, long_only=False, max_weight=0.2),
+                          30, 4).solve(f_mat, sf, e, mu, benchmark=b)
+    assert res.ok and res.weights.min() < -1e-4
+    assert np.abs(res.weights).max() <= 0.2 + 1e-12
+    assert res.weights.sum() == pytest.approx(1.0, abs=1e-9)
+    assert res.tracking_error == pytest.approx(0.05, rel=1e-6)
+
+
+def test_turnover_limit_and_costs(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    prev = np.random.default_rng(3).dirichlet(np.ones(30))
+    free = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b, prev_weights=prev)
+    assert free.turnover > 0.3
+    limited = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=0.15), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b, prev_weights=prev)
+    assert limited.ok
+    assert 0.5 * np.abs(limited.weights - prev).sum() == pytest.approx(limited.turnover)
+    assert limited.turnover <= 0.15 + 1e-7
+    assert limited.active_return < free.active_return
+    costly = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, cost=0.002), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b, prev_weights=prev)
+    assert costly.ok and costly.turnover < free.turnover - 0.05
+    # no previous weights: no limit applies (the first build is from cash)
+    first = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=0.15), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    assert first.ok and math.isnan(first.turnover)
+    # a linear objective on the TE ellipsoid: the weights are as exact as sqrt(the gap)
+    assert first.active_return == pytest.approx(free.active_return, rel=1e-7)
+    np.testing.assert_allclose(first.weights, free.weights, atol=1e-4)
+
+
+def test_cost_is_deducted_in_the_objective(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    prev = b.copy()
+    cost = 0.001
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=30.0, cost=cost), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b, prev_weights=prev)
+    s = full_cov(f_mat, sf, e)
+    x = cp.Variable(30)
+    obj = (f_mat.T @ mu) @ (x - b) - 30.0 * cp.quad_form(x - b, cp.psd_wrap(s)) \
+        - cost * cp.norm1(x - prev)
+    prob = cp.Problem(cp.Maximize(obj), [cp.sum(x) == 1, x >= 0])
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    d = res.weights - b
+    ours = res.active_return - 30.0 * d @ s @ d - cost * np.abs(res.weights - prev).sum()
+    assert ours == pytest.approx(prob.value, rel=1e-6, abs=1e-10)
+
+
+# --------------------------------------------------------------------------- re-use, masks
+
+
+def test_resolving_the_compiled_problem_equals_a_fresh_build():
+    spec = OptimiserSpec("tev", tev=0.04, max_weight=0.15, turnover=0.5, cost=0.0005)
+    warm = ActiveOptimiser(spec, 30, 4)
+    prev = None
+    rng = np.random.default_rng(11)
+    for date in range(4):
+        f_mat, sf, e, mu, caps = make_inputs(seed=100 + date)
+        tradable = np.ones(30, dtype=bool)
+        tradable[rng.choice(30, 2, replace=False)] = False
+        f_mat[:, ~tradable] = np.nan  # no estimates for unlisted assets
+        e[~tradable] = np.nan
+        kw = {"caps": caps, "tradable": tradable, "prev_weights": prev, "date": date}
+        got = warm.solve(f_mat, sf, e, mu, **kw)
+        fresh = ActiveOptimiser(spec, 30, 4).solve(f_mat, sf, e, mu, **kw)
+        assert got.ok and fresh.ok
+        np.testing.assert_allclose(got.weights, fresh.weights, rtol=0, atol=1e-12)
+        assert got.tracking_error == pytest.approx(fresh.tracking_error, rel=1e-12)
+        assert (got.weights[~tradable] == 0).all()
+        assert got.date == date
+        prev = got.weights
+
+
+def test_unlisted_assets_get_zero_weight(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    tradable = np.ones(30, dtype=bool)
+    best = int(np.argmax(f_mat.T @ mu))
+    tradable[[best, 3, 7]] = False
+    f = f_mat.copy()
+    f[:, ~tradable] = np.nan
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=0.0), 30, 4).solve(
+        f, sf, e, mu, caps=caps, tradable=tradable)
+    assert res.ok
+    assert (res.weights[~tradable] == 0.0).all()
+    np.testing.assert_allclose(res.weights, corner(f_mat, mu, tradable), atol=1e-6)
+
+
+def test_benchmark_weight_on_an_unlisted_asset_stays_in_the_risk(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    tradable = np.ones(30, dtype=bool)
+    tradable[0] = False
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=10.0), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b, tradable=tradable)
+    assert res.weights[0] == 0.0
+    assert res.tracking_error == pytest.approx(te_full(res.weights, b, f_mat, sf, e), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_max_weight_too_small_for_the_tradable_universe(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    tradable = np.zeros(30, dtype=bool)
+    tradable[:5] = True
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, max_weight=0.1), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=tradable, date="2020-03-31")
+    assert res.status == "failed" and not res.ok
+    assert "2020-03-31" in res.reason and "max_weight too small" in res.reason
+    assert "raise max_weight" in res.reason and "\n" not in res.reason
+    assert isinstance(res.error, InfeasibleError) and res.error.argument == "max_weight"
+    assert np.isnan(res.weights).all() and res.weights.shape == (30,)
+
+
+def test_turnover_limit_unreachable(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    prev = np.zeros(30)
+    prev[0], prev[1:] = 0.5, 0.5 / 29
+    tradable = np.ones(30, dtype=bool)
+    tradable[0] = False  # half the portfolio left the universe: at least 0.5 must be sold
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=0.2), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=tradable, prev_weights=prev)
+    assert res.status == "failed"
+    assert "turnover limit unreachable" in res.reason and "0.5" in res.reason
+    assert isinstance(res.error, InfeasibleError) and res.error.argument == "turnover"
+
+
+def test_tev_budget_unreachable(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    tradable = np.ones(30, dtype=bool)
+    tradable[np.argsort(b)[-3:]] = False  # the three largest benchmark names cannot be held
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.001), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b, tradable=tradable, date="2021-06-30")
+    assert res.status == "failed"
+    assert res.reason.startswith("2021-06-30: the TEV budget 0.001 is unreachable")
+    assert "raise tev" in res.reason
+    assert res.error.argument == "tev"
+
+
+def test_no_tradable_asset(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool))
+    assert res.status == "failed" and "no tradable assets" in res.reason
+
+
+def test_solver_error_becomes_a_failed_result(inputs, monkeypatch):
+    f_mat, sf, e, mu, caps = inputs
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+
+    def boom(*args, **kwargs):
+        raise cp.error.SolverError("Solver 'CLARABEL' failed.")
+
+    monkeypatch.setattr(opt._prob, "solve", boom)
+    res = opt.solve(f_mat, sf, e, mu, caps=caps, date="2022-01-31")
+    assert res.status == "failed" and res.solver_status == "solver_error"
+    assert isinstance(res.error, ConvergenceError) and "2022-01-31" in res.reason
+
+
+def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
+    f_mat, sf, e, mu, caps = inputs
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    real = opt._prob.solve
+
+    def inaccurate(shift):
+        def solve(*args, **kwargs):
+            real(*args, **kwargs)
+            opt._prob._status = cp.OPTIMAL_INACCURATE
+            if shift:  # move the answer away from the benchmark: TE over the budget
+                opt._x.value = 0.5 * opt._x.value + 0.5 * corner(f_mat, mu)
+        return solve
+
+    monkeypatch.setattr(opt._prob, "solve", inaccurate(False))
+    ok = opt.solve(f_mat, sf, e, mu, caps=caps)
+    assert ok.ok and ok.solver_status == "optimal_inaccurate"
+    monkeypatch.setattr(opt._prob, "solve", inaccurate(True))
+    bad = opt.solve(f_mat, sf, e, mu, caps=caps, date="d1")
+    assert bad.status == "failed" and "exceeds the budget" in bad.reason
+    assert isinstance(bad.error, ConvergenceError)
+
+
+# --------------------------------------------------------------------------- bad specs, inputs
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument", "text"),
+    [
+        ({"mode": "sharpe", "tev": 0.05}, "mode", "mode must be one of tev, gamma, sector"),
+        ({"mode": "tev"}, "tev", "needs tev"),
+        ({"mode": "tev", "tev": -0.01}, "tev", "tev must be a positive"),
+        ({"mode": "tev", "tev": 0.0}, "tev", "tev must be a positive"),
+        ({"mode": "gamma", "gamma": -1.0}, "gamma", "gamma must be >= 0"),
+        ({"mode": "gamma"}, "gamma", "needs gamma"),
+        ({"mode": "tev", "tev": 0.05, "gamma": 1.0}, "gamma", "gamma applies"),
+        ({"mode": "sector"}, "tev", "exactly one of tev"),
+        ({"mode": "tev", "tev": 0.05, "periods_per_year": 0}, "periods_per_year", "positive"),
+        ({"mode": "tev", "tev": 0.05, "max_weight": 1.5}, "max_weight", "(0, 1]"),
+        ({"mode": "tev", "tev": 0.05, "turnover": -0.1}, "turnover", "turnover must be"),
+        ({"mode": "tev", "tev": 0.05, "cost": -0.001}, "cost", "cost must be >= 0"),
+        ({"mode": "tev", "tev": float("nan")}, "tev", "finite"),
+        ({"mode": "tev", "tev": 0.05, "long_only": False}, "max_weight", "needs max_weight"),
+        ({"mode": "tev", "tev": 0.05, "long_only": "yes"}, "long_only", "TRUE or FALSE"),
+    ],
+)
+def test_bad_spec_raises_one_line_input_error(kwargs, argument, text):
+    with pytest.raises(InputError) as info:
+        OptimiserSpec(**kwargs)
+    assert info.value.argument == argument
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_max_weight_infeasible_for_the_universe_size():
+    with pytest.raises(InputError, match=r"max_weight 0.01 is infeasible for 50 assets") as info:
+        ActiveOptimiser(OptimiserSpec("tev", tev=0.05, max_weight=0.01), 50, 4)
+    assert info.value.argument == "max_weight"
+    with pytest.raises(InputError, match="n_industries"):
+        ActiveOptimiser(OptimiserSpec("sector", tev=0.05), 50, 4)
+
+
+def test_bad_inputs_raise(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    with pytest.raises(InputError, match="loadings must be 4 x 30") as info:
+        opt.solve(f_mat.T, sf, e, mu, caps=caps)
+    assert info.value.argument == "loadings"
+    bad = f_mat.copy()
+    bad[1, 4] = np.nan
+    with pytest.raises(InputError, match="tradable asset 4 "):
+        opt.solve(bad, sf, e, mu, caps=caps)
+    neg = sf.copy()
+    neg[1, 1] = -1.0
+    with pytest.raises(InputError, match="not positive semidefinite"):
+        opt.solve(f_mat, neg, e, mu, caps=caps)
+    with pytest.raises(InputError, match="give benchmark weights"):
+        opt.solve(f_mat, sf, e, mu)
+    with pytest.raises(InputError, match="caps must be >= 0"):
+        opt.solve(f_mat, sf, e, mu, caps=-caps)
+
+
+def test_tiny_negative_eigenvalues_are_clipped(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    lam, vec = np.linalg.eigh(sf)
+    lam[0] = -1e-14  # the constant's zero eigenvalue, computed
+    noisy = vec @ np.diag(lam) @ vec.T
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4).solve(
+        f_mat, noisy, e, mu, caps=caps)
+    assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
