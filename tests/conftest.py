@@ -69,3 +69,7 @@ def soffice() -> str:
         f"Install it (apt-get install {_LIBREOFFICE_PACKAGE}) or set {_SKIP_LIBREOFFICE}=1 "
         "to skip these tests."
     )
+
+# --------------------------------------------------------------------------- fund API
+
+from fund_api import fund_api_fixture, refused_url_fixture  # noqa: E402, F401

@@ -285,6 +285,79 @@ def cmd_etf_holdings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_holdings(args: argparse.Namespace) -> int:
+    """``xlfuncs holdings``: a fund's holdings from the fund API, to a table or a workbook."""
+    import logging
+    from datetime import date, datetime
+
+    from xlfuncs.config import ENV_URL, Config, load_config
+    from xlfuncs.data.holdings import fetch_holdings
+    from xlfuncs.errors import ConfigError
+    from xlfuncs.excel.sheets import OpenpyxlBook, write_cell, write_table_xlsx
+    from xlfuncs.macros import DATE, FUND, refresh_holdings
+
+    def day(text: str | None, flag: str) -> date | None:
+        try:
+            return None if text is None else date.fromisoformat(text.strip())
+        except ValueError:
+            raise InputError(f"{flag} must be a date YYYY-MM-DD, not {text!r}", flag) from None
+
+    package_log = logging.getLogger("xlfuncs")
+    if not package_log.handlers:  # no "last resort" log lines: an error is one stderr line
+        package_log.addHandler(logging.NullHandler())
+    end, start = day(args.date, "--date"), day(args.start, "--start")
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".xlsx"):
+        raise InputError(f"--out must name a .csv or .xlsx file, not {args.out}", "out")
+    if args.workbook and args.start:
+        raise InputError("--start does not go with --workbook: the Holdings sheet is for "
+                         "one date (--date)", "start")
+    if args.base_url:
+        try:
+            Config(base_url=args.base_url)
+        except ConfigError as exc:
+            raise ConfigError(f"--base-url: {exc}", "base_url") from None
+        config = load_config({**os.environ, ENV_URL: args.base_url})
+    else:
+        config = load_config()
+    book = OpenpyxlBook(args.workbook) if args.workbook else None  # read before fetching
+
+    if book is not None:  # the Refresh holdings macro, on the file
+        if args.fund:
+            write_cell(book, FUND, args.fund)
+        if end is not None:
+            write_cell(book, DATE, datetime(end.year, end.month, end.day))
+        result = refresh_holdings(book, config=config, save=False)
+        if not result.ok or result.snapshot is None:
+            raise XlfuncsError(result.reason)
+        snapshot = result.snapshot
+        book.save()  # atomic; the file is unchanged when anything above failed
+    else:
+        snapshot = fetch_holdings(args.fund, start, end, config=config)
+
+    frame = snapshot.to_frame()
+    span = "1 trading day" if snapshot.trading_days == 1 else (
+        f"{snapshot.trading_days} trading days")
+    print(f"fund {snapshot.fund}: {len(frame)} holdings on {snapshot.end} "
+          f"({snapshot.inactive} inactive dropped)")
+    print(f"range {snapshot.start} to {snapshot.end}, {span}; fetched "
+          f"{snapshot.fetched_at.astimezone():%Y-%m-%d %H:%M:%S %Z}")
+    print(f"total value {snapshot.total_value:,.2f}")
+    top = frame.reindex(frame["weight"].abs().sort_values(ascending=False).index).head(10)
+    print(f"top {len(top)} holdings by weight:")
+    print(top[["ticker", "shares", "value", "weight"]].to_string(
+        index=False, formatters={"shares": "{:,.0f}".format, "value": "{:,.2f}".format,
+                                 "weight": "{:.2%}".format}))
+    if book is not None:
+        print(f"refreshed {result.area.address if result.area else 'Holdings'} in {book.title}")
+    if args.out:
+        if Path(args.out).suffix.lower() == ".xlsx":
+            write_table_xlsx(frame, args.out)
+        else:
+            write_table(frame, args.out, index=False)
+        print(f"wrote {len(frame)} holdings to {args.out}")
+    return 0
+
+
 def cmd_build_workbooks(args: argparse.Namespace) -> int:
     """``xlfuncs build-workbooks``: regenerate the workbooks from their sources."""
     from xlfuncs.excel.build import WORKBOOKS_DIR, build_workbooks
@@ -345,6 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a plain file whose header does not say: weights are in ...")
     p.add_argument("--out", help="write ticker,weight to this CSV")
     p.set_defaults(func=cmd_etf_holdings)
+
+    p = sub.add_parser("holdings", help="a fund's holdings from the fund API (SPEC 4.1)")
+    p.add_argument("--fund", help="undergrad, quant, brigham_capital, grad or quant_paper "
+                   "(default: XLFUNCS_FUND; with --workbook: its Fund cell)")
+    p.add_argument("--date", help="holdings date YYYY-MM-DD (default: the last business day; "
+                   "with --workbook: its HoldingsDate cell)")
+    p.add_argument("--start", help="start of the range YYYY-MM-DD (default: --date)")
+    p.add_argument("--base-url", help="the fund API (default: XLFUNCS_API_URL or the config "
+                   "file)")
+    p.add_argument("--out", help="write the table to this .csv or .xlsx file")
+    p.add_argument("--workbook", help="refresh the Holdings sheet of this .xlsm/.xlsx file, as "
+                   "the Refresh holdings macro does")
+    p.set_defaults(func=cmd_holdings)
 
     p = sub.add_parser("demo", help="run the main jobs on the bundled sample data")
     p.add_argument("--out", help="also write the results to this folder")
