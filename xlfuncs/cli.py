@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs import __version__, core
+from xlfuncs._files import atomic_write
 from xlfuncs.core import Labelled, align, align_all
 from xlfuncs.errors import InputError, XlfuncsError
 
@@ -151,14 +151,7 @@ def write_table(df: pd.DataFrame, out: str, index: bool = True) -> None:
     """Write CSV atomically: a temporary file renamed over ``out`` only when complete."""
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=index)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda tmp: df.to_csv(tmp, index=index))
 
 
 # --------------------------------------------------------------------------- printing
@@ -358,6 +351,103 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     return 0
 
 
+_BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
+                   "cost", "workers", "benchmark", "rebalance_every", "min_history")
+
+
+def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
+    """Settings of ``xlfuncs backtest``: the TOML file's ``[backtest]`` table, then the flags.
+
+    Returns the settings for :class:`~xlfuncs.core.BacktestConfig`, the data
+    source, the factors file and the output folder.
+    """
+    import tomllib
+
+    table: dict = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise InputError(f"config: no such file {args.config}", "config")
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"config: {path.name} is not valid TOML ({exc})", "config") from None
+        table = dict(doc.get("backtest", doc))
+    data = str(table.pop("data", "sample"))
+    factors = table.pop("factors", None)
+    out = table.pop("out", None)
+    for flag in _BACKTEST_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None:
+            table[flag] = value
+    data = args.data or data
+    return table, data, args.factors or factors, args.out or out
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """``xlfuncs backtest``: walk-forward factor-model backtest, results to a folder."""
+    from xlfuncs.data.market import load_market
+    from xlfuncs.report import stats_table, write_results
+
+    table, source, factors, out = backtest_settings(args)
+    config = core.BacktestConfig.from_mapping(table)  # every setting checked before any work
+    data = load_market(source, factors=factors, end=config.end)
+    print(f"data: {data.source}, {data.n_assets} assets, {data.n_periods} periods "
+          f"({data.dates[0].date()} to {data.dates[-1].date()})")
+    names = list(config.specs(data.periods_per_year))
+    print(f"strategies: {', '.join(names)}; model {config.model}")
+    bar = _progress_bar(args)
+    try:
+        result = core.run_backtest(data, config, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    stats = stats_table(result).set_index("strategy")
+    print(f"\n{len(result.returns)} periods in {result.seconds:.1f} s")
+    print(stats.to_string(float_format=lambda v: f"{v:.4f}"))
+    if len(result.failures):
+        print(f"\n{len(result.failures)} rebalance dates failed; the first: "
+              f"{result.failures['reason'].iloc[0]}")
+    if out:
+        paths = write_results(result, out)
+        print(f"\nwrote {', '.join(p.name for p in paths)} to {out}")
+    return 0
+
+
+class _Bar:
+    """A tqdm progress bar fed with ``(done, total, text)``."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def update(self, done: int, total: int, text: str) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, unit="date" if text != "strategies" else "strategy",
+                             file=sys.stderr, leave=False)
+        self._bar.n = done
+        self._bar.set_postfix_str(text, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress_bar(args: argparse.Namespace) -> _Bar | None:
+    return None if args.quiet else _Bar()
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """``xlfuncs doctor``: check the chain Python -> xlwings -> Excel, with fixes."""
+    from xlfuncs import doctor
+
+    checks = doctor.run_checks(api=args.api)
+    print(doctor.render(checks))
+    return 1 if doctor.python_broken(checks) else 0
+
+
 def cmd_build_workbooks(args: argparse.Namespace) -> int:
     """``xlfuncs build-workbooks``: regenerate the workbooks from their sources."""
     from xlfuncs.excel.build import WORKBOOKS_DIR, build_workbooks
@@ -431,6 +521,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workbook", help="refresh the Holdings sheet of this .xlsm/.xlsx file, as "
                    "the Refresh holdings macro does")
     p.set_defaults(func=cmd_holdings)
+
+    p = sub.add_parser("backtest", help="walk-forward factor-model backtest (SPEC 3.3-3.5)")
+    p.add_argument("--config", help="TOML file with a [backtest] table of these settings")
+    p.add_argument("--data", help="sample (default), sample:N (synthetic, N stocks), french12, "
+                   "or a long CSV/Parquet file (date, permno/ticker, ret, mktcap or prc+shrout)")
+    p.add_argument("--factors", help="factor returns (Ken French CSV); default the bundled ones")
+    p.add_argument("--mode", help="tev (default), gamma or sector")
+    p.add_argument("--tev", help="annual TEV budgets, e.g. 0.02,0.04,0.06")
+    p.add_argument("--gamma", help="risk aversions, e.g. 1,5,20")
+    p.add_argument("--model", help="factor moments: sample (default), ewma[:HALFLIFE], regime")
+    p.add_argument("--start", help="first rebalance date, YYYY-MM-DD")
+    p.add_argument("--end", help="last date: every input is cut there")
+    p.add_argument("--max-weight", type=float, help="largest weight of one asset")
+    p.add_argument("--turnover", type=float, help="one-way turnover limit per rebalance")
+    p.add_argument("--cost", type=float, help="proportional cost per unit traded (0.001 = 10bp)")
+    p.add_argument("--benchmark", help="auto (default), caps or market")
+    p.add_argument("--rebalance-every", type=int, help="periods between rebalances (default 1)")
+    p.add_argument("--min-history", type=int, help="periods before the first rebalance")
+    p.add_argument("--workers", type=int, help="processes for the sweep (default: one per "
+                   "strategy, at most the CPUs)")
+    p.add_argument("--out", help="folder for returns.csv, weights.csv, stats.csv and the charts")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("doctor", help="check Python, xlwings, the add-ins and the configuration")
+    p.add_argument("--api", action="store_true", help="also check that the fund API answers")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", help="run the main jobs on the bundled sample data")
     p.add_argument("--out", help="also write the results to this folder")

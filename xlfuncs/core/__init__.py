@@ -1,5 +1,11 @@
 """The mathematics of xlfuncs: pure numpy/scipy/pandas/cvxpy, no xlwings, no requests."""
 
+from xlfuncs.core._backtest import (
+    BACKTEST_MODES,
+    BacktestConfig,
+    BacktestResult,
+    run_backtest,
+)
 from xlfuncs.core._beta import (
     BETA_METHODS,
     HEDGE_TICKER,
@@ -73,6 +79,7 @@ from xlfuncs.core._risk import (
 from xlfuncs.core._tickers import normalise_ticker
 
 __all__ = [
+    "BACKTEST_MODES",
     "BETA_METHODS",
     "CONVENTIONS",
     "FACTOR_MOMENT_METHODS",
@@ -81,6 +88,8 @@ __all__ = [
     "PERIODS_PER_YEAR",
     "RISK_METHODS",
     "ActiveOptimiser",
+    "BacktestConfig",
+    "BacktestResult",
     "BetaNeutral",
     "FactorModel",
     "FactorMoments",
@@ -124,6 +133,7 @@ __all__ = [
     "portfolio_returns",
     "regime_betas",
     "regime_min_rows",
+    "run_backtest",
     "sector_weights",
     "simple_returns",
     "smoothed_probs",

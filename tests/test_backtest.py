@@ -1,0 +1,164 @@
+"""The walk-forward engine: no look-ahead, accounting, statistics, configuration, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlfuncs.cli import main
+from xlfuncs.core import BacktestConfig, run_backtest
+from xlfuncs.data.market import load_market
+from xlfuncs.errors import InputError
+
+END = "1996-12-31"
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_market("sample:40").truncate(None, "1999-12-31", drop_unlisted=False)
+
+
+def small(**kw) -> BacktestConfig:
+    base = dict(tev=(0.03,), workers=1, min_history=36, min_obs=24, beta_window=36)
+    base.update(kw)
+    return BacktestConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def full(data):
+    return run_backtest(data, small())
+
+
+def test_a_shorter_run_decides_exactly_the_same_weights(data, full):
+    cut = run_backtest(data, small(end=END))
+    last = cut.weights["date"].max()
+    assert last <= pd.Timestamp(END)
+    mine = full.weights[full.weights["date"] <= last].reset_index(drop=True)
+    theirs = cut.weights.reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, theirs, check_exact=True)
+    np.testing.assert_array_equal(full.returns.loc[cut.returns.index].to_numpy(),
+                                  cut.returns.to_numpy())
+
+
+def test_later_data_cannot_change_earlier_decisions(data, full):
+    """Scramble every return after a date: the weights decided up to it do not move."""
+    date = pd.Timestamp("1995-06-30")
+    scrambled = data.returns.copy()
+    later = scrambled.index > date
+    rng = np.random.default_rng(3)
+    scrambled.loc[later] = scrambled.loc[later].to_numpy() * rng.uniform(-2, 2,
+                                                                        scrambled.loc[later].shape)
+    other = type(data)(scrambled.clip(lower=-0.9), data.caps, data.industries, data.factors,
+                       data.rf, data.periods_per_year, data.benchmark, data.source)
+    again = run_backtest(other, small())
+    a = full.weights[full.weights["date"] <= date].reset_index(drop=True)
+    b = again.weights[again.weights["date"] <= date].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_returns_follow_from_the_weights(data, full):
+    """Weights decided at t earn t+1: recomputed here from weights.csv and the data."""
+    name = full.strategies[0]
+    w = full.weights[full.weights["strategy"] == name].pivot(index="date", columns="asset",
+                                                             values="weight").fillna(0.0)
+    r = data.returns.fillna(0.0)
+    dates = list(data.dates)
+    for t in w.index[:-1:7]:
+        nxt = dates[dates.index(t) + 1]
+        expected = float((w.loc[t] * r.loc[nxt, w.columns]).sum())
+        assert full.returns.loc[nxt, name] == pytest.approx(expected, abs=1e-14)
+    # the benchmark: cap weights at t over the same tradable assets earn t+1
+    assert full.returns["benchmark"].notna().all()
+
+
+def test_statistics_match_their_definitions(full):
+    name = full.strategies[0]
+    r = full.returns
+    a = r[name] - r["benchmark"]
+    te = a.std(ddof=1) * np.sqrt(12)
+    assert full.stats.loc[name, "tracking_error"] == pytest.approx(te, rel=1e-12)
+    assert full.stats.loc[name, "information_ratio"] == pytest.approx(
+        a.mean() / a.std(ddof=1) * np.sqrt(12), rel=1e-12)
+    wealth = (1 + r[name]).cumprod()
+    dd = (wealth / np.maximum.accumulate(np.concatenate([[1.0], wealth.to_numpy()]))[1:] - 1)
+    assert full.stats.loc[name, "max_drawdown"] == pytest.approx(dd.min(), rel=1e-12)
+    # the ex-ante tracking error is the budget when the cap binds
+    binding = full.ex_ante[full.ex_ante["te_binding"]]
+    assert len(binding) and np.allclose(binding["tracking_error"], 0.03, rtol=1e-5)
+
+
+def test_a_factor_benchmark_on_industry_portfolios():
+    data = load_market("french12").truncate("1990-01", "1996-12")
+    res = run_backtest(data, BacktestConfig(mode="gamma", gamma=(5.0,), tev=(), workers=1,
+                                            min_history=36, min_obs=24, beta_window=36))
+    mkt = data.factors["Mkt-RF"] + data.rf
+    np.testing.assert_allclose(res.returns["benchmark"], mkt.reindex(res.returns.index),
+                               rtol=0, atol=1e-15)
+    assert set(res.weights["asset"]) <= set(data.returns.columns)
+    assert res.failures.empty
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mode": "momentum"}, "mode must be one of tev, gamma, sector"),
+        ({"tev": "0.02,-0.04"}, "tev must be positive numbers"),
+        ({"start": "2010-01-31", "end": "2005-01-31"}, "start 2010-01-31 is after end"),
+        ({"model": "garch"}, "model must be sample"),
+        ({"n_states": 7}, "n_states must be a whole number from 2 to 4"),
+        ({"max_weight": 1.5}, "max_weight"),
+        ({"colour": "red"}, "unknown setting 'colour'"),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_the_setting(settings, message):
+    with pytest.raises(InputError) as info:
+        BacktestConfig.from_mapping(settings)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["backtest", "--tev", "-0.02", "--out", str(out), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xlfuncs: error: tev must be positive numbers") and "\n" not in err
+    assert not out.exists()
+    data = tmp_path / "crsp.csv"
+    data.write_text("date,permno,prc\n2020-01-31,1,10\n")
+    rc = main(["backtest", "--data", str(data), "--out", str(out), "--quiet"])
+    assert rc == 2
+    assert "ret" in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_writes_the_result_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["backtest", "--data", "sample:30", "--tev", "0.02,0.05", "--end", "1996-12-31",
+               "--min-history", "36", "--workers", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"returns.csv", "weights.csv", "stats.csv", "cumulative.png", "ir_vs_tev.png",
+            "rolling_te.png"} <= names
+    returns = pd.read_csv(out / "returns.csv")
+    assert list(returns.columns) == ["date", "benchmark", "rf", "tev=0.02", "tev=0.05"]
+    assert returns["date"].max() <= "1996-12-31"
+    stats = pd.read_csv(out / "stats.csv")
+    assert list(stats.columns) == ["strategy", "ann_return", "ann_volatility", "sharpe",
+                                   "tracking_error", "information_ratio", "max_drawdown",
+                                   "turnover", "avg_holdings"]
+    weights = pd.read_csv(out / "weights.csv")
+    assert list(weights.columns) == ["date", "strategy", "asset", "weight"]
+    sums = weights.groupby(["date", "strategy"])["weight"].sum()
+    np.testing.assert_allclose(sums, 1.0, atol=1e-6)
+    assert (out / "cumulative.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_regime_model_runs_without_look_ahead(data):
+    cfg = dict(model="regime", n_states=2, start="1994-12-31")
+    long = run_backtest(data, small(**cfg, end="1997-06-30"))
+    short = run_backtest(data, small(**cfg, end="1996-06-30"))
+    last = short.weights["date"].max()
+    a = long.weights[long.weights["date"] <= last].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, short.weights.reset_index(drop=True), check_exact=True)
+    assert len(short.weights["date"].unique()) >= 12
+    assert set(long.failures["reason"].map(type)) <= {str}

@@ -1,0 +1,564 @@
+"""Walk-forward backtest of benchmark-relative factor-model portfolios (SPEC 3.3-3.5).
+
+At every rebalance date ``t`` the engine sees the data up to ``t`` only
+(:meth:`MarketData.truncate`): it fits each asset's factor loadings and
+residual variance, estimates the factor moments (sample, EWMA or the
+regime-aware mixture), and solves the optimiser for every strategy of the
+sweep. Weights decided at the close of ``t`` earn the returns of ``t + 1``;
+between rebalances they drift. Realised returns enter only in the accounting,
+never in an estimate: no look-ahead by construction, and a run that ends at
+``T`` decides exactly the same weights up to ``T`` as a longer run.
+
+Per date the problem is restricted to the assets tradable at ``t`` (listed,
+with a market cap, and with enough history for the regression). A date whose
+estimate or optimisation fails is recorded with its reason; the strategy
+then holds its drifted weights (the benchmark on the first date) and the run
+continues.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
+from xlfuncs.core._market import MarketData
+from xlfuncs.core._metrics import performance_stats
+from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec
+from xlfuncs.errors import InputError, XlfuncsError
+
+__all__ = ["BACKTEST_MODES", "BacktestConfig", "BacktestResult", "run_backtest"]
+
+BACKTEST_MODES = ("tev", "gamma", "sector")
+_MARKET_NAMES = ("mkt-rf", "mktrf", "mkt", "market")
+Progress = Callable[[int, int, str], None]
+
+
+def _positive_list(value: object, name: str) -> tuple[float, ...]:
+    items = [value] if isinstance(value, int | float | str) else list(value or ())
+    out = []
+    for item in items:
+        for part in str(item).replace(";", ",").split(","):
+            if not part.strip():
+                continue
+            try:
+                x = float(part.strip().rstrip("%")) / (100.0 if part.strip().endswith("%") else 1)
+            except ValueError:
+                raise InputError(f"{name} must be numbers (got {part.strip()!r})", name) from None
+            if not (math.isfinite(x) and x >= 0):
+                raise InputError(f"{name} must be positive numbers (got {part.strip()})", name)
+            out.append(x)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """The settings of a backtest run; every one is checked before any work.
+
+    Parameters
+    ----------
+    mode : {"tev", "gamma", "sector"}
+        TEV cap, risk aversion, or sector rotation (industry weights, with the
+        TEV list, or the gamma list when no TEV list is given).
+    tev : sequence of float
+        Annual tracking-error budgets, one strategy each (0.04 = 4% a year).
+    gamma : sequence of float
+        Risk aversions, one strategy each (``gamma`` mode).
+    model : str
+        Factor moments: ``sample``, ``ewma`` (``ewma:24`` for a half-life in
+        periods) or ``regime`` (Gaussian HMM mixture).
+    n_states, horizon : int
+        Regime model: states (2-4) and forecast steps ahead.
+    beta_window : int or None
+        Periods of the rolling regression for loadings; None = expanding.
+    moments_window : int or None
+        Periods for sample/EWMA factor moments; None = expanding.
+    min_history : int
+        Periods of data before the first rebalance.
+    min_obs : int
+        The fewest returns in the regression window an asset needs to be traded.
+    rebalance_every : int
+        Periods between rebalances (1 = every month for monthly data).
+    start, end : str or None
+        First rebalance date; last date used (every input is cut there).
+    max_weight, turnover, cost : optional
+        Largest weight, one-way turnover limit per rebalance, proportional cost.
+    benchmark : {"auto", "caps", "market"}
+        ``caps``: cap-weighted over the tradable assets at each date;
+        ``market``: the data's benchmark series (else Mkt-RF + RF), a factor
+        benchmark for the optimiser. ``auto``: caps when the data has them.
+    seed : int
+        Seed of the regime model's initialisation.
+    workers : int or None
+        Processes for a sweep (None: one per strategy, at most the CPU count).
+
+    """
+
+    mode: str = "tev"
+    tev: tuple[float, ...] = (0.02, 0.04, 0.06)
+    gamma: tuple[float, ...] = ()
+    model: str = "sample"
+    n_states: int = 2
+    horizon: int = 1
+    beta_window: int | None = 60
+    moments_window: int | None = None
+    min_history: int = 60
+    min_obs: int = 36
+    rebalance_every: int = 1
+    start: str | None = None
+    end: str | None = None
+    max_weight: float | None = None
+    turnover: float | None = None
+    cost: float = 0.0
+    benchmark: str = "auto"
+    seed: int = 0
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        mode = str(self.mode).strip().lower()
+        if mode not in BACKTEST_MODES:
+            raise InputError(f"mode must be one of {', '.join(BACKTEST_MODES)} "
+                             f"(got {self.mode!r})", "mode")
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "tev", _positive_list(self.tev, "tev"))
+        object.__setattr__(self, "gamma", _positive_list(self.gamma, "gamma"))
+        if any(t <= 0 for t in self.tev):
+            raise InputError("tev budgets must be above 0", "tev")
+        if mode == "tev" and not self.tev:
+            raise InputError("tev needs at least one budget for mode tev, e.g. 0.04", "tev")
+        if mode == "gamma" and not self.gamma:
+            raise InputError("gamma needs at least one value for mode gamma, e.g. 5", "gamma")
+        if mode == "sector" and not (self.tev or self.gamma):
+            raise InputError("mode sector needs tev budgets or gamma values", "tev")
+        model = str(self.model).strip().lower()
+        if model.split(":")[0] not in (*FACTOR_MOMENT_METHODS, "regime"):
+            raise InputError(f"model must be sample, ewma[:HALFLIFE] or regime (got "
+                             f"{self.model!r})", "model")
+        object.__setattr__(self, "model", model)
+        for name, lo, hi in (("n_states", 2, 4), ("horizon", 1, 120), ("min_history", 12, 10_000),
+                             ("min_obs", 12, 10_000), ("rebalance_every", 1, 120)):
+            value = getattr(self, name)
+            if not (isinstance(value, int | np.integer) and not isinstance(value, bool)
+                    and lo <= value <= hi):
+                raise InputError(f"{name} must be a whole number from {lo} to {hi} "
+                                 f"(got {value!r})", name)
+        for name in ("beta_window", "moments_window"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value >= 12):
+                raise InputError(f"{name} must be a whole number of at least 12 periods, or "
+                                 f"blank for an expanding window (got {value!r})", name)
+        if self.start is not None and self.end is not None and (
+                pd.Timestamp(self.start) > pd.Timestamp(self.end)):
+            raise InputError(f"start {self.start} is after end {self.end}", "start")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    pd.Timestamp(value)
+                except (ValueError, TypeError):
+                    raise InputError(f"{name} must be a date such as 2010-01-31 (got "
+                                     f"{value!r})", name) from None
+        bench = str(self.benchmark).strip().lower()
+        if bench not in ("auto", "caps", "market"):
+            raise InputError(f"benchmark must be auto, caps or market (got {self.benchmark!r})",
+                             "benchmark")
+        object.__setattr__(self, "benchmark", bench)
+        if self.workers is not None and not (isinstance(self.workers, int) and self.workers >= 1):
+            raise InputError(f"workers must be a whole number of at least 1 (got "
+                             f"{self.workers!r})", "workers")
+        self.specs(12)  # the optimiser's own checks (max_weight, turnover, cost), before any work
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> BacktestConfig:
+        """Settings from a mapping (TOML table, sheet cells); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            name = str(key).strip().lower().replace("-", "_").replace(" ", "_")
+            if name not in known:
+                raise InputError(f"unknown setting {key!r} (known: {', '.join(sorted(known))})",
+                                 str(key))
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if name in ("n_states", "horizon", "min_history", "min_obs", "rebalance_every", "seed",
+                        "workers", "beta_window", "moments_window"):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                elif isinstance(value, str) and value.strip().isdigit():
+                    value = int(value.strip())
+            if name in ("max_weight", "turnover", "cost") and isinstance(value, str):
+                value = _positive_list(value, name)[0]
+            if name in ("start", "end") and not isinstance(value, str):
+                value = pd.Timestamp(value).date().isoformat()
+            clean[name] = value
+        return cls(**clean)
+
+    def specs(self, periods_per_year: float) -> dict[str, OptimiserSpec]:
+        """The strategies of the sweep: name -> optimiser settings."""
+        common = dict(periods_per_year=periods_per_year, max_weight=self.max_weight,
+                      turnover=self.turnover, cost=self.cost)
+        out: dict[str, OptimiserSpec] = {}
+        if self.mode == "gamma" or (self.mode == "sector" and not self.tev):
+            for g in self.gamma:
+                name = f"gamma={g:g}" if self.mode == "gamma" else f"sector gamma={g:g}"
+                out[name] = OptimiserSpec(mode=self.mode, gamma=g, **common)
+        else:
+            for t in self.tev:
+                name = f"tev={t:g}" if self.mode == "tev" else f"sector tev={t:g}"
+                out[name] = OptimiserSpec(mode=self.mode, tev=t, **common)
+        return out
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What a run produced (all returns are simple, per period).
+
+    Attributes
+    ----------
+    returns : DataFrame
+        Index ``date`` (the period earned); columns ``benchmark``, ``rf``, then
+        one per strategy, after costs.
+    weights : DataFrame
+        Long format ``date, strategy, asset, weight`` of every rebalance (the
+        decided weights, above 1e-10).
+    stats : DataFrame
+        One row per strategy: ``ann_return, ann_volatility, sharpe,
+        tracking_error, information_ratio, max_drawdown, turnover,
+        avg_holdings`` (SPEC 3.5), plus ``hit_rate`` and ``ir_per_period``.
+    ex_ante : DataFrame
+        ``date, strategy, tracking_error, te_binding, active_return`` of every
+        rebalance (the optimiser's own figures, annualised TE).
+    failures : DataFrame
+        ``date, strategy, reason`` of every date that failed (empty if none).
+    config : BacktestConfig
+    source : str
+    seconds : float
+
+    """
+
+    returns: pd.DataFrame
+    weights: pd.DataFrame
+    stats: pd.DataFrame
+    ex_ante: pd.DataFrame
+    failures: pd.DataFrame
+    config: BacktestConfig
+    source: str = ""
+    periods_per_year: int = 12
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def strategies(self) -> list[str]:
+        """Strategy names, in sweep order."""
+        return [c for c in self.returns.columns if c not in ("benchmark", "rf")]
+
+
+# --------------------------------------------------------------------------- one date
+
+
+@dataclass
+class _Estimate:
+    """Everything the optimiser needs at one date, over the tradable assets."""
+
+    date: pd.Timestamp
+    assets: list[str]
+    loadings: np.ndarray  # (m, n)
+    factor_cov: np.ndarray  # (m, m), zero row/column for the constant
+    resid_var: np.ndarray  # (n,)
+    factor_mean: np.ndarray  # (m,)
+    benchmark: np.ndarray | None  # (n,) cap weights, or None with benchmark_exposure
+    benchmark_exposure: np.ndarray | None
+    caps: np.ndarray | None
+    industries: np.ndarray  # (n,) codes 0..k-1
+    n_industries: int
+
+
+def _market_row(factors: Sequence[str]) -> int:
+    for i, name in enumerate(factors):
+        if str(name).strip().lower() in _MARKET_NAMES:
+            return 1 + i
+    raise InputError("the benchmark is the market, but the factors have no Mkt-RF column",
+                     "factors")
+
+
+def _uses_caps(data: MarketData, config: BacktestConfig) -> bool:
+    if config.benchmark == "caps" and data.caps is None:
+        raise InputError(f"benchmark caps needs market caps; {data.source or 'the data'} has "
+                         "none", "benchmark")
+    return config.benchmark == "caps" or (config.benchmark == "auto" and data.caps is not None)
+
+
+def _market_returns(data: MarketData) -> pd.Series:
+    """The benchmark series: the data's own, else the market factor plus the risk-free rate."""
+    if data.benchmark is not None:
+        return data.benchmark
+    row = _market_row(tuple(data.factors.columns)) - 1
+    return data.factors.iloc[:, row] + data.rf
+
+
+class _Estimator:
+    """Fits loadings and factor moments at each date, keeping the regime fit warm."""
+
+    def __init__(self, data: MarketData, config: BacktestConfig):
+        self.data = data
+        self.config = config
+        self.excess = data.returns.sub(data.rf, axis=0)
+        self.warm = None
+        self.use_caps = _uses_caps(data, config)
+
+    def __call__(self, i: int) -> _Estimate:
+        data, cfg = self.data, self.config
+        date = data.dates[i]
+        upto = slice(0, i + 1)
+        listed = data.returns.iloc[upto].notna().any(axis=0)
+        cols = list(data.returns.columns[listed.to_numpy()])
+        excess = self.excess.iloc[upto][cols]
+        factors = data.factors.iloc[upto]
+        model = fit_factor_model(excess, factors, window=cfg.beta_window,
+                                 min_obs=min(cfg.min_obs, cfg.beta_window or cfg.min_obs))
+        now = data.returns.iloc[i][list(model.assets)].notna().to_numpy().copy()
+        if data.caps is not None:
+            cap_now = data.caps.iloc[i][list(model.assets)].to_numpy(dtype=float)
+            now &= np.isfinite(cap_now) & (cap_now > 0)
+        keep = np.flatnonzero(now)
+        if keep.size == 0:
+            raise InputError(f"no asset is tradable on {date.date()}", "data")
+        assets = [model.assets[j] for j in keep]
+        method = cfg.model
+        kwargs: dict[str, Any] = {"window": cfg.moments_window}
+        if method == "regime":
+            kwargs = {"n_states": cfg.n_states, "horizon": cfg.horizon, "seed": cfg.seed,
+                      "warm_start": self.warm}
+        try:
+            moments = factor_moments(factors, method, **kwargs)
+        except XlfuncsError:
+            if method != "regime" or self.warm is None:
+                raise
+            kwargs["warm_start"] = None  # a warm start that fails: fit afresh once
+            moments = factor_moments(factors, method, **kwargs)
+        self.warm = moments.regime
+        k = len(moments.factors)
+        sigma = np.zeros((k + 1, k + 1))
+        sigma[1:, 1:] = moments.cov
+        loadings = model.loadings[:, keep]
+        labels = data.industries.reindex(assets).to_numpy()
+        names, codes = np.unique(labels.astype(str), return_inverse=True)
+        caps = benchmark = exposure = None
+        if data.caps is not None:
+            caps = data.caps.iloc[i][assets].to_numpy(dtype=float)
+        if self.use_caps:
+            benchmark = caps / caps.sum()
+        else:
+            exposure = np.zeros(k + 1)
+            exposure[_market_row(moments.factors)] = 1.0
+        return _Estimate(date, assets, loadings, sigma, model.resid_var[keep],
+                         moments.mean_with_constant, benchmark, exposure, caps, codes,
+                         len(names))
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+@dataclass
+class _Book:
+    """One strategy's running state."""
+
+    weights: pd.Series | None = None  # current (drifted) weights by asset
+    returns: dict = field(default_factory=dict)
+    decided: list = field(default_factory=list)
+    ex_ante: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    turnover: dict = field(default_factory=dict)
+    holdings: dict = field(default_factory=dict)
+    cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
+
+
+def _rebalance_dates(data: MarketData, config: BacktestConfig) -> list[int]:
+    first = config.min_history - 1
+    if config.start is not None:
+        first = max(first, int(data.dates.searchsorted(pd.Timestamp(config.start))))
+    last = data.n_periods - 2  # a decision needs a next period to earn
+    return list(range(first, last + 1, config.rebalance_every))
+
+
+def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
+          progress: Progress | None = None) -> tuple[dict[str, _Book], pd.Series, list[str]]:
+    """Run the given strategies over every date; returns books and the benchmark returns."""
+    specs = config.specs(data.periods_per_year)
+    books = {name: _Book() for name in names}
+    optimisers: dict[tuple[str, int, int], ActiveOptimiser] = {}
+    estimator = _Estimator(data, config)
+    dates = _rebalance_dates(data, config)
+    if not dates:
+        raise InputError(f"the data has {data.n_periods} periods: not enough for min_history "
+                         f"{config.min_history} and one period to earn", "min_history")
+    rebalance = set(dates)
+    market = None if estimator.use_caps else _market_returns(data)
+    bench_returns: dict[pd.Timestamp, float] = {}
+    bench_w: pd.Series | None = None
+    notes: list[str] = []
+    returns = data.returns
+    for i in range(dates[0], data.n_periods - 1):
+        date = data.dates[i]
+        nxt = returns.iloc[i + 1]
+        if i in rebalance:
+            try:
+                est = estimator(i)
+                error = None
+            except XlfuncsError as exc:
+                est, error = None, f"{date.date()}: estimation failed: {exc}"
+            if est is not None and est.benchmark is not None:
+                bench_w = pd.Series(est.benchmark, index=est.assets)
+            for name in names:
+                book = books[name]
+                if est is None:
+                    book.failures.append((date, name, error))
+                    continue
+                spec = specs[name]
+                key = (name, len(est.assets), est.n_industries)
+                if key not in optimisers:
+                    optimisers[key] = ActiveOptimiser(
+                        spec, len(est.assets), est.loadings.shape[0],
+                        est.n_industries if spec.mode == "sector" else None)
+                prev = None
+                if book.weights is not None:
+                    prev = book.weights.reindex(est.assets).fillna(0.0).to_numpy()
+                res = optimisers[key].solve(
+                    est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
+                    benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
+                    prev_weights=prev, caps=est.caps,
+                    industries=est.industries if spec.mode == "sector" else None, date=date)
+                if not res.ok:
+                    book.failures.append((date, name, res.reason))
+                    if book.weights is None and est.benchmark is not None:
+                        book.weights = pd.Series(est.benchmark, index=est.assets)
+                    continue
+                new = pd.Series(res.weights, index=est.assets)
+                new = new[new.abs() > 1e-10]
+                old = book.weights if book.weights is not None else pd.Series(dtype=float)
+                traded = new.sub(old, fill_value=0.0).abs().sum()
+                book.turnover[date] = traded / 2.0 if book.weights is not None else math.nan
+                book.holdings[date] = int((new > 1e-6).sum())
+                book.weights = new
+                book.decided.append((date, name, new))
+                book.ex_ante.append((date, name, res.tracking_error, res.te_binding,
+                                     res.active_return))
+                book.cost_due = config.cost * traded
+        # earn period i + 1
+        earn = data.dates[i + 1]
+        for book in books.values():
+            if book.weights is None:
+                continue
+            r = nxt.reindex(book.weights.index)
+            if r.isna().any():
+                r = r.fillna(0.0)  # delisted during the period: its return is not in the data
+            gross = float((book.weights * r).sum())
+            book.returns[earn] = gross - book.cost_due
+            book.cost_due = 0.0
+            total = float(book.weights.sum()) + gross
+            book.weights = book.weights * (1.0 + r) / (total if total else 1.0)
+        if not estimator.use_caps:
+            bench_returns[earn] = float(market.iloc[i + 1])
+        elif bench_w is not None:
+            r = nxt.reindex(bench_w.index).fillna(0.0)
+            bench_returns[earn] = float((bench_w * r).sum())
+            bench_w = bench_w * (1.0 + r) / (1.0 + bench_returns[earn])
+        if progress is not None and i in rebalance:
+            progress(dates.index(i) + 1, len(dates), str(date.date()))
+    return books, pd.Series(bench_returns, dtype=float), notes
+
+
+def _walk_in_process(data: MarketData, config: BacktestConfig, names: Sequence[str]):
+    return _walk(data, config, names)
+
+
+def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
+                 progress: Progress | None = None) -> BacktestResult:
+    """Walk forward over ``data`` and run every strategy of ``config``.
+
+    Parameters
+    ----------
+    data : MarketData
+        The panels; cut at ``config.end`` first (every input).
+    config : BacktestConfig, optional
+        Settings (the defaults: TEV budgets 2%, 4%, 6%, sample moments).
+    progress : callable, optional
+        ``progress(done, total, text)`` after each rebalance date (one
+        process) or each finished strategy (a parallel sweep).
+
+    Returns
+    -------
+    BacktestResult
+
+    """
+    t0 = time.perf_counter()
+    config = config or BacktestConfig()
+    if config.end is not None:
+        data = data.truncate(None, config.end)
+    if config.mode == "sector" and data.caps is None:
+        raise InputError(f"mode sector needs market caps; {data.source or 'the data'} has none",
+                         "mode")
+    specs = config.specs(data.periods_per_year)
+    names = list(specs)
+    workers = config.workers or min(len(names), os.cpu_count() or 1)
+    workers = max(1, min(workers, len(names)))
+    if workers == 1:
+        books, bench, notes = _walk(data, config, names, progress)
+    else:
+        groups = [names[j::workers] for j in range(workers)]
+        books, bench, notes = {}, None, []
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_walk_in_process, data, config, g) for g in groups]
+            done = 0
+            for fut in as_completed(futures):
+                got, b, n = fut.result()
+                books.update(got)
+                bench = b if bench is None else bench
+                notes.extend(n)
+                done += len(got)
+                if progress is not None:
+                    progress(done, len(names), "strategies")
+    return _assemble(data, config, names, books, bench, notes, time.perf_counter() - t0)
+
+
+def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
+              books: Mapping[str, _Book], bench: pd.Series, notes: Sequence[str],
+              seconds: float) -> BacktestResult:
+    index = bench.index
+    returns = pd.DataFrame({"benchmark": bench, "rf": data.rf.reindex(index)})
+    for name in names:
+        returns[name] = pd.Series(books[name].returns, dtype=float).reindex(index)
+    returns.index.name = "date"
+    rows = [(d, s, a, float(w)) for name in names for d, s, ws in books[name].decided
+            for a, w in ws.items()]
+    weights = pd.DataFrame(rows, columns=["date", "strategy", "asset", "weight"])
+    ex_ante = pd.DataFrame([row for name in names for row in books[name].ex_ante],
+                           columns=["date", "strategy", "tracking_error", "te_binding",
+                                    "active_return"])
+    failures = pd.DataFrame([row for name in names for row in books[name].failures],
+                            columns=["date", "strategy", "reason"])
+    stats = {}
+    for name in names:
+        r = returns[name].dropna()
+        if r.empty:
+            continue
+        book = books[name]
+        stats[name] = performance_stats(
+            r, returns.loc[r.index, "benchmark"], returns.loc[r.index, "rf"],
+            data.periods_per_year,
+            turnover=pd.Series(book.turnover, dtype=float).dropna(),
+            holdings=pd.Series(book.holdings, dtype=float),
+        ).as_dict()
+    stats_frame = pd.DataFrame.from_dict(stats, orient="index")
+    stats_frame.index.name = "strategy"
+    return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
+                          replace(config), data.source, int(data.periods_per_year), seconds,
+                          tuple(notes))

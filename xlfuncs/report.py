@@ -1,0 +1,114 @@
+"""Backtest results as files: CSV tables and PNG charts (matplotlib, no display needed).
+
+The same files serve the command line (``xlfuncs backtest --out DIR``) and the
+Backtest sheet, which shows the tables and the pictures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlfuncs._files import atomic_write
+from xlfuncs.core import BacktestResult
+
+__all__ = ["CHARTS", "STATS_COLUMNS", "save_charts", "stats_table", "write_results"]
+
+STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
+                 "max_drawdown", "turnover", "avg_holdings")
+CHARTS = ("cumulative.png", "ir_vs_tev.png", "rolling_te.png")
+ROLLING = 12  # periods in the rolling tracking error
+
+
+def stats_table(result: BacktestResult) -> pd.DataFrame:
+    """``strategy`` plus the SPEC 3.5 statistics, one row per strategy."""
+    stats = result.stats.reindex(columns=list(STATS_COLUMNS))
+    return stats.reset_index().rename(columns={"index": "strategy"})
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    return plt, fig, ax
+
+
+def save_charts(result: BacktestResult, out: Path) -> list[Path]:
+    """Cumulative log return against the benchmark, IR against the TEV budget, rolling TE."""
+    r = result.returns
+    strategies = result.strategies
+    paths = []
+
+    plt, fig, ax = _figure()
+    for name in ("benchmark", *strategies):
+        ax.plot(r.index, np.log1p(r[name].fillna(0.0)).cumsum(), label=name,
+                linewidth=2.2 if name == "benchmark" else 1.2,
+                color="black" if name == "benchmark" else None)
+    ax.set_title("Cumulative log return")
+    ax.set_ylabel("log(wealth)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(out / CHARTS[0])
+    atomic_write(paths[-1], lambda p: fig.savefig(p, format="png", bbox_inches="tight",
+                                             metadata={"Software": None}))
+    plt.close(fig)
+
+    plt, fig, ax = _figure()
+    stats = result.stats
+    budget = [result.config.tev[i] if result.config.tev else result.config.gamma[i]
+              for i in range(len(stats))]
+    label = "TEV budget (annual)" if result.config.tev else "risk aversion gamma"
+    ax.plot(budget, stats["information_ratio"].to_numpy(), marker="o")
+    ax.set_xlabel(label)
+    ax.set_ylabel("information ratio (annualised)")
+    ax.set_title("Information ratio against the budget")
+    ax.grid(alpha=0.3)
+    paths.append(out / CHARTS[1])
+    atomic_write(paths[-1], lambda p: fig.savefig(p, format="png", bbox_inches="tight",
+                                             metadata={"Software": None}))
+    plt.close(fig)
+
+    plt, fig, ax = _figure()
+    a = r[strategies].sub(r["benchmark"], axis=0)
+    rolling = a.rolling(ROLLING).std(ddof=1) * np.sqrt(result.periods_per_year)
+    for name in strategies:
+        ax.plot(rolling.index, rolling[name], label=name)
+    ax.set_title(f"Rolling {ROLLING}-period tracking error (annualised)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(out / CHARTS[2])
+    atomic_write(paths[-1], lambda p: fig.savefig(p, format="png", bbox_inches="tight",
+                                             metadata={"Software": None}))
+    plt.close(fig)
+    return paths
+
+
+def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
+    """Write ``returns.csv``, ``weights.csv``, ``stats.csv``, the charts, ``failures.csv``.
+
+    Every file is written to a temporary name and renamed when complete.
+    ``failures.csv`` is written only when a date failed (an old one is removed).
+    """
+    out = Path(out)
+    written = []
+
+    def csv(frame: pd.DataFrame, name: str, index: bool) -> None:
+        path = out / name
+        atomic_write(path, lambda p: frame.to_csv(p, index=index, date_format="%Y-%m-%d"))
+        written.append(path)
+
+    returns = result.returns.copy()
+    csv(returns, "returns.csv", True)
+    csv(result.weights, "weights.csv", False)
+    csv(stats_table(result), "stats.csv", False)
+    written += save_charts(result, out)
+    if len(result.failures):
+        csv(result.failures, "failures.csv", False)
+    else:
+        (out / "failures.csv").unlink(missing_ok=True)
+    return written
