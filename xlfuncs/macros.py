@@ -35,11 +35,15 @@ _ADDIN = ("doctor", "import_functions", "show_help")
 
 
 def __getattr__(name: str) -> Any:
-    """The add-in's button handlers (:mod:`xlfuncs.excel.addin`), imported when first asked for."""
+    """The add-in's other buttons (:mod:`xlfuncs.excel.addin`, the backtest), imported on use."""
     if name in _ADDIN:
         from xlfuncs.excel import addin
 
         return getattr(addin, name)
+    if name == "run_backtest":
+        from xlfuncs.excel.backtest_macro import run_backtest
+
+        return run_backtest
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,9 @@ __all__ = ["BACKTEST_MODES", "BacktestConfig", "BacktestResult", "run_backtest"]
 
 BACKTEST_MODES = ("tev", "gamma", "sector")
 _MARKET_NAMES = ("mkt-rf", "mktrf", "mkt", "market")
+#: Keep each compiled optimiser and re-solve it when the next date has as many tradable
+#: assets (False rebuilds the cvxpy problem every date, the research's pattern; for bench/).
+REUSE_PROBLEMS = True
 Progress = Callable[[int, int, str], None]
 
 
@@ -424,7 +427,7 @@ def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
                     continue
                 spec = specs[name]
                 key = (name, len(est.assets), est.n_industries)
-                if key not in optimisers:
+                if key not in optimisers or not REUSE_PROBLEMS:
                     optimisers[key] = ActiveOptimiser(
                         spec, len(est.assets), est.loadings.shape[0],
                         est.n_industries if spec.mode == "sector" else None)

@@ -243,6 +243,10 @@ class Book(Protocol):
         """Show a progress or result line (Excel's status bar)."""
         ...
 
+    def add_picture(self, area: Area, path: str | os.PathLike, name: str) -> None:
+        """Put a PNG with its top-left corner on ``area``; a picture of that name is replaced."""
+        ...
+
     def save(self) -> None:
         """Commit the changes (a file is replaced atomically; a live workbook is not saved)."""
         ...
@@ -371,6 +375,12 @@ class XlwingsBook:
         """The workbook's name."""
         return str(self.book.name)
 
+    @property
+    def folder(self) -> Path | None:
+        """The folder of the workbook's file (None for a workbook never saved)."""
+        full = Path(str(self.book.fullname))
+        return full.parent if full.parent != Path() else None
+
     def names(self) -> dict[str, Area]:
         """Every workbook-level name that refers to one rectangle of cells."""
         found = {}
@@ -432,6 +442,16 @@ class XlwingsBook:
     def status(self, text: str) -> None:
         """Show the text in Excel's status bar."""
         self.book.app.status_bar = text
+
+    def add_picture(self, area: Area, path: str | os.PathLike, name: str) -> None:
+        """Insert (or update, by name) a picture anchored at the area's top-left cell."""
+        sheet = self.book.sheets[area.sheet]
+        anchor = sheet.range((area.first_row, area.first_col))
+        names = [p.name for p in sheet.pictures]
+        if name in names:
+            sheet.pictures[name].update(str(path))
+        else:
+            sheet.pictures.add(str(path), name=name, anchor=anchor)
 
     def save(self) -> None:
         """Nothing: the analyst saves the open workbook."""
@@ -496,6 +516,7 @@ class OpenpyxlBook:
             raise InputError(f"{self.path.name} is not a readable Excel workbook "
                              f"({type(exc).__name__})", "workbook") from None
         self._values: Any = None  # the cached formula results, loaded when first needed
+        self.folder = self.path.resolve().parent
 
     @property
     def title(self) -> str:
@@ -604,6 +625,20 @@ class OpenpyxlBook:
             for r in range(target.first_row, target.last_row + 1):
                 ws.cell(r, c)._style = copy.copy(src._style)
 
+    def add_picture(self, area: Area, path: str | os.PathLike, name: str) -> None:
+        """Anchor a PNG at the area's top-left cell, replacing a picture anchored there.
+
+        openpyxl keeps no picture names: a picture is identified by its anchor cell.
+        """
+        from openpyxl.drawing.image import Image
+
+        ws = self._sheet(area.sheet)
+        cell = f"{column_letter(area.first_col)}{area.first_row}"
+        ws._images = [im for im in ws._images if _image_cell(im) != cell]
+        image = Image(io.BytesIO(Path(path).read_bytes()))
+        image.anchor = cell
+        ws.add_image(image)
+
     def _sheet(self, name: str) -> Any:
         if name not in self._wb.sheetnames:
             raise InputError(f"the workbook {self.title} has no sheet {name}", "sheet")
@@ -644,6 +679,18 @@ class OpenpyxlBook:
         self._wb.save(buffer)
         data = restore_package(self._original, buffer.getvalue(), self.title)
         _write_atomic(target, data)
+
+
+def _image_cell(image: Any) -> str | None:
+    """The top-left cell (``H5``) an openpyxl image is anchored at."""
+    anchor = image.anchor
+    if isinstance(anchor, str):
+        return anchor
+    try:
+        frm = anchor._from
+        return f"{column_letter(frm.col + 1)}{frm.row + 1}"
+    except AttributeError:
+        return None
 
 
 def _openpyxl_area(defined: Any) -> Area | None:

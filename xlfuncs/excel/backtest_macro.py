@@ -1,0 +1,204 @@
+"""The Run backtest button: parameters from the Backtest sheet, results back onto it.
+
+``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
+ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``,
+checks every setting, loads the data and runs
+:func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
+does it write: the statistics table (``BtStats``), the returns table
+(``BtReturns``), the three charts (to the right of the parameters), and
+``BtStatus``, ``BtRunAt``, ``BtSource``. A failure changes only ``BtStatus``
+(``Run failed: <reason>``). ``xlfuncs backtest`` writes the same results to
+files; both use :mod:`xlfuncs.report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from xlfuncs.core import BacktestConfig, BacktestResult
+from xlfuncs.core import run_backtest as run_engine
+from xlfuncs.errors import InputError, XlfuncsError
+from xlfuncs.excel.sheets import Area, Book, read_cell, single_cell, subtract, write_cell
+
+__all__ = ["PARAMETERS", "BacktestRun", "run_backtest"]
+
+log = logging.getLogger(__name__)
+
+#: Named parameter cells -> BacktestConfig settings (data and factors are the sources).
+PARAMETERS = {
+    "BtData": "data", "BtFactors": "factors", "BtMode": "mode", "BtTev": "tev",
+    "BtGamma": "gamma", "BtModel": "model", "BtStart": "start", "BtEnd": "end",
+    "BtMaxWeight": "max_weight", "BtTurnover": "turnover", "BtCost": "cost",
+    "BtBenchmark": "benchmark",
+}
+STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
+FAILED = "Run failed: "
+CHART_ROWS = 20  # rows between the charts stacked to the right of the parameters
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """What :func:`run_backtest` did: ``ok``, the status line, the result or the error."""
+
+    ok: bool
+    status: str
+    result: BacktestResult | None = None
+    error: BaseException | None = None
+
+
+def _settings(book: Book) -> tuple[dict[str, Any], str, str | None]:
+    """The settings from the parameter cells; errors name the cell."""
+    values: dict[str, Any] = {}
+    for name, key in PARAMETERS.items():
+        value, _ = read_cell(book, name)
+        if isinstance(value, str):
+            value = value.strip() or None
+        values[key] = value
+    source = str(values.pop("data") or "sample")
+    factors = values.pop("factors")
+    return values, source, None if factors is None else str(factors)
+
+
+def _resolve(path: str | None, book: Book) -> str | None:
+    """A relative data path is relative to the workbook's folder."""
+    if path is None or path.split(":")[0] in ("sample", "french12"):
+        return path
+    folder = getattr(book, "folder", None)
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() or folder is None else Path(folder) / p)
+
+
+def _stats_grid(result: BacktestResult) -> list[list[Any]]:
+    from xlfuncs.report import stats_table
+
+    table = stats_table(result)
+    return [list(table.columns), *[[None if v != v else v for v in row]
+                                   for row in table.itertuples(index=False, name=None)]]
+
+
+def _returns_grid(result: BacktestResult) -> list[list[Any]]:
+    r = result.returns
+    rows = [[d.to_pydatetime(), *[None if v != v else float(v) for v in row]]
+            for d, row in zip(r.index, r.itertuples(index=False, name=None), strict=True)]
+    return [["date", *map(str, r.columns)], *rows]
+
+
+def _check_room(book: Book, name: str, old: Area, new: Area) -> None:
+    """A longer table may only run into blank cells and no other name."""
+    for other, area in book.names().items():
+        if other != name and area.overlaps(new) and not area.overlaps(old):
+            raise InputError(f"the results ({new.address}) would overwrite the name {other}; "
+                             "move it out of the way", name)
+    for part in subtract(new, old):
+        for i, row in enumerate(book.read(part)):
+            for j, value in enumerate(row):
+                if value is not None and not (isinstance(value, str) and not value.strip()):
+                    raise InputError(f"the results would overwrite {part.cell(i, j).address}; "
+                                     "move or clear it", name)
+
+
+def _place(book: Book, name: str, grid: list[list[Any]]) -> tuple[Area, Area]:
+    old = book.name_range(name)
+    new = Area.block(old.sheet, old.first_row, old.first_col, len(grid), len(grid[0]))
+    _check_room(book, name, old, new)
+    return old, new
+
+
+def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
+    """Run the backtest set up on the Backtest sheet and write its results there.
+
+    Parameters
+    ----------
+    book : Book, optional
+        Default: the active workbook of the running RunPython macro.
+    save : bool
+        Save a workbook file at the end (a live workbook is never saved).
+
+    Returns
+    -------
+    BacktestRun
+        Never raises: a failure is in ``error`` and in ``BtStatus``.
+
+    """
+    from xlfuncs.data.market import load_market
+    from xlfuncs.report import save_charts
+
+    if book is None:
+        try:
+            from xlfuncs.excel.sheets import XlwingsBook
+
+            book = XlwingsBook.caller()
+        except Exception as exc:
+            return BacktestRun(False, FAILED + f"no calling workbook ({exc})", error=exc)
+    wrote = False
+    try:
+        # read and check everything first
+        for name in (STATUS, RUN_AT, SOURCE):
+            single_cell(book, name)
+        settings, source, factors = _settings(book)
+        try:
+            config = BacktestConfig.from_mapping(settings)
+        except InputError as exc:
+            cell = next((c for c, k in PARAMETERS.items() if k == exc.argument), exc.argument)
+            raise InputError(f"{cell}: {exc}", cell) from None
+        anchor = book.name_range("BtData")
+        book.name_range(STATS)
+        book.name_range(RETURNS)
+        book.status("xlfuncs: loading the data...")
+        data = load_market(_resolve(source, book) or "sample",
+                           factors=_resolve(factors, book), end=config.end)
+        total = len(config.specs(data.periods_per_year))
+
+        def progress(done: int, count: int, text: str) -> None:
+            book.status(f"xlfuncs: backtest {done}/{count} {text} ({total} strategies)")
+
+        result = run_engine(data, config, progress=progress)
+        stats, returns = _stats_grid(result), _returns_grid(result)
+        stats_old, stats_new = _place(book, STATS, stats)
+        ret_old, ret_new = _place(book, RETURNS, returns)
+        with tempfile.TemporaryDirectory(prefix="xlfuncs-charts-") as tmp:
+            charts = save_charts(result, Path(tmp))
+            failed = len(result.failures)
+            status = (f"OK: {total} strategies, {len(result.returns)} periods, "
+                      f"{failed} failed rebalance{'s' if failed != 1 else ''}, "
+                      f"{result.seconds:.0f} s")
+            wrote = True
+            for name, old, new, grid in ((STATS, stats_old, stats_new, stats),
+                                         (RETURNS, ret_old, ret_new, returns)):
+                book.write_block(new.sheet, new.first_row, new.first_col, grid)
+                for leftover in subtract(old, new):
+                    book.clear(leftover)
+                book.set_name(name, new)
+            col = stats_new.first_col + len(stats[0]) + 1
+            for k, path in enumerate(charts):
+                at = Area(anchor.sheet, anchor.first_row + k * CHART_ROWS, col,
+                          anchor.first_row + k * CHART_ROWS, col)
+                book.add_picture(at, path, f"xlfuncs_{path.stem}")
+        write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
+        write_cell(book, SOURCE, data.source)
+        write_cell(book, STATUS, status)
+        book.status(status)
+        if save:
+            book.save()
+        return BacktestRun(True, status, result)
+    except Exception as exc:  # the macro boundary: report, never raise into Excel
+        reason = str(exc) if isinstance(exc, XlfuncsError) else (
+            f"unexpected {type(exc).__name__}: {exc} (details in the log)")
+        status = FAILED + " ".join(reason.split())[:230]
+        if not isinstance(exc, XlfuncsError):
+            log.error("run_backtest: %s\n%s", status, "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        try:
+            book.status(status)
+            write_cell(book, STATUS, status)
+            if save and not wrote:
+                book.save()
+        except Exception as other:
+            log.warning("run_backtest: cannot record the failure: %s", other)
+        return BacktestRun(False, status, error=exc)
