@@ -10,6 +10,7 @@ cached in the file.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import subprocess
@@ -35,6 +36,9 @@ from xlfuncs.excel.functions import REGISTRY, Argument, WorksheetFunction
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "workbooks"
 NAMES = [spec.filename for spec in workbook_specs()]
+# the add-in and the Backtest workbook hold no formulas (their results are written by macros)
+SHEETS = [n for n in NAMES if n not in ("xlfuncs.xlam", "Backtest.xlsm")]
+ADDIN = "xlfuncs.xlam"
 # xlfuncs functions each workbook must show (the brief of each sheet).
 MUST_CALL = {
     "ImpliedCov.xlsm": {"IMPLIED_CORR", "IMPLIED_COV", "INDEX_VOL", "IMPLIED_AVG_CORR"},
@@ -283,7 +287,7 @@ def test_build_main_writes_every_workbook(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHEETS)
 def test_formulas_call_known_functions_with_valid_arity(name: str) -> None:
     book = openpyxl.load_workbook(committed(name))
     cells = formula_cells(book)
@@ -309,7 +313,7 @@ def test_formulas_call_known_functions_with_valid_arity(name: str) -> None:
         assert len(list(defined.destinations)) == 1, f"name {defined.name} is not one range"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHEETS)
 def test_xlfuncs_formulas_are_dynamic_arrays(name: str) -> None:
     """Excel 365 spills a formula only when the file marks it as a dynamic array."""
     with zipfile.ZipFile(committed(name)) as z:
@@ -333,7 +337,7 @@ def test_xlfuncs_formulas_are_dynamic_arrays(name: str) -> None:
     assert 'fDynamic="1"' in metadata
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHEETS)
 def test_xlfuncs_formulas_reproduce_cached_values(name: str) -> None:
     formulas = openpyxl.load_workbook(committed(name))
     values = openpyxl.load_workbook(committed(name), data_only=True)
@@ -447,9 +451,64 @@ def test_vba_modules_compile(name: str) -> None:
         modules = {m: book.get_module(m) for m in book.module_names()}
     app = ExcelApplication()
     app.add_workbook()
-    for module in (vba.WRAPPER_MODULE, vba.HELP_MODULE):
+    spec = next(w for w in workbook_specs() if w.filename == name)
+    for module in (vba.WRAPPER_MODULE, vba.HELP_MODULE, *spec.vba_modules):
         body = modules[module].split("\r\n", 1)[1]  # without the Attribute VB_Name line
         app.add_module(body, name=module)
+
+
+# --------------------------------------------------------------------------- the add-in
+
+_RUNPYTHON = re.compile(r'RunPython\s+"import (xlfuncs\.macros); xlfuncs\.macros\.(\w+)\(\)"')
+_CALLBACK = re.compile(r"^Public Sub (\w+)\(control As IRibbonControl\)\r?$", re.MULTILINE)
+_CUSTOMUI = "{http://schemas.microsoft.com/office/2009/07/customui}"
+
+
+def _vba_modules(name: str) -> dict[str, str]:
+    with ExcelFile(committed(name)) as book:
+        return {m: book.get_module(m) for m in book.module_names()}
+
+
+def test_addin_is_an_addin_package_with_the_xlfuncs_tab() -> None:
+    with zipfile.ZipFile(committed(ADDIN)) as z:
+        types = z.read("[Content_Types].xml").decode()
+        assert "application/vnd.ms-excel.addin.macroEnabled.main+xml" in types
+        rels = ET.fromstring(z.read("_rels/.rels"))
+        targets = {r.get("Target"): r.get("Type") for r in rels}
+        assert targets["customUI/customUI14.xml"].endswith("/ui/extensibility")
+        ui = ET.fromstring(z.read("customUI/customUI14.xml"))
+    tabs = ui.findall(f".//{_CUSTOMUI}tab")
+    assert [t.get("label") for t in tabs] == ["xlfuncs"]
+    labels = [b.get("label") for b in ui.iter(f"{_CUSTOMUI}button")]
+    assert labels == ["Refresh holdings", "Run backtest", "Import functions", "Doctor", "Help"]
+
+
+def test_every_ribbon_action_has_a_vba_callback() -> None:
+    with zipfile.ZipFile(committed(ADDIN)) as z:
+        ui = ET.fromstring(z.read("customUI/customUI14.xml"))
+    actions = {b.get("onAction") for b in ui.iter(f"{_CUSTOMUI}button")}
+    callbacks = set()
+    for text in _vba_modules(ADDIN).values():
+        callbacks |= set(_CALLBACK.findall(text))
+    assert actions and actions <= callbacks, actions - callbacks
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_runpython_string_imports_a_macro(name: str) -> None:
+    import importlib
+
+    found = []
+    for text in _vba_modules(name).values():
+        for module, func in _RUNPYTHON.findall(text):
+            target = getattr(importlib.import_module(module), func, None)
+            assert callable(target), f"{name}: RunPython calls {module}.{func}, which is missing"
+            found.append(func)
+        assert text.count('RunPython "') == len(_RUNPYTHON.findall(text)), (
+            f"{name}: a RunPython call the test cannot check"
+        )
+    if name == ADDIN:
+        assert set(found) == {"refresh_holdings", "run_backtest", "import_functions",
+                              "doctor", "show_help"}
 
 
 def _fn(name: str, *args: tuple[str, bool], doc: str = "Doc.") -> WorksheetFunction:
@@ -495,6 +554,20 @@ def test_read_vba_sources(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- LibreOffice
 
 
+def load_any(path: Path) -> openpyxl.Workbook:
+    """openpyxl knows no add-in package: read an .xlam as the workbook it contains."""
+    if path.suffix != ".xlam":
+        return openpyxl.load_workbook(path)
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                body = body.replace(b"ms-excel.addin.macroEnabled", b"ms-excel.sheet.macroEnabled")
+            dst.writestr(info, body)
+    return openpyxl.load_workbook(out)
+
+
 def _bounds(ref: str) -> dict[str, int]:
     min_col, min_row, max_col, max_row = range_boundaries(ref)
     return {"min_row": min_row, "max_row": max_row, "min_col": min_col, "max_col": max_col}
@@ -502,11 +575,14 @@ def _bounds(ref: str) -> dict[str, int]:
 
 def _convert(soffice: str, src: Path, fmt: str, out: Path, profile: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    # LibreOffice does not recognise .xlam by its name; its filter reads the package
+    infilter = ["--infilter=Calc MS Excel 2007 VBA XML"] if src.suffix == ".xlam" else []
     cmd = [
         soffice,
         f"-env:UserInstallation={profile.as_uri()}",
         "--headless",
         "--norestore",
+        *infilter,
         "--convert-to",
         fmt,
         "--outdir",
@@ -532,7 +608,7 @@ def test_libreoffice_opens_and_converts(soffice: str, name: str, tmp_path: Path)
     # Saved again by LibreOffice, the workbook still holds what we wrote: LibreOffice
     # read it as it is, without repairing it.
     again = _convert(soffice, committed(name), "xlsx", tmp_path / "xlsx", profile)
-    ours = openpyxl.load_workbook(committed(name))
+    ours = load_any(committed(name))
     theirs = openpyxl.load_workbook(again)
     assert theirs.sheetnames == ours.sheetnames
     assert set(theirs.defined_names) == set(ours.defined_names)

@@ -31,6 +31,8 @@ import datetime as dt
 import io
 import math
 import sys
+import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,8 @@ from xlfuncs.excel.functions import REGISTRY
 
 __all__ = [
     "BUILD_DATE",
+    "Band",
+    "BandItem",
     "Call",
     "Checks",
     "ExcelFormula",
@@ -72,6 +76,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKBOOKS_DIR = REPO_ROOT / "workbooks"
 #: Hand-written VBA modules, one ``<name>.bas`` each.
 VBA_SOURCE_DIR = WORKBOOKS_DIR / "src" / "vba"
+#: Ribbon XML of the add-in.
+RIBBON_SOURCE_DIR = WORKBOOKS_DIR / "src" / "ribbon"
 #: Creation date written into every file, so that rebuilding is reproducible.
 BUILD_DATE = dt.datetime(2025, 2, 18, 0, 0, 0)
 
@@ -218,7 +224,30 @@ class Checks:
     col: int = 4
 
 
-Block = Section | Notes | InputTable | InputValue | InputMatrix | Spill | Checks
+@dataclass(frozen=True)
+class BandItem:
+    """One column group of a :class:`Band`: a title, checks, then a spilled result."""
+
+    title: str
+    spill: Spill
+    checks: tuple[Check, ...] = ()
+
+
+@dataclass(frozen=True)
+class Band:
+    """Spilled results side by side, each under its title and its checks.
+
+    A result whose size follows the data (holdings after a refresh) must have
+    nothing below it, or Excel shows #SPILL!: a band is a sheet's last block and
+    its results grow freely downwards. Items are computed in the order their
+    names allow and laid out left to right as listed.
+    """
+
+    items: tuple[BandItem, ...]
+    gap: int = 1
+
+
+Block = Section | Notes | InputTable | InputValue | InputMatrix | Spill | Checks | Band
 
 
 @dataclass(frozen=True)
@@ -246,6 +275,7 @@ class WorkbookSpec:
     keywords: str = "xlfuncs, xlwings"
     # sheets whose names others use are written first; tabs keep the order of ``sheets``
     write_order: tuple[str, ...] = ()
+    ribbon: str = ""  # a customUI14 file in workbooks/src/ribbon (an add-in's ribbon tab)
 
 
 # --------------------------------------------------------------------------- formulas
@@ -421,6 +451,7 @@ class _SheetWriter:
     styles: _Styles
     names: dict[str, Grid]
     row: int = 0
+    closed: bool = False  # after a Band nothing may be written below
 
     # ---- helpers
 
@@ -451,10 +482,13 @@ class _SheetWriter:
             raise TypeError(f"cannot store a {type(value).__name__} in a cell")
 
     def _formula(
-        self, row: int, col: int, formula: Call | ExcelFormula, num_format: str, name: str = ""
+        self, row: int, col: int, formula: Call | ExcelFormula, num_format: str, name: str = "",
+        result: Grid | None = None,
     ) -> Grid:
         """Write a formula and its cached result cells; return the grid."""
-        grid = [[_stored(v) for v in r] for r in evaluate(formula, self.names)]
+        if result is None:
+            result = evaluate(formula, self.names)
+        grid = [[_stored(v) for v in r] for r in result]
         height, width = len(grid), len(grid[0])
         first = grid[0][0]
         first_style = self.styles("label" if isinstance(first, str) else "result", num_format)
@@ -565,6 +599,41 @@ class _SheetWriter:
                 raise ValueError(f"{formula_text(c.formula)} must give one value for a check")
             self.row += 1
 
+    def band(self, b: Band) -> None:
+        pending = {i: item for i, item in enumerate(b.items)}
+        results: dict[int, Grid] = {}
+        while pending:  # evaluate in dependency order (an item may use another's name)
+            known = {**self.names, **{b.items[i].spill.name: g for i, g in results.items()
+                                       if b.items[i].spill.name}}
+            ready = [i for i, item in pending.items()
+                     if all(a.name in known for a in item.spill.formula.args if isinstance(a, Ref))]
+            if not ready:
+                first = next(iter(pending.values()))
+                evaluate(first.spill.formula, known)  # raises: names one that is not defined
+            for i in ready:
+                results[i] = evaluate(pending.pop(i).spill.formula, known)
+        top = self.row + 1
+        first_spill_row = top + 2 + max(len(item.checks) for item in b.items)
+        cols, col = [], _LABEL_COL
+        for i, item in enumerate(b.items):  # the spills first: the checks may use their names
+            self._formula(first_spill_row, col, item.spill.formula, item.spill.num_format,
+                          item.spill.name, results[i])
+            cols.append(col)
+            col += len(results[i][0]) + b.gap
+        for i, item in enumerate(b.items):
+            col, width = cols[i], len(results[i][0])
+            self.sheet.write_string(top, col, item.title, self.styles("section"))
+            self.sheet.write_string(top + 1, col, formula_text(item.spill.formula),
+                                    self.styles("note"))
+            for k, check in enumerate(item.checks):
+                self.sheet.write_string(top + 2 + k, col, check.label, self.styles("text"))
+                value = self._formula(top + 2 + k, col + max(width, 2) - 1, check.formula,
+                                      check.num_format)
+                if len(value) != 1 or len(value[0]) != 1:
+                    raise ValueError(f"{formula_text(check.formula)} must give one value")
+        self.row = first_spill_row + max(len(g) for g in results.values())
+        self.closed = True
+
     def write(self) -> None:
         self.title()
         handlers: dict[type, Callable[[Any], None]] = {
@@ -575,8 +644,11 @@ class _SheetWriter:
             InputMatrix: self.input_matrix,
             Spill: self.spill,
             Checks: self.checks,
+            Band: self.band,
         }
         for block in self.spec.blocks:
+            if self.closed:
+                raise ValueError(f"{self.spec.name}: a Band must be the sheet's last block")
             handlers[type(block)](block)
         for first, last, width in self.spec.column_widths:
             self.sheet.set_column(first, last, width)
@@ -616,7 +688,8 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
     }
     project = vba.vba_project_bin([(s.name, s.code_name) for s in spec.sheets], modules)
 
-    book = xlsxwriter.Workbook(str(path), {"in_memory": True})
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
     book.set_properties(
         {
             "title": spec.title,
@@ -642,7 +715,70 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
         _SheetWriter(book, sheets[sheet_name], by_name[sheet_name], styles, names).write()
     sheets[spec.sheets[0].name].activate()
     book.close()
+    data = buffer.getvalue()
+    if spec.ribbon:
+        data = with_ribbon(data, (RIBBON_SOURCE_DIR / spec.ribbon).read_text(encoding="utf-8"))
+    if path.suffix == ".xlam":
+        data = as_addin(data)
+    path.write_bytes(data)
     return path
+
+
+#: The relationship type of a ribbon customisation part (Office 2010 and later).
+RIBBON_RELATIONSHIP = "http://schemas.microsoft.com/office/2007/relationships/ui/extensibility"
+RIBBON_PART = "customUI/customUI14.xml"
+_ADDIN_CONTENT_TYPE = "application/vnd.ms-excel.addin.macroEnabled.main+xml"
+_XLSM_CONTENT_TYPE = "application/vnd.ms-excel.sheet.macroEnabled.main+xml"
+
+
+def _rewrite_package(data: bytes, edit: Callable[[str, bytes], bytes],
+                     extra: Sequence[tuple[str, bytes]] = ()) -> bytes:
+    """Copy a zip package part by part through ``edit``, adding ``extra`` parts at the end.
+
+    Entries keep XlsxWriter's fixed timestamps, so the result stays reproducible.
+    """
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
+        out, "w", zipfile.ZIP_DEFLATED
+    ) as dst:
+        for info in src.infolist():
+            dst.writestr(info, edit(info.filename, src.read(info)))
+        for name, body in extra:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, body)
+    return out.getvalue()
+
+
+def with_ribbon(data: bytes, ribbon_xml: str) -> bytes:
+    """Add a ribbon tab (a ``customUI14.xml`` part and its package relationship)."""
+    ET.fromstring(ribbon_xml)  # well-formed, or the build stops here
+    rel = (f'<Relationship Id="rIdXlfuncsRibbon" Type="{RIBBON_RELATIONSHIP}" '
+           f'Target="{RIBBON_PART}"/>')
+
+    def edit(name: str, body: bytes) -> bytes:
+        if name == "_rels/.rels":
+            text = body.decode("utf-8")
+            if "</Relationships>" not in text:
+                raise ValueError("the package relationships have no closing tag")
+            return text.replace("</Relationships>", rel + "</Relationships>").encode("utf-8")
+        return body
+
+    return _rewrite_package(data, edit, [(RIBBON_PART, ribbon_xml.encode("utf-8"))])
+
+
+def as_addin(data: bytes) -> bytes:
+    """Turn a macro-enabled workbook package into an add-in (``.xlam``) package."""
+
+    def edit(name: str, body: bytes) -> bytes:
+        if name == "[Content_Types].xml":
+            text = body.decode("utf-8")
+            if _XLSM_CONTENT_TYPE not in text:
+                raise ValueError("the package is not a macro-enabled workbook")
+            return text.replace(_XLSM_CONTENT_TYPE, _ADDIN_CONTENT_TYPE).encode("utf-8")
+        return body
+
+    return _rewrite_package(data, edit)
 
 
 # --------------------------------------------------------------------------- the workbooks
@@ -904,27 +1040,19 @@ def beta_neutral_sheet() -> SheetSpec:
         InputValue("Method", "Method", "hedge", "", note="hedge or reweight"),
         InputValue("Long only", "LongOnly", False, "", note="reweight only"),
         InputValue("Max weight", "MaxWeight", None, pct, note="reweight only; blank = none"),
-        Section("Covariance (Cov): Ledoit-Wolf, annualised, from the Returns sheet",
-                formula_text(hist)),
-        Spill(hist, "0.0000", "Cov"),
-        Section("Rebalanced holdings (Rebalanced)", formula_text(rebalance)),
-        Spill(rebalance, pct, "Rebalanced"),
-        Checks((
-            Check("Beta to the ETF before", Call("PORTFOLIO_BETA", (hold, etf_w, cov)), num),
-            Check("Beta to the ETF after",
-                  Call("PORTFOLIO_BETA", (Ref("Rebalanced"), etf_w, cov)), num),
+        Band((
+            BandItem("Rebalanced holdings (Rebalanced)", Spill(rebalance, pct, "Rebalanced"), (
+                Check("Beta before", Call("PORTFOLIO_BETA", (hold, etf_w, cov)), num),
+                Check("Beta after", Call("PORTFOLIO_BETA", (Ref("Rebalanced"), etf_w, cov)),
+                      num),
+            )),
+            BandItem("Long-only reweight to 0.4", Spill(reweight, pct, "Reweighted"), (
+                Check("Beta after", Call("PORTFOLIO_BETA", (Ref("Reweighted"), etf_w, cov)),
+                      num),
+            )),
+            BandItem("Betas to the ETF", Spill(Call("ETF_BETAS", (etf_w, cov)), num)),
+            BandItem("Covariance (Cov): Ledoit-Wolf, annualised", Spill(hist, "0.0000", "Cov")),
         )),
-        Section("Reweight, long only, to beta 0.4 (Reweighted)",
-                "Beta 0 is out of reach long only: every holding has a positive beta. "
-                + formula_text(reweight)),
-        Spill(reweight, pct, "Reweighted"),
-        Checks((
-            Check("Beta to the ETF after",
-                  Call("PORTFOLIO_BETA", (Ref("Reweighted"), etf_w, cov)), num),
-        )),
-        Section("Betas of every asset to the ETF", formula_text(
-            Call("ETF_BETAS", (etf_w, cov)))),
-        Spill(Call("ETF_BETAS", (etf_w, cov)), num),
     )
     return SheetSpec(
         name="BetaNeutral",
@@ -937,9 +1065,125 @@ def beta_neutral_sheet() -> SheetSpec:
     )
 
 
+#: The statistics columns the Backtest sheet shows (xlfuncs.report.STATS_COLUMNS).
+BACKTEST_STATS = ("strategy", "ann_return", "ann_volatility", "sharpe", "tracking_error",
+                  "information_ratio", "max_drawdown", "turnover", "avg_holdings")
+
+
+def backtest_sheet() -> SheetSpec:
+    """The Backtest sheet: parameters in named cells; Run backtest writes results below."""
+    blank3 = (None, None, None)
+    stats_formats = {"strategy": "", "sharpe": "0.00", "information_ratio": "0.00",
+                     "avg_holdings": "0.0"}
+    blocks: tuple[Block, ...] = (
+        Notes(
+            heading="How to use",
+            lines=(
+                "Set the parameters (blue), then click Run backtest on the xlfuncs ribbon tab. "
+                "The status bar shows progress; a run takes from seconds to a few minutes.",
+                "Data: sample (a synthetic universe of 500 stocks driven by the real "
+                "Fama-French factors), sample:N, french12 (12 industry portfolios, market "
+                "benchmark), or the path of a long CSV/Parquet file (date, permno or ticker, "
+                "ret, mktcap or prc and shrout, siccd or sector).",
+                "A failed run changes nothing but the status cell, which says why. The same run "
+                "from a terminal: xlfuncs backtest --config settings.toml --out results.",
+            ),
+        ),
+        Section("Parameters"),
+        InputValue("Data", "BtData", "sample", "", note="sample, sample:N, french12 or a file"),
+        InputValue("Factors file", "BtFactors", None, "",
+                   note="blank = the bundled Fama-French factors"),
+        InputValue("Mode", "BtMode", "tev", "", note="tev, gamma or sector"),
+        InputValue("TEV budgets", "BtTev", "0.02, 0.04, 0.06", "",
+                   note="annual tracking-error budgets, one strategy each"),
+        InputValue("Gammas", "BtGamma", None, "", note="risk aversions (mode gamma)"),
+        InputValue("Model", "BtModel", "sample", "",
+                   note="factor moments: sample, ewma, ewma:24 or regime"),
+        InputValue("Start", "BtStart", None, "yyyy-mm-dd",
+                   note="first rebalance; blank = after 60 periods of history"),
+        InputValue("End", "BtEnd", "2017-03-31", "yyyy-mm-dd",
+                   note="last date used; every input is cut there"),
+        InputValue("Max weight", "BtMaxWeight", None, "0.0%", note="blank = none"),
+        InputValue("Turnover limit", "BtTurnover", None, "0.0%",
+                   note="one-way, per rebalance; blank = none"),
+        InputValue("Cost", "BtCost", 0.0, "0.00%", note="proportional, per unit traded"),
+        InputValue("Benchmark", "BtBenchmark", "auto", "", note="auto, caps or market"),
+        Section("Last run"),
+        InputValue("Status", "BtStatus", "Not run yet: click Run backtest on the xlfuncs tab",
+                   ""),
+        InputValue("Run at", "BtRunAt", None, "yyyy-mm-dd hh:mm"),
+        InputValue("Data used", "BtSource", None, ""),
+        Section("Statistics (BtStats)",
+                "Annualised; tracking error and information ratio against the benchmark; "
+                "turnover one-way per rebalance (SPEC 3.5)."),
+        InputTable(tuple(Column(c, blank3, stats_formats.get(c, "0.00%"), is_input=False)
+                         for c in BACKTEST_STATS), name="BtStats"),
+    )  # the charts go to the right of the parameters (xlfuncs.excel.backtest_macro)
+    return SheetSpec(
+        name="Backtest",
+        code_name="BacktestSheet",
+        title="Factor-model backtest",
+        subtitle="Benchmark-relative portfolios from a factor risk model, walked forward month "
+        "by month; results, statistics and charts land here.",
+        blocks=blocks,
+        column_widths=((0, 0, 22.0), (1, 1, 4.0), (2, 2, 18.0), (3, 10, 12.0)),
+    )
+
+
+def backtest_returns_sheet() -> SheetSpec:
+    """The BtReturns sheet: the periodic returns of the last run."""
+    return SheetSpec(
+        name="BtReturns",
+        code_name="BtReturnsSheet",
+        title="Backtest returns",
+        subtitle="Simple returns per period: date, benchmark, risk-free, one column per "
+        "strategy (after costs). Written by Run backtest.",
+        blocks=(InputTable((Column("date", (None,), "yyyy-mm-dd", is_input=False),
+                            Column("benchmark", (None,), "0.00%", is_input=False),
+                            Column("rf", (None,), "0.00%", is_input=False)),
+                           name="BtReturns"),),
+        column_widths=((0, 0, 12.0), (1, 12, 11.0)),
+        freeze_rows=3,
+    )
+
+
+def addin_sheet() -> SheetSpec:
+    """The one (hidden) sheet of the add-in: what it is."""
+    return SheetSpec(
+        name="xlfuncs",
+        code_name="AddinSheet",
+        title="xlfuncs add-in",
+        subtitle="Adds the xlfuncs tab to the ribbon; each button runs a function of "
+        "xlfuncs.macros in Python through the xlwings add-in.",
+        blocks=(
+            Notes(
+                heading="Buttons",
+                lines=(
+                    "Refresh holdings: the fund's holdings into the Holdings sheet of the "
+                    "active workbook.",
+                    "Run backtest: the Backtest sheet's parameters in, results and charts out.",
+                    "Import functions: the xlfuncs worksheet functions into the active workbook.",
+                    "Doctor: checks Python, xlfuncs, xlwings, the add-in and the configuration.",
+                    "Help: the functions and the buttons in short.",
+                ),
+            ),
+        ),
+        freeze_rows=0,
+    )
+
+
 def workbook_specs() -> tuple[WorkbookSpec, ...]:
     """Every workbook the builder writes."""
     return (
+        WorkbookSpec(
+            filename="xlfuncs.xlam",
+            title="xlfuncs add-in",
+            subject="The xlfuncs ribbon tab: Refresh holdings, Run backtest, Import functions, "
+            "Doctor, Help",
+            sheets=(addin_sheet(),),
+            vba_modules=("RibbonCallbacks",),
+            ribbon="customUI14.xml",
+        ),
         WorkbookSpec(
             filename="ImpliedCov.xlsm",
             title="Option-implied correlation and covariance",
@@ -953,6 +1197,13 @@ def workbook_specs() -> tuple[WorkbookSpec, ...]:
             "PORTFOLIO_BETA, ETF_BETAS, HIST_COV",
             sheets=(beta_neutral_sheet(), holdings_sheet(), returns_sheet()),
             write_order=("Holdings", "Returns"),
+        ),
+        WorkbookSpec(
+            filename="Backtest.xlsm",
+            title="Factor-model backtest",
+            subject="Walk-forward benchmark-relative optimisation: parameters in, results, "
+            "statistics and charts out (Run backtest on the xlfuncs ribbon)",
+            sheets=(backtest_sheet(), backtest_returns_sheet()),
         ),
     )
 

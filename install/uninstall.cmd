@@ -1,0 +1,4 @@
+@echo off
+rem Double-click to remove xlfuncs from Excel (runs uninstall.ps1 next to this file).
+powershell -NoProfile -ExecutionPolicy Bypass -File "%~dp0uninstall.ps1" %*
+pause

@@ -1,0 +1,104 @@
+"""Run backtest on a workbook file, through the same sheet interface the ribbon button uses."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+
+from xlfuncs import macros
+from xlfuncs.core import BacktestConfig, run_backtest
+from xlfuncs.data.market import load_market
+from xlfuncs.excel.sheets import OpenpyxlBook, write_cell
+
+WORKBOOK = Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm"
+
+
+def prepared(tmp_path: Path, **cells) -> Path:
+    path = tmp_path / "Backtest.xlsm"
+    shutil.copy(WORKBOOK, path)
+    book = OpenpyxlBook(path)
+    settings = {"BtData": "sample:30", "BtEnd": "1996-12-31", "BtTev": "0.02, 0.05"}
+    settings.update(cells)
+    for name, value in settings.items():
+        write_cell(book, name, value)
+    book.save()
+    return path
+
+
+def snapshot(path: Path) -> tuple[dict, dict, int]:
+    wb = openpyxl.load_workbook(path)
+    cells = {(ws.title, c.coordinate): c.value for ws in wb.worksheets
+             for row in ws.iter_rows() for c in row if c.value is not None}
+    names = {n: d.attr_text for n, d in wb.defined_names.items()}
+    return cells, names, sum(len(ws._images) for ws in wb.worksheets)
+
+
+def test_a_run_writes_statistics_returns_and_charts(tmp_path):
+    path = prepared(tmp_path)
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok, run.status
+    assert run.status.startswith("OK: 2 strategies")
+    # the same run straight from the core gives the same numbers
+    data = load_market("sample:30", end="1996-12-31")
+    ref = run_backtest(data, BacktestConfig(tev=(0.02, 0.05), end="1996-12-31"))
+    wb = openpyxl.load_workbook(path)
+    ws = wb["Backtest"]
+    _, ref_range = wb.defined_names["BtStats"].attr_text.split("!")
+    rows = [[c.value for c in r] for r in ws[ref_range.replace("$", "")]]
+    assert rows[0][:3] == ["strategy", "ann_return", "ann_volatility"]
+    assert [r[0] for r in rows[1:]] == ["tev=0.02", "tev=0.05"]
+    np.testing.assert_allclose([r[4] for r in rows[1:]],
+                               ref.stats["tracking_error"].to_numpy(), rtol=1e-12)
+    returns = wb["BtReturns"]
+    _, rref = wb.defined_names["BtReturns"].attr_text.split("!")
+    grid = [[c.value for c in r] for r in returns[rref.replace("$", "")]]
+    assert grid[0] == ["date", "benchmark", "rf", "tev=0.02", "tev=0.05"]
+    assert len(grid) == len(ref.returns) + 1
+    np.testing.assert_allclose([g[3] for g in grid[1:]], ref.returns["tev=0.02"], rtol=1e-12)
+    assert len(ws._images) == 3
+    assert ws[wb.defined_names["BtStatus"].attr_text.split("!")[1].replace("$", "")].value \
+        == run.status
+
+
+def test_a_shorter_result_clears_the_longer_one(tmp_path):
+    path = prepared(tmp_path, BtTev="0.02, 0.04, 0.06")
+    assert macros.run_backtest(OpenpyxlBook(path)).ok
+    book = OpenpyxlBook(path)
+    write_cell(book, "BtTev", "0.03")
+    book.save()
+    assert macros.run_backtest(OpenpyxlBook(path)).ok
+    wb = openpyxl.load_workbook(path)
+    ws = wb["Backtest"]
+    ref = wb.defined_names["BtStats"].attr_text.split("!")[1].replace("$", "")
+    rows = [[c.value for c in r] for r in ws[ref]]
+    assert [r[0] for r in rows[1:]] == ["tev=0.03"]
+    below = ws.cell(ws[ref][-1][0].row + 1, 1).value
+    assert below is None  # the old second and third rows are gone
+    assert len(ws._images) == 3  # the charts were replaced, not added
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ({"BtTev": "0.02, -0.04"}, "Run failed: BtTev: tev must be positive numbers"),
+        ({"BtMode": "momentum"}, "Run failed: BtMode: mode must be one of tev, gamma, sector"),
+        ({"BtData": "no_such_file.csv"}, "Run failed: "),
+        ({"BtStart": "2010-01-31", "BtEnd": "2005-01-31"}, "Run failed: BtStart: start"),
+    ],
+)
+def test_a_failed_run_changes_only_the_status(tmp_path, cells, message):
+    path = prepared(tmp_path, **cells)
+    before_cells, before_names, before_images = snapshot(path)
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert not run.ok and run.status.startswith(message), run.status
+    after_cells, after_names, after_images = snapshot(path)
+    changed = {k for k in before_cells.keys() | after_cells.keys()
+               if before_cells.get(k) != after_cells.get(k)}
+    status_cell = before_names["BtStatus"].split("!")[1].replace("$", "")
+    assert changed == {("Backtest", status_cell)}
+    assert after_cells[("Backtest", status_cell)] == run.status
+    assert after_names == before_names and after_images == before_images
