@@ -85,3 +85,18 @@ def test_demo_runs_on_bundled_data(tmp_path, capsys):
     assert "0.0848" in text and "implied correlation (nearest)" in text
     corr = pd.read_csv(tmp_path / "implied_corr.csv", index_col=0).to_numpy()
     assert np.linalg.eigvalsh(corr).min() > -1e-10
+    # the beta-neutral part: the rebalanced table reaches the target beta
+    rebalanced = pd.read_csv(tmp_path / "beta_neutral.csv")
+    assert (rebalanced["new weight"] >= 0).all()
+    assert rebalanced["new weight"].sum() == pytest.approx(1.0, abs=1e-12)
+    assert "beta 0.00e+00" in text
+    # the backtest part and the results workbook, written through the sheet interface
+    stats = pd.read_csv(tmp_path / "backtest" / "stats.csv")
+    assert list(stats["strategy"]) == ["tev=0.02", "tev=0.05"]
+    import openpyxl
+
+    book = openpyxl.load_workbook(tmp_path / "xlfuncs-demo.xlsx")
+    assert book.sheetnames == ["ImpliedCorr", "BetaNeutral", "Backtest"]
+    assert set(book.defined_names) == {"DemoImpliedCorr", "DemoBetaNeutral", "DemoBacktest"}
+    assert book["Backtest"]["A2"].value == "tev=0.02"
+    assert book["Backtest"]["E2"].value == pytest.approx(stats["tracking_error"][0], rel=1e-12)

@@ -196,13 +196,12 @@ def cmd_implied(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """``xlfuncs demo``: the main jobs on the bundled sample data."""
+def _demo_implied() -> tuple[pd.DataFrame, pd.DataFrame]:
     from xlfuncs.data.samples import sector_example
 
     ex = sector_example()
     w, v, g = ex.weights.to_numpy(), ex.vols.to_numpy(), ex.corr.to_numpy()
-    print("== Option-implied correlation: SPY sector ETFs, 18 Feb 2025 ==")
+    print("== 1. Option-implied correlation: SPY sector ETFs, 18 Feb 2025 ==")
     inputs = pd.DataFrame({"spy_weight": ex.weights, "implied_vol": ex.vols})
     print(inputs.to_string())
     hist_vol = core.index_vol(w, v, g)
@@ -215,17 +214,89 @@ def cmd_demo(args: argparse.Namespace) -> int:
         res = core.implied_correlation(w, v, ex.index_vol, g, method, labels=ex.tickers)
         print(f"\n-- method {method} --")
         _print_diagnostics(res)
-    res = core.implied_correlation(w, v, ex.index_vol, g, "nearest", labels=ex.tickers)
     corr = _matrix_frame(res.corr, ex.tickers)
     print("\nimplied correlation (nearest):")
     print(corr.round(3).to_string())
     print("\nchange from historical correlation:")
     print((corr - ex.corr.to_numpy()).round(3).to_string())
-    if args.out:
-        out = Path(args.out)
-        write_table(corr, str(out / "implied_corr.csv"))
-        write_table(_matrix_frame(res.cov, ex.tickers), str(out / "implied_cov.csv"))
-        print(f"\nwrote implied_corr.csv and implied_cov.csv to {out}")
+    return corr, _matrix_frame(res.cov, ex.tickers)
+
+
+def _demo_beta_neutral() -> pd.DataFrame:
+    from xlfuncs.data.samples import sample_path
+
+    print("\n== 2. Beta-neutral rebalancing: sample holdings against a hypothetical AI ETF ==")
+    holdings = read_holdings(str(sample_path("sample_holdings.csv")), "holdings")
+    etf = read_holdings(str(sample_path("sample_etf_weights.csv")), "etf_weights")
+    cov = read_returns_cov(str(sample_path("sp500_prices_2022.csv")), "ledoit-wolf", 252,
+                           prices=True)
+    hedge = core.beta_neutral(holdings, etf, cov)
+    print(f"beta to the ETF {hedge.beta_before:.4f}; hedge: a position of "
+          f"{hedge.new[-1]:.4f} in the ETF -> beta {hedge.beta_after:.2e}")
+    reweight = core.beta_neutral(holdings, etf, cov, 0.4, "reweight", long_only=True)
+    print(f"long-only reweight to beta 0.4 ({reweight.solver}, tracking error of the change "
+          f"{reweight.tracking_error:.2%} a year; reachable {reweight.reachable[0]:.3f} to "
+          f"{reweight.reachable[1]:.3f}):")
+    table = pd.DataFrame(reweight.table()[1:], columns=reweight.table()[0])
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    return table
+
+
+def _demo_backtest() -> core.BacktestResult:
+    from xlfuncs.data.market import load_market
+    from xlfuncs.report import stats_table
+
+    print("\n== 3. Factor-model backtest: 100 synthetic stocks, TEV budgets 2% and 5% ==")
+    data = load_market("sample:100", end="2002-12-31")
+    config = core.BacktestConfig(tev=(0.02, 0.05), end="2002-12-31")
+    result = core.run_backtest(data, config)
+    print(f"{data.source}\n{len(result.returns)} months, {result.seconds:.1f} s")
+    print(stats_table(result).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    return result
+
+
+def _demo_workbook(path: Path, corr: pd.DataFrame, rebalanced: pd.DataFrame,
+                   result: core.BacktestResult) -> None:
+    """The results as a workbook, written through the sheet interface the macros use."""
+    import openpyxl
+
+    from xlfuncs.excel.sheets import Area, OpenpyxlBook
+    from xlfuncs.report import stats_table
+
+    blank = openpyxl.Workbook()
+    blank.active.title = "ImpliedCorr"
+    for title in ("BetaNeutral", "Backtest"):
+        blank.create_sheet(title)
+    atomic_write(path, lambda tmp: blank.save(tmp))
+    book = OpenpyxlBook(path)
+    stats = stats_table(result)
+    blocks = {
+        "ImpliedCorr": [["", *corr.columns], *[[t, *map(float, row)] for t, row in
+                                                zip(corr.index, corr.to_numpy(), strict=True)]],
+        "BetaNeutral": [list(rebalanced.columns), *rebalanced.to_numpy().tolist()],
+        "Backtest": [list(stats.columns), *stats.to_numpy().tolist()],
+    }
+    for sheet, grid in blocks.items():
+        book.write_block(sheet, 1, 1, grid)
+        book.set_name(f"Demo{sheet}", Area.block(sheet, 1, 1, len(grid), len(grid[0])))
+    book.save()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``xlfuncs demo``: the main jobs on the bundled sample data, and a results workbook."""
+    corr, cov = _demo_implied()
+    rebalanced = _demo_beta_neutral()
+    result = _demo_backtest()
+    out = Path(args.out)
+    write_table(corr, str(out / "implied_corr.csv"))
+    write_table(cov, str(out / "implied_cov.csv"))
+    write_table(rebalanced, str(out / "beta_neutral.csv"), index=False)
+    from xlfuncs.report import write_results
+
+    write_results(result, out / "backtest")
+    _demo_workbook(out / "xlfuncs-demo.xlsx", corr, rebalanced, result)
+    print(f"\nwrote implied_corr.csv, implied_cov.csv, beta_neutral.csv, backtest/ and "
+          f"xlfuncs-demo.xlsx to {out.resolve()}")
     return 0
 
 
@@ -550,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", help="run the main jobs on the bundled sample data")
-    p.add_argument("--out", help="also write the results to this folder")
+    p.add_argument("--out", default="xlfuncs-demo",
+                   help="folder for the results (default ./xlfuncs-demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("build-workbooks",
