@@ -38,6 +38,14 @@ def _figure():
     return plt, fig, ax
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Write the figure as PNG (no software stamp, so reruns give the same bytes) and close it."""
+    atomic_write(path, lambda p: fig.savefig(p, format="png", bbox_inches="tight",
+                                             metadata={"Software": None}))
+    plt.close(fig)
+    return path
+
+
 def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     """Cumulative log return against the benchmark, IR against the TEV budget, rolling TE."""
     r = result.returns
@@ -53,10 +61,7 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     ax.set_ylabel("log(wealth)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(out / CHARTS[0])
-    atomic_write(paths[-1], lambda p: fig.savefig(p, format="png", bbox_inches="tight",
-                                             metadata={"Software": None}))
-    plt.close(fig)
+    paths.append(_save(plt, fig, out / CHARTS[0]))
 
     plt, fig, ax = _figure()
     stats = result.stats
@@ -68,10 +73,7 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     ax.set_ylabel("information ratio (annualised)")
     ax.set_title("Information ratio against the budget")
     ax.grid(alpha=0.3)
-    paths.append(out / CHARTS[1])
-    atomic_write(paths[-1], lambda p: fig.savefig(p, format="png", bbox_inches="tight",
-                                             metadata={"Software": None}))
-    plt.close(fig)
+    paths.append(_save(plt, fig, out / CHARTS[1]))
 
     plt, fig, ax = _figure()
     a = r[strategies].sub(r["benchmark"], axis=0)
@@ -81,10 +83,7 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     ax.set_title(f"Rolling {ROLLING}-period tracking error (annualised)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(out / CHARTS[2])
-    atomic_write(paths[-1], lambda p: fig.savefig(p, format="png", bbox_inches="tight",
-                                             metadata={"Software": None}))
-    plt.close(fig)
+    paths.append(_save(plt, fig, out / CHARTS[2]))
     return paths
 
 

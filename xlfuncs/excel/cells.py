@@ -451,17 +451,23 @@ def choice(value: Any, name: str, options: Sequence[str], default: str) -> str:
     return key
 
 
+def _one_cell(value: Any, name: str) -> Any:
+    """The value of a single-cell argument (a 1x1 range arrives as a list); blank is None."""
+    if isinstance(value, list | tuple):
+        rows = grid(value, name) if any(not _is_blank(c) for c in np.ravel(value)) else [[None]]
+        if len(rows) != 1 or len(rows[0]) != 1:
+            raise InputError(f"{name} must be a single cell", name)
+        return rows[0][0]
+    return value
+
+
 _TRUE = ("true", "yes", "y", "1")
 _FALSE = ("false", "no", "n", "0")
 
 
 def flag(value: Any, name: str, default: bool = False) -> bool:
     """A TRUE/FALSE option: a boolean cell, 1/0, or the text true/false/yes/no; blank = default."""
-    if isinstance(value, list | tuple):
-        rows = grid(value, name) if any(not _is_blank(c) for c in np.ravel(value)) else [[None]]
-        if len(rows) != 1 or len(rows[0]) != 1:
-            raise InputError(f"{name} must be a single cell", name)
-        value = rows[0][0]
+    value = _one_cell(value, name)
     if _is_blank(value):
         return default
     if isinstance(value, bool | np.bool_):
@@ -483,11 +489,7 @@ def spill_matrix(values: np.ndarray, labels: Sequence[str] | None) -> list[list[
 
 def choice_text(value: Any, name: str) -> str | None:
     """Free text of a single-cell option (e.g. ``"ewma:30"``), or None when blank."""
-    if isinstance(value, list | tuple):
-        rows = grid(value, name) if any(not _is_blank(c) for c in np.ravel(value)) else [[None]]
-        if len(rows) != 1 or len(rows[0]) != 1:
-            raise InputError(f"{name} must be a single cell", name)
-        value = rows[0][0]
+    value = _one_cell(value, name)
     if _is_blank(value):
         return None
     if not isinstance(value, str) or _error_name(value) is not None:
