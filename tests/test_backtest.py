@@ -162,3 +162,28 @@ def test_regime_model_runs_without_look_ahead(data):
     pd.testing.assert_frame_equal(a, short.weights.reset_index(drop=True), check_exact=True)
     assert len(short.weights["date"].unique()) >= 12
     assert set(long.failures["reason"].map(type)) <= {str}
+
+
+def test_sector_rotation_keeps_cap_weights_inside_industries(data):
+    res = run_backtest(data, small(mode="sector", end="1995-12-31"))
+    assert res.failures.empty
+    last = res.weights[res.weights["date"] == res.weights["date"].max()].set_index("asset")
+    date = last["date"].iloc[0]
+    caps = data.caps.loc[date, last.index]
+    industries = data.industries[last.index]
+    for _, members in last.groupby(industries.to_numpy()):
+        ratio = members["weight"] / caps[members.index]
+        np.testing.assert_allclose(ratio, ratio.iloc[0], rtol=1e-6)
+
+
+def test_cli_reads_a_toml_configuration(tmp_path, capsys):
+    config = tmp_path / "settings.toml"
+    config.write_text('[backtest]\ndata = "sample:25"\nmode = "gamma"\ngamma = [2, 20]\n'
+                      'end = "1995-12-31"\nmin_history = 36\nworkers = 1\n')
+    rc = main(["backtest", "--config", str(config), "--quiet", "--out", str(tmp_path / "o")])
+    assert rc == 0, capsys.readouterr().err
+    stats = pd.read_csv(tmp_path / "o" / "stats.csv")
+    assert list(stats["strategy"]) == ["gamma=2", "gamma=20"]
+    config.write_text('[backtest]\nmode = "tev"\ntev = [0.02]\nwindow = 12\n')
+    assert main(["backtest", "--config", str(config), "--quiet"]) == 2
+    assert "unknown setting 'window'" in capsys.readouterr().err
