@@ -14,8 +14,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     On any failure the temporary file is removed and ``path`` is left as it was.
-    The file gets the usual permissions (``0666`` less the umask), not
-    ``mkstemp``'s private ones.
+    A replaced file keeps its permissions; a new one gets the usual ones
+    (``0666`` less the umask), not ``mkstemp``'s private ones. The data are
+    flushed to disk before the rename.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -24,9 +25,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     os.close(fd)
     try:
         write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if target.exists():
+            mode = target.stat().st_mode & 0o7777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

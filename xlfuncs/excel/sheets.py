@@ -29,7 +29,6 @@ full recalculation when Excel opens it.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import logging
@@ -37,7 +36,6 @@ import math
 import os
 import posixpath
 import re
-import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -46,6 +44,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 from xml.etree import ElementTree
 
+from xlfuncs._files import atomic_write
 from xlfuncs.errors import InputError
 
 __all__ = [
@@ -714,20 +713,7 @@ def _openpyxl_area(defined: Any) -> Area | None:
 
 def _write_atomic(target: Path, data: bytes) -> None:
     """``data`` into ``target`` through a temporary file renamed over it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if target.exists():
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda tmp: tmp.write_bytes(data))
 
 
 def write_table_xlsx(frame: Any, path: str | os.PathLike, sheet: str = "Holdings") -> None:
