@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from xlfuncs.core._factor import per_period_budget
 from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError, XlfuncsError
 
 __all__ = [
@@ -191,8 +192,14 @@ class OptimiserSpec:
 
     @property
     def te_budget(self) -> float | None:
-        """Per-period tracking-error cap ``tev / sqrt(periods_per_year)`` (None for gamma)."""
-        return None if self.tev is None else self.tev / math.sqrt(self.periods_per_year)
+        """Per-period tracking-error cap ``tev / sqrt(periods_per_year)`` (None for gamma).
+
+        The annual budget goes through :func:`~xlfuncs.core.per_period_budget`, the
+        package's one conversion of a budget to the data's period.
+        """
+        if self.tev is None:
+            return None
+        return math.sqrt(per_period_budget(self.tev, self.periods_per_year))
 
 
 # --------------------------------------------------------------------------- result
