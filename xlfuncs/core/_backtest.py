@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -256,7 +256,6 @@ class BacktestResult:
     source: str = ""
     periods_per_year: int = 12
     seconds: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def strategies(self) -> list[str]:
@@ -393,7 +392,7 @@ def _rebalance_dates(data: MarketData, config: BacktestConfig) -> list[int]:
 
 
 def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
-          progress: Progress | None = None) -> tuple[dict[str, _Book], pd.Series, list[str]]:
+          progress: Progress | None = None) -> tuple[dict[str, _Book], pd.Series]:
     """Run the given strategies over every date; returns books and the benchmark returns."""
     specs = config.specs(data.periods_per_year)
     books = {name: _Book() for name in names}
@@ -403,11 +402,10 @@ def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
     if not dates:
         raise InputError(f"the data has {data.n_periods} periods: not enough for min_history "
                          f"{config.min_history} and one period to earn", "min_history")
-    rebalance = set(dates)
+    rebalance = {i: k + 1 for k, i in enumerate(dates)}  # period index -> dates done
     market = None if estimator.use_caps else _market_returns(data)
     bench_returns: dict[pd.Timestamp, float] = {}
     bench_w: pd.Series | None = None
-    notes: list[str] = []
     returns = data.returns
     for i in range(dates[0], data.n_periods - 1):
         date = data.dates[i]
@@ -475,12 +473,8 @@ def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
             bench_returns[earn] = float((bench_w * r).sum())
             bench_w = bench_w * (1.0 + r) / (1.0 + bench_returns[earn])
         if progress is not None and i in rebalance:
-            progress(dates.index(i) + 1, len(dates), str(date.date()))
-    return books, pd.Series(bench_returns, dtype=float), notes
-
-
-def _walk_in_process(data: MarketData, config: BacktestConfig, names: Sequence[str]):
-    return _walk(data, config, names)
+            progress(rebalance[i], len(dates), str(date.date()))
+    return books, pd.Series(bench_returns, dtype=float)
 
 
 def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
@@ -514,27 +508,25 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     workers = config.workers or min(len(names), os.cpu_count() or 1)
     workers = max(1, min(workers, len(names)))
     if workers == 1:
-        books, bench, notes = _walk(data, config, names, progress)
+        books, bench = _walk(data, config, names, progress)
     else:
         groups = [names[j::workers] for j in range(workers)]
-        books, bench, notes = {}, None, []
+        books, bench = {}, None
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_walk_in_process, data, config, g) for g in groups]
+            futures = [pool.submit(_walk, data, config, g) for g in groups]
             done = 0
             for fut in as_completed(futures):
-                got, b, n = fut.result()
+                got, b = fut.result()
                 books.update(got)
                 bench = b if bench is None else bench
-                notes.extend(n)
                 done += len(got)
                 if progress is not None:
                     progress(done, len(names), "strategies")
-    return _assemble(data, config, names, books, bench, notes, time.perf_counter() - t0)
+    return _assemble(data, config, names, books, bench, time.perf_counter() - t0)
 
 
 def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
-              books: Mapping[str, _Book], bench: pd.Series, notes: Sequence[str],
-              seconds: float) -> BacktestResult:
+              books: Mapping[str, _Book], bench: pd.Series, seconds: float) -> BacktestResult:
     index = bench.index
     returns = pd.DataFrame({"benchmark": bench, "rf": data.rf.reindex(index)})
     for name in names:
@@ -563,5 +555,4 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
     stats_frame = pd.DataFrame.from_dict(stats, orient="index")
     stats_frame.index.name = "strategy"
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
-                          replace(config), data.source, int(data.periods_per_year), seconds,
-                          tuple(notes))
+                          config, data.source, int(data.periods_per_year), seconds)
