@@ -109,6 +109,9 @@ def test_a_factor_benchmark_on_industry_portfolios():
         ({"n_states": 7}, "n_states must be a whole number from 2 to 4"),
         ({"max_weight": 1.5}, "max_weight"),
         ({"colour": "red"}, "unknown setting 'colour'"),
+        ({"cost": ","}, "cost must be one number"),
+        ({"max_weight": "0.1, 0.2"}, "max_weight must be one number"),
+        ({"start": 3.5}, "start must be a date such as 2010-01-31"),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_setting(settings, message):

@@ -117,3 +117,10 @@ def test_etf_holdings_unknown_layout(capsys):
     rc = main(["etf-holdings", str(FIXTURES / "unknown_layout.csv")])
     assert rc == 2
     assert "not a known holdings layout" in capsys.readouterr().err
+
+
+def test_a_missing_holdings_file_is_named_once(files, capsys):
+    rc = main(["beta-neutral", "--holdings", "nope.csv", "--etf",
+               str(files["sample_etf_weights.csv"]), "--cov", "nope-cov.csv"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == "xlfuncs: error: holdings: no such file nope.csv"

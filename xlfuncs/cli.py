@@ -125,8 +125,9 @@ def read_holdings(path: str, name: str) -> Labelled:
     """Ticker and weight columns from a CSV (the same rules as the holdings cells in Excel)."""
     from xlfuncs.excel import cells
 
+    grid = read_grid(path, name)  # its errors name the file already
     try:
-        return cells.holdings(read_grid(path, name), name)
+        return cells.holdings(grid, name)
     except InputError as exc:
         raise InputError(f"{Path(path).name}: {exc}", name) from None
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -198,8 +199,14 @@ class BacktestConfig:
                 elif isinstance(value, str) and value.strip().isdigit():
                     value = int(value.strip())
             if name in ("max_weight", "turnover", "cost") and isinstance(value, str):
-                value = _positive_list(value, name)[0]
+                numbers = _positive_list(value, name)
+                if len(numbers) != 1:
+                    raise InputError(f"{name} must be one number (got {value!r})", name)
+                value = numbers[0]
             if name in ("start", "end") and not isinstance(value, str):
+                if not isinstance(value, date):  # datetime is a date too
+                    raise InputError(f"{name} must be a date such as 2010-01-31 (got "
+                                     f"{value!r})", name)
                 value = pd.Timestamp(value).date().isoformat()
             clean[name] = value
         return cls(**clean)
