@@ -15,7 +15,7 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.excel import vba
 from xlfuncs.excel.functions import REGISTRY
 
-__all__ = ["active_book", "doctor", "help_text", "import_functions", "show_help"]
+__all__ = ["doctor", "help_text", "import_functions", "show_help"]
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +24,6 @@ _STD_MODULE = 1  # vbext_ct_StdModule
 _TRUST_HINT = ("Excel refused access to the workbook's VBA project. Turn on File > Options > "
                "Trust Center > Trust Center Settings > Macro Settings > 'Trust access to the "
                "VBA project object model', then click Import functions again.")
-
-
-def active_book(caller: Any = None) -> Any:
-    """The workbook a button means: the active one, not the add-in that holds the button.
-
-    Parameters
-    ----------
-    caller : xlwings.Book, optional
-        ``xlwings.Book.caller()`` (looked up when omitted, so call this inside a macro).
-
-    """
-    import xlwings as xw
-
-    book = caller if caller is not None else xw.Book.caller()
-    if str(book.name).lower().endswith(".xlam"):
-        active = book.app.books.active
-        if active is None:
-            raise RuntimeError("open or create a workbook first: no workbook is active")
-        return active
-    return book
 
 
 def _alert(book: Any, text: str, mode: str = "info") -> None:
@@ -107,14 +87,13 @@ def import_functions() -> None:
     Existing xlfuncs modules are replaced; the workbook gets a reference to the
     xlwings add-in, whose ``XLPy.CallUDF`` the wrappers call.
     """
-    import xlwings as xw
+    from xlfuncs.excel.sheets import XlwingsBook
 
-    caller = xw.Book.caller()
+    book = XlwingsBook.caller().book  # the active workbook when called from the add-in
     if not sys.platform.startswith("win"):
-        _alert(caller, "Worksheet functions run only in Excel on Windows (classic xlwings); "
+        _alert(book, "Worksheet functions run only in Excel on Windows (classic xlwings); "
                "on a Mac use the xlfuncs command line for the same numbers.")
         return
-    book = active_book(caller)
     if not str(book.name).lower().endswith((".xlsm", ".xlsb", ".xlam")):
         _alert(book, f"{book.name} cannot hold macros: save it as an Excel Macro-Enabled "
                "Workbook (.xlsm), then click Import functions again.", "critical")

@@ -365,7 +365,7 @@ class XlwingsBook:
         if str(book.name).lower().endswith(".xlam"):
             book = book.app.books.active
             if book is None:
-                raise InputError("open the workbook to refresh first: no workbook is active",
+                raise InputError("open a workbook first: no workbook is active",
                                  "workbook")
         return cls(book)
 
