@@ -168,7 +168,7 @@ def refresh_holdings(
         grid = _table(snapshot)
         new = Area.block(plan.table.sheet, plan.table.first_row, plan.table.first_col,
                          len(grid), len(grid[0]))
-        _check_room(book, plan.table, new)
+        check_room(book, plan.table, new)
         status = (f"OK: {len(snapshot.rows)} holdings of fund {snapshot.fund} on "
                   f"{snapshot.end} ({snapshot.inactive} inactive dropped)")
         wrote = True
@@ -262,22 +262,22 @@ def _cell(value: Any) -> Any:
     return number if math.isfinite(number) else None
 
 
-def _check_room(book: Book, old: Area, new: Area) -> None:
-    """The new table may only cover the old one and blank cells, and no other name."""
+def check_room(book: Book, old: Area, new: Area, table: str = TABLE) -> None:
+    """A table growing from ``old`` to ``new`` may cover only blank cells and no other name."""
     if new.height > old.height or new.width > old.width:
         for name, area in book.names().items():
-            if name != TABLE and area.overlaps(new) and not area.overlaps(old):
-                raise InputError(f"the new {TABLE} table ({new.address}) would overwrite "
+            if name != table and area.overlaps(new) and not area.overlaps(old):
+                raise InputError(f"the new {table} table ({new.address}) would overwrite "
                                  f"the name {name} ({area.address}); move it out of the way",
-                                 TABLE)
+                                 table)
     for part in subtract(new, old):
         for i, row in enumerate(book.read(part)):
             for j, value in enumerate(row):
                 if value is not None and not (isinstance(value, str) and not value.strip()):
                     cell = part.cell(i, j)
                     raise InputError(
-                        f"the new {TABLE} table ({new.address}) would overwrite "
-                        f"{cell.address} ({_describe(value)}); move or clear it", TABLE)
+                        f"the new {table} table ({new.address}) would overwrite "
+                        f"{cell.address} ({_describe(value)}); move or clear it", table)
 
 
 def _write(book: Book, old: Area, new: Area, grid: list[list[Any]],

@@ -25,6 +25,7 @@ from xlfuncs.core import BacktestConfig, BacktestResult
 from xlfuncs.core import run_backtest as run_engine
 from xlfuncs.errors import InputError, XlfuncsError
 from xlfuncs.excel.sheets import Area, Book, read_cell, single_cell, subtract, write_cell
+from xlfuncs.macros import _one_line, _reason, check_room
 
 __all__ = ["PARAMETERS", "BacktestRun", "run_backtest"]
 
@@ -89,24 +90,10 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
     return [["date", *map(str, r.columns)], *rows]
 
 
-def _check_room(book: Book, name: str, old: Area, new: Area) -> None:
-    """A longer table may only run into blank cells and no other name."""
-    for other, area in book.names().items():
-        if other != name and area.overlaps(new) and not area.overlaps(old):
-            raise InputError(f"the results ({new.address}) would overwrite the name {other}; "
-                             "move it out of the way", name)
-    for part in subtract(new, old):
-        for i, row in enumerate(book.read(part)):
-            for j, value in enumerate(row):
-                if value is not None and not (isinstance(value, str) and not value.strip()):
-                    raise InputError(f"the results would overwrite {part.cell(i, j).address}; "
-                                     "move or clear it", name)
-
-
 def _place(book: Book, name: str, grid: list[list[Any]]) -> tuple[Area, Area]:
     old = book.name_range(name)
     new = Area.block(old.sheet, old.first_row, old.first_col, len(grid), len(grid[0]))
-    _check_room(book, name, old, new)
+    check_room(book, old, new, name)
     return old, new
 
 
@@ -188,9 +175,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
             book.save()
         return BacktestRun(True, status, result)
     except Exception as exc:  # the macro boundary: report, never raise into Excel
-        reason = str(exc) if isinstance(exc, XlfuncsError) else (
-            f"unexpected {type(exc).__name__}: {exc} (details in the log)")
-        status = FAILED + " ".join(reason.split())[:230]
+        status = FAILED + _one_line(_reason(exc), set())
         if not isinstance(exc, XlfuncsError):
             log.error("run_backtest: %s\n%s", status, "".join(
                 traceback.format_exception(type(exc), exc, exc.__traceback__)))
