@@ -151,14 +151,23 @@ def _check_excel(platform: str) -> Check:
                  "Excel on Windows (macOS: buttons only); the xlfuncs command line works here")
 
 
-def _check_xlwings_addin(home: Path, platform: str, env: Mapping[str, str]) -> Check:
+def _find_addin(label: str, filename: str, fix: str, home: Path, platform: str,
+                env: Mapping[str, str]) -> Path | Check:
+    """The add-in's file in the start-up folder, or the check that says why there is none."""
     folder = addin_dir(home, platform, env)
     if folder is None:
-        return Check("xlwings add-in", NA, "no Excel start-up folder on this system")
-    addin = folder / "xlwings.xlam"
+        return Check(label, NA, "no Excel start-up folder on this system")
+    addin = folder / filename
     if not addin.is_file():
-        return Check("xlwings add-in", FAIL, f"not found in {folder}",
-                     "run: xlwings addin install")
+        return Check(label, FAIL, f"not found in {folder}", fix)
+    return addin
+
+
+def _check_xlwings_addin(home: Path, platform: str, env: Mapping[str, str]) -> Check:
+    fix = "run: xlwings addin install"
+    addin = _find_addin("xlwings add-in", "xlwings.xlam", fix, home, platform, env)
+    if isinstance(addin, Check):
+        return addin
     package = _version("xlwings")
     try:
         from pyopenvba import ExcelFile
@@ -168,24 +177,19 @@ def _check_xlwings_addin(home: Path, platform: str, env: Mapping[str, str]) -> C
         found = _ADDIN_VERSION.search(text)
         installed = found.group(1) if found else None
     except Exception as exc:  # a damaged or locked add-in file
-        return Check("xlwings add-in", WARN, f"{addin} is unreadable ({type(exc).__name__})",
-                     "run: xlwings addin install")
+        return Check("xlwings add-in", WARN, f"{addin} is unreadable ({type(exc).__name__})", fix)
     if installed != package:
         return Check("xlwings add-in", FAIL,
                      f"add-in {installed or 'of unknown version'} but Python package {package}",
-                     "run: xlwings addin install (after every xlwings upgrade)")
-    return Check("xlwings add-in", OK, f"{installed} in {folder}")
+                     f"{fix} (after every xlwings upgrade)")
+    return Check("xlwings add-in", OK, f"{installed} in {addin.parent}")
 
 
 def _check_xlfuncs_addin(home: Path, platform: str, env: Mapping[str, str]) -> Check:
-    folder = addin_dir(home, platform, env)
-    if folder is None:
-        return Check("xlfuncs add-in", NA, "no Excel start-up folder on this system")
-    addin = folder / "xlfuncs.xlam"
-    if not addin.is_file():
-        return Check("xlfuncs add-in", FAIL, f"not found in {folder}",
-                     "run the installer again (install/install.ps1 or install/install.sh)")
-    return Check("xlfuncs add-in", OK, f"{addin}")
+    addin = _find_addin("xlfuncs add-in", "xlfuncs.xlam",
+                        "run the installer again (install/install.ps1 or install/install.sh)",
+                        home, platform, env)
+    return addin if isinstance(addin, Check) else Check("xlfuncs add-in", OK, str(addin))
 
 
 def _check_conf(home: Path, platform: str) -> list[Check]:
