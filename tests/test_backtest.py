@@ -165,6 +165,10 @@ def test_regime_model_runs_without_look_ahead(data):
     pd.testing.assert_frame_equal(a, short.weights.reset_index(drop=True), check_exact=True)
     assert len(short.weights["date"].unique()) >= 12
     assert set(long.failures["reason"].map(type)) <= {str}
+    # the longer run decides more dates, and every date it decides or records as failed
+    decided = set(long.weights["date"]) | set(long.failures["date"])
+    assert len(decided) > len(set(short.weights["date"]) | set(short.failures["date"]))
+    assert all(isinstance(r, str) and r for r in long.failures["reason"])
 
 
 def test_sector_rotation_keeps_cap_weights_inside_industries(data):
