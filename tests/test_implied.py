@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xlfuncs.core import (
+    _implied,
     average_implied_correlation,
     implied_correlation,
     index_vol,
@@ -285,4 +286,66 @@ def test_larger_rank_deficient_case_converges():
     for _ in range(20):
         f = random_feasible_point(w, v, s, rng)
         assert f is not None
+        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+
+
+@pytest.mark.parametrize("n_positive", [0, 3, 12, 15, 16, 27, 30])
+def test_jacobian_operator_matches_the_dense_hessian(n_positive):
+    """The CorNewton3 operator (through the smaller eigenspace, either side) and its diagonal."""
+    rng = np.random.default_rng(7)
+    n = 30
+    lam = np.sort(np.concatenate([-rng.uniform(0.01, 2.0, n - n_positive),
+                                  rng.uniform(0.01, 2.0, n_positive)]))
+    p, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    ah = rng.normal(size=n)
+    ah /= np.linalg.norm(ah)
+    dense = _implied._dense_hessian(lam, p, ah)
+    jac = _implied._Jacobian(lam, p, ah)
+    assert jac.k == min(n_positive, n - n_positive)
+    assert jac.complement == (n_positive > n // 2)
+    columns = np.column_stack([jac.apply(e) for e in np.eye(n + 1)])
+    np.testing.assert_allclose(columns, dense, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(jac.diagonal(), np.diag(dense), rtol=0, atol=1e-13)
+    # float32 factors give a float32 product (no silent promotion)
+    jac32 = _implied._Jacobian(lam.astype(np.float32), p.astype(np.float32),
+                               ah.astype(np.float32))
+    out = jac32.apply(np.ones(n + 1, dtype=np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, dense @ np.ones(n + 1), rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def mixed_case():
+    """n = 320 (mixed precision), a rank-deficient 252-day sample correlation."""
+    rng = np.random.default_rng(11)
+    n, t = 320, 252
+    f = rng.normal(size=(t, 4))
+    r = f @ rng.normal(0.5, 0.4, (4, n)) + 1.5 * rng.normal(size=(t, n))
+    g = np.corrcoef(r, rowvar=False)
+    w = rng.lognormal(0, 1, n)
+    w /= w.sum()
+    v = rng.uniform(0.15, 0.6, n)
+    s = 1.2 * index_vol(w, v, g)
+    assert n >= _implied.MIXED_PRECISION_FROM
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_implied, "MIXED_PRECISION_FROM", 10**9)
+        double = implied_correlation(w, v, s, g)
+    return w, v, s, g, double
+
+
+@pytest.mark.parametrize("handoff", [None, 1e3, 0.0])
+def test_mixed_precision_agrees_with_double(mixed_case, monkeypatch, handoff):
+    """Single-precision global phase, any hand-over point: the double-precision answer."""
+    w, v, s, g, double = mixed_case
+    if handoff is not None:  # 1e3: hand over after the first step; 0: never
+        monkeypatch.setattr(_implied, "HANDOFF_LEVEL", handoff)
+    res = implied_correlation(w, v, s, g)
+    assert np.abs(res.corr - double.corr).max() < 1e-9
+    assert abs(res.objective - double.objective) <= 1e-9 * double.objective
+    assert res.min_eigenvalue >= -1e-10
+    assert np.array_equal(np.diag(res.corr), np.ones(len(w)))
+    assert abs(res.achieved_index_vol - s) / s < 1e-10
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        f = random_feasible_point(w, v, s, rng)
         assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8

@@ -71,7 +71,8 @@ class ImpliedCorrelation:
     objective : float
         ``||C - C_B||_F``, distance to the benchmark correlation.
     min_eigenvalue : float
-        Smallest eigenvalue of ``corr``.
+        Smallest eigenvalue of ``corr``, computed when first asked for (it costs
+        an eigendecomposition, which a worksheet cell does not need).
     iterations : int
         Newton iterations (0 for ``shift``).
     residual : float
@@ -92,12 +93,17 @@ class ImpliedCorrelation:
     index_vol: float
     achieved_index_vol: float
     objective: float
-    min_eigenvalue: float
     iterations: int
     residual: float
     seconds: float
     alpha: float | None = None
     labels: tuple[str, ...] | None = None
+
+    @functools.cached_property
+    def min_eigenvalue(self) -> float:
+        """Smallest eigenvalue of ``corr``."""
+        with _blas_threads():
+            return float(scipy.linalg.eigvalsh(self.corr, subset_by_index=[0, 0])[0])
 
     def diagnostics(self) -> dict[str, float | int | str]:
         """Return the diagnostics as an ordered name → value mapping."""
@@ -372,55 +378,71 @@ class _Jacobian:
     ``A*(h) = Diag(h[:n]) + h[n] M``, ``M = ah ah'`` and ``W`` the Jacobian of
     the projection onto the PSD cone, ``W(H) = P (Omega o P'HP) P'``. ``W`` acts
     through the smaller of the positive and non-positive eigenspaces S
-    (CorNewton3): with the eigenvectors ordered ``[P_S, P_O]``, only the rows
-    of ``Omega`` that belong to S are needed, so one product costs two
-    ``(|S| x n) (n x n)``-sized matrix products, ``4 n^2 |S|`` flops.
+    (CorNewton3): only the rows of ``Omega`` that belong to S are needed, so
+    one product costs two ``(|S| x n) (n x n)``-sized matrix products,
+    ``4 n^2 |S|`` flops. ``lam`` must be in ascending order (as ``eigh``
+    returns it), so S is a leading or trailing block of columns and ``P`` is
+    used as it is, without a reordered copy.
     """
 
     def __init__(self, lam: np.ndarray, p: np.ndarray, ah: np.ndarray):
-        pos = lam > 0
         n = lam.size
-        self.complement = int(pos.sum()) > n // 2
-        small = ~pos if self.complement else pos
-        order = np.concatenate([np.flatnonzero(small), np.flatnonzero(~small)])
-        k = int(small.sum())
-        self.k = k
-        self.p = np.ascontiguousarray(p[:, order])  # [P_S, P_O]
-        self.ps = self.p[:, :k]
-        self.q = self.p.T @ ah
-        self.qs = self.q[:k]
+        r = int(np.count_nonzero(lam > 0))  # the positive block is lam[n - r:]
+        self.complement = r > n // 2
+        self.p = p
+        self.q = p.T @ ah
         self.ah2 = ah * ah
-        lp, ln = lam[pos], lam[~pos]
+        lp, ln = lam[n - r :], lam[: n - r]
         tau = lp[:, None] / (lp[:, None] - ln[None, :])  # (r, n - r), in [0, 1]
-        t = (1.0 - tau).T if self.complement else tau  # (|S|, |O|)
-        # Rows of Omega for S, the cross block doubled (it appears twice in W(H)).
-        self.omega = np.concatenate([np.ones((k, k)), 2.0 * t], axis=1)
+        if self.complement:  # S: the n - r non-positive columns, first
+            k = n - r
+            self.s_cols, self.o_cols = slice(0, k), slice(k, n)
+            t = (1.0 - tau).T
+        else:  # S: the r positive columns, last
+            k = r
+            self.s_cols, self.o_cols = slice(n - k, n), slice(0, n - k)
+            t = tau
+        self.k = k
+        self.ps = p[:, self.s_cols]
+        self.qs = self.q[self.s_cols]
+        # Rows of Omega for S in the column order of P; the cross block is
+        # doubled (it appears twice in W(H)).
+        self.omega = np.empty((k, n), dtype=p.dtype)
+        self.omega[:, self.s_cols] = 1.0
+        self.omega[:, self.o_cols] = 2.0 * t
 
     def apply(self, h: np.ndarray) -> np.ndarray:
         hd, hz = h[:-1], h[-1]
-        k = self.k
-        if k == 0:
-            d, z = np.zeros_like(hd), 0.0
+        out = np.empty_like(h)  # stays in the precision of the factors
+        if self.k == 0:
+            out[:] = 0.0
         else:
             b = (hd[:, None] * self.ps).T  # P_S' Diag(h)
             zmat = self.omega * (b @ self.p + hz * np.outer(self.qs, self.q))
-            d = np.einsum("ij,ij->i", self.ps @ zmat, self.p)
-            z = float(self.qs @ zmat @ self.q)
+            out[:-1] = np.einsum("ij,ij->i", self.ps @ zmat, self.p)
+            out[-1] = self.qs @ zmat @ self.q
         if self.complement:
-            d = hd + hz * self.ah2 - d
-            z = float(self.ah2 @ hd) + hz - z
-        return np.concatenate([d, [z]])
+            out[:-1] = hd + hz * self.ah2 - out[:-1]
+            out[-1] = self.ah2 @ hd + hz - out[-1]
+        return out
 
     def diagonal(self) -> np.ndarray:
-        p2 = self.p * self.p
+        """Diagonal of the operator, for a Jacobi preconditioner.
+
+        With ``Omega`` one on the S block, ``V[i, i]`` is
+        ``(sum_S P_ik^2)^2 + sum_(k in S, l in O) P_ik^2 2t_kl P_il^2``.
+        """
+        p2s = self.ps * self.ps
+        p2o = self.p[:, self.o_cols] ** 2
         q2 = self.q * self.q
-        k = self.k
-        d = np.einsum("ij,ij->i", p2[:, :k] @ self.omega, p2)
-        z = float(q2[:k] @ self.omega @ q2)
+        q2s, q2o = q2[self.s_cols], q2[self.o_cols]
+        t2 = self.omega[:, self.o_cols]
+        out = np.empty(self.p.shape[0] + 1, dtype=self.p.dtype)
+        out[:-1] = p2s.sum(axis=1) ** 2 + np.einsum("ij,ij->i", p2s @ t2, p2o)
+        out[-1] = q2s.sum() ** 2 + q2s @ t2 @ q2o
         if self.complement:
-            d = 1.0 - d
-            z = 1.0 - z
-        return np.concatenate([d, [z]])
+            out = 1.0 - out
+        return out
 
 
 @functools.cache
@@ -497,11 +519,19 @@ def _pcg(
     return x, max_iter
 
 
-# Size from which the global phase of Newton's method runs in single precision:
-# float32 eigendecompositions and products cost about half, and the early
-# iterations need no more than a few digits. The last iterations, which give
-# the answer its accuracy, always run in double precision.
+# Size from which Newton's method runs in mixed precision. The global phase
+# runs in single precision: float32 eigendecompositions and products cost about
+# half, and the early iterations need no more than a few digits. It ends where
+# float32 rounding stops the progress (a gradient norm of a few 1e-5), and the
+# last iterations, which give the answer its accuracy, evaluate the dual in
+# double precision; their Newton systems, which only need a few digits, are
+# still solved with the eigenvectors rounded to float32.
 MIXED_PRECISION_FROM = 300
+# The single-precision phase hands over to double precision once its next step
+# is predicted to bring the (scaled) gradient norm below HANDOFF_LEVEL; it stops
+# on its own at SINGLE_TOL. Both are per sqrt(n + 1), like the tolerance.
+HANDOFF_LEVEL = 1e-4
+SINGLE_TOL = 1e-5
 
 
 @dataclass
@@ -518,15 +548,27 @@ class _DualState:
 
 
 class _Dual:
-    """The dual function theta(y) = 1/2 ||proj_psd(G + A*y)||^2 - b'y, in one precision."""
+    """The dual function theta(y) = 1/2 ||proj_psd(G + A*y)||^2 - b'y, in one precision.
 
-    def __init__(self, g: np.ndarray, ah: np.ndarray, b: np.ndarray, dtype: type):
+    ``jac_dtype`` is the precision of the Newton systems (by default that of the
+    dual itself).
+    """
+
+    def __init__(
+        self,
+        g: np.ndarray,
+        ah: np.ndarray,
+        b: np.ndarray,
+        dtype: type,
+        jac_dtype: type | None = None,
+    ):
         self.g = g.astype(dtype)
         self.m = np.outer(ah, ah).astype(dtype)
         self.ah = ah.astype(dtype)
         self.b = b
         self.n = g.shape[0]
         self.eps = float(np.finfo(dtype).eps)
+        self.jac_dtype = np.dtype(jac_dtype or dtype)
 
     def evaluate(self, y: np.ndarray) -> _DualState:
         x = self.g + self.m * self.m.dtype.type(y[-1])
@@ -540,6 +582,26 @@ class _Dual:
         theta = 0.5 * float(lp.astype(float) @ lp.astype(float)) - float(self.b @ y)
         return _DualState(y, theta, grad, lam, p)
 
+    def direction(self, st: _DualState, tol: float) -> np.ndarray:
+        """Inexact Newton direction at ``st``: ``(V + reg I) d = -grad``."""
+        n = self.n
+        gnorm = st.gnorm
+        reg = min(1e-6, 0.1 * gnorm)
+        if n <= DENSE_HESSIAN_MAX:
+            hess = _dense_hessian(st.lam, st.p, self.ah)
+            hess[np.diag_indices(n + 1)] += reg
+            return scipy.linalg.solve(hess, -st.grad, assume_a="pos", check_finite=False)
+        dt = self.jac_dtype
+        jac = _Jacobian(st.lam.astype(dt, copy=False), st.p.astype(dt, copy=False),
+                        self.ah.astype(dt, copy=False))
+        precond = np.maximum(jac.diagonal(), 1e-8) + reg
+        forcing = min(1e-2, gnorm**0.5)
+        if dt == np.float32:
+            forcing = max(forcing, 1e-5)  # as far as float32 conjugate gradients go
+        cg_tol = max(forcing * gnorm, 0.1 * tol)
+        d, _ = _pcg(jac, -st.grad.astype(dt), precond, reg, cg_tol, max_iter=min(n + 1, 300))
+        return d.astype(float)
+
     def newton(
         self,
         st: _DualState,
@@ -547,34 +609,29 @@ class _Dual:
         max_iter: int,
         index_tol: float = np.inf,
         max_backtracks: int = 40,
-    ) -> tuple[_DualState, int]:
+        handoff: float | None = None,
+    ) -> tuple[_DualState, int, np.ndarray | None]:
         """Semismooth Newton-CG with an Armijo line search from ``st``.
 
         Stops when ``||grad|| <= tol`` and the index row's residual is at most
-        ``index_tol`` (a relative accuracy for a small index variance).
+        ``index_tol`` (a relative accuracy for a small index variance). With a
+        ``handoff`` level, it stops instead as soon as the next full Newton step
+        is predicted (from the last contraction) to bring ``||grad||`` below
+        that level, and returns that step, untaken, for the caller to evaluate
+        in a higher precision; otherwise the step returned is None.
         """
         it = 0
-        n = self.n
-        ah = self.ah
+        prev = None
         while (st.gnorm > tol or abs(st.grad[-1]) > index_tol) and it < max_iter:
-            it += 1
             gnorm = st.gnorm
-            reg = min(1e-6, 0.1 * gnorm)
-            if n <= DENSE_HESSIAN_MAX:
-                hess = _dense_hessian(st.lam, st.p, ah)
-                hess[np.diag_indices(n + 1)] += reg
-                d = scipy.linalg.solve(hess, -st.grad, assume_a="pos", check_finite=False)
-            else:
-                jac = _Jacobian(st.lam, st.p, ah)
-                precond = np.maximum(jac.diagonal(), 1e-8) + reg
-                cg_tol = max(min(1e-2, gnorm**0.5) * gnorm, 0.1 * tol)
-                d, _ = _pcg(jac, -st.grad.astype(jac.p.dtype), precond, reg, cg_tol,
-                            max_iter=min(n + 1, 300))
-                d = d.astype(float)
+            d = self.direction(st, tol)
             slope = float(st.grad @ d)
             if slope >= 0:  # not a descent direction: fall back to steepest descent
                 d = -st.grad
                 slope = -gnorm**2
+            elif handoff is not None and prev is not None and gnorm * gnorm / prev <= handoff:
+                return st, it, d
+            it += 1
             # Near the optimum the predicted decrease of theta falls below its
             # rounding error; there, a step that shrinks the residual is accepted.
             roundoff = 1e3 * self.eps * (1.0 + abs(st.theta))
@@ -588,8 +645,9 @@ class _Dual:
                 step *= 0.5
             else:
                 break  # no progress possible in this precision
+            prev = gnorm
             st = new
-        return st, it
+        return st, it, None
 
 
 def _nearest(
@@ -608,13 +666,29 @@ def _nearest(
     z0 = (c_idx - float(ah @ g @ ah)) / max(1.0 - float(ah2 @ ah2), 1e-12)
     y = np.concatenate([-z0 * ah2, [z0]])
     it = 0
-    if n >= MIXED_PRECISION_FROM:
+    mixed = n >= MIXED_PRECISION_FROM
+    dual = _Dual(g, ah, b, np.float64, jac_dtype=np.float32 if mixed else None)
+    if mixed:
+        root = np.sqrt(n + 1)
         single = _Dual(g, ah, b, np.float32)
-        st, it = single.newton(single.evaluate(y), 1e-4 * np.sqrt(n + 1), max_iter,
-                               max_backtracks=6)
-        y = st.y
-    dual = _Dual(g, ah, b, np.float64)
-    st, it64 = dual.newton(dual.evaluate(y), tol, max_iter - it, index_tol=1e-11 * c_idx)
+        st32, it, step = single.newton(
+            single.evaluate(y),
+            SINGLE_TOL * root,
+            max_iter,
+            max_backtracks=6,
+            handoff=HANDOFF_LEVEL * root,
+        )
+        st = None
+        if step is not None:  # the last single-precision step, evaluated in double
+            st = dual.evaluate(st32.y + step)
+            it += 1
+            if st.gnorm > st32.gnorm:  # a bad prediction: start from the last good point
+                st = None
+        if st is None:
+            st = dual.evaluate(st32.y)
+    else:
+        st = dual.evaluate(y)
+    st, it64, _ = dual.newton(st, tol, max_iter - it, index_tol=1e-11 * c_idx)
     it += it64
     if st.gnorm > max(1e3 * tol, 1e-8):
         raise ConvergenceError(
@@ -741,7 +815,6 @@ def implied_correlation(
         else:
             c, iterations = _nearest(g, a, s, tol * np.sqrt(w.size + 1), max_iter)
             c = _polish(c, a, s)
-        lam_min = float(scipy.linalg.eigvalsh(c, subset_by_index=[0, 0])[0])
     achieved = float(np.sqrt(max(float(a @ c @ a), 0.0)))
     residual = max(
         float(np.abs(np.diag(c) - 1.0).max()), abs(achieved**2 - s * s) / (s * s)
@@ -754,7 +827,6 @@ def implied_correlation(
         index_vol=s,
         achieved_index_vol=achieved,
         objective=float(np.linalg.norm(c - g)),
-        min_eigenvalue=lam_min,
         iterations=iterations,
         residual=residual,
         seconds=time.perf_counter() - t0,
