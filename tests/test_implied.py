@@ -349,3 +349,26 @@ def test_mixed_precision_agrees_with_double(mixed_case, monkeypatch, handoff):
     for _ in range(5):
         f = random_feasible_point(w, v, s, rng)
         assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+
+
+def test_mixed_precision_spends_few_double_eigendecompositions(mixed_case, monkeypatch):
+    """The cost model behind the speed: eight evaluations of the dual, three in double.
+
+    A regression here (a float32 array silently promoted, a hand-over too late)
+    shows as more double-precision eigendecompositions long before it shows in a
+    benchmark on a noisy machine.
+    """
+    w, v, s, g, double = mixed_case
+    counts = {np.dtype(np.float32): 0, np.dtype(np.float64): 0}
+    evaluate = _implied._Dual.evaluate
+
+    def counting(self, y):
+        counts[self.g.dtype] += 1
+        return evaluate(self, y)
+
+    monkeypatch.setattr(_implied._Dual, "evaluate", counting)
+    res = implied_correlation(w, v, s, g)
+    assert counts[np.dtype(np.float64)] <= 3
+    # the single-precision step that lands at the float32 floor is evaluated in double
+    assert counts[np.dtype(np.float32)] + counts[np.dtype(np.float64)] <= 8
+    assert np.abs(res.corr - double.corr).max() < 1e-9
