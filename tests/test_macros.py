@@ -465,6 +465,19 @@ def test_no_room_below_the_table(workbook, fund_api):
     assert_only_status_changed(workbook, before, result, book)
 
 
+def test_a_formula_below_the_table_is_content_even_without_a_cached_result(workbook, fund_api):
+    """A file saved by openpyxl keeps no formula results: the formula must still block."""
+    ws_book = openpyxl.load_workbook(workbook, keep_vba=True)
+    ws_book["Holdings"]["D41"] = "=SUM(D18:D37)"
+    ws_book.save(workbook)
+    before = state(workbook)
+    fund_api.holdings = sample_holdings(30, seed=2)
+    result, book = refresh(workbook, fast(fund_api.url))
+    assert result.status == ("Refresh failed: the new Holdings table (Holdings!A17:L47) would "
+                             "overwrite Holdings!D41 (a formula); move or clear it")
+    assert_only_status_changed(workbook, before, result, book)
+
+
 def test_a_name_in_the_way(workbook, fund_api):
     book = OpenpyxlBook(workbook)
     book.set_name("Notes", Area("Holdings", 45, 3, 45, 3))
@@ -585,6 +598,14 @@ class FakeRange:
                     v = v[1:]
                 self.sheet.cells[(self.row + i, self.column + j)] = v
 
+    @property
+    def formula(self) -> tuple[tuple[str, ...], ...] | str:
+        """As Excel: the formula text, or a constant as text ("" for a blank)."""
+        text = tuple(tuple(self.sheet.formulas.get(k, "" if self.sheet.cells.get(k) is None
+                                                   else str(self.sheet.cells[k]))
+                           for k in line) for line in self._cells())
+        return text[0][0] if self._last == (self.row, self.column) else text
+
     def clear_contents(self) -> None:
         for line in self._cells():
             for k in line:
@@ -606,6 +627,7 @@ class FakeSheet:
         self.name = name
         self.cells: dict[tuple[int, int], Any] = {}
         self.formats: dict[tuple[int, int], str] = {}
+        self.formulas: dict[tuple[int, int], str] = {}
 
     def range(self, first, last=None) -> FakeRange:
         return FakeRange(self, first, last)
@@ -704,6 +726,18 @@ def test_the_same_macro_runs_on_a_live_workbook(fund_api, monkeypatch):
                if cells.get(k) != holdings.cells.get(k)}
     assert changed == {(10, 3)}
     assert live.app.bars[-1] == failed.status
+
+
+def test_a_live_formula_with_a_blank_result_blocks_the_table(fund_api, monkeypatch):
+    import xlwings
+
+    live = FakeBook(SOURCE)
+    live.sheets["Holdings"].formulas[(41, 4)] = '=IF(D18>1,"big","")'  # shows as blank
+    monkeypatch.setattr(xlwings.Book, "caller", classmethod(lambda cls: live))
+    fund_api.holdings = sample_holdings(30, seed=2)
+    result = refresh_holdings(config=fast(fund_api.url), today=TODAY)
+    assert result.status == ("Refresh failed: the new Holdings table (Holdings!A17:L47) would "
+                             "overwrite Holdings!D41 (a formula); move or clear it")
 
 
 def test_a_ribbon_button_refreshes_the_active_workbook(fund_api, monkeypatch):

@@ -271,13 +271,15 @@ def check_room(book: Book, old: Area, new: Area, table: str = TABLE) -> None:
                                  f"the name {name} ({area.address}); move it out of the way",
                                  table)
     for part in subtract(new, old):
-        for i, row in enumerate(book.read(part)):
-            for j, value in enumerate(row):
-                if value is not None and not (isinstance(value, str) and not value.strip()):
-                    cell = part.cell(i, j)
+        for i, (row, formulas) in enumerate(zip(book.read(part), book.formulas(part),
+                                                strict=True)):
+            for j, (value, formula) in enumerate(zip(row, formulas, strict=True)):
+                blank = value is None or (isinstance(value, str) and not value.strip())
+                if formula is not None or not blank:
+                    what = "a formula" if formula is not None else _describe(value)
                     raise InputError(
                         f"the new {table} table ({new.address}) would overwrite "
-                        f"{cell.address} ({_describe(value)}); move or clear it", table)
+                        f"{part.cell(i, j).address} ({what}); move or clear it", table)
 
 
 def _write(book: Book, old: Area, new: Area, grid: list[list[Any]],

@@ -222,6 +222,14 @@ class Book(Protocol):
         """The values of an area, row by row (formulas give their last result)."""
         ...
 
+    def formulas(self, area: Area) -> Grid:
+        """The formula text of each cell of an area, None where a cell holds none.
+
+        A formula whose last result is blank is still content: a table must not
+        grow over it.
+        """
+        ...
+
     def write_block(self, sheet: str, row: int, col: int, grid: Grid) -> None:
         """Write a rectangular grid of values with its top-left cell at (``row``, ``col``)."""
         ...
@@ -413,6 +421,13 @@ class XlwingsBook:
         """The values of an area (dates as ``datetime``, blanks as ``None``)."""
         return self._range(area).options(ndim=2).value
 
+    def formulas(self, area: Area) -> Grid:
+        """The formula text of each cell of an area, None where a cell holds none."""
+        text = self._range(area).formula
+        rows = [[text]] if isinstance(text, str) else [list(r) for r in text]
+        return [[f if isinstance(f, str) and f.startswith("=") else None for f in r]
+                for r in rows]
+
     def write_block(self, sheet: str, row: int, col: int, grid: Grid) -> None:
         """Write values in one call (texts as text, non-finite numbers as blanks)."""
         if not grid or not grid[0]:
@@ -571,6 +586,27 @@ class OpenpyxlBook:
             for c in range(area.first_col, area.last_col + 1):
                 cell = ws._cells.get((r, c))  # no cell is created by reading
                 row.append(None if cell is None else self._value(cell))
+            grid.append(row)
+        return grid
+
+    def formulas(self, area: Area) -> Grid:
+        """The formula text of each cell of an area, None where a cell holds none."""
+        from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
+
+        ws = self._sheet(area.sheet)
+        grid = []
+        for r in range(area.first_row, area.last_row + 1):
+            row = []
+            for c in range(area.first_col, area.last_col + 1):
+                cell = ws._cells.get((r, c))
+                value = None if cell is None else cell.value
+                if isinstance(value, ArrayFormula):
+                    value = value.text
+                elif isinstance(value, DataTableFormula):
+                    value = "=TABLE()"
+                elif cell is None or cell.data_type != "f":
+                    value = None
+                row.append(value)
             grid.append(row)
         return grid
 
