@@ -188,9 +188,34 @@ def range_grid(values: openpyxl.Workbook, sheet: str, ref: str) -> list[list[Any
     return [[cell_value(c.value) for c in row] for row in cells]
 
 
-def resolve_reference(values: openpyxl.Workbook, text: str, sheet: str) -> list[list[Any]]:
-    """The cells of a workbook name or an A1 reference (``Sheet!A1:B2``)."""
+_SPILL_NAME = re.compile(r"_xlfn\.ANCHORARRAY\('?((?:[^']|'')+?)'?!\$([A-Z]+)\$(\d+)\)",
+                         re.IGNORECASE)
+
+
+def spill_name_target(formulas: openpyxl.Workbook, name: str) -> tuple[str, str] | None:
+    """(sheet, spilled range) of a name that refers to a spill (``=A33#``), else None.
+
+    The anchor must hold a dynamic-array formula: the spill is what it fills.
+    """
+    m = _SPILL_NAME.fullmatch(formulas.defined_names[name].attr_text)
+    if m is None:
+        return None
+    sheet, anchor = m.group(1).replace("''", "'"), f"{m.group(2)}{m.group(3)}"
+    cell = formulas[sheet][anchor].value
+    assert isinstance(cell, ArrayFormula), f"name {name}: {sheet}!{anchor} does not spill"
+    return sheet, cell.ref
+
+
+def resolve_reference(values: openpyxl.Workbook, text: str, sheet: str,
+                      formulas: openpyxl.Workbook | None = None) -> list[list[Any]]:
+    """The cells of a workbook name (a range or a spill) or an A1 reference (``Sheet!A1:B2``).
+
+    ``formulas``, the same file read with its formulas, resolves spill names.
+    """
     if text in values.defined_names:
+        spill = spill_name_target(formulas, text) if formulas is not None else None
+        if spill is not None:
+            return range_grid(values, *spill)
         dests = list(values.defined_names[text].destinations)
         assert len(dests) == 1, f"name {text} has {len(dests)} ranges"
         return range_grid(values, *dests[0])
@@ -214,7 +239,8 @@ def as_xlwings(grid: list[list[Any]], arg: Argument) -> Any:
 
 
 def argument_value(
-    tokens: list[Token], arg: Argument, values: openpyxl.Workbook, sheet: str
+    tokens: list[Token], arg: Argument, values: openpyxl.Workbook, sheet: str,
+    formulas: openpyxl.Workbook | None = None,
 ) -> Any:
     assert len(tokens) == 1 and tokens[0].type == Token.OPERAND, (
         "the test evaluates only names, references and constants as arguments: "
@@ -228,7 +254,7 @@ def argument_value(
     if tok.subtype == Token.LOGICAL:
         return tok.value.upper() == "TRUE"
     assert tok.subtype == Token.RANGE, f"cannot evaluate {tok.value}"
-    return as_xlwings(resolve_reference(values, tok.value, sheet), arg)
+    return as_xlwings(resolve_reference(values, tok.value, sheet, formulas), arg)
 
 
 def result_grid(result: Any) -> list[list[Any]]:
@@ -309,6 +335,8 @@ def test_formulas_call_known_functions_with_valid_arity(name: str) -> None:
             )
     assert MUST_CALL.get(name, set()) <= used
     for defined in book.defined_names.values():
+        if spill_name_target(book, defined.name) is not None:
+            continue  # the spill of a dynamic array (checked there)
         assert "(" not in defined.attr_text, f"name {defined.name} is a formula"
         assert len(list(defined.destinations)) == 1, f"name {defined.name} is not one range"
 
@@ -352,7 +380,7 @@ def test_xlfuncs_formulas_reproduce_cached_values(name: str) -> None:
         )
         call = calls[0]
         args = [
-            argument_value(tokens, spec, values, fc.sheet)
+            argument_value(tokens, spec, values, fc.sheet, formulas)
             for tokens, spec in zip(call.args, fn.args, strict=False)
         ]
         grid = result_grid(fn.func(*args))
@@ -637,3 +665,14 @@ def test_libreoffice_opens_and_converts(soffice: str, name: str, tmp_path: Path)
             if fc.sheet == sheet
         }
         assert texts <= kept
+
+
+@pytest.mark.parametrize(("name", "spills"), [
+    ("BetaNeutral.xlsm", {"Rebalanced", "Reweighted", "Cov"}),
+    ("ImpliedCov.xlsm", {"ImpliedCorr", "ShiftCorr"}),
+])
+def test_names_of_results_follow_their_spill(name: str, spills: set[str]) -> None:
+    """More holdings or assets make a result spill further: its name must grow with it."""
+    book = openpyxl.load_workbook(committed(name))
+    found = {n for n in book.defined_names if spill_name_target(book, n) is not None}
+    assert found == spills  # and names of inputs and macro tables stay plain ranges

@@ -455,14 +455,22 @@ class _SheetWriter:
 
     # ---- helpers
 
-    def _define(self, name: str, first_row: int, first_col: int, grid: Grid) -> None:
+    def _define(self, name: str, first_row: int, first_col: int, grid: Grid,
+                spill: bool = False) -> None:
+        """Name a block of cells; a ``spill`` name follows its dynamic array's size.
+
+        A spilled result grows and shrinks with its inputs (more holdings, more
+        assets), so its name refers to the spill of its anchor cell (``A33#``,
+        stored as ``_xlfn.ANCHORARRAY``), not to the cells it filled at build time.
+        """
         if name in self.names:
             raise ValueError(f"the name {name} is defined twice")
         last_row, last_col = first_row + len(grid) - 1, first_col + len(grid[0]) - 1
         ref = xl_range_abs(first_row, first_col, last_row, last_col)
-        if first_row == last_row and first_col == last_col:
+        if spill or (first_row == last_row and first_col == last_col):
             ref = ref.split(":")[0]
-        self.book.define_name(name, f"='{self.spec.name}'!{ref}")
+        target = f"'{self.spec.name}'!{ref}"
+        self.book.define_name(name, f"=_xlfn.ANCHORARRAY({target})" if spill else f"={target}")
         self.names[name] = grid
 
     def _cell(self, row: int, col: int, value: Any, fmt: Format) -> None:
@@ -513,7 +521,7 @@ class _SheetWriter:
                     kind = _kind(value, i, j, "")
                     self._cell(row + i, col + j, value, self.styles(kind, num_format))
         if name:
-            self._define(name, row, col, grid)
+            self._define(name, row, col, grid, spill=not isinstance(formula, ExcelFormula))
         return grid
 
     # ---- blocks
