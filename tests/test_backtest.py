@@ -112,6 +112,13 @@ def test_a_factor_benchmark_on_industry_portfolios():
         ({"cost": ","}, "cost must be one number"),
         ({"max_weight": "0.1, 0.2"}, "max_weight must be one number"),
         ({"start": 3.5}, "start must be a date such as 2010-01-31"),
+        ({"start": "soon", "end": "1996-12-31"}, "start must be a date such as 2010-01-31"),
+        ({"start": "1990-01-31", "end": "end of 1996"}, "end must be a date such as"),
+        ({"model": "ewma:0"}, "model ewma half-life"),
+        ({"model": "ewma:abc"}, "model"),
+        ({"model": "regime:3"}, "model regime takes no parameter"),
+        ({"tev": 5}, "tev budget 5 is 500% a year: write 0.05 or 5%"),
+        ({"cost": 5}, "cost 5 is 500% of every amount traded"),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_setting(settings, message):
@@ -194,3 +201,35 @@ def test_cli_reads_a_toml_configuration(tmp_path, capsys):
     config.write_text('[backtest]\nmode = "tev"\ntev = [0.02]\nwindow = 12\n')
     assert main(["backtest", "--config", str(config), "--quiet"]) == 2
     assert "unknown setting 'window'" in capsys.readouterr().err
+
+
+def test_a_start_after_the_data_says_so(data):
+    with pytest.raises(InputError, match=r"start 2030-01-31 leaves nothing to run: the data "
+                                         r"end on 1999-12-31"):
+        run_backtest(data, small(start="2030-01-31"))
+
+
+def test_every_rebalance_failing_is_an_error_with_the_first_reason(data, monkeypatch):
+    from xlfuncs.core import _backtest
+    from xlfuncs.errors import ConvergenceError, XlfuncsError
+
+    def fail(self, i):
+        raise XlfuncsError("the moments are not finite")
+
+    monkeypatch.setattr(_backtest._Estimator, "__call__", fail)
+    with pytest.raises(ConvergenceError, match=r"every rebalance failed \(\d+ of them\); the "
+                                               r"first: tev=0.03, 1990-03-31: estimation failed: "
+                                               r"the moments are not finite$"):
+        run_backtest(data, small(end=END))
+
+
+def test_charts_plot_each_strategy_against_its_own_budget(data, tmp_path):
+    """Gamma mode plots against gamma even with TEV budgets set; a strategy with no row
+    in the statistics does not shift the others."""
+    from xlfuncs.report import chart_budgets
+
+    result = run_backtest(data, small(mode="gamma", gamma=(2.0, 8.0), end=END))
+    assert chart_budgets(result) == ("risk aversion gamma", [2.0, 8.0])
+    result = run_backtest(data, small(tev=(0.02, 0.05), end=END))
+    dropped = type(result)(**{**result.__dict__, "stats": result.stats.iloc[1:]})
+    assert chart_budgets(dropped) == ("TEV budget (annual)", [0.05])

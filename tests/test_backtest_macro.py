@@ -86,7 +86,14 @@ def test_a_shorter_result_clears_the_longer_one(tmp_path):
     [
         ({"BtTev": "0.02, -0.04"}, "Run failed: BtTev: tev must be positive numbers"),
         ({"BtMode": "momentum"}, "Run failed: BtMode: mode must be one of tev, gamma, sector"),
-        ({"BtData": "no_such_file.csv"}, "Run failed: "),
+        ({"BtData": "no_such_file.csv"}, 'Run failed: BtData: source must be "sample", '),
+        ({"BtData": "."}, "Run failed: BtData: source is a folder, not a file"),
+        ({"BtModel": "ewma:0"}, "Run failed: BtModel: model ewma half-life"),
+        ({"BtStart": "soon"}, "Run failed: BtStart: start must be a date such as 2010-01-31"),
+        ({"BtTev": 5.0}, "Run failed: BtTev: tev budget 5 is 500% a year"),
+        ({"BtCost": 5.0}, "Run failed: BtCost: cost 5 is 500% of every amount traded"),
+        ({"BtStart": "2030-01-31", "BtEnd": None},
+         "Run failed: BtStart: start 2030-01-31 leaves nothing to run"),
         ({"BtStart": "2010-01-31", "BtEnd": "2005-01-31"}, "Run failed: BtStart: start"),
     ],
 )
@@ -102,3 +109,25 @@ def test_a_failed_run_changes_only_the_status(tmp_path, cells, message):
     assert changed == {("Backtest", status_cell)}
     assert after_cells[("Backtest", status_cell)] == run.status
     assert after_names == before_names and after_images == before_images
+
+
+def test_every_row_of_a_longer_result_is_formatted(tmp_path):
+    """Five strategies, hundreds of periods: the template formats 3 and 1 rows."""
+    path = prepared(tmp_path, BtData="Sample:30", BtTev="1%, 2%, 3%, 4%, 5%")
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok and run.status.startswith("OK: 5 strategies"), run.status
+    wb = openpyxl.load_workbook(path)
+    for name, expect in (("BtStats", ["General", "0.00%", "0.00%", "0.00", "0.00%", "0.00",
+                                      "0.00%", "0.00%", "0.0"]),
+                         ("BtReturns", ["yyyy-mm-dd", *["0.00%"] * 7])):
+        sheet, ref = wb.defined_names[name].attr_text.split("!")
+        rows = wb[sheet.strip("'")][ref.replace("$", "")]
+        assert len(rows) > (5 if name == "BtStats" else 50)
+        for row in rows[1:]:
+            assert [c.number_format for c in row] == expect, (name, row[0].coordinate)
+
+
+def test_one_strategy_is_one_strategy(tmp_path):
+    path = prepared(tmp_path, BtTev="0.03")
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok and run.status.startswith("OK: 1 strategy, "), run.status

@@ -14,12 +14,22 @@ import pandas as pd
 from xlfuncs._files import atomic_write
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "STATS_COLUMNS", "save_charts", "stats_table", "write_results"]
+__all__ = ["CHARTS", "STATS_COLUMNS", "save_charts", "stat_format", "stats_table",
+           "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings")
+# Number formats of the statistics in a sheet: ratios and counts as numbers,
+# every other statistic a percentage.
+STATS_FORMATS = {"strategy": "General", "sharpe": "0.00", "information_ratio": "0.00",
+                 "avg_holdings": "0.0"}
 CHARTS = ("cumulative.png", "ir_vs_tev.png", "rolling_te.png")
 ROLLING = 12  # periods in the rolling tracking error
+
+
+def stat_format(column: str) -> str:
+    """The number format a statistics column shows in Excel."""
+    return STATS_FORMATS.get(column, "0.00%")
 
 
 def stats_table(result: BacktestResult) -> pd.DataFrame:
@@ -46,6 +56,18 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
+def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
+    """The x axis of the IR chart: its label, and each statistics row's TEV budget or gamma.
+
+    By strategy name, as the run's settings define them: a strategy that never
+    traded has no statistics row, and a gamma sweep ignores the TEV list.
+    """
+    specs = result.config.specs(result.periods_per_year)
+    uses_tev = bool(result.config.tev) and result.config.mode != "gamma"
+    values = [specs[name].tev if uses_tev else specs[name].gamma for name in result.stats.index]
+    return ("TEV budget (annual)" if uses_tev else "risk aversion gamma"), values
+
+
 def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     """Cumulative log return against the benchmark, IR against the TEV budget, rolling TE."""
     r = result.returns
@@ -65,9 +87,7 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
 
     plt, fig, ax = _figure()
     stats = result.stats
-    budget = [result.config.tev[i] if result.config.tev else result.config.gamma[i]
-              for i in range(len(stats))]
-    label = "TEV budget (annual)" if result.config.tev else "risk aversion gamma"
+    label, budget = chart_budgets(result)
     ax.plot(budget, stats["information_ratio"].to_numpy(), marker="o")
     ax.set_xlabel(label)
     ax.set_ylabel("information ratio (annualised)")

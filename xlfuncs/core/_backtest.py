@@ -34,7 +34,8 @@ from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_fact
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
 from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec
-from xlfuncs.errors import InputError, XlfuncsError
+from xlfuncs.core._risk import parse_risk_method
+from xlfuncs.errors import ConvergenceError, InputError, XlfuncsError
 
 __all__ = ["BACKTEST_MODES", "BacktestConfig", "BacktestResult", "run_backtest"]
 
@@ -136,6 +137,10 @@ class BacktestConfig:
         object.__setattr__(self, "gamma", _positive_list(self.gamma, "gamma"))
         if any(t <= 0 for t in self.tev):
             raise InputError("tev budgets must be above 0", "tev")
+        if any(t > 1 for t in self.tev):  # a percentage typed as a number
+            t = max(self.tev)
+            raise InputError(f"tev budget {t:g} is {t:.0%} a year: write {t / 100:g} or "
+                             f"{t:g}% for {t:g} percent", "tev")
         if mode == "tev" and not self.tev:
             raise InputError("tev needs at least one budget for mode tev, e.g. 0.04", "tev")
         if mode == "gamma" and not self.gamma:
@@ -143,8 +148,13 @@ class BacktestConfig:
         if mode == "sector" and not (self.tev or self.gamma):
             raise InputError("mode sector needs tev budgets or gamma values", "tev")
         model = str(self.model).strip().lower()
-        if model.split(":")[0] not in (*FACTOR_MOMENT_METHODS, "regime"):
+        if model.split(":")[0].strip() not in (*FACTOR_MOMENT_METHODS, "regime"):
             raise InputError(f"model must be sample, ewma[:HALFLIFE] or regime (got "
+                             f"{self.model!r})", "model")
+        if model.startswith("ewma"):
+            parse_risk_method(model, "model")  # the half-life, as the estimator reads it
+        elif ":" in model:
+            raise InputError(f"model {model.split(':')[0]} takes no parameter (got "
                              f"{self.model!r})", "model")
         object.__setattr__(self, "model", model)
         for name, lo, hi in (("n_states", 2, 4), ("horizon", 1, 120), ("min_history", 12, 10_000),
@@ -159,9 +169,6 @@ class BacktestConfig:
             if value is not None and not (isinstance(value, int) and value >= 12):
                 raise InputError(f"{name} must be a whole number of at least 12 periods, or "
                                  f"blank for an expanding window (got {value!r})", name)
-        if self.start is not None and self.end is not None and (
-                pd.Timestamp(self.start) > pd.Timestamp(self.end)):
-            raise InputError(f"start {self.start} is after end {self.end}", "start")
         for name in ("start", "end"):
             value = getattr(self, name)
             if value is not None:
@@ -170,6 +177,9 @@ class BacktestConfig:
                 except (ValueError, TypeError):
                     raise InputError(f"{name} must be a date such as 2010-01-31 (got "
                                      f"{value!r})", name) from None
+        if self.start is not None and self.end is not None and (
+                pd.Timestamp(self.start) > pd.Timestamp(self.end)):
+            raise InputError(f"start {self.start} is after end {self.end}", "start")
         bench = str(self.benchmark).strip().lower()
         if bench not in ("auto", "caps", "market"):
             raise InputError(f"benchmark must be auto, caps or market (got {self.benchmark!r})",
@@ -510,6 +520,11 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     if config.mode == "sector" and data.caps is None:
         raise InputError(f"mode sector needs market caps; {data.source or 'the data'} has none",
                          "mode")
+    if config.start is not None and (data.n_periods < 2
+                                     or pd.Timestamp(config.start) > data.dates[-2]):
+        raise InputError(f"start {config.start} leaves nothing to run: the data end on "
+                         f"{data.dates[-1]:%Y-%m-%d} and a rebalance needs one period after it",
+                         "start")
     specs = config.specs(data.periods_per_year)
     names = list(specs)
     workers = config.workers or min(len(names), os.cpu_count() or 1)
@@ -559,6 +574,10 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
             turnover=pd.Series(book.turnover, dtype=float).dropna(),
             holdings=pd.Series(book.holdings, dtype=float),
         ).as_dict()
+    if not stats:  # nothing to report: say why instead of an empty result
+        first = failures.iloc[0] if len(failures) else None
+        why = f"; the first: {first['strategy']}, {first['reason']}" if first is not None else ""
+        raise ConvergenceError(f"every rebalance failed ({len(failures)} of them){why}", "model")
     stats_frame = pd.DataFrame.from_dict(stats, orient="index")
     stats_frame.index.name = "strategy"
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,

@@ -183,6 +183,9 @@ class OptimiserSpec:
         cost = _number(self.cost, "cost")
         if cost < 0:
             raise InputError(f"cost must be >= 0 per unit traded (got {cost:.4g})", "cost")
+        if cost >= 0.1:  # a percentage or basis points typed as a number
+            raise InputError(f"cost {cost:g} is {cost:.0%} of every amount traded: write "
+                             "0.001 (or 0.1%) for 10 basis points", "cost")
         object.__setattr__(self, "cost", cost)
 
     @property

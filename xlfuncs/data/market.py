@@ -115,6 +115,15 @@ _MARKET_ALIASES = {"mkt-rf", "mktrf", "mkt_rf", "mkt - rf"}
 # --------------------------------------------------------------------------- helpers
 
 
+
+def _missing(path: Path, name: str) -> InputError:
+    """Why ``path`` cannot be read as a file: missing, a folder, or not a regular file."""
+    if path.is_dir():
+        return InputError(f"{name} is a folder, not a file: {path}", name)
+    if path.exists():
+        return InputError(f"{name} is not a regular file: {path}", name)
+    return InputError(f"{name} file not found: {path}", name)
+
 def _read_source_text(source: object, name: str) -> tuple[str, str]:
     """Text of a path, a resource handle, a file object, bytes or CSV text; and a label."""
     if isinstance(source, bytes):
@@ -128,7 +137,7 @@ def _read_source_text(source: object, name: str) -> tuple[str, str]:
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
-            raise InputError(f"{name} file not found: {path}", name)
+            raise _missing(path, name)
     elif not hasattr(source, "read_bytes"):
         raise InputError(f"{name} must be a file path or CSV text (got {type(source).__name__})",
                          name)
@@ -499,7 +508,7 @@ class _Table:
                              f"{type(source).__name__})", name)
         path = Path(source)
         if not path.is_file():
-            raise InputError(f"{name} file not found: {path}", name)
+            raise _missing(path, name)
         self.path, self.label = path, str(path)
         if self.parquet:
             try:
@@ -1026,6 +1035,8 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
                                 f"{_span(inds.index)} (bundled; via linearmodels)",
                          notes=())
     path = Path(text)
+    if path.exists() and not path.is_file():
+        raise _missing(path, "source")
     if not path.is_file():
         raise InputError(f'source must be "sample", "sample:N", "french12" or a path to a CSV or '
                          f"Parquet file (not found: {text})", "source")

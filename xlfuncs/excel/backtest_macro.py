@@ -40,7 +40,8 @@ PARAMETERS = {
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
 FAILED = "Run failed: "
-CHART_ROWS = 20  # rows between the charts stacked to the right of the parameters
+CHART_ROWS = 24  # rows between the charts stacked to the right of the parameters (a chart
+                 # is about 430 px tall; a row 20 px)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,15 @@ def _settings(book: Book) -> tuple[dict[str, Any], str, str | None]:
     return values, source, None if factors is None else str(factors)
 
 
+def _in_cell(exc: InputError) -> InputError:
+    """The error, led by the parameter cell of the setting it names (``BtStart: ...``)."""
+    cell = next((c for c, k in PARAMETERS.items() if k == exc.argument), None)
+    return exc if cell is None else InputError(f"{cell}: {exc}", cell)
+
+
 def _resolve(path: str | None, book: Book) -> str | None:
     """A relative data path is relative to the workbook's folder."""
-    if path is None or path.split(":")[0] in ("sample", "french12"):
+    if path is None or path.split(":")[0].strip().lower() in ("sample", "french12"):
         return path
     folder = getattr(book, "folder", None)
     p = Path(path).expanduser()
@@ -88,6 +95,15 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
     rows = [[d.to_pydatetime(), *[None if v != v else float(v) for v in row]]
             for d, row in zip(r.index, r.itertuples(index=False, name=None), strict=True)]
     return [["date", *map(str, r.columns)], *rows]
+
+
+def _formats(name: str, header: list[Any]) -> list[str]:
+    """The number format of each column of a results table below its header."""
+    from xlfuncs.report import stat_format
+
+    if name == STATS:
+        return [stat_format(str(c)) for c in header]
+    return ["yyyy-mm-dd", *["0.00%"] * (len(header) - 1)]
 
 
 def _place(book: Book, name: str, grid: list[list[Any]]) -> tuple[Area, Area]:
@@ -132,33 +148,45 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
         try:
             config = BacktestConfig.from_mapping(settings)
         except InputError as exc:
-            cell = next((c for c, k in PARAMETERS.items() if k == exc.argument), exc.argument)
-            raise InputError(f"{cell}: {exc}", cell) from None
+            raise _in_cell(exc) from None
         anchor = book.name_range("BtData")
         book.name_range(STATS)
         book.name_range(RETURNS)
         book.status("xlfuncs: loading the data...")
-        data = load_market(_resolve(source, book) or "sample",
-                           factors=_resolve(factors, book), end=config.end)
+        try:
+            data = load_market(_resolve(source, book) or "sample",
+                               factors=_resolve(factors, book), end=config.end)
+        except InputError as exc:  # name the cell the analyst typed the source in
+            cell = "BtFactors" if exc.argument == "factors" else "BtData"
+            raise InputError(f"{cell}: {exc}", cell) from None
         total = len(config.specs(data.periods_per_year))
 
         def progress(done: int, count: int, text: str) -> None:
             book.status(f"xlfuncs: backtest {done}/{count} {text} ({total} strategies)")
 
-        result = run_engine(data, config, progress=progress)
+        try:
+            result = run_engine(data, config, progress=progress)
+        except InputError as exc:
+            raise _in_cell(exc) from None
         stats, returns = _stats_grid(result), _returns_grid(result)
         stats_old, stats_new = _place(book, STATS, stats)
         ret_old, ret_new = _place(book, RETURNS, returns)
         with tempfile.TemporaryDirectory(prefix="xlfuncs-charts-") as tmp:
             charts = save_charts(result, Path(tmp))
             failed = len(result.failures)
-            status = (f"OK: {total} strategies, {len(result.returns)} periods, "
+            status = (f"OK: {total} strateg{'y' if total == 1 else 'ies'}, "
+                      f"{len(result.returns)} periods, "
                       f"{failed} failed rebalance{'s' if failed != 1 else ''}, "
                       f"{result.seconds:.0f} s")
             wrote = True
             for name, old, new, grid in ((STATS, stats_old, stats_new, stats),
                                          (RETURNS, ret_old, ret_new, returns)):
                 book.write_block(new.sheet, new.first_row, new.first_col, grid)
+                if new.height > 1:  # every row formatted, however many the run gives
+                    for j, fmt in enumerate(_formats(name, grid[0])):
+                        col = new.first_col + j
+                        book.set_format(Area(new.sheet, new.first_row + 1, col, new.last_row,
+                                             col), fmt)
                 for leftover in subtract(old, new):
                     book.clear(leftover)
                 book.set_name(name, new)

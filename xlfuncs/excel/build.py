@@ -47,6 +47,7 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.excel import vba
 from xlfuncs.excel.cells import ERROR_PREFIX
 from xlfuncs.excel.functions import REGISTRY
+from xlfuncs.report import STATS_COLUMNS, stat_format
 
 __all__ = [
     "BUILD_DATE",
@@ -1073,16 +1074,13 @@ def beta_neutral_sheet() -> SheetSpec:
     )
 
 
-#: The statistics columns the Backtest sheet shows (xlfuncs.report.STATS_COLUMNS).
-BACKTEST_STATS = ("strategy", "ann_return", "ann_volatility", "sharpe", "tracking_error",
-                  "information_ratio", "max_drawdown", "turnover", "avg_holdings")
+#: The statistics columns the Backtest sheet shows.
+BACKTEST_STATS = ("strategy", *STATS_COLUMNS)
 
 
 def backtest_sheet() -> SheetSpec:
     """The Backtest sheet: parameters in named cells; Run backtest writes results below."""
     blank3 = (None, None, None)
-    stats_formats = {"strategy": "", "sharpe": "0.00", "information_ratio": "0.00",
-                     "avg_holdings": "0.0"}
     blocks: tuple[Block, ...] = (
         Notes(
             heading="How to use",
@@ -1124,7 +1122,8 @@ def backtest_sheet() -> SheetSpec:
         Section("Statistics (BtStats)",
                 "Annualised; tracking error and information ratio against the benchmark; "
                 "turnover one-way per rebalance (SPEC 3.5)."),
-        InputTable(tuple(Column(c, blank3, stats_formats.get(c, "0.00%"), is_input=False)
+        InputTable(tuple(Column(c, blank3, "" if c == "strategy" else stat_format(c),
+                                is_input=False)
                          for c in BACKTEST_STATS), name="BtStats"),
     )  # the charts go to the right of the parameters (xlfuncs.excel.backtest_macro)
     return SheetSpec(

@@ -242,6 +242,10 @@ class Book(Protocol):
         """Give each row of ``target`` the number formats of the one-row ``source``, by column."""
         ...
 
+    def set_format(self, area: Area, num_format: str) -> None:
+        """Give every cell of an area one number format."""
+        ...
+
     def set_name(self, name: str, area: Area) -> None:
         """Make the workbook name refer to ``area`` (defining it when missing)."""
         ...
@@ -445,6 +449,10 @@ class XlwingsBook:
         for col in range(target.first_col, target.last_col + 1):
             fmt = sheet.range((source.first_row, col)).number_format
             sheet.range((target.first_row, col), (target.last_row, col)).number_format = fmt
+
+    def set_format(self, area: Area, num_format: str) -> None:
+        """Give every cell of an area one number format."""
+        self._range(area).number_format = num_format
 
     def set_name(self, name: str, area: Area) -> None:
         """Make the workbook name refer to ``area``."""
@@ -659,6 +667,13 @@ class OpenpyxlBook:
                 continue
             for r in range(target.first_row, target.last_row + 1):
                 ws.cell(r, c)._style = copy.copy(src._style)
+
+    def set_format(self, area: Area, num_format: str) -> None:
+        """Give every cell of an area one number format."""
+        ws = self._sheet(area.sheet)
+        for r in range(area.first_row, area.last_row + 1):
+            for c in range(area.first_col, area.last_col + 1):
+                ws.cell(r, c).number_format = num_format
 
     def add_picture(self, area: Area, path: str | os.PathLike, name: str) -> None:
         """Anchor a PNG at the area's top-left cell, replacing a picture anchored there.
