@@ -461,3 +461,119 @@ def test_random_plain_tables_round_trip(holdings, header):
     # and through a CSV file's text
     text = "\n".join(",".join(r) for r in rows)
     assert etf_files._csv_rows(text.encode("utf-8"), "random.csv") == [list(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- total rows
+
+
+@pytest.mark.parametrize("label", ["Total", "TOTAL", "total:", "Grand Total", "Subtotal",
+                                   "Sub-total", "Totals", "sum"])
+def test_plain_total_row_is_dropped_and_reported(tmp_path, label):
+    path = _write(tmp_path / "t.csv", f"ticker,weight\nAAPL,0.6\nMSFT,0.4\n{label},1.0\n")
+    h = read_etf_file(path)
+    assert h.tickers == ("AAPL", "MSFT")
+    np.testing.assert_allclose(h.weights, [0.6, 0.4], rtol=0, atol=1e-15)
+    assert h.original_total == pytest.approx(1.0)
+    assert [(d.reason, d.row, d.weight) for d in h.dropped] == [("total", 4, 1.0)]
+    lines = h.report()
+    assert "dropped: no cash or derivative rows" in lines
+    assert f"dropped 1 total row: {label} (row 4, 100%)" in lines
+    assert lines[-1] == "weights sum to 100%"
+
+
+def test_total_row_in_the_name_column_and_subtotals():
+    rows = [
+        ["Ticker", "Name", "Sector", "Asset Class", "Market Value", "Weight (%)"],
+        ["NVDA", "NVIDIA CORP", "IT", "Equity", "100", "60"],
+        ["", "Subtotal", "", "", "100", "60"],
+        ["MSFT", "MICROSOFT CORP", "IT", "Equity", "100", "40"],
+        ["-", "Grand total", "", "", "200", "100"],
+    ]
+    h = parse_etf_table(rows, source="i.csv")
+    assert h.tickers == ("NVDA", "MSFT")
+    assert [d.reason for d in h.dropped] == ["total", "total"]
+    assert h.dropped[1].ticker is None and h.dropped[1].name == "Grand total"
+    assert "dropped 2 total rows: Subtotal (row 3, 60%), Grand total (row 5, 100%)" in h.report()
+
+
+def test_total_after_the_blank_row_is_not_a_holding(tmp_path):
+    path = _write(tmp_path / "t.csv", "ticker,weight\nAAPL,0.6\nMSFT,0.4\n\nTotal,1.0\n")
+    assert read_etf_file(path).tickers == ("AAPL", "MSFT")
+
+
+def test_holdings_named_like_totals_are_kept():
+    # TotalEnergies' old name and a real ticker SUM with a real weight stay holdings.
+    rows = [
+        ["Ticker", "Name", "Sector", "Asset Class", "Market Value", "Weight (%)"],
+        ["TTE", "TOTAL SE", "Energy", "Equity", "100", "30"],
+        ["SUM", "SUMMIT MATERIALS INC", "Materials", "Equity", "100", "70"],
+    ]
+    assert parse_etf_table(rows).tickers == ("TTE", "SUM")
+    plain = [["ticker", "weight"], ["SUM", "0.3"], ["AAPL", "0.7"]]
+    assert parse_etf_table(plain).tickers == ("SUM", "AAPL")
+    for rows in ([["ticker", "weight"], ["AAPL", "0.5"], ["SUM", "0.5"]],  # one row above
+                 [["ticker", "weight"], ["AAPL", "0.5"], ["MSFT", "0.3"], ["SUM", "0.2"]]):
+        assert parse_etf_table(rows).tickers[-1] == "SUM"
+    # a Sum row of rounded percents still adds up the rows above it
+    rows = [["ticker", "weight %"], ["AAPL", "33.33"], ["MSFT", "33.33"], ["KO", "33.33"],
+            ["Sum", "100"]]
+    assert parse_etf_table(rows).tickers == ("AAPL", "MSFT", "KO")
+
+
+def test_only_total_rows():
+    rows = [["ticker", "weight"], ["Total", "1.0"]]
+    assert "has no holdings once its 1 total row is dropped" in str(
+        _error(parse_etf_table, rows, source="c.csv"))
+
+
+# --------------------------------------------------------------------------- huge numbers
+
+
+@pytest.mark.parametrize("cell", ["1e400", "-1e400", "1e309%", "(1e999)"])
+def test_text_numbers_must_be_finite(cell):
+    with pytest.raises(ValueError):
+        etf_files._parse_number(cell)
+
+
+def test_infinite_weight_text_names_the_row():
+    rows = [["ticker", "weight"], ["AAPL", "0.5"], ["MSFT", "1e400"]]
+    assert str(_error(parse_etf_table, rows, source="x.csv")) == (
+        "path: x.csv row 3: weight '1e400' is too large to be a number")
+
+
+def test_weights_whose_sum_overflows_or_cancels():
+    rows = [["ticker", "weight"], ["AAPL", "1e308"], ["MSFT", "1e308"]]
+    assert "weights are too large to add up" in str(_error(parse_etf_table, rows))
+    rows = [["ticker", "weight"], ["AAPL", "1e300"], ["MSFT", "3e300"]]
+    h = parse_etf_table(rows)
+    np.testing.assert_allclose(h.weights, [0.25, 0.75], rtol=0, atol=1e-15)
+    assert h.report()[-1] == "weights summed to 4e+302%; renormalised to 100%"
+    tiny = [["ticker", "weight"], ["AAPL", "3e-320"], ["MSFT", "1e-320"]]
+    np.testing.assert_allclose(parse_etf_table(tiny).weights, [0.75, 0.25], atol=1e-15)
+    cancel = [["ticker", "weight"], ["AAPL", "0.5"], ["MSFT", "-0.5"]]
+    assert "cannot renormalise" in str(_error(parse_etf_table, cancel))
+
+
+# --------------------------------------------------------------------------- odd paths
+
+
+def test_folder_and_special_file_paths(tmp_path):
+    err = _error(read_etf_file, tmp_path)
+    assert str(err) == f"path: {tmp_path} is a folder, not a file" and err.argument == "path"
+    if Path("/dev/null").exists():
+        assert str(_error(read_etf_file, "/dev/null")) == (
+            "path: /dev/null is not a regular file")
+
+
+@pytest.mark.parametrize("value", ["#N/A", " #n/a ", "#REF!", "#VALUE!", "#DIV/0!"])
+def test_excel_error_as_path(value):
+    err = _error(read_etf_file, value)
+    assert str(err) == f"path has {value.strip().upper()}; a file path is needed"
+    assert err.argument == "path"
+
+
+def test_excel_error_through_the_udf():
+    from xlfuncs import udfs
+
+    out = udfs.ETF_HOLDINGS("#N/A")
+    assert "path has #N/A; a file path is needed" in out and "no such file" not in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -372,3 +374,155 @@ def test_mixed_precision_spends_few_double_eigendecompositions(mixed_case, monke
     # the single-precision step that lands at the float32 floor is evaluated in double
     assert counts[np.dtype(np.float32)] + counts[np.dtype(np.float64)] <= 8
     assert np.abs(res.corr - double.corr).max() < 1e-9
+
+
+# --------------------------------------------------------------------------- extreme sizes
+
+# The problem only depends on a = w * v and s up to a common factor: every size
+# of a from 1e-150 to 1e150 (as weights or as vols) has the same answer, and
+# weights go further (vols beyond 1e154 are refused: their squares, the
+# covariance, overflow).
+SCALES = [1e-150, 1e-100, 1e-30, 1.0, 1e30, 1e100, 1e150]
+WEIGHT_SCALES = [1e-250, 1e-200, 1e200, 1e250]
+
+
+@pytest.fixture(scope="module")
+def scaled_case(sector):
+    w, v, g, s = sector
+    return w, v, g, s, implied_correlation(w, v, s, g).corr
+
+
+@pytest.mark.parametrize(
+    ("where", "scale"),
+    [("weights", x) for x in SCALES + WEIGHT_SCALES] + [("vols", x) for x in SCALES],
+)
+@pytest.mark.parametrize("method", ["nearest", "shift"])
+def test_scaling_weights_or_vols_gives_the_same_correlation(scaled_case, scale, where, method):
+    w, v, g, s, _ = scaled_case
+    ref = implied_correlation(w, v, s, g, method).corr
+    ws, vs = (w * scale, v) if where == "weights" else (w, v * scale)
+    res = implied_correlation(ws, vs, s * scale, g, method)
+    np.testing.assert_allclose(res.corr, ref, rtol=0, atol=1e-9)
+    assert res.achieved_index_vol == pytest.approx(s * scale, rel=1e-9)
+    assert res.residual < 1e-9
+    assert np.isfinite(res.cov).all()
+    assert index_vol(ws, vs, res.corr) == pytest.approx(s * scale, rel=1e-9)
+    lo, hi = index_vol_range(ws, vs)
+    assert lo == 0.0
+    assert hi == pytest.approx(float((w * v).sum()) * scale, rel=1e-12)
+    rho = average_implied_correlation(ws, vs, s * scale)
+    assert rho == pytest.approx(average_implied_correlation(w, v, s), rel=1e-9)
+
+
+@pytest.mark.parametrize("scale", SCALES + WEIGHT_SCALES)
+def test_scaled_range_message_gives_the_scaled_range(sector, scale):
+    w, v, g, _ = sector
+    hi = float((w * v).sum()) * scale
+    with pytest.raises(InfeasibleError, match=re.escape(f"above the {hi:.4g} reached")):
+        implied_correlation(w * scale, v, 3 * hi, g)
+
+
+def test_reported_extreme_magnitudes():
+    c = [[1, 0.1], [0.1, 1]]
+    res = implied_correlation([1e-200, 1e-200], [0.2, 0.3], 4e-201, c)
+    ref = implied_correlation([1.0, 1.0], [0.2, 0.3], 0.4, c)
+    np.testing.assert_allclose(res.corr, ref.corr, atol=1e-12)
+    assert average_implied_correlation([1e200, 1e200], [0.2, 0.3], 3e199) == pytest.approx(
+        average_implied_correlation([1, 1], [0.2, 0.3], 0.3), rel=1e-12)
+    vol = index_vol([1e200, 1e200], [0.2, 0.3], c)
+    assert vol == pytest.approx(1e200 * np.sqrt(0.04 + 0.09 + 2 * 0.1 * 0.06), rel=1e-12)
+    # a'Ca overflowed and the benchmark came back unchanged
+    big = implied_correlation([1e200, 1e200], [0.2, 0.3], 4e199, c)
+    np.testing.assert_allclose(big.corr, ref.corr, atol=1e-12)
+    assert big.corr[0, 1] == pytest.approx(0.25, abs=1e-12)  # 0.04 + 0.09 + 0.12 c = 0.16
+
+
+def test_index_vol_too_large_to_represent():
+    with pytest.raises(InputError, match="too large"):
+        index_vol([1e300, 1e300], [1e10, 1e10], np.eye(2))
+
+
+def test_vols_whose_square_overflows_are_refused():
+    with pytest.raises(InputError, match="vols"):
+        implied_correlation([1e-200, 1e-200], [1e200, 2e200], 2e0, np.eye(2))
+
+
+# --------------------------------------------------------------------------- one asset
+
+
+def test_one_asset_matching_index_vol_gives_unit_matrix():
+    res = implied_correlation([1.0], [0.2], 0.2, [[1.0]])
+    assert res.corr.tolist() == [[1.0]]
+    assert res.cov == pytest.approx(np.array([[0.04]]))
+    assert res.achieved_index_vol == pytest.approx(0.2)
+    assert implied_correlation([-0.5], [0.4], 0.2 * (1 + 1e-10), [[1.0]]).corr.tolist() == [[1.0]]
+    assert implied_correlation([1.0], [0.2], 0.2, [[1.0]], method="shift").corr.tolist() == [[1.0]]
+
+
+def test_one_asset_other_index_vol_is_explained():
+    with pytest.raises(InfeasibleError) as info:
+        implied_correlation([1.0], [0.2], 0.25, [[1.0]])
+    assert str(info.value) == "with one asset the index vol is weight x vol = 0.2, not 0.25"
+    assert info.value.argument == "index_vol"
+
+
+def test_one_asset_average_correlation_is_undefined():
+    with pytest.raises(InputError, match="at least two assets"):
+        average_implied_correlation([1.0], [0.2], 0.2)
+    with pytest.raises(InputError, match="at least two assets"):
+        average_implied_correlation([1.0, 0.0], [0.2, 0.3], 0.2)
+
+
+# --------------------------------------------------------------------------- negative weights
+
+
+def test_average_correlation_range_with_a_negative_weight():
+    w, v = [0.7, -0.3, 0.6], [0.2, 0.3, 0.25]
+    a = np.array(w) * np.array(v)
+    at_one = abs(a.sum())  # rho = 1
+    at_low = np.sqrt((a @ a) - 0.5 * (a.sum() ** 2 - a @ a))  # rho = -1/2
+    lo, hi = sorted((at_one, at_low))
+    with pytest.raises(InfeasibleError) as info:
+        average_implied_correlation(w, v, 0.1)
+    assert str(info.value) == (
+        f"index_vol 0.1 is outside the {lo:.4g} to {hi:.4g} an equal correlation can give")
+    assert lo < hi
+    for s, rho in ((lo, 1.0), (hi, -0.5)):
+        assert average_implied_correlation(w, v, s) == pytest.approx(rho, abs=1e-12)
+
+
+def test_average_correlation_with_cancelling_cross_terms():
+    # (sum a)^2 == sum a^2: the index vol does not depend on the correlation
+    with pytest.raises(InputError, match="cross terms cancel"):
+        average_implied_correlation([1.0, 1.0, -0.5], [0.2, 0.2, 0.2], 0.3)
+
+
+def test_only_one_weighted_asset():
+    g = np.array([[1.0, 0.3, 0.9], [0.3, 1.0, 0.9], [0.9, 0.9, 1.0]])  # indefinite
+    assert np.linalg.eigvalsh(g).min() < 0
+    with pytest.raises(InfeasibleError, match=r"with only one asset weighted the index vol is "
+                       r"weight x vol = 0\.1, not 0\.12"):
+        implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.12, g)
+    # the index vol then says nothing about correlations: the nearest correlation matrix
+    res = implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.1, g)
+    ref = reference_nearest(np.array([0.5, 0, 0]), np.array([0.2, 0.3, 0.2]), 0.1, g)
+    assert np.abs(res.corr - ref).max() < 1e-6
+    assert res.min_eigenvalue > -1e-10
+    with pytest.raises(InputError, match='use method "nearest"'):
+        implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.1, g, method="shift")
+
+
+def test_index_vol_at_the_ends_of_its_range():
+    with pytest.raises(InfeasibleError, match=r"index_vol 0\.2 is the top of its range, reached "
+                       "only with all correlations at 1"):
+        implied_correlation([0.5, 0.5], [0.2, 0.2], 0.2, np.eye(2))
+    with pytest.raises(InfeasibleError, match=r"at the bottom of its range \(0\.2\)"):
+        implied_correlation([0.8, 0.1, 0.1], [0.3, 0.2, 0.2], 0.2, np.eye(3))
+
+
+def test_index_vol_of_singular_and_indefinite_corr():
+    assert index_vol([1.0, 1.0], [0.1, 0.1], [[1.0, -1.0], [-1.0, 1.0]]) == 0.0
+    indefinite = np.full((3, 3), -0.9)
+    np.fill_diagonal(indefinite, 1.0)
+    with pytest.raises(InputError, match="corr gives a negative index variance"):
+        index_vol([1.0, 1.0, 1.0], [0.1, 0.1, 0.1], indefinite)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ BLAS_THREADS: int | None = 1
 # ones to rounding; anything larger is a real asymmetry.
 _SYM_TOL = 1e-8
 _PSD_TOL = 1e-10
+# Rounding allowance, relative to (sum |a|)^2, on an index variance: a PSD but
+# singular corr can give -1e-17 instead of 0.
+_ROUNDING = 64 * float(np.finfo(float).eps)
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,29 @@ def _validate_index_vol(index_vol: object) -> float:
     return s
 
 
+def _scaled(w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, int]:
+    """``a = w * v`` as ``(ah, e)`` with ``a = ah * 2**e`` and ``max |ah|`` in [1/2, 1).
+
+    The problem is invariant to scaling ``a`` and ``s`` together, so everything
+    is computed with ``ah`` and ``s * 2**-e``: no product or sum of squares can
+    overflow or underflow, whatever the size of the weights and vols. Powers of
+    two scale exactly.
+    """
+    ew = math.frexp(float(np.abs(w).max()))[1]
+    ev = math.frexp(float(v.max()))[1]
+    b = np.ldexp(w, -ew) * np.ldexp(v, -ev)
+    eb = math.frexp(float(np.abs(b).max()))[1]
+    return np.ldexp(b, -eb), ew + ev + eb
+
+
+def _ldexp(x: float, e: int) -> float:
+    """``x * 2**e``, ``inf`` when it overflows (0 when it underflows)."""
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 # --------------------------------------------------------------------------- simple pieces
 
 
@@ -249,9 +276,15 @@ def index_vol_range(weights: object, vols: object) -> tuple[float, float]:
 
     """
     w, v = _validate_wv(weights, vols)
-    a = np.abs(w * v)
-    total = float(a.sum())
-    return max(0.0, 2.0 * float(a.max()) - total), total
+    ah, e = _scaled(w, v)
+    lo, hi = _range(ah)
+    return _ldexp(lo, e), _ldexp(hi, e)
+
+
+def _range(ah: np.ndarray) -> tuple[float, float]:
+    b = np.abs(ah)
+    total = float(b.sum())
+    return max(0.0, 2.0 * float(b.max()) - total), total
 
 
 def index_vol(weights: object, vols: object, corr: object) -> float:
@@ -270,14 +303,18 @@ def index_vol(weights: object, vols: object, corr: object) -> float:
     """
     w, v = _validate_wv(weights, vols)
     c = validate_correlation(corr, w.size)
-    a = w * v
-    var = float(a @ c @ a)
-    if var < 0:
+    ah, e = _scaled(w, v)
+    var = float(ah @ c @ ah)
+    if var < -_ROUNDING * float(np.abs(ah).sum()) ** 2:
         raise InputError(
-            f"corr gives a negative index variance ({var:.3g}): it is not positive semidefinite",
+            f"corr gives a negative index variance ({_ldexp(var, 2 * e):.3g}): it is not "
+            "positive semidefinite",
             "corr",
         )
-    return float(np.sqrt(var))
+    vol = _ldexp(math.sqrt(max(var, 0.0)), e)
+    if math.isinf(vol):
+        raise InputError("weights x vols are too large: the index vol overflows", "weights")
+    return vol
 
 
 def average_implied_correlation(weights: object, vols: object, index_vol: object) -> float:
@@ -289,22 +326,38 @@ def average_implied_correlation(weights: object, vols: object, index_vol: object
     ------
     InfeasibleError
         When ``rho`` is outside ``[-1/(n-1), 1]`` (no valid equicorrelation
-        matrix), naming the index-vol range that one can reach.
+        matrix), naming the index-vol range that one can reach (its ends are
+        the vols at ``rho = 1`` and ``rho = -1/(n-1)``, in either order: with a
+        negative weight the index vol can fall as ``rho`` rises).
+    InputError
+        Fewer than two weighted assets, or weights whose cross terms cancel so
+        that no correlation changes the index vol.
 
     """
     w, v = _validate_wv(weights, vols)
     s = _validate_index_vol(index_vol)
-    a = w * v
-    sq = float(a @ a)
-    top = float(a.sum()) ** 2
-    if a.size < 2 or np.isclose(top, sq, rtol=1e-14, atol=0.0):
+    ah, e = _scaled(w, v)
+    if np.count_nonzero(ah) < 2:
         raise InputError("weights must give weight to at least two assets", "weights")
-    rho = (s * s - sq) / (top - sq)
-    n = a.size
+    sh = _ldexp(s, -e)
+    sq = float(ah @ ah)
+    top = float(ah.sum()) ** 2
+    cross = top - sq  # 2 sum_(i<j) a_i a_j, the part of the variance rho multiplies
+    if abs(cross) <= 1e-12 * (float(np.abs(ah).sum()) ** 2 - sq):
+        raise InputError(
+            "weights x vols make the index vol the same for every average correlation "
+            "(their cross terms cancel)",
+            "weights",
+        )
+    rho = (sh * sh - sq) / cross if math.isfinite(sh * sh) else math.copysign(math.inf, cross)
+    n = ah.size
     lo_rho = -1.0 / (n - 1)
     if rho > 1 + 1e-12 or rho < lo_rho - 1e-12:
-        lo_var = sq + lo_rho * (top - sq)
-        lo, hi = np.sqrt(max(lo_var, 0.0)), np.sqrt(top)
+        # The index variance sq + rho * cross is linear in rho: its ends are at
+        # rho = -1/(n-1) and rho = 1, in either order (a negative weight can
+        # make it fall as rho rises).
+        ends = sorted(math.sqrt(max(sq + r * cross, 0.0)) for r in (lo_rho, 1.0))
+        lo, hi = (_ldexp(x, e) for x in ends)
         raise InfeasibleError(
             f"index_vol {s:.4g} is outside the {lo:.4g} to {hi:.4g} an equal correlation can give",
             "index_vol",
@@ -313,11 +366,21 @@ def average_implied_correlation(weights: object, vols: object, index_vol: object
 
 
 def _range_message(s: float, lo: float, hi: float) -> str:
-    if s >= hi:
+    if s > hi * (1.0 + 1e-9):
         return (
             f"index_vol {s:.4g} is above the {hi:.4g} reached with all correlations at 1"
         )
-    return f"index_vol {s:.4g} is below the lowest reachable index vol {lo:.4g}"
+    if s >= 0.5 * (lo + hi):
+        return (
+            f"index_vol {s:.4g} is the top of its range, reached only with all "
+            "correlations at 1; give a lower index_vol"
+        )
+    if s < lo * (1.0 - 1e-9):
+        return f"index_vol {s:.4g} is below the lowest reachable index vol {lo:.4g}"
+    return (
+        f"index_vol {s:.4g} is at the bottom of its range ({lo:.4g}), reached only with "
+        "a singular correlation matrix; give a higher index_vol"
+    )
 
 
 # --------------------------------------------------------------------------- shift
@@ -742,6 +805,18 @@ def _polish(c: np.ndarray, a: np.ndarray, s: float) -> np.ndarray:
 # --------------------------------------------------------------------------- entry point
 
 
+def _check_one_asset(sh: float, ah: float, s: float, e: int, n: int, method: str) -> None:
+    """With one weighted asset the only reachable index vol is ``|w v| = ah * 2**e``."""
+    which = "one asset" if n == 1 else "only one asset weighted"
+    if abs(sh - ah) > 1e-9 * ah:
+        raise InfeasibleError(
+            f"with {which} the index vol is weight x vol = {_ldexp(ah, e):.4g}, not {s:.4g}",
+            "index_vol",
+        )
+    if n > 1 and method == "shift":
+        raise InputError(f'with {which} the shift is undefined; use method "nearest"', "method")
+
+
 def implied_correlation(
     weights: object,
     vols: object,
@@ -787,7 +862,16 @@ def implied_correlation(
         Malformed inputs (the message names the argument).
     InfeasibleError
         ``index_vol`` outside the reachable range (the message gives the range),
-        or ``shift`` leaving the valid correlation matrices.
+        or ``shift`` leaving the valid correlation matrices. With one asset (or
+        only one with a nonzero weight) the only reachable index vol is
+        ``|w v|``, to a relative 1e-9; the answer is then ``[[1]]`` (or the
+        nearest correlation matrix to ``corr``).
+
+    Notes
+    -----
+    The problem is invariant to scaling ``a = v * w`` and ``index_vol``
+    together; it is solved for ``a / 2**e`` with ``max |a / 2**e|`` near one, so
+    any size of weights and vols gives the same correlation matrix.
 
     """
     t0 = time.perf_counter()
@@ -801,23 +885,40 @@ def implied_correlation(
     if labels is not None and len(labels) != w.size:
         raise InputError(f"labels has {len(labels)} entries but weights has {w.size}", "labels")
     g = validate_correlation(corr, w.size, labels)
-    a = w * v
-    lo, hi = index_vol_range(w, v)
-    margin = 1e-9 * hi
-    if not (lo + margin < s < hi - margin):
-        raise InfeasibleError(_range_message(s, lo, hi), "index_vol")
-
+    big, small = float(v.max()), float(v.min())
+    if not math.isfinite(big * big) or small * small == 0.0:
+        bad = big if not math.isfinite(big * big) else small
+        raise InputError(
+            f"vols has {bad:.4g}, whose square (a variance) is out of range; "
+            "give vols as fractions, e.g. 0.15 for 15%",
+            "vols",
+        )
+    # Work with a / 2**e and s / 2**e (max |a / 2**e| near 1): the answer is
+    # the same and nothing overflows or underflows.
+    ah, e = _scaled(w, v)
+    sh = _ldexp(s, -e)
     alpha = None
     iterations = 0
-    with _blas_threads():
-        if method_name == "shift":
-            c, alpha = _shift(g, a, s)
-        else:
-            c, iterations = _nearest(g, a, s, tol * np.sqrt(w.size + 1), max_iter)
-            c = _polish(c, a, s)
-    achieved = float(np.sqrt(max(float(a @ c @ a), 0.0)))
+    weighted = np.flatnonzero(ah)
+    if weighted.size == 1:  # the index is one asset: its vol is |w v|, whatever corr
+        _check_one_asset(sh, abs(float(ah[weighted[0]])), s, e, w.size, method_name)
+    if w.size == 1:
+        c = np.ones((1, 1))
+    else:
+        lo, hi = _range(ah)
+        margin = 1e-9 * hi
+        if weighted.size > 1 and not (lo + margin < sh < hi - margin):
+            raise InfeasibleError(_range_message(s, _ldexp(lo, e), _ldexp(hi, e)), "index_vol")
+        with _blas_threads():
+            if method_name == "shift":
+                c, alpha = _shift(g, ah, sh)
+            else:
+                c, iterations = _nearest(g, ah, sh, tol * np.sqrt(w.size + 1), max_iter)
+                c = _polish(c, ah, sh)
+    achieved_h = math.sqrt(max(float(ah @ c @ ah), 0.0))
+    achieved = _ldexp(achieved_h, e)
     residual = max(
-        float(np.abs(np.diag(c) - 1.0).max()), abs(achieved**2 - s * s) / (s * s)
+        float(np.abs(np.diag(c) - 1.0).max()), abs(achieved_h**2 - sh * sh) / (sh * sh)
     )
     cov = c * v[:, None] * v[None, :]
     return ImpliedCorrelation(

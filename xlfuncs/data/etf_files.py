@@ -23,8 +23,10 @@ plain      two columns, ticker and weight; a header whose weight cell holds
 Weights are never taken as percent or fraction from their size: the issuer
 layouts are percent by layout, a cell written ``12.5%`` is percent, and a plain
 file says so in its header or through the caller. Cash, currency, money-market
-and derivative rows are dropped explicitly and reported; the kept weights are
-renormalised to sum to one and the original total is reported. The table ends
+and derivative rows are dropped explicitly and reported, and so are total and
+subtotal rows (a ticker or name cell reading ``Total``, ``Grand Total``,
+``Subtotal`` or ``Sum``); the kept weights are renormalised to sum to one and
+the original total is reported. The table ends
 at the first blank row (the legal disclaimers that follow are ignored).
 """
 
@@ -36,6 +38,7 @@ import io
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +56,7 @@ __all__ = ["DroppedRow", "EtfHoldings", "parse_etf_table", "read_etf_file"]
 
 @dataclass(frozen=True)
 class DroppedRow:
-    """A cash, currency, money-market or derivative row left out of the holdings.
+    """A cash, currency, money-market, derivative or total row left out of the holdings.
 
     Attributes
     ----------
@@ -66,7 +69,8 @@ class DroppedRow:
         None when the file leaves it blank.
     reason : str
         Why it was dropped: ``cash``, ``money market``, ``futures``, ``swap``,
-        ``option``, ``forward``, ``fx forward``, ``derivative``, ``no ticker``, ...
+        ``option``, ``forward``, ``fx forward``, ``derivative``, ``no ticker``,
+        ``total`` (a total or subtotal row; its label is the ``name``), ...
     row : int or None
         The row number in the file (1-based), when known.
 
@@ -132,21 +136,26 @@ class EtfHoldings:
         lines = [f"layout: {title}" + (f" ({self.fund})" if self.fund else "")]
         lines.append(f"as of: {self.as_of.isoformat() if self.as_of else 'not stated'}")
         lines.append(f"holdings: {len(self.tickers)}")
-        if self.dropped:
+        cash = [d for d in self.dropped if d.reason != _TOTAL_REASON]
+        totals = [d for d in self.dropped if d.reason == _TOTAL_REASON]
+        if cash:
             shown = [
                 f"{d.ticker or d.name or '?'} ({d.reason}"
                 + (f", {_pct(d.weight)})" if d.weight is not None else ")")
-                for d in self.dropped[:_REPORT_DROPPED]
+                for d in cash[:_REPORT_DROPPED]
             ]
-            more = len(self.dropped) - _REPORT_DROPPED
-            tail = f" and {more} more" if more > 0 else ""
-            n = len(self.dropped)
-            lines.append(
-                f"dropped {n} cash/derivative row{'s' if n != 1 else ''}: "
-                + ", ".join(shown) + tail
-            )
+            lines.append(f"dropped {_rows(len(cash), 'cash/derivative')}: "
+                         + ", ".join(shown) + _more(len(cash)))
         else:
             lines.append("dropped: no cash or derivative rows")
+        if totals:
+            shown = [
+                f"{d.name or d.ticker or '?'} (row {d.row}"
+                + (f", {_pct(d.weight)})" if d.weight is not None else ")")
+                for d in totals[:_REPORT_DROPPED]
+            ]
+            lines.append(f"dropped {_rows(len(totals), 'total')}: " + ", ".join(shown)
+                         + _more(len(totals)))
         if self.merged:
             lines.append("added up the rows of tickers listed more than once: "
                          + ", ".join(self.merged))
@@ -175,11 +184,22 @@ class EtfHoldings:
 
 _REPORT_DROPPED = 6
 _TOTAL_TOLERANCE = 1e-9
+_TOTAL_REASON = "total"
 
 
 def _pct(fraction: float) -> str:
+    if abs(fraction) >= 1e7:  # a file whose weights are far from percent or fractions
+        return f"{fraction * 100:.4g}%"
     text = f"{fraction * 100:.4f}".rstrip("0").rstrip(".")
     return f"{'0' if text in ('', '-0') else text}%"
+
+
+def _rows(n: int, kind: str) -> str:
+    return f"{n} {kind} row{'s' if n != 1 else ''}"
+
+
+def _more(n: int) -> str:
+    return f" and {n - _REPORT_DROPPED} more" if n > _REPORT_DROPPED else ""
 
 
 # --------------------------------------------------------------------------- layouts
@@ -332,6 +352,15 @@ _CURRENCIES = frozenset(
 )
 
 
+# A total or subtotal row, by its ticker or name cell (the whole cell, any case).
+_TOTAL_LABEL = re.compile(r"(?i)^(?:grand|sub)?[\s-]*totals?\s*:?$")
+_SUM_LABEL = re.compile(r"(?i)^sum\s*:?$")
+
+
+class _TooLarge(ValueError):
+    """A number cell whose value is not finite (``1e400``)."""
+
+
 def _text(cell: object) -> str:
     """A cell as stripped text ('' for None); integral floats without '.0'."""
     if cell is None:
@@ -355,7 +384,8 @@ def _parse_number(cell: object) -> tuple[float | None, bool]:
 
     Accepts numbers and strings such as ``"1,234.56"``, ``"$1,234"``,
     ``"(1,234)"`` (negative), ``"-$5"``, ``"12.5%"``; ``-``, ``n/a`` and blank
-    are missing. Raises ValueError for anything else (the caller names the row).
+    are missing. Raises ValueError for anything else, and for numbers too large
+    for a float such as ``"1e400"`` (the caller names the row).
     """
     if cell is None:
         return None, False
@@ -366,7 +396,7 @@ def _parse_number(cell: object) -> tuple[float | None, bool]:
         if math.isnan(value):
             return None, False
         if not math.isfinite(value):
-            raise ValueError(cell)
+            raise _TooLarge(cell)
         return value, False
     text = _text(cell).replace(" ", "").replace("\u2212", "-")
     if text.casefold() in _MISSING:
@@ -388,6 +418,8 @@ def _parse_number(cell: object) -> tuple[float | None, bool]:
     if not _NUMBER.match(text) or (negative and text.startswith(("-", "+"))):
         raise ValueError(cell)
     value = float(text)
+    if not math.isfinite(value):
+        raise _TooLarge(cell)  # "1e400"
     return (-value if negative else value), percent
 
 
@@ -480,6 +512,26 @@ def _classify(
     if normalise_ticker(ticker) in _CURRENCIES and not asset.startswith("equit"):
         return "cash"
     return None
+
+
+def _is_total(ticker: str, name: str | None, weight: float | None, above: list[float],
+              last: bool) -> bool:
+    """Whether a row is a total or subtotal line rather than a holding.
+
+    ``Total``, ``Grand Total``, ``Subtotal`` (any case, in the ticker or the
+    name cell) always are, and so is ``Sum`` in the name cell. ``SUM`` in the
+    ticker cell is also a ticker (Summit Materials): it is a total only on the
+    table's last row, with no name, after at least two rows, and with a weight
+    that is missing or adds up the weights ``above`` it (to 0.5%, for rounding).
+    """
+    if _TOTAL_LABEL.match(ticker) or (name is not None and _TOTAL_LABEL.match(name)):
+        return True
+    if name is not None and _SUM_LABEL.match(name):
+        return True
+    if _SUM_LABEL.match(ticker) and name is None and last and len(above) >= 2:
+        running = math.fsum(above)
+        return weight is None or abs(weight - running) <= 0.005 * abs(running)
+    return False
 
 
 def _resolve_percent(layout: _Layout, header_percent: bool | None,
@@ -600,6 +652,9 @@ def parse_etf_table(
     def number(row: list[str], column: int | None, what: str, line: int) -> float | None:
         try:
             value, signed = _parse_number(_cell(row, column))
+        except _TooLarge:
+            raise _fail(source, f"row {line}: {what} {_cell(row, column)!r} is too large to be "
+                                "a number") from None
         except ValueError:
             raise _fail(source, f"row {line}: {what} {_cell(row, column)!r} is not a number") \
                 from None
@@ -617,6 +672,7 @@ def parse_etf_table(
     merged: list[str] = []
     end = len(table)
     n_rows = 0
+    above: list[float] = []  # weights of the rows so far (a "Sum" row adds them up)
     for index in range(start, len(table)):
         row, line = table[index], index + 1
         filled = sum(1 for c in row if c)
@@ -627,6 +683,14 @@ def parse_etf_table(
         raw_ticker = _cell(row, c_ticker).upper()
         name = _cell(row, c_name) or None
         weight = number(row, c_weight, "weight", line)
+        following = table[index + 1] if index + 1 < len(table) else []
+        last = sum(1 for c in following if c) <= (1 if wide else 0)
+        if _is_total(_cell(row, c_ticker), name, weight, above, last):
+            label = name if name and (_TOTAL_LABEL.match(name) or _SUM_LABEL.match(name)) \
+                else _cell(row, c_ticker)
+            dropped.append(DroppedRow(None, label, weight, _TOTAL_REASON, line))
+            continue
+        above.append(weight or 0.0)
         reason = _classify(
             raw_ticker, name or "", _cell(row, c_asset), _cell(row, c_sector),
             _cell(row, c_strike), _cell(row, c_underlying),
@@ -654,12 +718,22 @@ def parse_etf_table(
     if n_rows == 0:
         raise _empty_template(source)
     if not tickers:
-        raise _fail(source, f"has no holdings once its {len(dropped)} cash/derivative rows "
-                            "are dropped")
-    total = math.fsum(weights)
-    if not total > 0:
+        n_total = sum(1 for d in dropped if d.reason == _TOTAL_REASON)
+        kinds = [_rows(n, kind) for n, kind in ((len(dropped) - n_total, "cash/derivative"),
+                                                (n_total, "total")) if n]
+        verb = "is" if len(dropped) == 1 else "are"
+        raise _fail(source, f"has no holdings once its {' and '.join(kinds)} {verb} dropped")
+    # Added up relative to the largest weight: no overflow, no underflow.
+    top = max(abs(x) for x in weights)
+    scaled = [x / top for x in weights] if top > 0 else weights
+    scaled_total = math.fsum(scaled)
+    total = scaled_total * top
+    if not math.isfinite(total):
+        raise _fail(source, "weights are too large to add up (they sum to more than 1e308); "
+                            "they should be fractions or percent")
+    if not scaled_total > 1e-9 * math.fsum(abs(x) for x in scaled):
         raise _fail(source, f"weights of its holdings sum to {_pct(total)}; cannot renormalise")
-    vector = _sum_to_one(np.asarray(weights, dtype=float) / total)
+    vector = _sum_to_one(np.asarray(scaled, dtype=float) / scaled_total)
     vector.flags.writeable = False  # EtfHoldings is frozen
     return EtfHoldings(
         tickers=tuple(tickers),
@@ -703,6 +777,8 @@ def _check_after_end(table: list[list[str]], end: int, c_ticker: int | None,
         if sum(1 for c in row if c) < (3 if wide else 2):
             continue
         ticker = _cell(row, c_ticker)
+        if _TOTAL_LABEL.match(ticker) or _SUM_LABEL.match(ticker):
+            continue  # a total row under the table, not a holding
         try:
             weight, _ = _parse_number(_cell(row, c_weight))
         except ValueError:
@@ -742,14 +818,13 @@ def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None) -> 
     Raises
     ------
     InputError
-        A missing or unreadable file, an ``.xls`` workbook, or any problem
-        :func:`parse_etf_table` reports.
+        An Excel error value (``#N/A``) instead of a path, a missing or
+        unreadable file, a folder or a device, an ``.xls`` workbook, or any
+        problem :func:`parse_etf_table` reports.
 
     """
-    file = Path(path)
+    file = _regular_file(path)
     source = file.name
-    if not file.is_file():
-        raise InputError(f"path: no such file {os.fspath(path)}", "path")
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -762,6 +837,36 @@ def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None) -> 
     else:
         rows = _csv_rows(data, source)
     return parse_etf_table(rows, source=source, percent=percent)
+
+
+# Cell error values as a worksheet hands them on (xlfuncs.excel.cells.EXCEL_ERRORS;
+# the data layer does not import the Excel layer).
+_EXCEL_ERRORS = frozenset(
+    {"#N/A", "#DIV/0!", "#NAME?", "#NULL!", "#NUM!", "#REF!", "#VALUE!", "#SPILL!",
+     "#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"}
+)
+
+
+def _regular_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path once it is known to name a regular file (else InputError)."""
+    text = os.fspath(path)
+    if isinstance(text, str) and text.strip().upper() in _EXCEL_ERRORS:
+        raise InputError(f"path has {text.strip().upper()}; a file path is needed", "path")
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"path: no such file {text}", "path") from None
+    except OSError as exc:
+        raise InputError(f"path: {text} cannot be read ({exc.strerror or exc})", "path") \
+            from None
+    except ValueError:  # an embedded NUL character
+        raise InputError(f"path: {text!r} is not a valid file path", "path") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"path: {text} is a folder, not a file", "path")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"path: {text} is not a regular file", "path")
+    return file
 
 
 def _decode(data: bytes) -> str:
