@@ -89,7 +89,7 @@ def test_a_shorter_result_clears_the_longer_one(tmp_path):
         ({"BtData": "no_such_file.csv"}, 'Run failed: BtData: source must be "sample", '),
         ({"BtData": "."}, "Run failed: BtData: source is a folder, not a file"),
         ({"BtModel": "ewma:0"}, "Run failed: BtModel: model ewma half-life"),
-        ({"BtStart": "soon"}, "Run failed: BtStart: start must be a date such as 2010-01-31"),
+        ({"BtStart": "soon"}, "Run failed: BtStart: start must be a date written year first"),
         ({"BtTev": 5.0}, "Run failed: BtTev: tev budget 5 is 500% a year"),
         ({"BtCost": 5.0}, "Run failed: BtCost: cost 5 is 500% of every amount traded"),
         ({"BtStart": "2030-01-31", "BtEnd": None},

@@ -526,3 +526,27 @@ def test_index_vol_of_singular_and_indefinite_corr():
     np.fill_diagonal(indefinite, 1.0)
     with pytest.raises(InputError, match="corr gives a negative index variance"):
         index_vol([1.0, 1.0, 1.0], [0.1, 0.1, 0.1], indefinite)
+
+
+@pytest.mark.parametrize(
+    ("weights", "vols", "s", "message"),
+    [
+        ([1.98, 9.66, 88.36], [0.15, 0.13, 0.19], 0.116, "weights sum to 100: index weights"),
+        ([0.2, 0.3, 0.5], [15.0, 12.7, 19.0], 0.116, r"vols look like percent \(12\.7 and up\)"),
+    ],
+)
+def test_check_units_refuses_percent_typed_as_numbers(weights, vols, s, message):
+    from xlfuncs.core import check_units
+
+    with pytest.raises(InputError, match=message):
+        check_units(weights, vols, s)
+
+
+def test_check_units_accepts_what_analysts_type(sector):
+    from xlfuncs.core import check_units
+
+    w, v, _, s = sector
+    check_units(w, v, s)
+    check_units(w * 0.6, v, s)  # a part of the index
+    check_units(w, v * 100, s * 100)  # both in percent
+    check_units([0.7, -0.3, 0.6], [0.2, 0.3, 0.25])  # a long-short basket

@@ -295,3 +295,146 @@ def test_fuzz_never_raises(name):
             assert isinstance(out, float | list), (args, out)
             if isinstance(out, float):
                 assert np.isfinite(out)
+
+
+# --------------------------------------------------------------------------- cell parsing
+
+
+COV2 = [["", "A", "B"], ["A", 0.04, 0.01], ["B", 0.01, 0.04]]
+ETF2 = [["ticker", "weight"], ["A", 0.5], ["B", 0.5]]
+MONTH_ENDS = [dt.datetime(2024, 1, 31), dt.datetime(2024, 2, 29), dt.datetime(2024, 3, 31)]
+RETS = [[0.01, 0.02], [-0.01, 0.0], [0.02, 0.01]]
+
+
+def test_percent_text_under_a_percent_header_is_not_divided_again():
+    holdings = [["ticker", "weight %"], ["A", "50%"], ["B", "50%"]]
+    assert udfs.PORTFOLIO_BETA(holdings, ETF2, COV2) == pytest.approx(1.0, rel=1e-14)
+    holdings = [["ticker", "weight %"], ["A", 50.0], ["B", 50.0]]
+    assert udfs.PORTFOLIO_BETA(holdings, ETF2, COV2) == pytest.approx(1.0, rel=1e-14)
+
+
+def test_percent_header_over_percent_formatted_weights_is_reported():
+    holdings = [["ticker", "weight %"], ["A", 0.5], ["B", 0.5]]
+    out = udfs.PORTFOLIO_BETA(holdings, ETF2, COV2)
+    assert is_error(out) and out.startswith(f"{ERROR_PREFIX} holdings ")
+    assert "type 50 for 50%" in out and "remove the % from the header" in out
+
+
+def test_percent_header_on_vectors():
+    corr = [[1, 0.1], [0.1, 1]]
+    assert udfs.INDEX_VOL([["weight %"], [50.0], [50.0]], [[0.2], [0.3]], corr) == (
+        pytest.approx(0.0355 ** 0.5, rel=1e-14))
+    assert udfs.INDEX_VOL([[0.5], [0.5]], [["vol %"], [20.0], ["30%"]], corr) == (
+        pytest.approx(0.0355 ** 0.5, rel=1e-14))
+    out = udfs.INDEX_VOL([["weight %"], [0.5], [0.5]], [[0.2], [0.3]], corr)
+    assert is_error(out) and "weights is in percent" in out
+    out = udfs.IMPLIED_AVG_CORR([[0.5], [0.5]], [["vol %"], [0.2], [0.3]], 0.2)
+    assert is_error(out) and "vols has 0.2 at row 2" in out
+
+
+def test_decimal_comma_is_not_a_thousands_separator():
+    out = udfs.INDEX_VOL([[0.5], ["0,5"]], [[0.2], [0.3]], [[1, 0.1], [0.1, 1]])
+    assert is_error(out) and 'weights has text "0,5" at row 2; a number is needed' in out
+
+
+def test_several_weight_columns_are_reported():
+    holdings = [["ticker", "Portfolio weight", "Benchmark weight", "Active weight"],
+                ["A", 0.6, 0.5, 0.1], ["B", 0.4, 0.5, -0.1]]
+    out = udfs.PORTFOLIO_BETA(holdings, ETF2, COV2)
+    assert is_error(out) and "holdings has several weight columns" in out
+    assert "Portfolio weight" in out and "Active weight" in out
+
+
+def test_a_date_column_of_numbers_is_the_index():
+    out = udfs.HIST_COV([["date", "A", "B"], *([m, *r] for m, r in zip(
+        [202401.0, 202402.0, 202403.0], RETS, strict=True))])
+    assert out[0] == ["", "A", "B"]
+    np.testing.assert_allclose(body(out), np.cov(np.array(RETS), rowvar=False), rtol=1e-14)
+    out = udfs.RETURNS([["date", "A"], [45293.0, 100.0], [45294.0, 101.0], [45295.0, 99.99]])
+    assert out[0] == ["date", "A"] and [r[0] for r in out[1:]] == [45294.0, 45295.0]
+    assert [r[1] for r in out[1:]] == pytest.approx([0.01, -0.01], rel=1e-12)
+
+
+def test_numeric_asset_ids_in_the_header_are_labels_and_flow_on():
+    table = [["date", 10107.0, 14593.0], *([m, *r] for m, r in zip(MONTH_ENDS, RETS,
+                                                                   strict=True))]
+    cov = udfs.HIST_COV(table)
+    assert cov[0] == ["", "10107", "14593"]
+    np.testing.assert_allclose(body(cov), np.cov(np.array(RETS), rowvar=False), rtol=1e-14)
+    betas = udfs.ETF_BETAS([["14593", 0.5], ["10107", 0.5]], cov)
+    assert not is_error(betas), betas
+    assert [r[0] for r in betas[1:]] == ["10107", "14593"]
+    out = udfs.HIST_CORR([["10107", "14593"], *RETS])
+    assert out[0] == ["", "10107", "14593"]
+
+
+def test_one_holding_without_header_and_two_transposed():
+    assert udfs.ETF_BETAS([["A", 1.0]], COV2)[1:] == [["A", 1.0], ["B", 0.25]]
+    assert udfs.PORTFOLIO_BETA([["A", "B"], [0.5, 0.5]], ETF2, COV2) == pytest.approx(1.0)
+
+
+def test_bad_cells_in_a_date_index_are_named():
+    d1, d2, d3 = MONTH_ENDS
+    out = udfs.RETURNS([["date", "A"], [d1, 100.0], [None, 101.0], [d3, 102.0]])
+    assert is_error(out) and "prices has a blank at row 3, column 1 where a date" in out
+    out = udfs.RETURNS([["date", "A"], [d1, 100.0], ["#N/A", 101.0], [d3, 102.0]])
+    assert is_error(out) and "prices has #N/A at row 3, column 1" in out
+    out = udfs.RETURNS([["date", "A"], [d1, 100.0], [d2, 101.0], [d3, 102.0],
+                        ["Average", 101.0]])
+    assert is_error(out) and 'prices has text "Average" at row 5, column 1' in out
+
+
+def test_leading_blank_rows_and_columns_are_trimmed():
+    table = [["date", "A", "B"], *([m, *r] for m, r in zip(MONTH_ENDS, RETS, strict=True))]
+    padded = [[None] * 4] + [[None, *row] for row in table]
+    assert udfs.HIST_COV(padded) == udfs.HIST_COV(table)
+    padded[3][3] = "x"
+    out = udfs.HIST_COV(padded)
+    assert is_error(out) and 'returns has text "x" at row 4, column 4' in out
+
+
+def test_accounting_and_currency_text():
+    holdings = [["ticker", "weight"], ["A", "$1.5"], ["B", "(0.5)"]]
+    assert udfs.PORTFOLIO_BETA(holdings, ETF2, COV2) == pytest.approx(
+        1.5 * 1.0 - 0.5 * 1.0)
+
+
+def test_numeric_text_tickers_in_holdings():
+    cov = [["", "7203", "0700"], ["7203", 0.04, 0.01], ["0700", 0.01, 0.04]]
+    etf = [["ticker", "weight"], ["7203", 0.5], ["0700", 0.5]]
+    assert udfs.PORTFOLIO_BETA([["ticker", "weight"], ["7203", 1.0]], etf, cov) == (
+        pytest.approx(1.0))
+
+
+def test_numbers_out_of_range_are_reported():
+    out = udfs.HIST_COV([[0.01, 1e300], [0.02, 0.01], [0.0, 0.0]])
+    assert is_error(out) and "returns has the number 1e+300 at row 1, column 2" in out
+    assert "out of range" in out
+    out = udfs.INDEX_VOL([[0.5], [1e-200]], [[0.2], [0.3]], [[1, 0.1], [0.1, 1]])
+    assert is_error(out) and "weights has the number 1e-200 at row 2, out of range" in out
+    out = udfs.PORTFOLIO_BETA(ETF2, ETF2, [["", "A", "B"], ["A", 0.04, 1e101],
+                                           ["B", 1e101, 0.04]])
+    assert is_error(out) and "cov has the number 1e+101 at row 2, column 3" in out
+
+
+def test_percent_typed_as_plain_numbers_is_reported(sheet):
+    weights = [[x[0] * 100] for x in sheet["weights"]]  # 1.98 ... 10.84, no header
+    for out in (udfs.IMPLIED_CORR(weights, sheet["vols"], 0.116, sheet["corr"]),
+                udfs.IMPLIED_AVG_CORR(weights, sheet["vols"], 0.116),
+                udfs.INDEX_VOL(weights, sheet["vols"], sheet["corr"])):
+        assert out == ("#xlfuncs! weights sum to 100: index weights are fractions (0.0198 for "
+                       "1.98%); divide them by 100 or type them as percentages")
+    vols = [[x[0] * 100] for x in sheet["vols"]]
+    out = udfs.IMPLIED_COV(sheet["weights"], vols, 0.116, sheet["corr"])
+    assert out.startswith("#xlfuncs! vols look like percent (11.7 and up) but index_vol 0.116")
+    # both in percent is consistent: the same correlations
+    same = udfs.IMPLIED_CORR(sheet["weights"], vols, 11.6, sheet["corr"])
+    ref = udfs.IMPLIED_CORR(sheet["weights"], sheet["vols"], 0.116, sheet["corr"])
+    assert same[0] == ref[0] and [r[0] for r in same] == [r[0] for r in ref]  # the labels
+    np.testing.assert_allclose([r[1:] for r in same[1:]], [r[1:] for r in ref[1:]], atol=1e-9)
+
+
+@pytest.mark.parametrize("path", ["#N/A", -2146826246, [["#REF!"]]])
+def test_etf_holdings_path_holding_an_error(path):
+    out = udfs.ETF_HOLDINGS(path)
+    assert re.fullmatch(r"#xlfuncs! path has #(N/A|REF!); a file path is needed", out), out

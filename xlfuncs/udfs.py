@@ -42,12 +42,13 @@ _RM = '"sample" (default), "ewma" (half-life 60 periods, or "ewma:30"), or "ledo
 
 def _implied(weights: Any, vols: Any, index_vol: Any, corr: Any, method: Any):
     labels, arr = align_all(
-        weights=cells.vector(weights, "weights"),
-        vols=cells.vector(vols, "vols"),
+        weights=cells.vector(weights, "weights", "weight"),
+        vols=cells.vector(vols, "vols", "vol"),
         corr=cells.labelled_matrix(corr, "corr"),
     )
     s = cells.scalar(index_vol, "index_vol")
     m = cells.choice(method, "method", ("nearest", "shift"), "nearest")
+    core.check_units(arr["weights"], arr["vols"], s)
     res = core.implied_correlation(arr["weights"], arr["vols"], s, arr["corr"], m, labels=labels)
     return res, labels
 
@@ -77,9 +78,10 @@ def IMPLIED_COV(weights, vols, index_vol, corr, method=None):
 @worksheet_function(ranges=("weights", "vols"), weights=_W, vols=_V, index_vol=_S)
 def IMPLIED_AVG_CORR(weights, vols, index_vol):
     """The one average (equi-)correlation that reproduces the index vol (CBOE style)."""
-    _, arr = align_all(weights=cells.vector(weights, "weights"),
-                      vols=cells.vector(vols, "vols"))
+    _, arr = align_all(weights=cells.vector(weights, "weights", "weight"),
+                      vols=cells.vector(vols, "vols", "vol"))
     s = cells.scalar(index_vol, "index_vol")
+    core.check_units(arr["weights"], arr["vols"], s)
     return core.average_implied_correlation(arr["weights"], arr["vols"], s)
 
 
@@ -87,10 +89,11 @@ def IMPLIED_AVG_CORR(weights, vols, index_vol):
 def INDEX_VOL(weights, vols, corr):
     """Index vol implied by a correlation matrix: sqrt(w'VCVw)."""
     _, arr = align_all(
-        weights=cells.vector(weights, "weights"),
-        vols=cells.vector(vols, "vols"),
+        weights=cells.vector(weights, "weights", "weight"),
+        vols=cells.vector(vols, "vols", "vol"),
         corr=cells.labelled_matrix(corr, "corr"),
     )
+    core.check_units(arr["weights"], arr["vols"])
     return core.index_vol(arr["weights"], arr["vols"], arr["corr"])
 
 
@@ -213,6 +216,11 @@ def ETF_HOLDINGS(path, weights=None):
     """
     from xlfuncs.data.etf_files import read_etf_file
 
+    if isinstance(path, list | tuple) and len(path) == 1:  # a one-cell range
+        path = path[0][0] if isinstance(path[0], list | tuple) and len(path[0]) == 1 else path
+    error = cells.error_name(path)
+    if error is not None:
+        raise InputError(f"path has {error}; a file path is needed", "path")
     if not isinstance(path, str) or not path.strip().strip('"'):
         raise InputError("path must be the file's full path, as text", "path")
     file = Path(path.strip().strip('"')).expanduser()

@@ -26,6 +26,7 @@ from xlfuncs.core._factor import (
 from xlfuncs.core._implied import (
     ImpliedCorrelation,
     average_implied_correlation,
+    check_units,
     implied_correlation,
     index_vol,
     index_vol_range,
@@ -106,6 +107,7 @@ __all__ = [
     "align_all",
     "average_implied_correlation",
     "beta_neutral",
+    "check_units",
     "correlation",
     "cov_to_corr",
     "covariance",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -62,6 +63,10 @@ def _positive_list(value: object, name: str) -> tuple[float, ...]:
                 raise InputError(f"{name} must be positive numbers (got {part.strip()})", name)
             out.append(x)
     return tuple(out)
+
+
+# A date as text: 2010-01-31, 2010-01 (the month) or 2010 (the year); a time may follow.
+_ISO_DATE = re.compile(r"\d{4}(-\d{1,2}(-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?)?)?")
 
 
 @dataclass(frozen=True)
@@ -172,11 +177,15 @@ class BacktestConfig:
         for name in ("start", "end"):
             value = getattr(self, name)
             if value is not None:
+                # Year first only: 01/02/2000 is 1 February to some and 2 January to others.
+                iso = isinstance(value, str) and _ISO_DATE.fullmatch(value.strip())
                 try:
-                    pd.Timestamp(value)
+                    if not iso:
+                        raise ValueError(value)
+                    pd.Timestamp(value.strip())
                 except (ValueError, TypeError):
-                    raise InputError(f"{name} must be a date such as 2010-01-31 (got "
-                                     f"{value!r})", name) from None
+                    raise InputError(f"{name} must be a date written year first, such as "
+                                     f"2010-01-31 (got {value!r})", name) from None
         if self.start is not None and self.end is not None and (
                 pd.Timestamp(self.start) > pd.Timestamp(self.end)):
             raise InputError(f"start {self.start} is after end {self.end}", "start")
@@ -552,7 +561,10 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
     index = bench.index
     returns = pd.DataFrame({"benchmark": bench, "rf": data.rf.reindex(index)})
     for name in names:
-        returns[name] = pd.Series(books[name].returns, dtype=float).reindex(index)
+        # A strategy that never decided a portfolio only held its starting benchmark:
+        # those are not its returns, and statistics of them would mislead.
+        got = books[name].returns if books[name].decided else {}
+        returns[name] = pd.Series(got, dtype=float).reindex(index)
     returns.index.name = "date"
     rows = [(d, s, a, float(w)) for name in names for d, s, ws in books[name].decided
             for a, w in ws.items()]

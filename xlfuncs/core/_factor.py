@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from xlfuncs.core._risk import DEFAULT_HALFLIFE, RiskMethod, _ewma_weights, covariance
+from xlfuncs.core._risk import (
+    DEFAULT_HALFLIFE,
+    RiskMethod,
+    _check_halflife,
+    _ewma_weights,
+    covariance,
+)
 from xlfuncs.core._risk import parse_risk_method as _parse_risk_method
 from xlfuncs.errors import InputError
 
@@ -598,9 +604,11 @@ def factor_moments(
     else:
         try:
             rm = _parse_risk_method(method, "method")
-        except InputError:
+        except InputError as exc:
+            if str(method).strip().lower().startswith("ewma"):
+                raise  # the half-life's own message (with a RiskMetrics lambda's half-life)
             raise InputError("method must be one of sample, ewma, ewma:HALFLIFE, ledoit-wolf, "
-                             f'regime (got "{method}")', "method") from None
+                             f'regime (got "{method}")', "method") from exc
     if halflife is not None:
         try:
             hl_value = float(halflife)
@@ -608,6 +616,7 @@ def factor_moments(
             hl_value = math.nan
         if isinstance(halflife, bool) or not (math.isfinite(hl_value) and hl_value > 0):
             raise InputError("halflife must be a positive number of periods", "halflife")
+        _check_halflife(hl_value, "halflife")
         if rm.name == "ewma":
             rm = RiskMethod("ewma", hl_value)
     if len(x) < 2:

@@ -32,6 +32,7 @@ from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError
 __all__ = [
     "ImpliedCorrelation",
     "average_implied_correlation",
+    "check_units",
     "implied_correlation",
     "index_vol",
     "index_vol_range",
@@ -258,6 +259,37 @@ def _ldexp(x: float, e: int) -> float:
         return math.ldexp(x, e)
     except OverflowError:
         return math.copysign(math.inf, x)
+
+
+def check_units(weights: object, vols: object, index_vol: object = None) -> None:
+    """Refuse inputs typed in percent where fractions are meant, as an analyst would.
+
+    The mathematics is scale-free (only ``w * v`` and ``s`` up to a common
+    factor matter), so a percent typed as a number gives a valid but wrong
+    answer: weights summing to 100 make the index vol 100 times too large, and
+    vols of 15.0 against an index vol of 0.116 demand strongly negative
+    correlations. The worksheet functions and the CLI call this check; the core
+    functions themselves accept any scale.
+
+    Raises
+    ------
+    InputError
+        Index weights that sum to more than 1.5 (they are fractions of the
+        index, summing to at most 1), or every vol above 1 (100%) with an index
+        vol below 1.
+
+    """
+    w, v = _validate_wv(weights, vols)
+    total = float(w.sum())
+    if total > 1.5:
+        raise InputError(f"weights sum to {total:.4g}: index weights are fractions (0.0198 for "
+                         "1.98%); divide them by 100 or type them as percentages", "weights")
+    if index_vol is not None:
+        s = _validate_index_vol(index_vol)
+        if float(v.min()) > 1.0 and s < 1.0:
+            raise InputError(f"vols look like percent ({float(v.min()):.4g} and up) but index_vol "
+                             f"{s:.4g} is a fraction: give both in the same units (0.15 for 15%)",
+                             "vols")
 
 
 # --------------------------------------------------------------------------- simple pieces
