@@ -670,7 +670,11 @@ class FakeApp:
     def __init__(self):
         self.status_bar: Any = False
         self.bars: list[str] = []
+        self.alerts: list[tuple[str, str]] = []
         self.books = type("Books", (), {"active": None})()
+
+    def alert(self, prompt: str, title: str = "", mode: str = "info", **_: Any) -> None:
+        self.alerts.append((prompt, mode))
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "status_bar" and isinstance(value, str):
@@ -756,3 +760,36 @@ def test_outside_excel_there_is_no_calling_workbook():
     assert not result.ok
     assert result.status.startswith("Refresh failed: no calling workbook (run it from Excel, "
                                     "or pass book=): ")
+
+
+@pytest.mark.parametrize("button", ["refresh_holdings", "run_backtest", "import_functions"])
+def test_a_button_clicked_with_no_workbook_open_says_so(monkeypatch, button):
+    """No workbook to hold a status: a message box, and no exception reaches RunPython."""
+    import xlwings
+
+    from xlfuncs import macros
+
+    addin = FakeBook(SOURCE, "xlfuncs.xlam")  # books.active is None
+    monkeypatch.setattr(xlwings.Book, "caller", classmethod(lambda cls: addin))
+    monkeypatch.setattr("sys.platform", "win32")
+    getattr(macros, button)()
+    assert len(addin.app.alerts) == 1
+    text, mode = addin.app.alerts[0]
+    assert "open a workbook first: no workbook is active" in text and "\n" not in text
+    assert mode == "critical"
+
+
+def test_an_unexpected_error_in_a_button_is_a_message_box(monkeypatch, caplog):
+    import xlwings
+
+    from xlfuncs import macros
+    from xlfuncs.excel import addin as addin_module
+
+    live = FakeBook(SOURCE)
+    monkeypatch.setattr(xlwings.Book, "caller", classmethod(lambda cls: live))
+    monkeypatch.setattr(addin_module, "help_text", lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR):
+        macros.show_help()
+    assert live.app.alerts == [("Show help failed: unexpected ZeroDivisionError: division by "
+                                "zero (details in the log)", "critical")]
+    assert "Traceback" in caplog.text

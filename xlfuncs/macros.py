@@ -25,7 +25,15 @@ from typing import Any
 from xlfuncs.config import ENV_TOKEN, Config, load_config
 from xlfuncs.data.holdings import HoldingsSnapshot, fetch_holdings, last_business_day
 from xlfuncs.errors import InputError, XlfuncsError
-from xlfuncs.excel.sheets import Area, Book, read_cell, single_cell, subtract, write_cell
+from xlfuncs.excel.sheets import (
+    Area,
+    Book,
+    alert_excel,
+    read_cell,
+    single_cell,
+    subtract,
+    write_cell,
+)
 
 __all__ = ["HOLDINGS_NAMES", "RefreshResult", "refresh_holdings"]
 
@@ -153,6 +161,7 @@ def refresh_holdings(
             message = _one_line(f"no calling workbook (run it from Excel, or pass book=): "
                                 f"{type(exc).__name__}: {exc}", secrets)
             log.error("refresh_holdings: %s", message)
+            alert_excel(FAILED + message)
             return RefreshResult(False, FAILED + message, error=exc)
 
     plan: _Plan | None = None

@@ -7,13 +7,18 @@ add-in's own (hidden) workbook, which is never the one the analyst means.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTRY)
+from xlfuncs.errors import XlfuncsError
 from xlfuncs.excel import vba
 from xlfuncs.excel.functions import REGISTRY
+from xlfuncs.excel.sheets import alert_excel
 
 __all__ = ["doctor", "help_text", "import_functions", "show_help"]
 
@@ -24,6 +29,27 @@ _STD_MODULE = 1  # vbext_ct_StdModule
 _TRUST_HINT = ("Excel refused access to the workbook's VBA project. Turn on File > Options > "
                "Trust Center > Trust Center Settings > Macro Settings > 'Trust access to the "
                "VBA project object model', then click Import functions again.")
+
+
+def _button(func: Callable[[], None]) -> Callable[[], None]:
+    """The macro boundary of a ribbon button: a failure is one message box, never a traceback.
+
+    RunPython shows an escaping exception as a traceback dialog; here the
+    reason goes to a message box and the traceback to the log.
+    """
+
+    @functools.wraps(func)
+    def run() -> None:
+        try:
+            func()
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, XlfuncsError) else (
+                f"unexpected {type(exc).__name__}: {exc} (details in the log)")
+            text = f"{func.__name__.replace('_', ' ').capitalize()} failed: {reason}"
+            log.error("%s\n%s", text, "".join(traceback.format_exception(exc)))
+            alert_excel(" ".join(text.split())[:1000])
+
+    return run
 
 
 def _alert(book: Any, text: str, mode: str = "info") -> None:
@@ -49,6 +75,7 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+@_button
 def show_help() -> None:
     """Ribbon button Help: a message box with the functions and the buttons."""
     import xlwings as xw
@@ -56,6 +83,7 @@ def show_help() -> None:
     _alert(xw.Book.caller(), help_text())
 
 
+@_button
 def doctor() -> None:
     """Ribbon button Doctor: run the checks and show the table."""
     import xlwings as xw
@@ -79,6 +107,7 @@ def wrapper_modules() -> dict[str, str]:
             vba.HELP_MODULE: vba.help_module(functions)}
 
 
+@_button
 def import_functions() -> None:
     """Ribbon button Import functions: write the function wrappers into the active workbook.
 

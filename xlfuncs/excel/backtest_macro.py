@@ -24,7 +24,15 @@ from typing import Any
 from xlfuncs.core import BacktestConfig, BacktestResult
 from xlfuncs.core import run_backtest as run_engine
 from xlfuncs.errors import InputError, XlfuncsError
-from xlfuncs.excel.sheets import Area, Book, read_cell, single_cell, subtract, write_cell
+from xlfuncs.excel.sheets import (
+    Area,
+    Book,
+    alert_excel,
+    read_cell,
+    single_cell,
+    subtract,
+    write_cell,
+)
 from xlfuncs.macros import _one_line, _reason, check_room
 
 __all__ = ["PARAMETERS", "BacktestRun", "run_backtest"]
@@ -138,7 +146,10 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
 
             book = XlwingsBook.caller()
         except Exception as exc:
-            return BacktestRun(False, FAILED + f"no calling workbook ({exc})", error=exc)
+            status = FAILED + _one_line(f"no calling workbook ({exc})", set())
+            log.error("run_backtest: %s", status)
+            alert_excel(status)
+            return BacktestRun(False, status, error=exc)
     wrote = False
     try:
         # read and check everything first

@@ -336,6 +336,25 @@ def write_cell(book: Book, name: str, value: Any) -> None:
 # --------------------------------------------------------------------------- xlwings
 
 
+def alert_excel(text: str, mode: str = "critical") -> bool:
+    """Show ``text`` in a message box of the Excel that runs the macro, if there is one.
+
+    For the failures that have no workbook to write a status into (a ribbon
+    button clicked with no workbook open). Returns whether a box was shown.
+    """
+    try:
+        import xlwings as xw
+
+        try:
+            app = xw.Book.caller().app
+        except Exception:
+            app = xw.apps.active
+        app.alert(text, title="xlfuncs", mode=mode)
+        return True
+    except Exception:  # no Excel (a terminal, a test): the caller logs it
+        return False
+
+
 class XlwingsBook:
     """A live Excel workbook through xlwings (Windows or macOS with Excel).
 
