@@ -438,3 +438,26 @@ def test_percent_typed_as_plain_numbers_is_reported(sheet):
 def test_etf_holdings_path_holding_an_error(path):
     out = udfs.ETF_HOLDINGS(path)
     assert re.fullmatch(r"#xlfuncs! path has #(N/A|REF!); a file path is needed", out), out
+
+
+def test_a_wider_labelled_corr_gives_the_weights_assets():
+    """A historical corr of a wider universe: the weights' tickers are taken from it."""
+    big = [["", "A", "B", "C"], ["A", 1.0, 0.1, 0.2], ["B", 0.1, 1.0, 0.3], ["C", 0.2, 0.3, 1.0]]
+    small = [["", "C", "A"], ["C", 1.0, 0.2], ["A", 0.2, 1.0]]
+    w, v = [["C", 0.5], ["A", 0.5]], [["A", 0.3], ["C", 0.2]]
+    assert udfs.INDEX_VOL(w, v, big) == udfs.INDEX_VOL(w, v, small)
+    assert udfs.IMPLIED_CORR(w, v, 0.2, big) == udfs.IMPLIED_CORR(w, v, 0.2, small)
+    assert udfs.IMPLIED_CORR([["A", 0.5], ["D", 0.5]], [[0.2], [0.3]], 0.2, big) == (
+        "#xlfuncs! D in weights but not in corr")
+    # without tickers on the weights, a size mismatch is still an error, not a guess
+    assert udfs.IMPLIED_CORR([[0.5], [0.5]], [[0.2], [0.3]], 0.2, big) == (
+        "#xlfuncs! weights has 2 values but corr has 3 assets")
+
+
+def test_max_weight_typed_as_a_percentage_is_reported():
+    h = [["ticker", "weight"], ["A", 0.5], ["B", 0.5]]
+    e = [["ticker", "weight"], ["A", 0.3], ["C", 0.7]]
+    c = [["", "A", "B", "C"], ["A", 0.04, 0.01, 0.01], ["B", 0.01, 0.05, 0.0],
+         ["C", 0.01, 0.0, 0.02]]
+    assert udfs.BETA_NEUTRAL(h, e, c, 0.2, "reweight", True, 10.0) == (
+        "#xlfuncs! max_weight 10 is 1000% of the portfolio: write 0.1 or 10% for 10 percent")

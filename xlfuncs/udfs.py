@@ -42,6 +42,7 @@ _RM = '"sample" (default), "ewma" (half-life 60 periods, or "ewma:30"), or "ledo
 
 def _implied(weights: Any, vols: Any, index_vol: Any, corr: Any, method: Any):
     labels, arr = align_all(
+        wider=("corr",),
         weights=cells.vector(weights, "weights", "weight"),
         vols=cells.vector(vols, "vols", "vol"),
         corr=cells.labelled_matrix(corr, "corr"),
@@ -89,6 +90,7 @@ def IMPLIED_AVG_CORR(weights, vols, index_vol):
 def INDEX_VOL(weights, vols, corr):
     """Index vol implied by a correlation matrix: sqrt(w'VCVw)."""
     _, arr = align_all(
+        wider=("corr",),
         weights=cells.vector(weights, "weights", "weight"),
         vols=cells.vector(vols, "vols", "vol"),
         corr=cells.labelled_matrix(corr, "corr"),

@@ -353,6 +353,10 @@ def beta_neutral(
     if max_weight is not None and not (math.isfinite(max_weight) and max_weight > 0):
         raise InputError(f"max_weight must be a positive number (got {max_weight:.4g})",
                          "max_weight")
+    if max_weight is not None and max_weight > 1:  # a percentage typed as a number
+        raise InputError(f"max_weight {max_weight:g} is {max_weight:.0%} of the portfolio: write "
+                         f"{max_weight / 100:g} or {max_weight:g}% for {max_weight:g} percent",
+                         "max_weight")
     pos = _positions(holdings, etf_weights, cov)
     w, b = pos.weights, pos.betas
     before = float(b @ w)

@@ -27,11 +27,14 @@ class Labelled:
 
 
 def align(
-    target: Sequence[str], source: Sequence[str], target_name: str, source_name: str
+    target: Sequence[str], source: Sequence[str], target_name: str, source_name: str,
+    *, allow_extra: bool = False,
 ) -> list[int]:
     """Positions in ``source`` of each label of ``target``, matched as tickers.
 
     Labels are compared through :func:`normalise_ticker` (``BRK B`` is ``BRK.B``).
+    With ``allow_extra``, ``source`` may hold more labels than ``target`` (a
+    correlation matrix of a wider universe); they are left out.
 
     Raises
     ------
@@ -46,7 +49,7 @@ def align(
         raise InputError(f"{missing[0]}{more} in {target_name} but not in {source_name}",
                          source_name.split()[0])
     extra = set(pos) - {normalise_ticker(t) for t in target}
-    if extra:
+    if extra and not allow_extra:
         first = next(lab for lab in source if normalise_ticker(lab) in extra)
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
         raise InputError(f"{first}{more} in {source_name} but not in {target_name}",
@@ -59,18 +62,27 @@ def _count(n: int, matrix: bool) -> str:
     return f"{n} {unit}{'' if n == 1 else 's'}"
 
 
-def align_all(**named: Labelled) -> tuple[tuple[str, ...] | None, dict[str, np.ndarray]]:
+def align_all(
+    *, wider: Sequence[str] = (), **named: Labelled
+) -> tuple[tuple[str, ...] | None, dict[str, np.ndarray]]:
     """Bring vectors/matrices to one asset order: labels decide, never position.
 
     The reference order is that of the first labelled argument. An unlabelled
     argument is taken in that order only when every labelled argument lists
-    its tickers in the same order; otherwise its order would be a guess.
+    its tickers in the same order; otherwise its order would be a guess. An
+    argument named in ``wider`` may carry more tickers than the reference when
+    both are labelled (a correlation matrix of a wider universe): the
+    reference's tickers are taken from it.
     """
     items = list(named.items())
     first_name, first = items[0]
     n_first = first.values.shape[0]
+    ref_labelled = next((v for _, v in items if v.labels is not None), None)
     for name, item in items[1:]:
         n = item.values.shape[0]
+        if (n > n_first and name in wider and item.labels is not None
+                and ref_labelled is not None and ref_labelled is not item):
+            continue  # checked by ticker below
         if n != n_first:
             raise InputError(
                 f"{first_name} has {_count(n_first, first.values.ndim == 2)} but {name} has "
@@ -86,8 +98,8 @@ def align_all(**named: Labelled) -> tuple[tuple[str, ...] | None, dict[str, np.n
     for name, item in items:
         vals = item.values
         if item.labels is not None and name != ref_name:
-            idx = align(ref.labels, item.labels, ref_name, name)
-            if unlabelled and idx != list(range(len(idx))):
+            idx = align(ref.labels, item.labels, ref_name, name, allow_extra=name in wider)
+            if unlabelled and idx != sorted(idx):  # not in the same order
                 raise InputError(
                     f"{unlabelled[0]} has no tickers but {ref_name} and {name} list theirs in "
                     f"different orders; add tickers to {unlabelled[0]}",
