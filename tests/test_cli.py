@@ -83,6 +83,9 @@ def test_demo_runs_on_bundled_data(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "0.0848" in text and "implied correlation (nearest)" in text
+    # the backtest line names the dates the run used, not the whole sample's span
+    backtest = text.split("== 3.", 1)[1]
+    assert "2002-12" in backtest and "2017-03" not in backtest
     corr = pd.read_csv(tmp_path / "implied_corr.csv", index_col=0).to_numpy()
     assert np.linalg.eigvalsh(corr).min() > -1e-10
     # the beta-neutral part: the rebalanced table reaches the target beta

@@ -276,3 +276,87 @@ def test_the_token_never_leaks(workbook, tmp_path, monkeypatch, capsys, caplog):
     assert TOKEN not in caplog.text  # ... without the token
     for record in caplog.records:
         assert TOKEN not in record.getMessage()
+
+
+# --------------------------------------------------------------------------- unwritable files
+
+
+@pytest.fixture
+def excel_holds(monkeypatch):
+    """Files Excel holds open on Windows: they cannot be opened for writing nor replaced."""
+    import builtins
+    import errno
+
+    held: set[str] = set()
+    real_open, real_replace = builtins.open, os.replace
+
+    def fake_open(file, mode="r", *a, **k):
+        if (isinstance(file, str | os.PathLike) and os.path.abspath(file) in held
+                and any(c in mode for c in "wa+")):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
+        return real_open(file, mode, *a, **k)
+
+    def fake_replace(src, dst, **kw):
+        if os.path.abspath(dst) in held:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(src), None,
+                                  os.fspath(dst))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "replace", fake_replace)
+    return lambda path: held.add(os.path.abspath(path))
+
+
+@pytest.mark.parametrize("target", ["xlsx", "workbook"])
+def test_a_file_open_in_excel_is_found_before_fetching(fund_api, workbook, tmp_path, capsys,
+                                                       excel_holds, target):
+    out = tmp_path / "h.xlsx"
+    out.write_bytes(b"old")
+    held = workbook if target == "workbook" else out
+    excel_holds(held)
+    before = held.read_bytes()
+    args = ["--fund", "quant", "--date", DAY, "--base-url", fund_api.url]
+    args += ["--workbook", str(workbook)] if target == "workbook" else ["--out", str(out)]
+    code, stdout, err = run(capsys, *args)
+    assert code == 2 and stdout == ""
+    assert err == (f"xlfuncs: error: cannot write {held}: permission denied; if it is open in "
+                   "Excel, close it in Excel first\n")
+    assert fund_api.hits == 0
+    assert held.read_bytes() == before
+
+
+def test_a_workbook_locked_after_fetching(fund_api, workbook, capsys, monkeypatch):
+    """Excel opens the workbook while the API answers: the save fails, one line, file unchanged."""
+    import errno
+
+    before = workbook.read_bytes()
+    real_replace = os.replace
+
+    def fake_replace(src, dst, **kw):
+        if os.path.abspath(dst) == os.path.abspath(workbook):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(src), None,
+                                  os.fspath(dst))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "replace", fake_replace)
+    code, _, err = run(capsys, "--fund", "quant", "--date", DAY, "--base-url", fund_api.url,
+                       "--workbook", str(workbook))
+    assert code == 2
+    assert err.startswith(f"xlfuncs: error: cannot write {workbook}: permission denied")
+    assert "close it in Excel first" in err and err.count("\n") == 1
+    assert workbook.read_bytes() == before
+    assert not [p for p in workbook.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_out_is_a_folder_or_under_a_file(fund_api, tmp_path, capsys):
+    folder = tmp_path / "h.csv"
+    folder.mkdir()
+    code, _, err = run(capsys, "--fund", "quant", "--date", DAY, "--base-url", fund_api.url,
+                       "--out", str(folder))
+    assert code == 2 and "is a folder" in err and err.count("\n") == 1
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, _, err = run(capsys, "--fund", "quant", "--date", DAY, "--base-url", fund_api.url,
+                       "--out", str(afile / "h.csv"))
+    assert code == 2 and f"{afile} is a file, not a folder" in err and err.count("\n") == 1
+    assert fund_api.hits == 0

@@ -266,3 +266,20 @@ print(cfg.base_url)
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "http://localhost:8000"
+
+
+@pytest.mark.parametrize(("line", "timeout"), [
+    ('timeout = "3,30"', (3.0, 30.0)),  # the form the README shows for XLFUNCS_TIMEOUT
+    ('timeout = " 1.5 , 20 "', (1.5, 20.0)),
+    ('timeout = "45"', (3.05, 45.0)),
+    ("timeout = [3, 30]", (3.0, 30.0)),
+    ("timeout = 30", (3.05, 30.0)),
+])
+def test_timeout_text_in_the_file(tmp_path, line, timeout):
+    assert load(tmp_path, f'[api]\nbase_url = "{URL}"\n{line}\n').timeout == timeout
+
+
+def test_bad_timeout_text_in_the_file_is_named(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, f'[api]\nbase_url = "{URL}"\ntimeout = "3,-1"\n')
+    assert str(info.value).startswith(f"{tmp_path / 'config.toml'} [api] timeout (read) must be")

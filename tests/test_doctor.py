@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import xlwings
 
 from xlfuncs import doctor
@@ -93,3 +94,66 @@ def test_a_broken_python_side_is_an_error(monkeypatch):
     assert by_name(checks)["dependencies"].status == "FAIL"
     assert "hmmlearn (ImportError)" in by_name(checks)["dependencies"].detail
     assert doctor.python_broken(checks)
+
+
+# --------------------------------------------------------------------------- doctor --api
+
+
+def api_check(tmp_path, url, **env):
+    """The fund API line of ``doctor --api`` with only this environment (no config file)."""
+    environ = {"HOME": str(tmp_path / "home"), "XLFUNCS_API_URL": url, **env}
+    checks = doctor.run_checks(api=True, env=environ, home=tmp_path, platform="linux")
+    return by_name(checks)["fund API"]
+
+
+def test_api_ok_only_when_the_summary_route_answers(fund_api, tmp_path):
+    got = api_check(tmp_path, fund_api.url, XLFUNCS_FUND="quant")
+    assert got.status == "ok", got
+    assert "20 holdings of fund quant" in got.detail
+    request = fund_api.requests[-1]
+    assert (request.method, request.path) == ("POST", "/all-holdings/summary")
+    assert request.json["fund"] == "quant"
+
+
+@pytest.mark.parametrize(("step", "words", "fix"), [
+    ("404", "404", "XLFUNCS_API_URL"),
+    ("501", "501", "XLFUNCS_API_URL"),
+    ("502", "unavailable (502)", "try again later"),
+    ("500", "500", "fund"),
+])
+def test_api_errors_are_not_ok(fund_api, tmp_path, step, words, fix):
+    fund_api.script([step])
+    got = api_check(tmp_path, fund_api.url)
+    assert got.status == "FAIL", got
+    assert words in got.detail and "ok" not in got.detail.split()
+    assert fix in got.fix
+    assert fund_api.hits == 1  # no retries: a short check
+
+
+def test_api_wrong_url_and_token(tmp_path):
+    from fund_api import FundApi
+
+    with FundApi(token="right-token") as api:
+        got = api_check(tmp_path, api.url + "/v2")  # the fake answers 404 off its route
+        assert got.status == "FAIL" and "404" in got.detail and "XLFUNCS_API_URL" in got.fix
+        got = api_check(tmp_path, api.url)
+        assert got.status == "FAIL" and "401" in got.detail and "XLFUNCS_API_TOKEN" in got.fix
+        got = api_check(tmp_path, api.url, XLFUNCS_API_TOKEN="wrong-token")
+        assert got.status == "FAIL" and "refused the token (401)" in got.detail
+        assert "wrong-token" not in got.detail + got.fix
+        assert api_check(tmp_path, api.url, XLFUNCS_API_TOKEN="right-token").status == "ok"
+
+
+def test_api_unreachable_and_slow(refused_url, fund_api, tmp_path):
+    got = api_check(tmp_path, refused_url)
+    assert got.status == "FAIL" and "connection refused" in got.detail
+    fund_api.script(["ok:delay=3"])
+    got = api_check(tmp_path, fund_api.url, XLFUNCS_TIMEOUT="1,1")
+    assert got.status == "FAIL" and "did not answer within 1 s" in got.detail
+
+
+def test_api_not_configured_is_a_warning(tmp_path):
+    checks = doctor.run_checks(api=True, env={"HOME": str(tmp_path)}, home=tmp_path,
+                               platform="linux")
+    got = by_name(checks)["fund API"]
+    assert got.status == "warn" and "no fund API URL is configured" in got.detail

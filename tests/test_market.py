@@ -691,3 +691,22 @@ def test_infer_periods_per_year_and_period_ends():
     crsp = pd.DatetimeIndex(["2023-03-30", "2023-04-28"])
     assert list(period_ends(crsp, 12)) == [pd.Timestamp("2023-03-31"), pd.Timestamp("2023-04-30")]
     assert list(period_ends(crsp, 252)) == list(crsp)
+
+
+def test_an_excel_workbook_is_named_not_read_as_csv(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["date", "permno", "ret", "mktcap"])
+    book.active.append(["2023-01-31", 1, 0.01, 100.0])
+    path = tmp_path / "long.xlsx"
+    book.save(path)
+    renamed = tmp_path / "long.csv"  # the content counts, not the name
+    renamed.write_bytes(path.read_bytes())
+    for source in (path, renamed):
+        with _raises(rf"^data: {source.name} is an Excel workbook; export the sheet as CSV$"):
+            read_long(source)
+        with _raises(rf"^factors: {source.name} is an Excel workbook; export the sheet as CSV$"):
+            read_french(source, name="factors")
+        with _raises(rf"{source.name} is an Excel workbook; export the sheet as CSV$"):
+            load_market(source)

@@ -17,11 +17,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     A replaced file keeps its permissions; a new one gets the usual ones
     (``0666`` less the umask), not ``mkstemp``'s private ones. The data are
     flushed to disk before the rename.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be created or written, the disk is full, ``path`` is
+        a folder or is held open by another program (Excel on Windows): the
+        error's ``filename`` is ``path``, never the temporary file's name.
+
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
-                               dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
+                                   dir=target.parent)
+    except OSError as exc:
+        raise _about(exc, target) from exc
     os.close(fd)
     try:
         write(Path(tmp))
@@ -35,7 +46,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _about(exc, target) from exc
         raise
     return target
+
+
+def _about(exc: OSError, target: Path) -> OSError:
+    """``exc`` naming ``target`` (not a temporary file); the same subclass (errno kept)."""
+    if exc.errno is None or exc.filename == str(target):
+        return exc
+    return OSError(exc.errno, exc.strerror, str(target))

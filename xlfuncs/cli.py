@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -21,15 +26,70 @@ __all__ = ["main"]
 
 # --------------------------------------------------------------------------- file input
 
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx and .xlsm are zip files
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an old .xls
+_SEMICOLONS = "looks semicolon-separated: save it as CSV with commas"
+_NA = {"keep_default_na": False, "na_values": [""]}  # only an empty cell is missing
 
-def _read_csv(path: str, name: str, **kwargs) -> pd.DataFrame:
+
+def _existing_file(path: str, name: str) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{name}: {path} is a folder, not a file", name)
     if not p.is_file():
         raise InputError(f"{name}: no such file {path}", name)
+    return p
+
+
+def _head(path: str, name: str) -> bytes:
+    """The first bytes of a file (for telling a workbook or semicolons from a CSV file)."""
     try:
-        return pd.read_csv(p, **kwargs)
+        with Path(path).open("rb") as fh:
+            return fh.read(64 * 1024)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read {path}: {_reason(exc)}", name) from None
+
+
+def _check_text_csv(head: bytes, path: str, name: str) -> None:
+    """Refuse an Excel workbook, UTF-16 text or a semicolon-separated file where CSV is read."""
+    if head.startswith(_ZIP_MAGIC):
+        raise InputError(f"{name}: {path} is an Excel workbook; export the sheet as CSV", name)
+    if head.startswith(_OLE_MAGIC):
+        raise InputError(f"{name}: {path} is an old Excel .xls workbook; export the sheet as "
+                         "CSV", name)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{name}: {path} is UTF-16 text (Excel's Unicode Text); save it as "
+                         "CSV UTF-8 (comma-separated)", name)
+    header = head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+    if header.count(b";") > header.count(b","):
+        raise InputError(f"{name}: {path} {_SEMICOLONS}", name)
+
+
+def _semicolon_hint(cells: Sequence[object]) -> str:
+    return f"; it {_SEMICOLONS}" if any(";" in str(c) for c in cells) else ""
+
+
+def _read_csv(path: str, name: str, **kwargs) -> pd.DataFrame:
+    p = _existing_file(path, name)
+    _check_text_csv(_head(path, name), path, name)
+    try:
+        try:
+            return pd.read_csv(p, **kwargs)
+        except UnicodeDecodeError:  # Excel's "CSV (Comma delimited)" is Windows-1252
+            return pd.read_csv(p, encoding="cp1252", **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{name}: {path} is not a readable CSV file ({exc})", name) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: {path} is not a readable CSV file ({first})", name) from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read {path}: {_reason(exc)}", name) from None
+
+
+def _what(value: object) -> str:
+    """A cell's content for a message: ``a blank`` or the text as it is in the file."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) \
+            or not str(value).strip():
+        return "a blank"
+    return repr(str(value).strip())
 
 
 def _numeric(series: pd.Series, name: str, path: str) -> np.ndarray:
@@ -38,11 +98,25 @@ def _numeric(series: pd.Series, name: str, path: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
-            f"{name}: {path} column {series.name} has {series.iloc[i]!r} in data row {i + 1}; "
-            "a number is needed",
+            f"{name}: {path} column {series.name} has {_what(series.iloc[i])} in data row "
+            f"{i + 1}; a number is needed",
             name,
         )
     return vals.to_numpy(dtype=float)
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    r"""``FILE[:COLUMN]`` as (file, column): a whole spec that names a file is the file.
+
+    Otherwise the split is at the last colon, so ``C:\data\in.csv:weight`` works; a
+    "column" with a slash in it, or a lone drive letter before it, is part of the path.
+    """
+    if Path(spec).is_file():
+        return spec, ""
+    path, sep, column = spec.rpartition(":")
+    if not sep or not path or len(path) == 1 or any(c in column for c in "/\\"):
+        return spec, ""
+    return path, column
 
 
 def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
@@ -51,8 +125,8 @@ def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
     Without ``:COLUMN`` the only numeric column is used, or the first whose name
     is in ``preferred``.
     """
-    path, _, column = spec.partition(":") if not Path(spec).is_file() else (spec, "", "")
-    df = _read_csv(path, name)
+    path, column = _split_spec(spec)
+    df = _read_csv(path, name, **_NA)
     if df.empty:
         raise InputError(f"{name}: {path} has no rows", name)
     labels = None
@@ -65,10 +139,14 @@ def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
     if column:
         if column not in df.columns:
             raise InputError(f"{name}: {path} has no column {column} "
-                             f"(columns: {', '.join(map(str, df.columns))})", name)
+                             f"(columns: {', '.join(map(str, df.columns))})"
+                             f"{_semicolon_hint([first, *df.columns])}", name)
         chosen = column
     elif len(df.columns) == 1:
         chosen = df.columns[0]
+    elif len(df.columns) == 0:
+        raise InputError(f"{name}: {path} has no column of numbers"
+                         f"{_semicolon_hint([first])}", name)
     else:
         lowered = {str(c).lower(): c for c in df.columns}
         chosen = next((lowered[p] for p in preferred if p in lowered), None)
@@ -85,17 +163,30 @@ def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
 
 def read_matrix(path: str, name: str) -> Labelled:
     """Read a square matrix CSV: labelled (tickers in the header and first column) or not."""
-    df = _read_csv(path, name, header=None)
+    df = _read_csv(path, name, header=None, dtype=str, **_NA)
+    if df.shape[1] < 2:
+        raise InputError(f"{name}: {path} has only one column; a matrix needs one column per "
+                         f"asset{_semicolon_hint(df.iloc[0])}", name)
     first_row = df.iloc[0, 1:]
-    labelled = pd.to_numeric(first_row, errors="coerce").isna().all()
+    labelled = pd.to_numeric(first_row.str.strip(), errors="coerce").isna().all()
     if labelled:
         col_labels = [str(c).strip() for c in df.iloc[0, 1:]]
         row_labels = [str(c).strip() for c in df.iloc[1:, 0]]
         body = df.iloc[1:, 1:]
+        if body.empty:
+            raise InputError(f"{name}: {path} has a header row but no rows of numbers", name)
     else:
         body = df
         col_labels = row_labels = None
-    vals = np.column_stack([_numeric(body[c], name, path) for c in body.columns])
+    text = body.apply(lambda col: col.str.strip())
+    vals = text.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    bad = np.argwhere(np.isnan(vals))
+    if len(bad):
+        i, j = (int(k) for k in bad[0])
+        where = (f"row {row_labels[i]}, column {col_labels[j]}" if row_labels is not None
+                 else f"line {i + 1}, column {j + 1}")
+        raise InputError(f"{name}: {path} has {_what(text.iat[i, j])} in {where}; a number "
+                         "is needed", name)
     if vals.shape[0] != vals.shape[1]:
         raise InputError(f"{name}: {path} is {vals.shape[0]}x{vals.shape[1]}, not square", name)
     if row_labels is None:
@@ -108,51 +199,260 @@ def read_grid(path: str, name: str) -> list[list[object]]:
     """A CSV file as a grid of cells (blank cells as None), for the cell parsers."""
     import csv
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{name}: no such file {path}", name)
+    p = _existing_file(path, name)
+    _check_text_csv(_head(path, name), path, name)
     try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            rows = [[c if c.strip() else None for c in row] for row in csv.reader(fh)]
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:  # Excel's "CSV (Comma delimited)" is Windows-1252
+            text = p.read_text(encoding="cp1252")
+        rows = [[c if c.strip() else None for c in row]
+                for row in csv.reader(io.StringIO(text, newline=""))]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{name}: {path} is not a readable CSV file ({exc})", name) from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read {path}: {_reason(exc)}", name) from None
     if not rows:
         raise InputError(f"{name}: {path} is empty", name)
     return rows
 
 
+def read_xlsx_grid(path: str, name: str) -> list[list[object]]:
+    """The first sheet of a workbook as a grid of cells (blank cells as None)."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # any failure to open means the same to the user
+        raise InputError(f"{name}: {path} is not a readable .xlsx workbook "
+                         f"({type(exc).__name__})", name) from None
+    try:
+        sheet = book.worksheets[0]
+        rows = [[None if isinstance(v, str) and not v.strip() else v for v in row]
+                for row in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+    rows = [row for row in rows if any(v is not None for v in row)]
+    if not rows:
+        raise InputError(f"{name}: the first sheet of {path} is empty", name)
+    width = max(len(row) for row in rows)
+    return [row + [None] * (width - len(row)) for row in rows]
+
+
 def read_holdings(path: str, name: str) -> Labelled:
-    """Ticker and weight columns from a CSV (the same rules as the holdings cells in Excel)."""
+    """Ticker and weight columns from a CSV file or the first sheet of a workbook.
+
+    The same rules as the holdings cells in Excel, so the ``.xlsx`` that
+    ``xlfuncs holdings --out`` writes works as it is.
+    """
     from xlfuncs.excel import cells
 
-    grid = read_grid(path, name)  # its errors name the file already
+    _existing_file(path, name)
+    if _head(path, name).startswith(_ZIP_MAGIC):
+        grid = read_xlsx_grid(path, name)
+    else:
+        grid = read_grid(path, name)  # its errors name the file already
     try:
         return cells.holdings(grid, name)
     except InputError as exc:
         raise InputError(f"{Path(path).name}: {exc}", name) from None
 
 
+_DATE_FORMATS = ("ISO8601", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y%m%d")
+
+
+def _dates(column: pd.Series, name: str, path: str) -> pd.DatetimeIndex | None:
+    """The date column read in one format, or None when it holds no dates at all.
+
+    Raises when most cells are dates but one is not, and when the dates read as
+    month/day and as day/month would be in a different order.
+    """
+    text = column.astype(str).str.strip()
+    readings = []
+    best = None
+    for fmt in _DATE_FORMATS:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        if parsed.notna().all():
+            readings.append(pd.DatetimeIndex(parsed))
+        elif best is None or parsed.notna().sum() > best.notna().sum():
+            best = parsed
+    if not readings:
+        if best is not None and best.notna().sum() > len(text) / 2:
+            i = int(np.flatnonzero(best.isna().to_numpy())[0])
+            raise InputError(f"{name}: {path} column {column.name} has {_what(column.iloc[i])} "
+                             f"in data row {i + 1}; a date is needed", name)
+        return None
+    orders = {tuple(np.argsort(d.to_numpy(), kind="stable")) for d in readings}
+    if len(orders) > 1:
+        raise InputError(f"{name}: {path} has dates that read as month/day and as day/month; "
+                         "write them as YYYY-MM-DD", name)
+    return readings[0]
+
+
 def read_returns_cov(path: str, method: str | None, periods_per_year: float,
-                     prices: bool = False) -> Labelled:
-    """Covariance with tickers from a returns (or prices) CSV: a date column, then tickers."""
+                     prices: bool = False, say: Callable[[str], object] | None = None
+                     ) -> Labelled:
+    """Covariance with tickers from a returns (or prices) CSV: a date column, then tickers.
+
+    The rows are put in date order (``say`` is told when they were not);
+    a returns file whose every value is above 1 is refused as prices.
+    """
     name = "prices" if prices else "returns"
-    df = _read_csv(path, name)
+    df = _read_csv(path, name, **_NA)
+    if df.empty:
+        raise InputError(f"{name}: {path} has no rows{_semicolon_hint(df.columns)}", name)
     first = df.columns[0]
-    if not pd.api.types.is_numeric_dtype(df[first]):
-        df = df.drop(columns=first)  # dates
+    dates = None
+    if not pd.api.types.is_numeric_dtype(df[first]) or str(first).strip().lower() == "date":
+        dates = _dates(df[first], name, path)
+        df = df.drop(columns=first)
+    if df.shape[1] == 0:
+        raise InputError(f"{name}: {path} has no ticker columns; it needs a date column, then "
+                         f"one column per ticker{_semicolon_hint([first])}", name)
     cols = tuple(str(c).strip() for c in df.columns)
     vals = np.column_stack([_numeric(df[c], name, path) for c in df.columns])
+    if prices:  # checked here, where the rows are still numbered as in the file
+        bad = np.argwhere(~(vals > 0) | ~np.isfinite(vals))
+        if bad.size:
+            i, j = (int(k) for k in bad[0])
+            raise InputError(f"prices: {path} column {cols[j]} has {vals[i, j]:.6g} in data row "
+                             f"{i + 1}; prices must be positive", name)
+    if dates is not None:
+        repeated = dates.duplicated()
+        if repeated.any():
+            i = int(np.flatnonzero(repeated)[0])
+            j = int(np.flatnonzero(dates == dates[i])[0])
+            raise InputError(f"{name}: {path} has the date {dates[i]:%Y-%m-%d} twice (data rows "
+                             f"{j + 1} and {i + 1}); each date once", name)
+        if not dates.is_monotonic_increasing:
+            newest_first = dates.is_monotonic_decreasing
+            vals = vals[np.argsort(dates.to_numpy(), kind="stable")]
+            if say is not None:
+                say(f"{name}: sorted by date (the file lists the newest first)" if newest_first
+                    else f"{name}: sorted by date (the rows were not in date order)")
+    if not prices and (vals > 1).all():
+        raise InputError(f"returns: {path} looks like prices: use --prices (every value is "
+                         "above 1, a return of over 100% per period)", "returns")
     if prices:
         vals = core.simple_returns(vals, cols)
     cov = core.covariance(vals, method, periods_per_year, cols)
     return Labelled(cov, cols)
 
 
-def write_table(df: pd.DataFrame, out: str, index: bool = True) -> None:
-    """Write CSV atomically: a temporary file renamed over ``out`` only when complete."""
+# --------------------------------------------------------------------------- file output
+
+_OUT_SUFFIXES = (".csv", ".xlsx")
+
+
+def _reason(exc: OSError) -> str:
+    """Why an operation on a file failed, in words: ``permission denied``."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not a file"
+    text = (exc.strerror or str(exc) or type(exc).__name__).strip().rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file (no folder can go there)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _write_error(exc: OSError, path: str | os.PathLike) -> XlfuncsError:
+    """``cannot write PATH: REASON`` for an OSError raised while writing ``path``."""
+    target = Path(exc.filename) if isinstance(exc.filename, str) and exc.filename else Path(path)
+    blocker = _file_in_the_way(target)
+    if blocker is not None and not isinstance(exc, PermissionError):
+        reason = f"{blocker} is a file, not a folder"
+    else:
+        reason = _reason(exc)
+    if isinstance(exc, PermissionError) and target.is_file():
+        if not os.access(target, os.W_OK):
+            reason += " (the file is read-only)"
+        elif os.access(target.parent, os.W_OK):  # then the file is held open by a program
+            reason += "; if it is open in Excel, close it in Excel first"
+    return XlfuncsError(f"cannot write {target}: {reason}", "out")
+
+
+@contextmanager
+def _writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise _write_error(exc, path) from None
+
+
+def _probe_folder(folder: Path, shown: Path) -> None:
+    """Check that ``folder`` can be created and written, leaving nothing behind."""
+    created: list[Path] = []
+    try:
+        for missing in reversed([d for d in (folder, *folder.parents) if not d.exists()]):
+            missing.mkdir()
+            created.append(missing)
+        fd, tmp = tempfile.mkstemp(prefix=".xlfuncs-check.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise XlfuncsError(f"cannot write {shown}: {_reason(exc)}", "out") from None
+    finally:
+        for made in reversed(created):
+            with suppress(OSError):
+                made.rmdir()
+
+
+def _check_file_target(target: Path) -> None:
+    """Raise unless ``target`` can be written: no file in the way, a writable folder, not held."""
+    if target.is_dir():
+        raise XlfuncsError(f"cannot write {target}: it is a folder, not a file", "out")
+    blocker = _file_in_the_way(target)
+    if blocker is not None:
+        raise XlfuncsError(f"cannot write {target}: {blocker} is a file, not a folder", "out")
+    if target.is_file():
+        try:  # Excel on Windows holds an open file: it cannot be opened for writing
+            with open(target, "r+b"):
+                pass
+        except OSError as exc:
+            raise _write_error(exc, target) from None
+
+
+def check_out_file(path: str, flag: str = "--out") -> None:
+    """Before any work: ``--out`` names a .csv or .xlsx file that can be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{flag} {path} is a folder; name a .csv or .xlsx file", "out")
+    if target.suffix.lower() not in _OUT_SUFFIXES:
+        raise InputError(f"{flag} must name a .csv or .xlsx file, not {path}", "out")
+    _check_file_target(target)
+    _probe_folder(target.parent, target)
+
+
+def check_out_folder(path: str | os.PathLike, files: Sequence[str] = ()) -> Path:
+    """Before any work: ``path`` is (or can become) a writable folder; ``files`` in it too."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise XlfuncsError(f"cannot write {folder}: it is a file, not a folder", "out")
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise XlfuncsError(f"cannot write {folder}: {blocker} is a file, not a folder", "out")
+    _probe_folder(folder, folder)
+    for name in files:
+        _check_file_target(folder / name)
+    return folder
+
+
+def write_table(df: pd.DataFrame, out: str, index: bool = True, sheet: str = "Sheet1") -> None:
+    """Write CSV, or ``.xlsx`` for that suffix, atomically (a temporary file renamed)."""
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, lambda tmp: df.to_csv(tmp, index=index))
+    with _writing(target):
+        if target.suffix.lower() == ".xlsx":
+            from xlfuncs.excel.sheets import write_table_xlsx
+
+            write_table_xlsx(df.reset_index() if index else df, target, sheet=sheet)
+        else:
+            atomic_write(target, lambda tmp: df.to_csv(tmp, index=index))
 
 
 # --------------------------------------------------------------------------- printing
@@ -178,6 +478,8 @@ def _matrix_frame(values: np.ndarray, labels: Sequence[str] | None) -> pd.DataFr
 
 def cmd_implied(args: argparse.Namespace) -> int:
     """``xlfuncs implied``: implied correlation/covariance from CSV files."""
+    if args.out:
+        check_out_file(args.out)
     labels, arr = align_all(
         weights=read_vector(args.weights, "weights", ("weight", "weights", "spy_weight")),
         vols=read_vector(args.vols, "vols", ("vol", "vols", "implied_vol", "implied_vol_30d")),
@@ -185,13 +487,17 @@ def cmd_implied(args: argparse.Namespace) -> int:
     )
     res = core.implied_correlation(arr["weights"], arr["vols"], args.index_vol, arr["corr"],
                                    args.method, labels=labels)
-    print(f"implied correlation ({res.method}), {res.corr.shape[0]} assets")
+    what = "covariance" if args.output == "cov" else "correlation"
+    print(f"implied {what} ({res.method}), {res.corr.shape[0]} assets"
+          + (" (units of the vols squared)" if args.output == "cov" else ""))
     _print_diagnostics(res)
     matrix = res.cov if args.output == "cov" else res.corr
     frame = _matrix_frame(matrix, labels)
     if args.out:
-        write_table(frame, args.out)
-        print(f"wrote {args.output} matrix to {args.out}")
+        write_table(frame, args.out, sheet=f"Implied{args.output.capitalize()}")
+        print(f"wrote the implied {what} matrix to {args.out}")
+    elif args.output == "cov":  # covariances are small: significant digits, not decimals
+        print(frame.to_string(float_format=lambda v: f"{v:.6g}"))
     else:
         print(frame.round(4).to_string())
     return 0
@@ -243,6 +549,13 @@ def _demo_beta_neutral() -> pd.DataFrame:
     return table
 
 
+def _source_text(data: core.MarketData) -> str:
+    """Where the data came from, with the span actually used (cut by --end) in place of theirs."""
+    span = f"{data.dates[0]:%Y-%m} to {data.dates[-1]:%Y-%m}"
+    text, n = re.subn(r"\b\d{4}-\d{2} to \d{4}-\d{2}\b", span, data.source, count=1)
+    return text if n else f"{data.source}, {span}"
+
+
 def _demo_backtest() -> core.BacktestResult:
     from xlfuncs.data.market import load_market
     from xlfuncs.report import stats_table
@@ -251,7 +564,9 @@ def _demo_backtest() -> core.BacktestResult:
     data = load_market("sample:100", end="2002-12-31")
     config = core.BacktestConfig(tev=(0.02, 0.05), end="2002-12-31")
     result = core.run_backtest(data, config)
-    print(f"{data.source}\n{len(result.returns)} months, {result.seconds:.1f} s")
+    r = result.returns.index
+    print(f"{_source_text(data)}\n{len(result.returns)} months, {r[0]:%Y-%m} to {r[-1]:%Y-%m}, "
+          f"{result.seconds:.1f} s")
     print(stats_table(result).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return result
 
@@ -283,50 +598,111 @@ def _demo_workbook(path: Path, corr: pd.DataFrame, rebalanced: pd.DataFrame,
     book.save()
 
 
+_DEMO_FILES = ("implied_corr.csv", "implied_cov.csv", "beta_neutral.csv", "xlfuncs-demo.xlsx")
+
+
+def _backtest_files() -> tuple[str, ...]:
+    """The files ``write_results`` writes into a backtest's folder."""
+    from xlfuncs.report import CHARTS
+
+    return ("returns.csv", "weights.csv", "stats.csv", "failures.csv", *CHARTS)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``xlfuncs demo``: the main jobs on the bundled sample data, and a results workbook."""
+    from xlfuncs.report import write_results
+
+    out = check_out_folder(args.out, [*_DEMO_FILES,
+                                      *(f"backtest/{name}" for name in _backtest_files())])
     corr, cov = _demo_implied()
     rebalanced = _demo_beta_neutral()
     result = _demo_backtest()
-    out = Path(args.out)
     write_table(corr, str(out / "implied_corr.csv"))
     write_table(cov, str(out / "implied_cov.csv"))
     write_table(rebalanced, str(out / "beta_neutral.csv"), index=False)
-    from xlfuncs.report import write_results
-
-    write_results(result, out / "backtest")
-    _demo_workbook(out / "xlfuncs-demo.xlsx", corr, rebalanced, result)
+    with _writing(out / "backtest"):
+        write_results(result, out / "backtest")
+    with _writing(out / "xlfuncs-demo.xlsx"):
+        _demo_workbook(out / "xlfuncs-demo.xlsx", corr, rebalanced, result)
     print(f"\nwrote implied_corr.csv, implied_cov.csv, beta_neutral.csv, backtest/ and "
           f"xlfuncs-demo.xlsx to {out.resolve()}")
     return 0
 
 
-def cmd_beta_neutral(args: argparse.Namespace) -> int:
-    """``xlfuncs beta-neutral``: rebalance holdings to a target beta to an ETF."""
+def _tracking_error_text(te: float, args: argparse.Namespace) -> str:
+    """The tracking error of a rebalance with its time unit, which the risk input decides."""
+    if args.cov:
+        return (f"{te:.6f} per period of the covariance (a year if {Path(args.cov).name} is "
+                "annualised)")
+    if args.periods_per_year != 1:
+        return f"{te:.6f} ({te:.2%}) a year ({args.periods_per_year:g} periods per year)"
+    kind = "prices" if args.prices else "returns"
+    return (f"{te:.6f} per period of the {kind} (give --periods-per-year, e.g. 252 for daily "
+            "data, for a yearly figure)")
+
+
+def _reachable_text(lo: float, hi: float) -> str:
+    if np.isinf(lo) and np.isinf(hi):
+        return "any beta is reachable"
+    if np.isinf(hi):
+        return f"{lo:.6g} or more"
+    if np.isinf(lo):
+        return f"{hi:.6g} or less"
+    if lo == hi:
+        return f"only {lo:.6g} (every holding has the same beta)"
+    return f"{lo:.6g} to {hi:.6g}"
+
+
+_ETF_ARGUMENT = re.compile(r"^(path|percent): ")
+
+
+def _read_etf(path: str, percent: bool | None, prefix: str, weights_flag: bool = False):
+    """An ETF holdings file, its errors worded for the command line (options, not arguments)."""
     from xlfuncs.data.etf_files import read_etf_file
 
+    try:
+        return read_etf_file(path, percent=percent)
+    except InputError as exc:
+        text = _ETF_ARGUMENT.sub("", str(exc))
+        text = re.sub(r"^(.*?) contradicts percent=False: (.*); omit percent$",
+                      r"--weights fraction contradicts \1: \2; omit --weights", text)
+        if weights_flag:
+            text = text.replace("pass percent=True or percent=False",
+                                "pass --weights percent or --weights fraction")
+        else:
+            text = text.replace(", or pass percent=True or percent=False", "")
+        raise InputError(prefix + text, exc.argument) from None
+
+
+def cmd_beta_neutral(args: argparse.Namespace) -> int:
+    """``xlfuncs beta-neutral``: rebalance holdings to a target beta to an ETF."""
+    if args.out:
+        check_out_file(args.out)
     holdings = read_holdings(args.holdings, "holdings")
-    etf = read_etf_file(args.etf)
+    etf = _read_etf(args.etf, None, "etf: ")
     etf_weights = Labelled(etf.weights, etf.tickers)
+    notes: list[str] = []
     if args.cov:
         cov = read_matrix(args.cov, "cov")
     else:
         cov = read_returns_cov(args.returns or args.prices, args.risk_method,
-                               args.periods_per_year, prices=bool(args.prices))
+                               args.periods_per_year, prices=bool(args.prices), say=notes.append)
     res = core.beta_neutral(holdings, etf_weights, cov, args.target, args.method,
                             args.long_only, args.max_weight)
     for line in etf.report():
         print(f"etf: {line}")
+    for note in notes:
+        print(note)
     print(f"beta to the ETF: {res.beta_before:.6f} before, {res.beta_after:.6f} after "
           f"(target {res.target_beta:g}, method {res.method}, {res.solver}, "
           f"{res.seconds * 1e3:.1f} ms)")
-    print(f"tracking error of the change: {res.tracking_error:.6f} (units of the covariance)")
+    print(f"tracking error of the change: {_tracking_error_text(res.tracking_error, args)}")
     if res.reachable is not None:
-        print(f"reachable beta: {res.reachable[0]:.6g} to {res.reachable[1]:.6g}")
+        print(f"reachable beta: {_reachable_text(*res.reachable)}")
     table = res.table()
     frame = pd.DataFrame(table[1:], columns=table[0])
     if args.out:
-        write_table(frame, args.out, index=False)
+        write_table(frame, args.out, index=False, sheet="BetaNeutral")
         print(f"wrote {len(frame)} rows to {args.out}")
     else:
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.6f}"))
@@ -335,15 +711,15 @@ def cmd_beta_neutral(args: argparse.Namespace) -> int:
 
 def cmd_etf_holdings(args: argparse.Namespace) -> int:
     """``xlfuncs etf-holdings``: read an issuer holdings file into ticker and weight."""
-    from xlfuncs.data.etf_files import read_etf_file
-
+    if args.out:
+        check_out_file(args.out)
     percent = {"percent": True, "fraction": False, None: None}[args.weights]
-    etf = read_etf_file(args.file, percent=percent)
+    etf = _read_etf(args.file, percent, "", weights_flag=True)
     for line in etf.report():
         print(line)
     frame = etf.to_frame()
     if args.out:
-        write_table(frame, args.out, index=False)
+        write_table(frame, args.out, index=False, sheet="ETF")
         print(f"wrote {len(frame)} holdings to {args.out}")
     else:
         print(frame.to_string(index=False))
@@ -358,7 +734,7 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     from xlfuncs.config import ENV_URL, Config, load_config
     from xlfuncs.data.holdings import fetch_holdings
     from xlfuncs.errors import ConfigError
-    from xlfuncs.excel.sheets import OpenpyxlBook, write_cell, write_table_xlsx
+    from xlfuncs.excel.sheets import OpenpyxlBook, write_cell
     from xlfuncs.macros import DATE, FUND, refresh_holdings
 
     def day(text: str | None, flag: str) -> date | None:
@@ -371,8 +747,8 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     if not package_log.handlers:  # no "last resort" log lines: an error is one stderr line
         package_log.addHandler(logging.NullHandler())
     end, start = day(args.date, "--date"), day(args.start, "--start")
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".xlsx"):
-        raise InputError(f"--out must name a .csv or .xlsx file, not {args.out}", "out")
+    if args.out:
+        check_out_file(args.out)
     if args.workbook and args.start:
         raise InputError("--start does not go with --workbook: the Holdings sheet is for "
                          "one date (--date)", "start")
@@ -385,6 +761,9 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     else:
         config = load_config()
     book = OpenpyxlBook(args.workbook) if args.workbook else None  # read before fetching
+    if book is not None:  # and found writable: not held open by Excel, in a writable folder
+        _check_file_target(Path(args.workbook))
+        _probe_folder(Path(args.workbook).parent, Path(args.workbook))
 
     if book is not None:  # the Refresh holdings macro, on the file
         if args.fund:
@@ -395,7 +774,8 @@ def cmd_holdings(args: argparse.Namespace) -> int:
         if not result.ok or result.snapshot is None:
             raise XlfuncsError(result.reason)
         snapshot = result.snapshot
-        book.save()  # atomic; the file is unchanged when anything above failed
+        with _writing(args.workbook):
+            book.save()  # atomic; the file is unchanged when anything above failed
     else:
         snapshot = fetch_holdings(args.fund, start, end, config=config)
 
@@ -415,10 +795,7 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     if book is not None:
         print(f"refreshed {result.area.address if result.area else 'Holdings'} in {book.title}")
     if args.out:
-        if Path(args.out).suffix.lower() == ".xlsx":
-            write_table_xlsx(frame, args.out)
-        else:
-            write_table(frame, args.out, index=False)
+        write_table(frame, args.out, index=False, sheet="Holdings")
         print(f"wrote {len(frame)} holdings to {args.out}")
     return 0
 
@@ -453,7 +830,41 @@ def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, 
         if value is not None:
             table[flag] = value
     data = args.data or data
+    _check_sweep(table, args)
     return table, data, args.factors or factors, args.out or out
+
+
+def _check_sweep(table: dict, args: argparse.Namespace) -> None:
+    """TEV budgets and gammas go with the modes that use them; a sector gamma sweep is one.
+
+    ``BacktestConfig`` ignores gammas in mode tev, and TEV budgets in mode gamma;
+    in mode sector its default budgets win over gammas. Said here instead.
+    """
+    def norm(key: object) -> str:
+        return str(key).strip().lower().replace("-", "_").replace(" ", "_")
+
+    values = {norm(k): v for k, v in table.items()}
+
+    def given(setting: str) -> bool:
+        v = values.get(setting)
+        return v is not None and not (isinstance(v, str) and not v.strip()) and v != []
+
+    def named(setting: str) -> str:
+        if getattr(args, setting, None) is not None or not args.config:
+            return f"--{setting}"
+        return f"{setting} in {Path(args.config).name}"
+
+    mode = str(values.get("mode") or "tev").strip().lower()
+    if given("gamma") and mode not in ("gamma", "sector"):
+        raise InputError(f"{named('gamma')} needs --mode gamma or sector", "gamma")
+    if given("tev") and mode == "gamma":
+        raise InputError(f"{named('tev')} does not go with --mode gamma: the sweep is over "
+                         "--gamma", "tev")
+    if mode == "sector" and given("gamma"):
+        if given("tev"):
+            raise InputError(f"--mode sector takes {named('tev')} or {named('gamma')}, not both",
+                             "gamma")
+        table["tev"] = ()  # else the default budgets would be swept and the gammas ignored
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -463,8 +874,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     table, source, factors, out = backtest_settings(args)
     config = core.BacktestConfig.from_mapping(table)  # every setting checked before any work
+    if out:  # and the folder, before minutes of work
+        check_out_folder(out, _backtest_files())
     data = load_market(source, factors=factors, end=config.end)
-    print(f"data: {data.source}, {data.n_assets} assets, {data.n_periods} periods "
+    print(f"data: {_source_text(data)}, {data.n_assets} assets, {data.n_periods} periods "
           f"({data.dates[0].date()} to {data.dates[-1].date()})")
     names = list(config.specs(data.periods_per_year))
     print(f"strategies: {', '.join(names)}; model {config.model}")
@@ -481,7 +894,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"\n{len(result.failures)} rebalance dates failed; the first: "
               f"{result.failures['reason'].iloc[0]}")
     if out:
-        paths = write_results(result, out)
+        with _writing(out):
+            paths = write_results(result, out)
         print(f"\nwrote {', '.join(p.name for p in paths)} to {out}")
     return 0
 
@@ -524,14 +938,27 @@ def cmd_build_workbooks(args: argparse.Namespace) -> int:
     """``xlfuncs build-workbooks``: regenerate the workbooks from their sources."""
     from xlfuncs.excel.build import WORKBOOKS_DIR, build_workbooks
 
-    for path in build_workbooks(Path(args.out) if args.out else WORKBOOKS_DIR):
+    out = check_out_folder(Path(args.out) if args.out else WORKBOOKS_DIR)
+    with _writing(out):
+        paths = build_workbooks(out)
+    for path in paths:
         print(f"built {path}")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``xlfuncs: error: COMMAND: MESSAGE (see ... --help)`` and exit with code 2."""
+        command = self.prog.removeprefix("xlfuncs").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"xlfuncs: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``xlfuncs`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xlfuncs",
         description="xlfuncs: the fund's Excel functions and macros, from the command line.",
     )
@@ -549,19 +976,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("nearest", "shift"), default="nearest")
     p.add_argument("--output", choices=("corr", "cov"), default="corr",
                    help="which matrix to write (default corr)")
-    p.add_argument("--out", help="write the matrix to this CSV file instead of printing it")
+    p.add_argument("--out", help="write the matrix to this .csv or .xlsx file instead of "
+                   "printing it")
     p.set_defaults(func=cmd_implied)
 
     p = sub.add_parser("beta-neutral", help="rebalance holdings to a target beta to an ETF")
     p.add_argument("--holdings", required=True,
-                   help="CSV with ticker and weight columns (e.g. from xlfuncs holdings)")
+                   help="CSV or .xlsx (first sheet) with ticker and weight columns (e.g. "
+                   "from xlfuncs holdings)")
     p.add_argument("--etf", required=True,
                    help="the ETF's holdings: an issuer file (iShares, SSGA, Janus Henderson) or "
                    "a ticker,weight CSV")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cov", help="covariance CSV with tickers in the header and first column")
     src.add_argument("--returns", help="returns CSV: a date column, then one column per ticker")
-    src.add_argument("--prices", help="prices CSV (oldest first): a date column, then tickers")
+    src.add_argument("--prices", help="prices CSV: a date column (rows are put in date order), "
+                     "then one column per ticker")
     p.add_argument("--risk-method", default=None,
                    help="with --returns/--prices: sample (default), ewma[:HALFLIFE], ledoit-wolf")
     p.add_argument("--periods-per-year", type=float, default=1.0,
@@ -571,14 +1001,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-only", action="store_true", help="reweight: no negative weights")
     p.add_argument("--max-weight", type=float, default=None,
                    help="reweight: largest weight per holding, as a fraction")
-    p.add_argument("--out", help="write ticker, current weight, new weight to this CSV")
+    p.add_argument("--out", help="write ticker, current weight, new weight to this .csv or "
+                   ".xlsx file")
     p.set_defaults(func=cmd_beta_neutral)
 
     p = sub.add_parser("etf-holdings", help="read an ETF issuer's holdings file")
     p.add_argument("file", help="iShares CSV, SSGA XLSX, Janus Henderson CSV, or ticker,weight")
     p.add_argument("--weights", choices=("percent", "fraction"), default=None,
                    help="for a plain file whose header does not say: weights are in ...")
-    p.add_argument("--out", help="write ticker,weight to this CSV")
+    p.add_argument("--out", help="write ticker,weight to this .csv or .xlsx file")
     p.set_defaults(func=cmd_etf_holdings)
 
     p = sub.add_parser("holdings", help="a fund's holdings from the fund API (SPEC 4.1)")
@@ -601,7 +1032,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factors", help="factor returns (Ken French CSV); default the bundled ones")
     p.add_argument("--mode", help="tev (default), gamma or sector")
     p.add_argument("--tev", help="annual TEV budgets, e.g. 0.02,0.04,0.06")
-    p.add_argument("--gamma", help="risk aversions, e.g. 1,5,20")
+    p.add_argument("--gamma", help="risk aversions, e.g. 1,5,20 (with --mode gamma or sector)")
     p.add_argument("--model", help="factor moments: sample (default), ewma[:HALFLIFE], regime")
     p.add_argument("--start", help="first rebalance date, YYYY-MM-DD")
     p.add_argument("--end", help="last date: every input is cut there")
@@ -645,6 +1076,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xlfuncs: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a program that stopped reading (| head)
+        with suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a file the commands did not expect to fail: say which and why
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xlfuncs: error: {where}{_reason(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line, unless asked for the traceback
+        if os.environ.get("XLFUNCS_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"xlfuncs: error: unexpected {type(exc).__name__}{': ' if text else ''}{text} "
+              "(a bug in xlfuncs: please report it; set XLFUNCS_DEBUG=1 for the details)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Settings come from, highest priority first:
        base_url = "https://fund-api.example.edu"
        fund = "undergrad"        # the fund used when a call names none
        token = "..."             # optional bearer token
-       timeout = [3.05, 30]      # seconds: [connect, read], or one number (read)
+       timeout = [3.05, 30]      # seconds: [connect, read], "3.05,30", or one number (read)
        retries = 3               # optional
        backoff = 0.5             # optional, seconds
 
@@ -329,6 +329,13 @@ def _positive(value: object, where: str, what: str) -> float:
 
 def _check_timeout(value: object, where: str) -> tuple[float, float]:
     what = "a number of seconds or [connect, read]"
+    if isinstance(value, str):  # "30" or "3,30", as XLFUNCS_TIMEOUT takes it
+        parts = [p.strip() for p in value.split(",")]
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"{where} must be {what}, not {_kind(value)}", "timeout") from None
+        value = numbers[0] if len(numbers) == 1 else numbers
     if isinstance(value, list | tuple):
         if len(value) != 2:
             raise ConfigError(f"{where} must be {what}; the array has {len(value)} items",

@@ -230,23 +230,65 @@ def _check_conf(home: Path, platform: str) -> list[Check]:
     return out
 
 
+#: ``(connect, read)`` seconds at most for the API check: the doctor should not hang.
+API_TIMEOUT = (3.05, 10.0)
+
+
+def _api_fix(status: int | None) -> str:
+    """What to do about an HTTP status from the fund API (``None``: no answer at all)."""
+    from xlfuncs.config import ENV_FUND, ENV_TOKEN, ENV_URL
+    from xlfuncs.data.holdings import ENDPOINT
+
+    if status is None:
+        return "check the URL, the network or the VPN"
+    if status in (401, 403):
+        return f"check {ENV_TOKEN} (or token under [api] in the config file)"
+    if status in (404, 405, 501):
+        return f"check {ENV_URL}: the API's base address, without {ENDPOINT}"
+    if status == 500:
+        return f"check the fund ({ENV_FUND} or fund under [api]); else the API is failing"
+    if status == 429:
+        return "the API is rate limiting: try again in a minute"
+    if status in (502, 503, 504):
+        return "the API or its gateway is down: try again later or tell its maintainers"
+    if status == 422:
+        return "the API does not accept xlfuncs' request: upgrade xlfuncs"
+    return ""
+
+
 def _check_api(env: Mapping[str, str]) -> Check:
+    """One real request to the route the holdings refresh uses, with a short timeout."""
+    from dataclasses import replace
+
     from xlfuncs.config import load_config
-    from xlfuncs.errors import XlfuncsError
+    from xlfuncs.errors import ApiError, ApiResponseError, XlfuncsError
 
     try:
         config = load_config(env=env)
     except XlfuncsError as exc:
         return Check("fund API", WARN, str(exc), "see Configuration in the README")
-    try:
-        import requests
+    from xlfuncs.data.holdings import FUNDS, HoldingsClient, last_business_day, parse_summary
 
-        with requests.Session() as session:
-            reply = session.options(config.base_url, timeout=config.timeout)
-        return Check("fund API", OK, f"{config.base_url} answers (HTTP {reply.status_code})")
-    except Exception as exc:  # any transport failure: report it, never the token
-        return Check("fund API", WARN, f"cannot reach {config.base_url} "
-                     f"({type(exc).__name__})", "check the URL, the network or the VPN")
+    quick = replace(config, retries=0, timeout=(min(config.timeout[0], API_TIMEOUT[0]),
+                                                 min(config.timeout[1], API_TIMEOUT[1])))
+    fund = config.fund or FUNDS[0]
+    day = last_business_day()
+    try:
+        with HoldingsClient(quick) as client:
+            payload = client.summary(fund, day, day)
+        snapshot = parse_summary(payload, fund=fund)
+    except ApiResponseError as exc:  # it answered 2xx, but not per the contract
+        return Check("fund API", WARN, f"{config.base_url} answers, but {exc}",
+                     "check XLFUNCS_API_URL and the fund; else tell the API's maintainers")
+    except ApiError as exc:
+        return Check("fund API", FAIL, str(exc), _api_fix(exc.status))
+    except XlfuncsError as exc:
+        return Check("fund API", FAIL, str(exc), "see Configuration in the README")
+    except Exception as exc:  # anything else: say what, never the token
+        return Check("fund API", FAIL, f"the check failed: {type(exc).__name__}",
+                     "run xlfuncs holdings to see more")
+    return Check("fund API", OK, f"{config.base_url} answers: {len(snapshot.rows)} holdings of "
+                 f"fund {fund} on {snapshot.end}")
 
 
 def run_checks(*, api: bool = False, env: Mapping[str, str] | None = None,
@@ -256,7 +298,9 @@ def run_checks(*, api: bool = False, env: Mapping[str, str] | None = None,
     Parameters
     ----------
     api : bool
-        Also check that the fund API answers (needs the network).
+        Also ask the fund API for holdings, as the refresh does (needs the
+        network; at most :data:`API_TIMEOUT` seconds, no retries): ok only when
+        it answers per the contract.
     env, home, platform : optional
         The environment, home folder and ``sys.platform`` to check (tests pass
         their own; by default this machine's).

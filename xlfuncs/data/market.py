@@ -124,6 +124,20 @@ def _missing(path: Path, name: str) -> InputError:
         return InputError(f"{name} is not a regular file: {path}", name)
     return InputError(f"{name} file not found: {path}", name)
 
+
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .xlsm (and any zip)
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls
+
+
+def _not_a_workbook(head: bytes, label: str, name: str) -> None:
+    """Refuse an Excel workbook (by its first bytes) where a CSV file is expected."""
+    if head.startswith(_ZIP_MAGIC):
+        raise InputError(f"{name}: {label} is an Excel workbook; export the sheet as CSV", name)
+    if head.startswith(_OLE_MAGIC):
+        raise InputError(f"{name}: {label} is an old Excel .xls workbook; export the sheet as "
+                         "CSV", name)
+
+
 def _read_source_text(source: object, name: str) -> tuple[str, str]:
     """Text of a path, a resource handle, a file object, bytes or CSV text; and a label."""
     if isinstance(source, bytes):
@@ -142,11 +156,13 @@ def _read_source_text(source: object, name: str) -> tuple[str, str]:
         raise InputError(f"{name} must be a file path or CSV text (got {type(source).__name__})",
                          name)
     raw = source.read_bytes() if not isinstance(source, str) else Path(source).read_bytes()
+    label = str(getattr(source, "name", source))
+    _not_a_workbook(raw[:8], Path(label).name, name)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return text, str(getattr(source, "name", source))
+    return text, label
 
 
 def _cell_number(text: str) -> Decimal | None:
@@ -523,6 +539,11 @@ class _Table:
             except (OSError, ValueError) as exc:
                 raise self._unreadable("Parquet", exc) from exc
             return
+        try:
+            with path.open("rb") as fh:
+                _not_a_workbook(fh.read(8), path.name, name)
+        except OSError as exc:
+            raise self._unreadable("CSV", exc) from exc
         try:
             try:
                 head = pd.read_csv(path, nrows=0, encoding=self.encoding)
