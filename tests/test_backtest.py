@@ -240,3 +240,13 @@ def test_dates_are_written_year_first(text):
     with pytest.raises(InputError, match="start must be a date written year first"):
         BacktestConfig(start=text)
     assert BacktestConfig(start="2000-02").start == "2000-02"
+
+
+def test_a_sector_sweep_over_gammas_uses_the_gammas():
+    config = BacktestConfig.from_mapping({"mode": "sector", "gamma": "2, 8"})
+    assert list(config.specs(12)) == ["sector gamma=2", "sector gamma=8"]
+    with pytest.raises(InputError, match="mode sector sweeps tev budgets or gamma values, not "
+                                         "both: clear one"):
+        BacktestConfig.from_mapping({"mode": "sector", "gamma": "2", "tev": "0.02"})
+    default = BacktestConfig.from_mapping({"mode": "sector"}).specs(12)
+    assert list(default) == ["sector tev=0.02", "sector tev=0.04", "sector tev=0.06"]

@@ -726,3 +726,16 @@ def test_data_are_described_by_the_dates_used():
     data = load_market("sample:100", end="2002-12-31")
     text = cli._source_text(data)
     assert "2002-12" in text and "2017-03" not in text
+
+
+def test_implied_weights_typed_in_percent_are_refused(capsys, sector, tmp_path):
+    inputs, corr = sector
+    frame = pd.read_csv(inputs)
+    frame["spy_weight"] *= 100
+    pct = tmp_path / "pct.csv"
+    frame.to_csv(pct, index=False)
+    code, out, err = run(capsys, *implied_args(pct, corr))
+    assert code == 2 and out == ""
+    assert one_line(err) == ("xlfuncs: error: weights sum to 100: index weights are fractions "
+                             "(0.0198 for 1.98%); divide them by 100 or type them as "
+                             "percentages")

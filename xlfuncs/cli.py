@@ -481,10 +481,12 @@ def cmd_implied(args: argparse.Namespace) -> int:
     if args.out:
         check_out_file(args.out)
     labels, arr = align_all(
+        wider=("corr",),
         weights=read_vector(args.weights, "weights", ("weight", "weights", "spy_weight")),
         vols=read_vector(args.vols, "vols", ("vol", "vols", "implied_vol", "implied_vol_30d")),
         corr=read_matrix(args.corr, "corr"),
     )
+    core.check_units(arr["weights"], arr["vols"], args.index_vol)  # percent typed as numbers
     res = core.implied_correlation(arr["weights"], arr["vols"], args.index_vol, arr["corr"],
                                    args.method, labels=labels)
     what = "covariance" if args.output == "cov" else "correlation"
@@ -837,8 +839,9 @@ def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, 
 def _check_sweep(table: dict, args: argparse.Namespace) -> None:
     """TEV budgets and gammas go with the modes that use them; a sector gamma sweep is one.
 
-    ``BacktestConfig`` ignores gammas in mode tev, and TEV budgets in mode gamma;
-    in mode sector its default budgets win over gammas. Said here instead.
+    ``BacktestConfig`` ignores gammas in mode tev, and TEV budgets in mode gamma
+    (a sheet keeps both cells filled); on the command line a flag that does
+    nothing is an error. (A sector sweep over gammas is ``from_mapping``'s.)
     """
     def norm(key: object) -> str:
         return str(key).strip().lower().replace("-", "_").replace(" ", "_")
@@ -860,11 +863,9 @@ def _check_sweep(table: dict, args: argparse.Namespace) -> None:
     if given("tev") and mode == "gamma":
         raise InputError(f"{named('tev')} does not go with --mode gamma: the sweep is over "
                          "--gamma", "tev")
-    if mode == "sector" and given("gamma"):
-        if given("tev"):
-            raise InputError(f"--mode sector takes {named('tev')} or {named('gamma')}, not both",
-                             "gamma")
-        table["tev"] = ()  # else the default budgets would be swept and the gammas ignored
+    if mode == "sector" and given("gamma") and given("tev"):
+        raise InputError(f"--mode sector takes {named('tev')} or {named('gamma')}, not both",
+                         "gamma")
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

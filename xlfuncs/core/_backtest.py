@@ -228,6 +228,13 @@ class BacktestConfig:
                                      f"{value!r})", name)
                 value = pd.Timestamp(value).date().isoformat()
             clean[name] = value
+        if str(clean.get("mode", "")).strip().lower() == "sector" and "gamma" in clean:
+            # A sector sweep is over the TEV budgets or over the gammas given, never
+            # over the default budgets while the gammas are ignored.
+            if "tev" in clean:
+                raise InputError("mode sector sweeps tev budgets or gamma values, not both: "
+                                 "clear one", "gamma")
+            clean["tev"] = ()
         return cls(**clean)
 
     def specs(self, periods_per_year: float) -> dict[str, OptimiserSpec]:
