@@ -250,3 +250,26 @@ def test_a_sector_sweep_over_gammas_uses_the_gammas():
         BacktestConfig.from_mapping({"mode": "sector", "gamma": "2", "tev": "0.02"})
     default = BacktestConfig.from_mapping({"mode": "sector"}).specs(12)
     assert list(default) == ["sector tev=0.02", "sector tev=0.04", "sector tev=0.06"]
+
+
+def test_a_delisted_holding_is_a_forced_sale_outside_the_turnover_limit():
+    """S0047 (19% of the portfolio) has no data after 1995-01: selling it is not a choice.
+
+    It used to count against the limit as the optimiser saw it, so every later date was
+    infeasible and the book froze with the dead stock in it.
+    """
+    data = load_market("sample:60").truncate("1990-01", "1996-12")
+    result = run_backtest(data, BacktestConfig(tev=(0.04,), min_history=48, turnover=0.05,
+                                               workers=1))
+    assert result.failures.empty
+    weights = result.weights.pivot_table(index="date", columns="asset", values="weight",
+                                         fill_value=0.0)
+    before, after = weights.loc["1995-01-31"], weights.loc["1995-02-28"]
+    assert before["S0047"] > 0.15 and after.get("S0047", 0.0) == 0.0
+    # drift over February, then: forced = the dead weight, voluntary = the rest, within 5%
+    r = data.returns.loc["1995-02-28"].reindex(before.index).fillna(0.0)
+    drifted = before * (1 + r) / float((before * (1 + r)).sum())
+    dead = float(drifted["S0047"])
+    alive = drifted.drop("S0047") / (1.0 - dead)  # the proceeds spread pro rata
+    voluntary = float(after.sub(alive, fill_value=0.0).abs().sum()) / 2
+    assert voluntary <= 0.05 + 1e-6

@@ -416,6 +416,23 @@ class _Book:
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
 
 
+def _previous_weights(held: pd.Series, assets: Sequence[str]) -> np.ndarray | None:
+    """The holdings the optimiser starts from, over today's tradable assets.
+
+    A holding that left the universe (delisted, or no longer enough history) is
+    a forced sale: its weight is spread over the remaining holdings in
+    proportion, so that the turnover limit and the trading cost in the
+    objective bind only the trades the optimiser chooses. (The accounting still
+    counts the forced trades as turnover.) None when nothing held is tradable:
+    the portfolio is built afresh.
+    """
+    prev = held.reindex(assets).fillna(0.0).to_numpy()
+    total, before = float(prev.sum()), float(held.sum())
+    if total <= 1e-12:
+        return None
+    return prev * (before / total) if abs(total - before) > 1e-12 else prev
+
+
 def _rebalance_dates(data: MarketData, config: BacktestConfig) -> list[int]:
     first = config.min_history - 1
     if config.start is not None:
@@ -464,7 +481,7 @@ def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
                         est.n_industries if spec.mode == "sector" else None)
                 prev = None
                 if book.weights is not None:
-                    prev = book.weights.reindex(est.assets).fillna(0.0).to_numpy()
+                    prev = _previous_weights(book.weights, est.assets)
                 res = optimisers[key].solve(
                     est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
                     benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
