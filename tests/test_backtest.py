@@ -273,3 +273,33 @@ def test_a_delisted_holding_is_a_forced_sale_outside_the_turnover_limit():
     alive = drifted.drop("S0047") / (1.0 - dead)  # the proceeds spread pro rata
     voluntary = float(after.sub(alive, fill_value=0.0).abs().sum()) / 2
     assert voluntary <= 0.05 + 1e-6
+
+
+def test_an_industry_change_is_not_known_before_it_happens(tmp_path):
+    """Sector mode classifies at date t by the label of date t (SPEC 3.5: data up to t only)."""
+    base = load_market("sample:30").truncate("1996-01", "2003-12")
+    sic = {name: 1000 + 500 * k for k, name in enumerate(sorted(set(base.industries)))}
+    long = base.returns.stack().rename("ret").reset_index()
+    long.columns = ["date", "permno", "ret"]
+    long["mktcap"] = base.caps.stack().reindex(
+        pd.MultiIndex.from_frame(long[["date", "permno"]])).to_numpy()
+    long["siccd"] = long["permno"].map(base.industries).map(sic)
+    moved = base.caps.iloc[-1].idxmax()
+    changed = long.copy()
+    changed.loc[(changed.permno == moved) & (changed.date >= "2002-01-01"), "siccd"] = 7372
+    long.to_csv(tmp_path / "a.csv", index=False)
+    changed.to_csv(tmp_path / "b.csv", index=False)
+    a, b = load_market(str(tmp_path / "a.csv")), load_market(str(tmp_path / "b.csv"))
+    assert a.industry_history is None
+    history = b.industry_history
+    assert history.loc["2001-12-31", moved] == a.industries[moved]  # the old label until then
+    assert history.loc["2002-01-31", moved] == b.industries[moved] != a.industries[moved]
+    assert b.truncate(None, "2001-12").industry_history.shape[0] == 72
+    config = BacktestConfig(mode="sector", tev=(0.04,), min_history=48, workers=1)
+    ra, rb = run_backtest(a, config), run_backtest(b, config)
+    cut = pd.Timestamp("2001-12-31")
+    pd.testing.assert_frame_equal(ra.weights[ra.weights.date <= cut],
+                                  rb.weights[rb.weights.date <= cut])
+    later_a = ra.weights[ra.weights.date > cut].set_index(["date", "asset"]).weight
+    later_b = rb.weights[rb.weights.date > cut].set_index(["date", "asset"]).weight
+    assert not later_a.equals(later_b)  # and the change is used once it happened

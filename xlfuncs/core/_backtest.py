@@ -384,7 +384,9 @@ class _Estimator:
         sigma = np.zeros((k + 1, k + 1))
         sigma[1:, 1:] = moments.cov
         loadings = model.loadings[:, keep]
-        labels = data.industries.reindex(assets).to_numpy()
+        # the labels of date t: a later change of industry is not known yet
+        labels = (data.industries if data.industry_history is None
+                  else data.industry_history.iloc[i]).reindex(assets).to_numpy()
         names, codes = np.unique(labels.astype(str), return_inverse=True)
         caps = benchmark = exposure = None
         if data.caps is not None:

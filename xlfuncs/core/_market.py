@@ -225,6 +225,11 @@ class MarketData:
         A human description of where the data came from, for reports.
     notes : tuple of str
         What the loader dropped, filled or assumed (one line each), for reports.
+    industry_history : DataFrame of shape (n_periods, n_assets) or None
+        The industry label each asset had at each date, when labels change over
+        time (a company moving to another SIC code); a backtest classifies at
+        date t by the label of date t, never by a later one. None: ``industries``
+        holds at every date.
 
     Raises
     ------
@@ -244,6 +249,7 @@ class MarketData:
     benchmark: pd.Series | None = None
     source: str = ""
     notes: tuple[str, ...] = field(default=())
+    industry_history: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         r = _check_frame(self.returns, "returns", None)
@@ -300,6 +306,14 @@ class MarketData:
             raise InputError(f"industries label of {ind.index[blank[0]]} is blank or not text",
                              "industries")
         object.__setattr__(self, "industries", ind.astype(object).rename("industry"))
+        if self.industry_history is not None:
+            hist = self.industry_history
+            if not isinstance(hist, pd.DataFrame) or not hist.index.equals(idx):
+                raise InputError("industry_history must be a table with the dates of returns",
+                                 "industry_history")
+            hist = hist.reindex(columns=r.columns)
+            filled = hist.fillna(pd.DataFrame({c: ind[c] for c in r.columns}, index=idx))
+            object.__setattr__(self, "industry_history", filled.astype(object))
 
         f = _check_frame(self.factors, "factors", idx)
         if f.shape[1] == 0:
@@ -400,6 +414,9 @@ class MarketData:
             rf=self.rf.iloc[cut],
             benchmark=None if self.benchmark is None else self.benchmark.iloc[cut],
             notes=tuple(notes),
+            industry_history=(None if self.industry_history is None
+                              else self.industry_history.iloc[cut].reindex(
+                                  columns=returns.columns)),
         )
 
     def window(self, end: object) -> MarketData:

@@ -493,6 +493,7 @@ class LongPanels:
     periods_per_year: int
     source: str = ""
     notes: tuple[str, ...] = ()
+    industry_history: pd.DataFrame | None = None
 
 
 _COLUMN_NAMES = {
@@ -924,12 +925,21 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             lab[unlabelled] = NONCLASSIFIABLE
             notes.append(f"{int(unlabelled.sum())} asset(s) with no SIC code: "
                          f"{NONCLASSIFIABLE}")
+        history = None
         if changed:
-            notes.append(f"{changed} asset(s) changed {ind_c} in the window: the most recent "
-                         "is used")
+            # each date keeps the label it had then (carried forward between rows)
+            grid = np.full((len(returns.index), len(assets)), np.nan)
+            grid[frame["t"].to_numpy(), frame["a"].to_numpy()] = frame["c"].to_numpy()
+            codes = pd.DataFrame(grid).ffill().bfill().to_numpy()
+            history = pd.DataFrame(
+                np.where(np.isnan(codes), "", label_of[np.nan_to_num(codes, nan=0).astype(int)]),
+                index=returns.index, columns=columns, dtype=object).replace("", np.nan)
+            notes.append(f"{changed} asset(s) changed {ind_c} in the window: each date uses "
+                         "the label it had then")
         industries = pd.Series(lab, index=columns, dtype=object)
     return LongPanels(returns=returns, caps=caps, industries=industries.rename("industry"),
-                      periods_per_year=ppy, source=tab.label, notes=tuple(notes))
+                      periods_per_year=ppy, source=tab.label, notes=tuple(notes),
+                      industry_history=history if ind_c is not None else None)
 
 
 # --------------------------------------------------------------------------- assembly
@@ -937,7 +947,8 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
 
 def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.Series,
               ppy: int, factor_frame: pd.DataFrame, *, start: object, end: object,
-              source: str, notes: Sequence[str]) -> MarketData:
+              source: str, notes: Sequence[str],
+              industry_history: pd.DataFrame | None = None) -> MarketData:
     """Align data and factors on their common dates and cut to [start, end]."""
     notes = list(notes)
     facs, rf = _split_rf(factor_frame)
@@ -980,9 +991,11 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
         caps = None if caps is None else caps.loc[:, listed]
     facs, rf = facs.loc[common], rf.loc[common]
     benchmark = (facs["Mkt-RF"] + rf).rename("market") if "Mkt-RF" in facs.columns else None
+    history = (None if industry_history is None
+               else industry_history.loc[common].reindex(columns=returns.columns))
     return MarketData(returns=returns, caps=caps, industries=industries.reindex(returns.columns),
                       factors=facs, rf=rf, periods_per_year=ppy, benchmark=benchmark,
-                      source=source, notes=tuple(notes))
+                      source=source, notes=tuple(notes), industry_history=history)
 
 
 def _span(index: pd.DatetimeIndex) -> str:
@@ -1066,7 +1079,8 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
     src = factor_frame.attrs.get("source", "factors")
     return _assemble(panels.returns, panels.caps, panels.industries, panels.periods_per_year,
                      factor_frame, start=start, end=end,
-                     source=f"{panels.source} with factors from {src}", notes=panels.notes)
+                     source=f"{panels.source} with factors from {src}", notes=panels.notes,
+                     industry_history=panels.industry_history)
 
 
 # --------------------------------------------------------------------------- synthetic
