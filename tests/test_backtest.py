@@ -155,7 +155,11 @@ def test_cli_writes_the_result_files(tmp_path, capsys):
     stats = pd.read_csv(out / "stats.csv")
     assert list(stats.columns) == ["strategy", "ann_return", "ann_volatility", "sharpe",
                                    "tracking_error", "information_ratio", "max_drawdown",
-                                   "turnover", "avg_holdings"]
+                                   "turnover", "avg_holdings", "hit_rate", "ir_per_period"]
+    conventions = pd.read_csv(out / "conventions.csv")  # every statistic says how it is made
+    assert list(conventions["statistic"]) == list(stats.columns[1:])
+    assert conventions.set_index("statistic").loc["information_ratio", "convention"] == (
+        "mean(a) / std(a, ddof=1) * sqrt(A), a = r - r_b")
     weights = pd.read_csv(out / "weights.csv")
     assert list(weights.columns) == ["date", "strategy", "asset", "weight"]
     sums = weights.groupby(["date", "strategy"])["weight"].sum()

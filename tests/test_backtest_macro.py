@@ -118,7 +118,7 @@ def test_every_row_of_a_longer_result_is_formatted(tmp_path):
     assert run.ok and run.status.startswith("OK: 5 strategies"), run.status
     wb = openpyxl.load_workbook(path)
     for name, expect in (("BtStats", ["General", "0.00%", "0.00%", "0.00", "0.00%", "0.00",
-                                      "0.00%", "0.00%", "0.0"]),
+                                      "0.00%", "0.00%", "0.0", "0.0%", "0.000"]),
                          ("BtReturns", ["yyyy-mm-dd", *["0.00%"] * 7])):
         sheet, ref = wb.defined_names[name].attr_text.split("!")
         rows = wb[sheet.strip("'")][ref.replace("$", "")]

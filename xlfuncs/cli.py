@@ -607,7 +607,7 @@ def _backtest_files() -> tuple[str, ...]:
     """The files ``write_results`` writes into a backtest's folder."""
     from xlfuncs.report import CHARTS
 
-    return ("returns.csv", "weights.csv", "stats.csv", "failures.csv", *CHARTS)
+    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "failures.csv", *CHARTS)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -14,15 +14,15 @@ import pandas as pd
 from xlfuncs._files import atomic_write
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "STATS_COLUMNS", "save_charts", "stat_format", "stats_table",
-           "write_results"]
+__all__ = ["CHARTS", "STATS_COLUMNS", "conventions_table", "save_charts", "stat_format",
+           "stats_table", "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
-                 "max_drawdown", "turnover", "avg_holdings")
+                 "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
 # Number formats of the statistics in a sheet: ratios and counts as numbers,
 # every other statistic a percentage.
 STATS_FORMATS = {"strategy": "General", "sharpe": "0.00", "information_ratio": "0.00",
-                 "avg_holdings": "0.0"}
+                 "avg_holdings": "0.0", "hit_rate": "0.0%", "ir_per_period": "0.000"}
 CHARTS = ("cumulative.png", "ir_vs_tev.png", "rolling_te.png")
 ROLLING = 12  # periods in the rolling tracking error
 
@@ -30,6 +30,14 @@ ROLLING = 12  # periods in the rolling tracking error
 def stat_format(column: str) -> str:
     """The number format a statistics column shows in Excel."""
     return STATS_FORMATS.get(column, "0.00%")
+
+
+def conventions_table() -> pd.DataFrame:
+    """``statistic, convention``: how each column of the statistics is defined (SPEC 3.5)."""
+    from xlfuncs.core._metrics import CONVENTIONS
+
+    return pd.DataFrame({"statistic": list(STATS_COLUMNS),
+                         "convention": [CONVENTIONS[c] for c in STATS_COLUMNS]})
 
 
 def stats_table(result: BacktestResult) -> pd.DataFrame:
@@ -76,7 +84,8 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
 
     plt, fig, ax = _figure()
     for name in ("benchmark", *strategies):
-        ax.plot(r.index, np.log1p(r[name].fillna(0.0)).cumsum(), label=name,
+        # a strategy's line starts at its first return (a gap is not a zero return)
+        ax.plot(r.index, np.log1p(r[name]).cumsum(), label=name,
                 linewidth=2.2 if name == "benchmark" else 1.2,
                 color="black" if name == "benchmark" else None)
     ax.set_title("Cumulative log return")
@@ -108,10 +117,12 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
 
 
 def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
-    """Write ``returns.csv``, ``weights.csv``, ``stats.csv``, the charts, ``failures.csv``.
+    """Write the result files and charts into the folder ``out``.
 
-    Every file is written to a temporary name and renamed when complete.
-    ``failures.csv`` is written only when a date failed (an old one is removed).
+    ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``, the
+    charts, and ``failures.csv``. Every file is written to a temporary name and
+    renamed when complete. ``failures.csv`` is written only when a date failed
+    (an old one is removed).
     """
     out = Path(out)
     written = []
@@ -125,6 +136,7 @@ def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
     csv(returns, "returns.csv", True)
     csv(result.weights, "weights.csv", False)
     csv(stats_table(result), "stats.csv", False)
+    csv(conventions_table(), "conventions.csv", False)
     written += save_charts(result, out)
     if len(result.failures):
         csv(result.failures, "failures.csv", False)
