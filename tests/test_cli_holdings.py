@@ -190,7 +190,8 @@ def test_connection_refused(refused_url, workbook, capsys):
      "https:// URL"),
     (["--workbook", "missing.xlsm"], "no such workbook missing.xlsm"),
     (["--workbook", "BOOK", "--start", DAY], "--start does not go with --workbook"),
-    (["--start", "2025-02-19", "--date", DAY], "start 2025-02-19 is after end 2025-02-18"),
+    (["--start", "2025-02-19", "--date", DAY], "--start 2025-02-19 is after --date 2025-02-18"),
+    (["--date", "2999-01-04"], "--date 2999-01-04 is in the future"),
 ])
 def test_bad_arguments_fail_before_any_request(fund_api, workbook, capsys, args, message):
     args = [str(workbook) if a == "BOOK" else a for a in args]
@@ -360,3 +361,4 @@ def test_out_is_a_folder_or_under_a_file(fund_api, tmp_path, capsys):
                        "--out", str(afile / "h.csv"))
     assert code == 2 and f"{afile} is a file, not a folder" in err and err.count("\n") == 1
     assert fund_api.hits == 0
+

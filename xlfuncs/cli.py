@@ -749,6 +749,12 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     if not package_log.handlers:  # no "last resort" log lines: an error is one stderr line
         package_log.addHandler(logging.NullHandler())
     end, start = day(args.date, "--date"), day(args.start, "--start")
+    for when, flag in ((end, "--date"), (start, "--start")):
+        if when is not None and when > date.today():
+            raise InputError(f"{flag} {when} is in the future: the fund has no holdings yet",
+                             flag)
+    if start is not None and end is not None and start > end:
+        raise InputError(f"--start {start} is after --date {end}", "start")
     if args.out:
         check_out_file(args.out)
     if args.workbook and args.start:
