@@ -521,6 +521,20 @@ def test_every_ribbon_action_has_a_vba_callback() -> None:
     assert actions and actions <= callbacks, actions - callbacks
 
 
+def test_every_ribbon_callback_checks_for_a_workbook_before_runpython() -> None:
+    """xlwings' RunPython reads the active workbook's sheets: with none open it stops
+    with run-time error 91. Each button says "open a workbook first" instead."""
+    text = "\n".join(_vba_modules(ADDIN).values()).replace("\r\n", "\n")
+    subs = re.findall(r"Public Sub (On\w+)\(control As IRibbonControl\)\n(.*?)End Sub", text,
+                      re.S)
+    assert len(subs) == 5
+    for name, body in subs:
+        lines = [line.strip() for line in body.strip().splitlines()]
+        assert lines[0].startswith("If NoWorkbook(") and lines[0].endswith(") Then Exit Sub"), name
+        assert lines[1].startswith('RunPython "'), name
+    assert "NoWorkbook = ActiveWorkbook Is Nothing" in text
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_runpython_string_imports_a_macro(name: str) -> None:
     import importlib
