@@ -21,6 +21,15 @@ serving ``POST /all-holdings/summary`` in a daemon thread:
       "invalid-json"        200 with a truncated JSON body
       "no-holdings"         200, the contract answer without "holdings"
       "empty"               200, "holdings": []
+      "echo"                400, the request's headers (Authorization too) in the body
+      "301:location=URL"    a redirect (any step takes location=URL)
+      "ok:drip=0.2"         the answer's body one byte every 0.2 s (a stalling API);
+                            "ok:drip-all=0.2" drips the status line and headers too
+      "ok:gzip"             the body gzip-compressed (Content-Encoding: gzip)
+      "ok:cut"              half the body, then the connection is closed
+
+  ``Reply(echo=True)`` replaces ``{authorization}`` in its body, JSON or holdings by
+  the request's Authorization header (an API that quotes the token back).
 
   Wrong field types, shorts, duplicates, inactive rows or N holdings are served
   by setting :attr:`FundApi.holdings` or with ``Reply(holdings=[...])``.
@@ -35,6 +44,7 @@ module or ``conftest.py`` does not shadow a name). The server does not import xl
 from __future__ import annotations
 
 import contextlib
+import gzip
 import itertools
 import json
 import random
@@ -177,7 +187,11 @@ class Reply:
     ``body`` (raw, str or bytes) replaces the answer; ``holdings`` replaces the
     rows of a contract answer; ``transform`` edits the contract answer (a dict)
     before it is sent. ``delay`` waits first; ``drop`` closes the connection
-    without answering.
+    without answering. ``drip`` sends the body one byte at a time, that many
+    seconds apart (with ``drip_headers`` the status line and headers too);
+    ``gzip`` compresses the body; ``cut`` sends half of it and closes the
+    connection; ``echo`` replaces ``{authorization}`` in the
+    answer by the request's Authorization header.
     """
 
     status: int = 200
@@ -188,6 +202,11 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    drip: float = 0.0
+    drip_headers: bool = False
+    gzip: bool = False
+    echo: bool = False
+    cut: bool = False
 
     @classmethod
     def parse(cls, step: str | Reply) -> Reply:
@@ -195,23 +214,37 @@ class Reply:
         if isinstance(step, Reply):
             return step
         name, _, params = step.strip().partition(":")
-        options: dict[str, str] = {}
+        options: dict[str, str | None] = {}
         for item in filter(None, (p.strip() for p in params.split(","))):
             key, sep, value = item.partition("=")
-            if not sep:
+            if not sep and key.strip().lower() not in ("gzip", "cut"):
                 raise ValueError(f"fund_api step {step!r}: {item!r} is not key=value")
-            options[key.strip().lower()] = value.strip()
-        delay = float(options.pop("delay", 0))
-        headers = {}
-        if "retry-after" in options:
-            headers["Retry-After"] = options.pop("retry-after")
+            options[key.strip().lower()] = value.strip() if sep else None
+        delay = float(options.pop("delay", None) or 0)
+        headers: dict[str, str] = {}
+        for option, header in (("retry-after", "Retry-After"), ("location", "Location")):
+            if option in options:
+                headers[header] = options.pop(option) or ""
+        extra: dict[str, Any] = {}
+        if "drip" in options:
+            extra["drip"] = float(options.pop("drip") or 0)
+        if "drip-all" in options:
+            extra.update(drip=float(options.pop("drip-all") or 0), drip_headers=True)
+        for flag in ("gzip", "cut"):
+            if flag in options:
+                options.pop(flag)
+                extra[flag] = True
         if options:
             raise ValueError(f"fund_api step {step!r}: unknown option {next(iter(options))!r}")
         name = name.lower()
         if name == "ok":
-            return cls(delay=delay, headers=headers)
+            return cls(delay=delay, headers=headers, **extra)
         if name.isdigit():
-            return cls(status=int(name), delay=delay, headers=headers)
+            return cls(status=int(name), delay=delay, headers=headers, **extra)
+        if name == "echo":
+            return cls(status=400, json={"detail": "Bad Request",
+                                         "headers": {"Authorization": "{authorization}"}},
+                       echo=True, delay=delay, headers=headers, **extra)
         if name == "drop":
             return cls(drop=True, delay=delay)
         if name == "invalid-json":
@@ -305,14 +338,48 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         status, headers, payload = self.api._answer(rec, reply)
+        if reply.echo:  # quoted as JSON would quote it, unless the body is raw
+            auth = rec.headers.get("authorization", "")
+            auth = auth if reply.body is not None else json.dumps(auth)[1:-1]
+            payload = payload.replace(b"{authorization}", auth.encode())
+        if reply.gzip:
+            payload = gzip.compress(payload)
+            headers["Content-Encoding"] = "gzip"
+        if reply.drip:
+            self._drip(status, headers, payload, reply)
+            return
         try:
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            self.wfile.write(payload[: len(payload) // 2] if reply.cut else payload)
         except OSError:  # the client timed out and left
+            pass
+        if reply.cut:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _drip(self, status: int, headers: Mapping[str, str], payload: bytes, reply: Reply
+              ) -> None:
+        """Send the answer a byte at a time, ``reply.drip`` seconds apart."""
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"{self.protocol_version} {status} {reason}",
+                 *(f"{k}: {v}" for k, v in headers.items()),
+                 f"Content-Length: {len(payload)}"]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.close_connection = True
+        data = head + payload if reply.drip_headers else payload
+        try:
+            if not reply.drip_headers:
+                self.wfile.write(head)
+            for i in range(len(data)):
+                if self.api._closing.wait(reply.drip):
+                    return
+                self.wfile.write(data[i:i + 1])
+        except OSError:  # the client gave up
             pass
 
     do_POST = do_GET = do_PUT = do_DELETE = _handle

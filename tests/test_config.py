@@ -171,7 +171,7 @@ def test_a_file_that_is_not_utf8(tmp_path):
     ("backoff = -1", "[api] backoff must be from 0 to 60 seconds, not -1"),
     ("token = 12345", "[api] token must be text"),
     ('tokn = "x"', "[api] has an unknown key 'tokn'; the keys are base_url, fund, token, "
-                   "timeout, retries, backoff"),
+                   "timeout, deadline, retries, backoff"),
 ])
 def test_wrong_types_name_the_file_and_key(tmp_path, line, message):
     url = "" if line.startswith("base_url") else f'base_url = "{URL}"\n'
@@ -283,3 +283,62 @@ def test_bad_timeout_text_in_the_file_is_named(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path, f'[api]\nbase_url = "{URL}"\ntimeout = "3,-1"\n')
     assert str(info.value).startswith(f"{tmp_path / 'config.toml'} [api] timeout (read) must be")
+
+
+# --------------------------------------------------------------------------- limits, the deadline
+
+
+@pytest.mark.parametrize(("env", "toml", "message"), [
+    ({"XLFUNCS_TIMEOUT": "1e300"}, None,
+     "XLFUNCS_TIMEOUT must be at most 300 seconds (a refresh must not hang Excel), not 1e+300"),
+    ({"XLFUNCS_TIMEOUT": "3,301"}, None, "XLFUNCS_TIMEOUT (read) must be at most 300 seconds"),
+    ({"XLFUNCS_TIMEOUT": "inf"}, None, "XLFUNCS_TIMEOUT must be at most 300 seconds"),
+    ({"XLFUNCS_TIMEOUT": "nan"}, None,
+     "XLFUNCS_TIMEOUT must be a number of seconds or [connect, read] greater than 0, not nan"),
+    ({}, "timeout = [3, 1e300]", "[api] timeout (read) must be at most 300 seconds"),
+    ({}, "timeout = 1" + "0" * 400,
+     "[api] timeout must be at most 300 seconds (a refresh must not hang Excel), "
+     "not a number with 401 digits"),
+    ({"XLFUNCS_DEADLINE": "1e300"}, None, "XLFUNCS_DEADLINE must be at most 300 seconds"),
+    ({"XLFUNCS_DEADLINE": "soon"}, None, "XLFUNCS_DEADLINE must be seconds, e.g. 60, not 'soon'"),
+    ({"XLFUNCS_DEADLINE": "0"}, None,
+     "XLFUNCS_DEADLINE must be a number of seconds greater than 0, not 0.0"),
+    ({}, 'deadline = "60"', "[api] deadline must be a number of seconds, not text '60'"),
+    ({}, "deadline = 301", "[api] deadline must be at most 300 seconds"),
+])
+def test_timeouts_and_the_deadline_have_a_ceiling(tmp_path, env, toml, message):
+    file = None if toml is None else f'[api]\nbase_url = "{URL}"\n{toml}\n'
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, file, **{"XLFUNCS_API_URL": URL, **env})
+    text = str(info.value)
+    if toml is not None:
+        text = text.removeprefix(f"{tmp_path / 'config.toml'} ")
+    assert text.startswith(message), text
+    assert "\n" not in text
+
+
+def test_the_deadline(tmp_path):
+    assert load(tmp_path, XLFUNCS_API_URL=URL).deadline == 60.0
+    toml = f'[api]\nbase_url = "{URL}"\ndeadline = 20\n'
+    assert load(tmp_path, toml).deadline == 20.0
+    assert load(tmp_path, toml, XLFUNCS_DEADLINE=" 5.5 ").deadline == 5.5
+    assert Config(base_url=URL, deadline=300).deadline == 300.0
+    with pytest.raises(ConfigError, match=r"^deadline must be a number of seconds greater than"):
+        Config(base_url=URL, deadline=-1)
+    assert "deadline=60.0" in repr(Config(base_url=URL))
+
+
+def test_one_number_in_xlfuncs_timeout_keeps_the_connect_timeout_of_the_file(tmp_path):
+    toml = f'[api]\nbase_url = "{URL}"\ntimeout = "3,30"\n'
+    assert load(tmp_path, toml, XLFUNCS_TIMEOUT="5").timeout == (3.0, 5.0)
+    assert load(tmp_path, toml, XLFUNCS_TIMEOUT="1,2").timeout == (1.0, 2.0)
+    assert load(tmp_path, XLFUNCS_API_URL=URL, XLFUNCS_TIMEOUT="5").timeout == (3.05, 5.0)
+
+
+@pytest.mark.parametrize("url", ["https://fund api.example.edu", "https://x.org/a b",
+                                 "https://x.org/\tv2"])
+def test_a_url_with_a_space_is_refused(tmp_path, url):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, XLFUNCS_API_URL=url)
+    assert str(info.value).startswith("XLFUNCS_API_URL must not contain a space or a control "
+                                      "character (write a space as %20)")

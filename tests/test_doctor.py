@@ -157,3 +157,44 @@ def test_api_not_configured_is_a_warning(tmp_path):
                                platform="linux")
     got = by_name(checks)["fund API"]
     assert got.status == "warn" and "no fund API URL is configured" in got.detail
+
+
+def test_api_check_ends_at_its_deadline_against_a_dripping_api(fund_api, tmp_path, monkeypatch):
+    # every byte within the read timeout: only the deadline ends the check
+    fund_api.script(["ok:drip=0.1"])
+    got = api_check(tmp_path, fund_api.url, XLFUNCS_DEADLINE="1")
+    assert got.status == "FAIL"
+    assert got.detail == f"the API at {fund_api.url} did not answer within 1 s (1 attempt)"
+    # and the doctor's own limit applies whatever the configuration says (60 s by default)
+    monkeypatch.setattr(doctor, "API_DEADLINE", 0.5)
+    fund_api.script(["ok:drip=0.1"])
+    got = api_check(tmp_path, fund_api.url)
+    assert got.detail == f"the API at {fund_api.url} did not answer within 0.5 s (1 attempt)"
+
+
+def test_api_check_never_shows_the_token_echoed_in_a_field(tmp_path):
+    from fund_api import FundApi, Reply
+
+    token = "tok-" + "Q7/w" * 30
+    bad = {"ticker": "AAPL", "active": True, "shares": "{authorization}", "price": 1.0,
+           "value": 1.0}
+    with FundApi(token=token) as api:
+        api.script([Reply(echo=True, holdings=[bad])])
+        got = api_check(tmp_path, api.url, XLFUNCS_API_TOKEN=token)
+    assert got.status == "warn"
+    assert got.detail == (f"{api.url} answers, but holdings[0].shares is text 'Bearer ***', "
+                          "a number is needed")
+    text = got.detail + got.fix
+    assert not any(token[i:i + 8] in text for i in range(len(token) - 7))
+
+
+def test_api_check_reports_a_redirect(fund_api, tmp_path):
+    from fund_api import Reply
+
+    fund_api.script([Reply(status=308, headers={"Location": "https://new.example.edu/api"
+                                                            "/all-holdings/summary"})])
+    got = api_check(tmp_path, fund_api.url)
+    assert got.status == "FAIL"
+    assert got.detail.startswith("the API redirected to https://new.example.edu/api/"
+                                 "all-holdings/summary (308)")
+    assert "XLFUNCS_API_URL" in got.fix

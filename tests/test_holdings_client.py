@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import time
-from datetime import UTC, date, datetime
+import zlib
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 import requests
@@ -26,6 +29,7 @@ from xlfuncs.config import Config
 from xlfuncs.core import normalise_ticker
 from xlfuncs.data.holdings import (
     COLUMNS,
+    MAX_BODY,
     HoldingsClient,
     HoldingsSnapshot,
     fetch_holdings,
@@ -614,3 +618,255 @@ def test_the_token_never_leaks(caplog, refused_url):
         assert TOKEN not in record.getMessage()
         assert TOKEN not in repr(record.args)
     assert TOKEN not in caplog.text
+
+
+# --------------------------------------------------------------------------- one deadline per fetch
+
+
+def test_an_answer_dripping_one_byte_at_a_time_ends_at_the_deadline(fund_api):
+    # each byte comes well within the read timeout, so only the deadline can end it
+    fund_api.script(["ok:drip=0.1"])
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiTimeoutError, timeout=(0.5, 0.5), deadline=1)
+    elapsed = time.perf_counter() - began
+    assert str(exc) == f"the API at {fund_api.url} did not answer within 1 s (1 attempt)"
+    assert fund_api.hits == 1
+    assert 0.9 < elapsed < 2.5
+
+
+def test_dripping_headers_end_at_the_deadline_too(fund_api):
+    fund_api.script(["ok:drip-all=0.1"])
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiTimeoutError, timeout=(0.5, 0.5), deadline=1)
+    assert str(exc) == f"the API at {fund_api.url} did not answer within 1 s (1 attempt)"
+    assert time.perf_counter() - began < 2.5
+
+
+def test_every_attempt_counts_against_one_deadline(fund_api):
+    # each attempt is dropped after 0.4 s (under the 0.5 s read timeout): without a
+    # deadline four attempts would take 1.6 s
+    fund_api.script(["drop:delay=0.4"] * 4)
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiTimeoutError, deadline=1)
+    elapsed = time.perf_counter() - began
+    assert re.fullmatch(rf"the API at {re.escape(fund_api.url)} did not answer within 1 s "
+                        r"\([23] attempts\)", str(exc)), str(exc)
+    assert fund_api.hits <= 3
+    assert elapsed < 2.0
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited_for(fund_api):
+    fund_api.script(["503:retry-after=2", "ok"])
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiStatusError, deadline=1)
+    assert time.perf_counter() - began < 0.8
+    assert re.fullmatch(r"the API is unavailable \(503\); it asks to wait 2 s, more than the "
+                        r"[01](\.\d)? s left of the 1 s limit; body: "
+                        r'\{"detail":"Service Unavailable"\}', str(exc)), str(exc)
+    assert fund_api.hits == 1
+
+
+def test_a_backoff_past_the_deadline_is_not_begun(fund_api):
+    fund_api.script(["503", "503", "ok"])  # waits: none, then 2 s
+    began = time.perf_counter()
+    exc = fails(fund_api, ApiStatusError, backoff=1.0, deadline=1.5)
+    assert time.perf_counter() - began < 1.0
+    assert str(exc) == ("the API is unavailable (503) after 1 retry; no time for another "
+                        "attempt within the 1.5 s limit (2 attempts); body: "
+                        '{"detail":"Service Unavailable"}')
+    assert fund_api.hits == 2
+
+
+def test_dropped_connections_stop_at_the_deadline(refused_url, fund_api):
+    fund_api.script(["drop"] * 3)
+    exc = fails(fund_api, ApiConnectionError, backoff=1.0, deadline=1.5)
+    assert str(exc) == (f"cannot reach {fund_api.url}: the connection was closed without an "
+                        "answer; no time for another attempt within the 1.5 s limit "
+                        "(2 attempts)")
+    assert fund_api.hits == 2
+
+
+def test_retry_after_as_an_http_date(fund_api):
+    past = "Sun, 06 Nov 1994 08:49:37 GMT"  # in the past: retry at once
+    fund_api.script([Reply(status=503, headers={"Retry-After": past}), "ok"])
+    assert len(fetch(fund_api).rows) == 20
+    assert fund_api.hits == 2 and fund_api.gaps()[0] < 0.5
+
+    soon = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    fund_api.script([Reply(status=429, headers={"Retry-After": soon})])
+    exc = fails(fund_api, ApiStatusError)
+    assert re.fullmatch(r"the API is rate limiting requests \(429\); it asks to wait "
+                        r"3[56]\d\d s; body: .*", str(exc)), str(exc)
+
+
+def test_a_negative_retry_after_is_no_wait(fund_api):
+    fund_api.script(["429:retry-after=-5"] * 4)
+    exc = fails(fund_api, ApiStatusError)
+    assert str(exc) == ('the API is rate limiting requests (429) after 3 retries; '
+                        'body: {"detail":"Too Many Requests"}')
+    assert fund_api.hits == 4
+
+
+# --------------------------------------------------------------------------- size, encodings
+
+
+def test_a_gzip_answer_is_read(fund_api):
+    fund_api.script(["ok:gzip"])
+    assert len(fetch(fund_api).rows) == 20
+
+
+def test_a_decompression_bomb_is_refused_at_the_size_limit(fund_api):
+    # 60 MB of zeros in ~60 KB of gzip: read in chunks, refused past MAX_BODY
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"0" * 2**20
+    bomb = b"".join(packer.compress(zeros) for _ in range(60)) + packer.flush()
+    assert len(bomb) < 2**20 < MAX_BODY < 60 * 2**20
+    fund_api.script([Reply(body=bomb, headers={"Content-Encoding": "gzip"})])
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc) == f"the answer of the API at {fund_api.url} is larger than 50 MB"
+    assert exc.status == 200
+    assert fund_api.hits == 1
+
+
+def test_a_body_that_is_not_really_gzip(fund_api):
+    fund_api.script([Reply(body=b'{"start": 1}', headers={"Content-Encoding": "gzip"})])
+    exc = fails(fund_api, ApiResponseError)
+    assert str(exc) == (f"the API at {fund_api.url} sent a compressed answer that cannot be "
+                        "decompressed")
+
+
+def test_an_answer_cut_short_is_retried_then_named_in_words(fund_api):
+    fund_api.script(["ok:cut", "ok"])
+    assert len(fetch(fund_api).rows) == 20
+    fund_api.script(["ok:cut"] * 4)
+    exc = fails(fund_api, ApiConnectionError)
+    assert str(exc) == (f"the API at {fund_api.url} broke off its answer: the connection "
+                        "closed before the end")
+    assert "Error" not in str(exc)
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+def test_a_redirect_to_another_host_is_reported_not_followed(fund_api):
+    with FundApi(holdings=[row("EVIL", 1.0)]) as other:
+        for status in (301, 302, 307, 308):
+            fund_api.script([Reply(status=status, headers={"Location": other.url + PATH})])
+            exc = fails(fund_api, ApiStatusError)
+            assert str(exc) == (f"the API redirected to {other.url}{PATH} ({status}): set "
+                                f"XLFUNCS_API_URL to the address it names ({other.url})")
+            assert exc.status == status
+        assert other.hits == 0
+    assert fund_api.hits == 4
+
+
+def test_a_redirect_with_a_token_is_not_followed_nor_blamed_on_the_token():
+    with FundApi(token=TOKEN) as api, FundApi(token=TOKEN) as other:
+        api.script([Reply(status=307, headers={"Location": f"{other.url}{PATH}?t={TOKEN}"})])
+        exc = fails(api, ApiStatusError, token=TOKEN)
+        assert str(exc).startswith(f"the API redirected to {other.url}{PATH} (307)")
+        assert "401" not in str(exc) and TOKEN not in _all_text(exc)
+        assert other.hits == 0
+
+
+def test_a_redirect_loop_and_relative_and_missing_locations(fund_api):
+    fund_api.script([Reply(status=301, headers={"Location": fund_api.url + PATH}),
+                     Reply(status=302, headers={"Location": "/v2" + PATH}),
+                     Reply(status=303)])
+    assert str(fails(fund_api, ApiStatusError)).startswith(
+        f"the API redirected to {fund_api.url}{PATH} (301)")
+    assert str(fails(fund_api, ApiStatusError)) == (
+        f"the API redirected to {fund_api.url}/v2{PATH} (302): set XLFUNCS_API_URL to the "
+        f"address it names ({fund_api.url}/v2)")
+    assert str(fails(fund_api, ApiStatusError)) == (
+        "the API answered 303 (a redirect) without saying where to: check XLFUNCS_API_URL")
+    assert fund_api.hits == 3
+
+
+# --------------------------------------------------------------------------- numbers, dates
+
+
+def _huge_shares_body(digits: int) -> bytes:
+    rows = [row("AAPL", 100.0)]
+    text = json.dumps({"start": DAY.isoformat(), "end": DAY.isoformat(), "trading_days": 1,
+                       "holdings": rows})
+    return text.replace('"shares": 10.0', '"shares": ' + "9" * digits).encode()
+
+
+@pytest.mark.parametrize(("reply", "message"), [
+    (Reply(holdings=[row("AAPL", 100.0, shares=10**400, price=1.0)]),
+     "holdings[0].shares is too large"),
+    (Reply(holdings=[row("AAPL", 100.0, beta=-(10**400))]), "holdings[0].beta is too large"),
+    (Reply(transform=lambda a: {**a, "trading_days": 10**400}), "trading_days is too large"),
+    (Reply(body=_huge_shares_body(5000)), "holdings[0].shares is too large"),
+    (Reply(transform=lambda a: {**a, "trading_days": -(10**400)}),
+     "trading_days is a number with 401 digits, a whole number is needed"),
+])
+def test_huge_numbers_are_too_large_not_a_crash(fund_api, reply, message):
+    fund_api.script([reply])
+    assert str(fails(fund_api, ApiResponseError)) == message
+
+
+def test_the_answer_must_be_for_the_dates_asked(fund_api):
+    fund_api.script([Reply(transform=lambda a: {**a, "start": "2025-02-17", "end": "2025-02-17"}),
+                     Reply(transform=lambda a: {**a, "start": a["end"], "end": a["start"]})])
+    assert str(fails(fund_api, ApiResponseError)) == (
+        "the API answered for 2025-02-17, not for 2025-02-18 as asked")
+    with pytest.raises(ApiResponseError) as info:
+        fetch_holdings("quant", date(2025, 2, 10), DAY, config=config(fund_api))
+    assert str(info.value) == "the API answer's start 2025-02-18 is after its end 2025-02-10"
+
+
+# --------------------------------------------------------------------------- a token echoed back
+
+# long, with a slash and a quote: a JSON encoder may escape both
+LONG_TOKEN = "eyJ" + "Zk9/q" * 40 + 'x"Y' + "w7+Lp" * 20
+
+
+def _no_piece_of(token: str, text: str, size: int = 8) -> bool:
+    return not any(token[i:i + size] in text for i in range(len(token) - size + 1))
+
+
+def test_a_long_token_echoed_back_leaves_no_piece_in_any_message(caplog):
+    caplog.set_level(logging.DEBUG)
+    escaped = json.dumps(LONG_TOKEN)[1:-1].replace("/", "\\/")
+    pad = "x" * 150  # the excerpt is cut at 200 characters: inside the token
+    with FundApi(token=LONG_TOKEN) as api:
+        api.script([
+            Reply(status=500, body=f"{pad} Authorization: {{authorization}}", echo=True),
+            Reply(status=502, body=f'{{"detail": "{pad} {escaped}"}}'),
+            Reply(status=422, echo=True, json={"detail": [
+                {"loc": ["body", "fund"], "msg": f"{pad} got {{authorization}}"}]}),
+            "echo",
+            Reply(echo=True, holdings=[row("AAPL", 100.0, shares="{authorization}", price=1.0)]),
+            Reply(echo=True, body=f"<html>{pad} {{authorization}}"),
+            Reply(echo=True, transform=lambda a: {**a, "start": "{authorization}"}),
+        ])
+        errors = []
+        with HoldingsClient(config(api, token=LONG_TOKEN, retries=0)) as client:
+            for _ in range(7):
+                with pytest.raises(ApiError) as info:
+                    client.fetch("quant", DAY, DAY)
+                errors.append(info.value)
+            # a token in a field the contract accepts reaches neither the snapshot nor a cell
+            api.script([Reply(echo=True, holdings=[row("{authorization}", 100.0)])])
+            snap = client.fetch("quant", DAY, DAY)
+            raw = client.summary("quant", DAY, DAY)
+        assert all(r.headers["authorization"] == f"Bearer {LONG_TOKEN}" for r in api.requests)
+    assert snap.tickers == ("Bearer ***",)
+    assert str(errors[4]) == "holdings[0].shares is text 'Bearer ***', a number is needed"
+    assert str(errors[6]) == "start is text 'Bearer ***', a date YYYY-MM-DD is needed"
+    assert "Bearer ***" in str(errors[0]) and "***" in str(errors[1])
+    assert json.dumps(raw).count(LONG_TOKEN[:8]) == 0
+    for exc in errors:
+        assert _no_piece_of(LONG_TOKEN, _all_text(exc)), exc
+    assert _no_piece_of(LONG_TOKEN, caplog.text)
+    assert _no_piece_of(LONG_TOKEN, "\n".join(repr(r.args) for r in caplog.records))
+
+
+def test_parse_summary_scrubs_the_secrets_it_is_given():
+    answer = {"start": "2025-02-18", "end": "2025-02-18", "trading_days": 1,
+              "holdings": [row("AAPL", 100.0, price=f"Bearer {LONG_TOKEN}")]}
+    with pytest.raises(ApiResponseError) as info:
+        parse_summary(answer, fund="quant", secrets=[LONG_TOKEN])
+    assert str(info.value) == "holdings[0].price is text 'Bearer ***', a number is needed"

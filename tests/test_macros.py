@@ -405,6 +405,35 @@ def test_retry_after_is_honoured(workbook, fund_api, pristine):
     assert fund_api.hits == 2 and fund_api.gaps()[0] >= 0.9
 
 
+def test_a_dripping_api_ends_at_the_deadline_and_changes_only_the_status(workbook, fund_api,
+                                                                         pristine):
+    fund_api.script(["ok:drip=0.1"])  # a byte every 0.1 s: never a read timeout
+    result, book = refresh(workbook, fast(fund_api.url, deadline=1))
+    assert result.status == (f"Refresh failed: the API at {fund_api.url} did not answer "
+                             "within 1 s (1 attempt)")
+    assert_only_status_changed(workbook, pristine, result, book)
+
+
+def test_no_piece_of_an_echoed_token_reaches_the_status_the_log_or_the_file(workbook, caplog):
+    from fund_api import FundApi
+
+    token = "eyJ" + "k3/Vq" * 50  # long: a body excerpt (200 characters) would cut it
+    pad = "x" * 100
+    with FundApi(token=token) as api, caplog.at_level(logging.DEBUG):
+        api.script([Reply(status=500, body=f"{pad} Authorization: {{authorization}}",
+                          echo=True)])
+        failed, _ = refresh(workbook, fast(api.url, token=token))
+        api.script([Reply(echo=True, holdings=[row("AAPL", 5.0, price="{authorization}")])])
+        invalid, _ = refresh(workbook, fast(api.url, token=token))
+    assert "Bearer ***" in failed.status
+    assert invalid.status == ("Refresh failed: holdings[0].price is text 'Bearer ***', a number "
+                              "is needed")
+    with zipfile.ZipFile(workbook) as z:
+        saved = "".join(z.read(n).decode("latin-1") for n in z.namelist())
+    for text in (failed.status, invalid.status, caplog.text, saved):
+        assert not any(token[i:i + 8] in text for i in range(len(token) - 7))
+
+
 def test_connection_refused(workbook, refused_url, pristine):
     result, book = refresh(workbook, fast(refused_url))
     assert result.status == f"Refresh failed: cannot reach {refused_url}: connection refused"

@@ -3,7 +3,9 @@ r"""Where the fund holdings API lives, and how to talk to it: environment, then 
 Settings come from, highest priority first:
 
 1. environment variables ``XLFUNCS_API_URL``, ``XLFUNCS_FUND``,
-   ``XLFUNCS_API_TOKEN``, ``XLFUNCS_TIMEOUT`` (an empty variable counts as unset);
+   ``XLFUNCS_API_TOKEN``, ``XLFUNCS_TIMEOUT``, ``XLFUNCS_DEADLINE`` (an empty
+   variable counts as unset; a single number in ``XLFUNCS_TIMEOUT`` replaces only
+   the read timeout, so a connect timeout from the file is kept);
 2. the ``[api]`` table of a TOML file: the file named by ``XLFUNCS_CONFIG``, else
    :func:`default_config_path` (``~/.xlfuncs/config.toml``, on Windows
    ``%APPDATA%\xlfuncs\config.toml``)::
@@ -13,6 +15,7 @@ Settings come from, highest priority first:
        fund = "undergrad"        # the fund used when a call names none
        token = "..."             # optional bearer token
        timeout = [3.05, 30]      # seconds: [connect, read], "3.05,30", or one number (read)
+       deadline = 60             # seconds for a whole fetch: every attempt, wait and download
        retries = 3               # optional
        backoff = 0.5             # optional, seconds
 
@@ -35,13 +38,16 @@ from xlfuncs.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BACKOFF",
+    "DEFAULT_DEADLINE",
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "ENV_CONFIG",
+    "ENV_DEADLINE",
     "ENV_FUND",
     "ENV_TIMEOUT",
     "ENV_TOKEN",
     "ENV_URL",
+    "MAX_SECONDS",
     "Config",
     "default_config_path",
     "load_config",
@@ -51,14 +57,17 @@ ENV_URL = "XLFUNCS_API_URL"
 ENV_FUND = "XLFUNCS_FUND"
 ENV_TOKEN = "XLFUNCS_API_TOKEN"
 ENV_TIMEOUT = "XLFUNCS_TIMEOUT"
+ENV_DEADLINE = "XLFUNCS_DEADLINE"
 ENV_CONFIG = "XLFUNCS_CONFIG"
 
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 30.0)  # (connect, read) seconds
+DEFAULT_DEADLINE = 60.0  # seconds for one whole fetch (attempts, waits, download)
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5
+MAX_SECONDS = 300.0  # no timeout or deadline above this: a macro must not hang Excel
 
 _SECTION = "api"
-_KEYS = ("base_url", "fund", "token", "timeout", "retries", "backoff")
+_KEYS = ("base_url", "fund", "token", "timeout", "deadline", "retries", "backoff")
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,11 @@ class Config:
     token : str, optional
         Bearer token sent as ``Authorization: Bearer ...``; hidden in the repr.
     timeout : tuple of float
-        ``(connect, read)`` timeout in seconds for every request.
+        ``(connect, read)`` timeout in seconds for every request (each at most
+        :data:`MAX_SECONDS`).
+    deadline : float
+        Seconds one fetch may take in all: every attempt, the waits between
+        them and the download of the answer (at most :data:`MAX_SECONDS`).
     retries : int
         How many times a request is retried after a connection failure, a
         dropped connection or a 429/502/503/504 answer.
@@ -94,6 +107,7 @@ class Config:
     fund: str | None = None
     token: str | None = None
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    deadline: float = DEFAULT_DEADLINE
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
 
@@ -103,6 +117,7 @@ class Config:
         set_(self, "fund", _check_fund(self.fund, "fund"))
         set_(self, "token", _check_token(self.token, "token"))
         set_(self, "timeout", _check_timeout(self.timeout, "timeout"))
+        set_(self, "deadline", _check_deadline(self.deadline, "deadline"))
         set_(self, "retries", _check_retries(self.retries, "retries"))
         set_(self, "backoff", _check_backoff(self.backoff, "backoff"))
 
@@ -110,7 +125,8 @@ class Config:
         token = "None" if self.token is None else "'***'"
         return (
             f"Config(base_url={self.base_url!r}, fund={self.fund!r}, token={token}, "
-            f"timeout={self.timeout!r}, retries={self.retries!r}, backoff={self.backoff!r})"
+            f"timeout={self.timeout!r}, deadline={self.deadline!r}, retries={self.retries!r}, "
+            f"backoff={self.backoff!r})"
         )
 
     __str__ = __repr__
@@ -185,6 +201,7 @@ def load_config(env: Mapping[str, str] | None = None, path: str | os.PathLike | 
         ("fund", _check_fund),
         ("token", _check_token),
         ("timeout", _check_timeout),
+        ("deadline", _check_deadline),
         ("retries", _check_retries),
         ("backoff", _check_backoff),
     ):
@@ -195,11 +212,17 @@ def load_config(env: Mapping[str, str] | None = None, path: str | os.PathLike | 
         (ENV_URL, "base_url", _check_url),
         (ENV_FUND, "fund", _check_fund),
         (ENV_TOKEN, "token", _check_token),
-        (ENV_TIMEOUT, "timeout", _parse_timeout_env),
+        (ENV_DEADLINE, "deadline", _parse_deadline_env),
     ):
         text = env.get(var, "").strip()
         if text:
             settings[key] = check(text, var)
+    text = env.get(ENV_TIMEOUT, "").strip()
+    if text:
+        connect, read = _parse_timeout_env(text, ENV_TIMEOUT)
+        if "," not in text and "timeout" in settings:  # one number: the read timeout only
+            connect = settings["timeout"][0]  # type: ignore[index]
+        settings["timeout"] = (connect, read)
 
     if "base_url" not in settings:
         raise ConfigError(
@@ -267,6 +290,9 @@ def _check_url(value: object, where: str) -> str:
         raise ConfigError(f"{where} must be text (an http:// or https:// URL), "
                           f"not {_kind(value)}", "base_url")
     url = value.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ConfigError(f"{where} must not contain a space or a control character "
+                          f"(write a space as %20), not {url[:80]!r}", "base_url")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a malformed port
@@ -318,13 +344,29 @@ def _check_token(value: object, where: str) -> str | None:
     return token
 
 
-def _positive(value: object, where: str, what: str) -> float:
+def _positive(value: object, where: str, what: str, key: str = "timeout") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where} must be {what}, not {_kind(value)}", "timeout")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{where} must be {what} greater than 0, not {value!r}", "timeout")
+        raise ConfigError(f"{where} must be {what}, not {_kind(value)}", key)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond any float
+        seconds = math.inf
+    if math.isnan(seconds) or seconds <= 0:
+        raise ConfigError(f"{where} must be {what} greater than 0, not {_kind_number(value)}",
+                          key)
+    if seconds > MAX_SECONDS:
+        raise ConfigError(f"{where} must be at most {MAX_SECONDS:g} seconds (a refresh must "
+                          f"not hang Excel), not {_kind_number(value)}", key)
     return seconds
+
+
+def _kind_number(value: object) -> str:
+    """A number for a message, short even when it is huge."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        if value.bit_length() > 10_000:  # str() refuses more than 4300 digits
+            return "a number with thousands of digits"
+        return f"a number with {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 def _check_timeout(value: object, where: str) -> tuple[float, float]:
@@ -360,6 +402,19 @@ def _parse_timeout_env(text: str, where: str) -> tuple[float, float]:
     if len(numbers) == 1:
         return _check_timeout(numbers[0], where)
     return _check_timeout(numbers, where)
+
+
+def _check_deadline(value: object, where: str) -> float:
+    return _positive(value, where, "a number of seconds", "deadline")
+
+
+def _parse_deadline_env(text: str, where: str) -> float:
+    """Seconds for a whole fetch, from an environment variable."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"{where} must be seconds, e.g. 60, not {text!r}", "deadline") from None
+    return _check_deadline(seconds, where)
 
 
 def _check_retries(value: object, where: str) -> int:

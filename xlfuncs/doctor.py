@@ -232,6 +232,8 @@ def _check_conf(home: Path, platform: str) -> list[Check]:
 
 #: ``(connect, read)`` seconds at most for the API check: the doctor should not hang.
 API_TIMEOUT = (3.05, 10.0)
+#: Seconds at most for the whole API check (connection, answer and download).
+API_DEADLINE = 10.0
 
 
 def _api_fix(status: int | None) -> str:
@@ -241,6 +243,8 @@ def _api_fix(status: int | None) -> str:
 
     if status is None:
         return "check the URL, the network or the VPN"
+    if 300 <= status < 400:
+        return f"set {ENV_URL} to the address the API redirects to (see above)"
     if status in (401, 403):
         return f"check {ENV_TOKEN} (or token under [api] in the config file)"
     if status in (404, 405, 501):
@@ -257,7 +261,11 @@ def _api_fix(status: int | None) -> str:
 
 
 def _check_api(env: Mapping[str, str]) -> Check:
-    """One real request to the route the holdings refresh uses, with a short timeout."""
+    """One real request to the route the holdings refresh uses, with a short deadline.
+
+    It goes through :meth:`HoldingsClient.fetch`, as the refresh does, so the
+    answer is checked and the token scrubbed by the same code.
+    """
     from dataclasses import replace
 
     from xlfuncs.config import load_config
@@ -267,16 +275,16 @@ def _check_api(env: Mapping[str, str]) -> Check:
         config = load_config(env=env)
     except XlfuncsError as exc:
         return Check("fund API", WARN, str(exc), "see Configuration in the README")
-    from xlfuncs.data.holdings import FUNDS, HoldingsClient, last_business_day, parse_summary
+    from xlfuncs.data.holdings import FUNDS, HoldingsClient, last_business_day
 
     quick = replace(config, retries=0, timeout=(min(config.timeout[0], API_TIMEOUT[0]),
-                                                 min(config.timeout[1], API_TIMEOUT[1])))
+                                                 min(config.timeout[1], API_TIMEOUT[1])),
+                    deadline=min(config.deadline, API_DEADLINE))
     fund = config.fund or FUNDS[0]
     day = last_business_day()
     try:
         with HoldingsClient(quick) as client:
-            payload = client.summary(fund, day, day)
-        snapshot = parse_summary(payload, fund=fund)
+            snapshot = client.fetch(fund, day, day)
     except ApiResponseError as exc:  # it answered 2xx, but not per the contract
         return Check("fund API", WARN, f"{config.base_url} answers, but {exc}",
                      "check XLFUNCS_API_URL and the fund; else tell the API's maintainers")
@@ -299,7 +307,7 @@ def run_checks(*, api: bool = False, env: Mapping[str, str] | None = None,
     ----------
     api : bool
         Also ask the fund API for holdings, as the refresh does (needs the
-        network; at most :data:`API_TIMEOUT` seconds, no retries): ok only when
+        network; at most :data:`API_DEADLINE` seconds, no retries): ok only when
         it answers per the contract.
     env, home, platform : optional
         The environment, home folder and ``sys.platform`` to check (tests pass

@@ -5,44 +5,60 @@
 any time in the range. Only the ``active`` rows are kept; their weights are
 ``value / sum(value)`` over the active rows (shorts keep their negative value).
 
-Retries (urllib3 ``Retry``, at most ``config.retries``):
+Retries (at most ``config.retries``, all within one deadline):
 
 * connection failures, dropped connections and 429/502/503/504 answers are
-  retried with exponential backoff, honouring ``Retry-After`` (a
-  ``Retry-After`` longer than :data:`MAX_RETRY_AFTER` is not waited for: the
-  429 is reported at once rather than freezing Excel);
+  retried with exponential backoff (as urllib3's: none at first, then
+  ``backoff * 2 ** (n - 1)``), honouring ``Retry-After`` in seconds or as an
+  HTTP date (a ``Retry-After`` longer than :data:`MAX_RETRY_AFTER` is not
+  waited for: the 429 is reported at once rather than freezing Excel);
 * the POST is retried although POST is not idempotent in general, because
   this one only reads;
 * **500 is not retried**: the API answers 500 for an unknown fund, so asking
   again gives the same answer; it is reported as "the API failed or the fund
   is unknown", with the start of the body;
-* a read timeout is not retried: a slow API is not helped by asking it again,
-  and Excel would wait ``retries + 1`` times the read timeout.
+* a read timeout is not retried: a slow API is not helped by asking it again.
+
+One deadline (``config.deadline``, 60 s by default) covers the whole fetch:
+every attempt, the waits between them and the download of the answer. The read
+timeout only bounds the gap between two bytes, so the sockets of the fetch are
+shut down when the deadline passes, wherever the answer is; a wait that would
+pass the deadline is not begun (the message says so). The answer is read in
+chunks and refused beyond :data:`MAX_BODY` bytes once decompressed. Redirects are
+not followed: a 3xx is reported with the address it names, for ``XLFUNCS_API_URL``.
 
 Every failure is one of the :class:`~xlfuncs.errors.ApiError` subclasses, with a
 one-line message; transport exceptions are translated in one place
-(:meth:`HoldingsClient._send`). The bearer token is never in a message, a repr
-or a log record.
+(:meth:`HoldingsClient._exchange`). The bearer token is never in a message, a
+repr, a log record or a snapshot: it is replaced by ``***`` in the body and in
+every decoded JSON value before anything is cut, described or parsed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
+import urllib3.poolmanager
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ReadTimeoutError, ResponseError
-from urllib3.util.retry import Retry
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 from xlfuncs import __version__
 from xlfuncs.config import ENV_FUND, ENV_TIMEOUT, ENV_TOKEN, ENV_URL, Config, load_config
@@ -62,6 +78,7 @@ __all__ = [
     "COLUMNS",
     "ENDPOINT",
     "FUNDS",
+    "MAX_BODY",
     "MAX_RETRY_AFTER",
     "RETRY_STATUSES",
     "Holding",
@@ -88,6 +105,9 @@ ANALYTICS = (
 COLUMNS = ("ticker", "shares", "price", "value", "weight", *ANALYTICS)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # not 500: "unknown fund" is deterministic
 MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is reported, not waited for
+MAX_BODY = 50 * 2**20  # bytes of an answer, decompressed; a larger one is refused
+BACKOFF_MAX = 120.0  # seconds, as urllib3's
+_CHUNK = 64 * 2**10  # bytes read at a time
 
 Progress = Callable[[str], object]
 
@@ -186,7 +206,11 @@ class HoldingsSnapshot:
 
 
 def parse_summary(
-    payload: object, *, fund: str, fetched_at: datetime | None = None
+    payload: object,
+    *,
+    fund: str,
+    fetched_at: datetime | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> HoldingsSnapshot:
     """Check an ``/all-holdings/summary`` answer against the contract and keep the active rows.
 
@@ -198,6 +222,10 @@ def parse_summary(
         The fund asked for (the answer does not repeat it).
     fetched_at : datetime.datetime, optional
         When the answer arrived (default now, UTC).
+    secrets : iterable of str, optional
+        Text that must not reach a message or the snapshot (the API token,
+        should the API echo it): replaced by ``***`` in every string first.
+        :class:`HoldingsClient` does this already.
 
     Returns
     -------
@@ -207,11 +235,13 @@ def parse_summary(
     ------
     ApiResponseError
         A field is missing or has the wrong type (the message names it and its
-        row, e.g. ``holdings[3].shares is text 'abc', a number is needed``); an
+        row, e.g. ``holdings[3].shares is text 'abc', a number is needed``); a
+        number is too large for a float; start is after end; an
         active ticker appears twice (compared through ``normalise_ticker``);
         there is no active row; the active rows are not worth more than 0.
 
     """
+    payload = _scrub_value(payload, _secret_forms(secrets))
     if not isinstance(payload, dict):
         raise ApiResponseError(
             f"the API answer is {_describe(payload)}, an object with holdings is needed"
@@ -221,6 +251,8 @@ def parse_summary(
         raise ApiResponseError(f"the API answer has no holdings field (its fields: {keys})")
     start = _date_field(payload, "start")
     end = _date_field(payload, "end")
+    if start > end:
+        raise ApiResponseError(f"the API answer's start {start} is after its end {end}")
     trading_days = _count_field(payload, "trading_days")
     raw = payload["holdings"]
     if not isinstance(raw, list):
@@ -292,6 +324,10 @@ def _describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f"text {value[:40]!r}" if value.strip() else "blank text"
+    if isinstance(value, int) and abs(value) >= 10**40:
+        if value.bit_length() > 10_000:  # repr refuses more than 4300 digits
+            return "a number with thousands of digits"
+        return f"a number with {len(str(abs(value)))} digits"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list):
@@ -309,7 +345,10 @@ def _number(row: Mapping[str, object], key: str, where: str, *, optional: bool =
     if isinstance(value, bool) or not isinstance(value, int | float):
         need = "a number or null" if optional else "a number"
         raise ApiResponseError(f"{where}.{key} is {_describe(value)}, {need} is needed")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the largest float
+        raise ApiResponseError(f"{where}.{key} is too large") from None
     if not math.isfinite(number):
         if optional:
             return None
@@ -332,13 +371,12 @@ def _date_field(payload: Mapping[str, object], key: str) -> date:
 
 def _count_field(payload: Mapping[str, object], key: str) -> int:
     value = payload.get(key, _MISSING)
-    if (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
-        and float(value).is_integer()
-    ):
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value > 2**53:
+            raise ApiResponseError(f"{key} is too large")
+        if value >= 0:
+            return value
+    elif isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
         return int(value)
     raise ApiResponseError(f"{key} is {_describe(value)}, a whole number is needed")
 
@@ -390,37 +428,201 @@ def _span(start: date, end: date) -> str:
     return f"on {end}" if start == end else f"from {start} to {end}"
 
 
+# --------------------------------------------------------------------------- secrets
+
+
+def _secret_forms(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """Every spelling of the secrets an answer may echo, longest first.
+
+    The token itself covers ``Bearer <token>``; a JSON body may escape a quote
+    or a slash in it, and a URL may percent-encode it.
+    """
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        escaped = json.dumps(secret)[1:-1]
+        forms.update({secret, escaped, escaped.replace("/", "\\/"), quote(secret, safe="")})
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _scrub_text(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
+
+
+def _scrub_value(value: Any, forms: tuple[str, ...]) -> Any:
+    """A decoded JSON value with the secrets replaced by ``***`` in every string and key."""
+    if not forms:
+        return value
+    if isinstance(value, str):
+        return _scrub_text(value, forms)
+    if isinstance(value, list):
+        return [_scrub_value(v, forms) for v in value]
+    if isinstance(value, dict):
+        return {_scrub_text(str(k), forms): _scrub_value(v, forms) for k, v in value.items()}
+    return value
+
+
 # --------------------------------------------------------------------------- transport
 
 
-class _Retry(Retry):
-    """urllib3 ``Retry`` that never retries a read timeout and skips a long ``Retry-After``."""
+def _parse_int(text: str) -> int:
+    """A JSON integer; one too long for ``int()`` (4300 digits) stays an enormous number."""
+    try:
+        return int(text)
+    except ValueError:
+        return -_ENORMOUS if text.startswith("-") else _ENORMOUS
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
-                  _stacktrace=None):
-        """As urllib3's, but a read timeout is raised and a long Retry-After ends the retries."""
-        if isinstance(error, ReadTimeoutError):
-            raise error  # a slow API is not helped by asking again
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
-            if wait is not None and wait > MAX_RETRY_AFTER:
-                # give up now; with raise_on_status=False the 429 itself is returned
-                raise MaxRetryError(_pool, url, ResponseError(f"Retry-After {wait:g} s"))
-        return super().increment(method, url, response, error, _pool, _stacktrace)
 
-    def get_retry_after(self, response):
-        """As urllib3's, but ``None`` for a Retry-After it cannot read."""
+_ENORMOUS = 10**4400  # stands for an integer too long to convert; "too large" in messages
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), ``None`` if unreadable."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
         try:
-            return super().get_retry_after(response)
-        except InvalidHeader:  # an unreadable Retry-After: use the backoff instead
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
             return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, math.ceil(seconds * 100) / 100)  # a date in the past: at once
+
+
+class _Deadline:
+    """The time one fetch may take in all; when it is up, the sockets in use are shut down.
+
+    A read timeout only bounds the gap between two bytes: an API that sends one
+    byte every few seconds would never time out. A timer shuts the fetch's
+    sockets down at the deadline, which ends any read at once, whether it waits
+    for the headers or for the body.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._fired = False
+        self._closed = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._token: Any = None
+
+    def remaining(self) -> float:
+        """Seconds left (0 when the deadline has passed)."""
+        return max(0.0, self._end - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        """Whether the time is up (within a few milliseconds: a timeout set to the rest)."""
+        return self._fired or self.remaining() <= 0.02
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down at the deadline (at once when it has passed)."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._fired:
+                _shutdown(sock)
+            else:
+                self._sockets.append(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def __enter__(self) -> _Deadline:
+        self._token = _DEADLINE.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            self._sockets.clear()
+        _DEADLINE.reset(self._token)
+
+
+_DEADLINE: ContextVar[_Deadline | None] = ContextVar("xlfuncs_api_deadline", default=None)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # the plain socket's shutdown, also for a TLS socket: a blocked read in another thread
+    # then returns at once; closing the socket is left to its owner
+    with contextlib.suppress(OSError, ValueError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _WatchedConnection:
+    """A connection whose socket the current fetch's :class:`_Deadline` may shut down."""
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        """As urllib3's, once the socket is handed to the deadline of this fetch."""
+        deadline = _DEADLINE.get()
+        sock = getattr(self, "sock", None)
+        if deadline is not None and sock is not None:
+            deadline.watch(sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter on watched connections, without retries (``_exchange`` does them)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """As requests', with connections the deadline can shut down."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """As requests'; an HTTP proxy's connections are watched too (a SOCKS one's are not)."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 class _BearerAuth(AuthBase):
     """``Authorization: Bearer <token>`` on every request; the repr hides the token.
 
     As ``session.auth`` it also stops requests from replacing the header with
-    ``~/.netrc`` credentials, and requests drops it on a redirect to another host.
+    ``~/.netrc`` credentials. Redirects are not followed at all.
     """
 
     def __init__(self, token: str):
@@ -432,6 +634,24 @@ class _BearerAuth(AuthBase):
 
     def __repr__(self) -> str:
         return "_BearerAuth(token='***')"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer, read in full (at most :data:`MAX_BODY`), secrets already scrubbed."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes  # as sent (decompressed); parse it, then scrub the values
+    text: str  # decoded and scrubbed: for messages and ApiError.body
+
+
+class _TooLarge(Exception):
+    """The answer passed :data:`MAX_BODY` bytes."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -446,6 +666,25 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         for inner in (*e.args, getattr(e, "reason", None), e.__cause__, e.__context__):
             if isinstance(inner, BaseException):
                 todo.append(inner)
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    return isinstance(exc, requests.ReadTimeout) or any(
+        isinstance(c, ReadTimeoutError) for c in _chain(exc)
+    )
+
+
+def _retryable(exc: requests.RequestException) -> bool:
+    """Worth asking again: no connection, or a connection dropped before the end."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if _is_read_timeout(exc):
+        return False  # a slow API is not helped by asking again
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate problem does not go away
+    return isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError)
 
 
 def _connection_reason(exc: BaseException) -> str:
@@ -466,11 +705,6 @@ def _connection_reason(exc: BaseException) -> str:
     return "the connection failed"
 
 
-def _retries_made(response: requests.Response) -> int:
-    retry = getattr(response.raw, "retries", None)
-    return len(getattr(retry, "history", ()) or ())
-
-
 def _validation_summary(text: str) -> str | None:
     """``loc: msg; ...`` from a FastAPI 422 body, or ``None`` when it is not one."""
     try:
@@ -478,26 +712,42 @@ def _validation_summary(text: str) -> str | None:
     except (ValueError, KeyError, TypeError):
         return None
     if isinstance(detail, str):
-        return detail
+        return detail[:_EXCERPT_ITEM * 3]
     if not isinstance(detail, list) or not detail:
         return None
     parts = []
     for item in detail[:3]:
         if not isinstance(item, dict):
-            parts.append(str(item)[:60])
+            parts.append(str(item)[:_EXCERPT_ITEM])
             continue
         loc = item.get("loc", [])
         loc = [str(x) for x in loc] if isinstance(loc, list) else [str(loc)]
         if loc and loc[0] == "body":
             loc = loc[1:]
-        where = ".".join(loc) or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        where = ".".join(loc)[:_EXCERPT_ITEM] or "body"
+        parts.append(f"{where}: {str(item.get('msg', 'invalid'))[:_EXCERPT_ITEM]}")
     more = f" and {len(detail) - 3} more" if len(detail) > 3 else ""
     return "; ".join(parts) + more
 
 
+_EXCERPT_ITEM = 100  # characters of one validation message
+
+
+def _seconds(x: float) -> str:
+    """Seconds for a message: whole from 10 s, else to a tenth (``3600``, ``2.5``)."""
+    return f"{round(x)}" if x >= 10 else f"{round(x, 1):g}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _range(start: date, end: date) -> str:
+    return str(end) if start == end else f"{start} to {end}"
+
+
 class HoldingsClient:
-    """One HTTP session to the fund holdings API, with retries and timeouts.
+    """One HTTP session to the fund holdings API, with retries, timeouts and a deadline.
 
     Use it as a context manager (``with HoldingsClient(config) as api: ...``) so
     the connections are closed. One client per thread (a ``requests.Session``
@@ -506,21 +756,13 @@ class HoldingsClient:
     Parameters
     ----------
     config : Config
-        Base URL, token, ``(connect, read)`` timeout, retries, backoff.
+        Base URL, token, ``(connect, read)`` timeout, deadline, retries, backoff.
 
     """
 
     def __init__(self, config: Config):
         self.config = config
-        retry = _Retry(
-            total=config.retries,
-            backoff_factor=config.backoff,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"POST"},  # this POST only reads
-            respect_retry_after_header=True,
-            raise_on_status=False,  # the last answer is returned and reported below
-        )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = _Adapter()  # no retries at this level: _exchange does them, within the deadline
         session = requests.Session()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -530,6 +772,7 @@ class HoldingsClient:
         if config.token:
             session.auth = _BearerAuth(config.token)
         self._session = session
+        self._forms = _secret_forms([config.token])
 
     def __enter__(self) -> HoldingsClient:
         return self
@@ -575,14 +818,17 @@ class HoldingsClient:
         say = progress or (lambda _message: None)
         host = self.config.base_url.split("://", 1)[1]
         say(f"Fetching {fund} holdings {_span(start, end)} from {host}...")
-        response = self._send(fund, start, end)
-        payload = self._decode(response)
+        answer = self._exchange(fund, start, end)
+        payload = self._decode(answer)
         try:
             snapshot = parse_summary(payload, fund=fund)
+            if (snapshot.start, snapshot.end) != (start, end):
+                raise ApiResponseError(
+                    f"the API answered for {_range(snapshot.start, snapshot.end)}, "
+                    f"not for {_range(start, end)} as asked"
+                )
         except ApiResponseError as exc:
-            raise self._scrub(
-                ApiResponseError(str(exc), status=response.status_code, body=response.text)
-            ) from None
+            raise ApiResponseError(str(exc), status=answer.status, body=answer.text) from None
         log.info("%s: %d active holdings, %d inactive dropped, %s to %s", fund,
                  len(snapshot.rows), snapshot.inactive, snapshot.start, snapshot.end)
         say(f"{len(snapshot.rows)} {fund} holdings {_span(snapshot.start, snapshot.end)}"
@@ -602,7 +848,8 @@ class HoldingsClient:
         Returns
         -------
         object
-            Whatever JSON the API sent with a 2xx status.
+            Whatever JSON the API sent with a 2xx status, the token (should the
+            API echo it) replaced by ``***`` in every string.
 
         Raises
         ------
@@ -611,7 +858,7 @@ class HoldingsClient:
 
         """
         fund, start, end = self._arguments(fund, start, end)
-        return self._decode(self._send(fund, start, end))
+        return self._decode(self._exchange(fund, start, end))
 
     # ----------------------------------------------------------------- internals
 
@@ -633,57 +880,148 @@ class HoldingsClient:
             raise InputError(f"start {start_d} is after end {end_d}", "start")
         return fund.strip(), start_d, end_d
 
-    def _send(self, fund: str, start: date, end: date) -> requests.Response:
-        """POST the request; every transport failure and HTTP error becomes an ApiError here."""
+    def _exchange(self, fund: str, start: date, end: date) -> _Answer:
+        """POST the request, retrying within the deadline; every failure becomes an ApiError."""
         url = self.config.base_url + ENDPOINT
         body = {"fund": fund, "start": start.isoformat(), "end": end.isoformat()}
         log.info("POST %s fund=%s start=%s end=%s", url, fund, start, end)
         began = time.perf_counter()
+        attempts = 0
         try:
-            response = self._session.post(url, json=body, timeout=self.config.timeout)
-        except requests.RequestException as exc:
-            error = self._transport_error(exc)
+            with _Deadline(self.config.deadline) as deadline:
+                while True:
+                    if deadline.expired:
+                        raise self._expired(attempts)
+                    attempts += 1
+                    try:
+                        answer = self._attempt(url, body, deadline)
+                    except requests.RequestException as exc:
+                        if deadline.expired:
+                            raise self._expired(attempts) from exc
+                        error = self._transport_error(exc, attempts)
+                        if not _retryable(exc) or attempts > self.config.retries:
+                            raise error from exc
+                        wait = self._backoff(attempts)
+                        if wait and wait >= deadline.remaining():
+                            raise type(error)(f"{error}; {self._no_time(attempts)}") from exc
+                    except _TooLarge as exc:
+                        raise ApiResponseError(
+                            f"the answer of the API at {self.config.base_url} is larger than "
+                            f"{MAX_BODY // 2**20} MB", status=exc.status) from None
+                    except Exception as exc:  # a socket shut down at the deadline, untranslated
+                        if deadline.expired:
+                            raise self._expired(attempts) from exc
+                        raise
+                    else:
+                        log.info("POST %s answered %d in %.2f s (%s)", url, answer.status,
+                                 time.perf_counter() - began, _plural(attempts, "attempt"))
+                        if 200 <= answer.status < 300:
+                            return answer
+                        retried = attempts - 1
+                        if answer.status not in RETRY_STATUSES or attempts > self.config.retries:
+                            raise self._status_error(answer, fund, retried)
+                        after = _retry_after(answer.headers.get("Retry-After"))
+                        if after is not None and after > MAX_RETRY_AFTER:
+                            raise self._status_error(answer, fund, retried)
+                        wait = self._backoff(attempts) if after is None else after
+                        if wait and wait >= deadline.remaining():
+                            note = (f", more than the {_seconds(deadline.remaining())} s left of "
+                                    f"the {deadline.seconds:g} s limit" if after is not None
+                                    else f"; {self._no_time(attempts)}")
+                            raise self._status_error(answer, fund, retried, note=note)
+                    log.info("POST %s: attempt %d failed, retrying in %.2f s", url, attempts,
+                             wait)
+                    time.sleep(wait)
+        except ApiError as error:
             log.info("POST %s failed after %.2f s: %s", url, time.perf_counter() - began, error)
-            raise error from exc
-        retried = _retries_made(response)
-        log.info("POST %s answered %d in %.2f s (%d retries)", url, response.status_code,
-                 time.perf_counter() - began, retried)
-        if not 200 <= response.status_code < 300:
-            error = self._status_error(response, fund, retried)
-            log.info("%s", error)
-            raise error
-        return response
+            raise
 
-    def _transport_error(self, exc: requests.RequestException) -> ApiError:
+    def _attempt(self, url: str, body: dict[str, str], deadline: _Deadline) -> _Answer:
+        """One request, its answer read in chunks within the deadline and the size limit."""
+        connect, read = self.config.timeout
+        left = deadline.remaining()
+        response = self._session.post(url, json=body, timeout=(min(connect, left),
+                                                                min(read, left)),
+                                      stream=True, allow_redirects=False)
+        with contextlib.closing(response):
+            status = response.status_code
+            length = response.headers.get("Content-Length", "").strip()
+            if length.isdigit() and int(length) > MAX_BODY:
+                raise _TooLarge(status)
+            chunks, size = [], 0
+            for chunk in response.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise _TooLarge(status)
+                chunks.append(chunk)
+            content = b"".join(chunks)
+            encoding = response.encoding or "utf-8"
+            headers = response.headers
+        try:
+            text = content.decode(encoding, errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = content.decode("utf-8", errors="replace")
+        return _Answer(status, headers, content, _scrub_text(text, self._forms))
+
+    def _backoff(self, failures: int) -> float:
+        """urllib3's backoff: none after the first failure, then backoff * 2 ** (n - 1)."""
+        if failures <= 1:
+            return 0.0
+        return min(BACKOFF_MAX, self.config.backoff * 2 ** (failures - 1))
+
+    def _no_time(self, attempts: int) -> str:
+        return (f"no time for another attempt within the {self.config.deadline:g} s limit "
+                f"({_plural(attempts, 'attempt')})")
+
+    def _expired(self, attempts: int) -> ApiTimeoutError:
+        return ApiTimeoutError(
+            f"the API at {self.config.base_url} did not answer within "
+            f"{self.config.deadline:g} s ({_plural(attempts, 'attempt')})"
+        )
+
+    def _transport_error(self, exc: requests.RequestException, attempts: int) -> ApiError:
+        # never str(exc) here: only our own words, so no header value can leak
         base = self.config.base_url
         connect, read = self.config.timeout
         if isinstance(exc, requests.ConnectTimeout):
             return ApiTimeoutError(
                 f"cannot reach {base}: no connection within {connect:g} s "
-                f"({self.config.retries + 1} attempts)"
+                f"({_plural(attempts, 'attempt')})"
             )
-        if isinstance(exc, requests.ReadTimeout) or any(
-            isinstance(c, ReadTimeoutError) for c in _chain(exc)
-        ):
+        if _is_read_timeout(exc):
             return ApiTimeoutError(
                 f"the API at {base} did not answer within {read:g} s (read timeout); "
                 f"set {ENV_TIMEOUT} to wait longer"
             )
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return ApiConnectionError(
+                f"the API at {base} broke off its answer: the connection closed before the end"
+            )
         if isinstance(exc, requests.ConnectionError):
             return ApiConnectionError(f"cannot reach {base}: {_connection_reason(exc)}")
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return ApiResponseError(
+                f"the API at {base} sent a compressed answer that cannot be decompressed"
+            )
         if isinstance(exc, requests.exceptions.InvalidHeader):
             return ApiError(f"the request to {base} has an invalid header (is {ENV_TOKEN} "
                             "one word?)")
-        # never str(exc) here: only the type, so no header value can leak
-        return ApiError(f"the request to {base} failed: {type(exc).__name__}")
+        if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.URLRequired):
+            return ApiError(f"the address {base} is not a valid URL: check {ENV_URL}")
+        return ApiError(f"the request to {base} failed ({type(exc).__name__})")
 
-    def _status_error(self, response: requests.Response, fund: str, retried: int
+    def _status_error(self, answer: _Answer, fund: str, retried: int, *, note: str = ""
                       ) -> ApiStatusError:
-        status = response.status_code
-        text = response.text
+        status = answer.status
+        text = answer.text  # scrubbed before it is cut or summarised
         excerpt = ApiError.excerpt(text)
         after = f" after {retried} {'retry' if retried == 1 else 'retries'}" if retried else ""
-        if status == 422:
+        wait = _retry_after(answer.headers.get("Retry-After"))
+        asks = f"; it asks to wait {_seconds(wait)} s" if wait and wait >= 0.05 else ""
+        if 300 <= status < 400:
+            message = self._redirect_message(answer)
+            excerpt = ""
+        elif status == 422:
             summary = _validation_summary(text) or excerpt
             message = f"the API rejected the request (422): {summary}"
             excerpt = ""
@@ -698,49 +1036,54 @@ class HoldingsClient:
             message = (f"the API has no {ENDPOINT} (404): is the base URL "
                        f"{self.config.base_url} right? (set {ENV_URL})")
         elif status == 429:
-            wait = response.headers.get("Retry-After")
-            message = f"the API is rate limiting requests (429){after}"
-            if wait:
-                message += f"; it asks to wait {wait.strip()} s"
+            message = f"the API is rate limiting requests (429){after}{asks}"
         elif status == 500:
             known = "" if fund in FUNDS else f" (known funds: {', '.join(FUNDS)})"
             message = f"the API failed (500): a server error, or fund {fund!r} is unknown{known}"
         elif status in (502, 503, 504):
-            message = f"the API is unavailable ({status}){after}"
+            message = f"the API is unavailable ({status}){after}{asks}"
         elif 400 <= status < 500:
             message = f"the API rejected the request ({status})"
         else:
             message = f"the API answered {status}{after}"
+        message += note
         if excerpt:
             message += f"; body: {excerpt}"
-        return self._scrub(ApiStatusError(message, status=status, body=text))
+        return ApiStatusError(_scrub_text(message, self._forms), status=status, body=text)
 
-    def _decode(self, response: requests.Response) -> Any:
+    def _redirect_message(self, answer: _Answer) -> str:
+        """Where a 3xx points, without query or credentials, and what to set."""
+        status = answer.status
+        location = answer.headers.get("Location", "").strip()
+        if not location:
+            return (f"the API answered {status} (a redirect) without saying where to: "
+                    f"check {ENV_URL}")
         try:
-            return json.loads(response.content)
+            parts = urlsplit(urljoin(self.config.base_url + ENDPOINT, location))
+            host = parts.netloc.rpartition("@")[2]
+            target = urlunsplit((parts.scheme, host, parts.path, "", ""))
         except ValueError:
-            raise self._scrub(
-                ApiResponseError(
-                    f"the API answered {response.status_code} but not with JSON: "
-                    f"{ApiError.excerpt(response.text) or 'an empty body'}",
-                    status=response.status_code,
-                    body=response.text,
-                )
-            ) from None
+            return (f"the API redirected ({status}) to an address that is not a URL: "
+                    f"check {ENV_URL}")
+        base = target[: -len(ENDPOINT)] if target.endswith(ENDPOINT) else ""
+        if len(target) > 120:
+            target = target[:117] + "..."
+        hint = f" ({base})" if base and len(base) <= 120 else ""
+        return (f"the API redirected to {target} ({status}): set {ENV_URL} to the address "
+                f"it names{hint}")
 
-    def _scrub(self, error: ApiError) -> ApiError:
-        """``error`` with the token (should the API echo it) replaced by ``***``."""
-        token = self.config.token
-        if not token:
-            return error
-        message, body = str(error), error.body
-        if token not in message and (body is None or token not in body):
-            return error
-        return type(error)(
-            message.replace(token, "***"),
-            status=error.status,
-            body=None if body is None else body.replace(token, "***"),
-        )
+    def _decode(self, answer: _Answer) -> Any:
+        """The JSON of a 2xx answer, the token (should the API echo it) scrubbed from it."""
+        try:
+            payload = _scrub_value(json.loads(answer.content, parse_int=_parse_int), self._forms)
+        except (ValueError, RecursionError):  # not JSON, or nested beyond any reason
+            raise ApiResponseError(
+                f"the API answered {answer.status} but not with JSON: "
+                f"{ApiError.excerpt(answer.text) or 'an empty body'}",
+                status=answer.status,
+                body=answer.text,
+            ) from None
+        return payload
 
 
 def fetch_holdings(
