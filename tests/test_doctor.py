@@ -66,7 +66,7 @@ def test_windows_problems_each_come_with_a_fix(tmp_path):
     assert got["xlfuncs add-in"].status == "FAIL"
     assert got["xlwings.conf"].status == "warn" and "blank" in got["xlwings.conf"].detail
     assert got["interpreter"].status == "FAIL" and "does not exist" in got["interpreter"].detail
-    assert got["UDF modules"].status == "FAIL" and "xlfuncs.udfs" in got["UDF modules"].fix
+    assert got["UDF modules"].status == "ok" and "not needed" in got["UDF modules"].detail
     # the Excel side is broken, the Python side is not: exit code 0
     assert not doctor.python_broken(checks)
     assert "to fix:" in doctor.render(checks)
@@ -198,3 +198,28 @@ def test_api_check_reports_a_redirect(fund_api, tmp_path):
     assert got.detail.startswith("the API redirected to https://new.example.edu/api/"
                                  "all-holdings/summary (308)")
     assert "XLFUNCS_API_URL" in got.fix
+
+
+@pytest.mark.parametrize(("conf", "status", "words"), [
+    # Windows PowerShell 5.1 writes UTF-8 with a byte-order mark: xlwings reads ANSI and
+    # loses the first key
+    ("\ufeff" + '"INTERPRETER_WIN","{py}"\n', "FAIL", "byte-order mark"),
+    ('"INTERPRETER WIN","{py}"\n', "FAIL", '"INTERPRETER WIN", which xlwings does not read'),
+    ('"INTERPRETER_WIN","{py}"\n"UDF_MODULES","xlfuncs.udfs"\n', "FAIL",
+     '"UDF_MODULES", which xlwings does not read'),
+])
+def test_settings_xlwings_cannot_read_are_reported(tmp_path, conf, status, words):
+    env = windows_home(tmp_path, conf=None)
+    (tmp_path / ".xlwings").mkdir()
+    (tmp_path / ".xlwings" / "xlwings.conf").write_bytes(
+        conf.format(py=sys.executable.replace("\\", "\\\\")).encode("utf-8"))
+    got = by_name(doctor.run_checks(env=env, home=tmp_path, platform="win32"))
+    assert got["xlwings.conf"].status == status and words in got["xlwings.conf"].detail
+
+
+def test_a_conda_setting_does_not_hide_a_missing_interpreter(tmp_path):
+    conf = ('"INTERPRETER_WIN","C:\\\\nowhere\\\\python.exe"\n"CONDA PATH","C:\\\\conda"\n'
+            '"CONDA ENV","base"\n')
+    env = windows_home(tmp_path, conf=conf)
+    got = by_name(doctor.run_checks(env=env, home=tmp_path, platform="win32"))
+    assert got["interpreter"].status == "FAIL" and "does not exist" in got["interpreter"].detail

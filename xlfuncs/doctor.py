@@ -71,17 +71,43 @@ def addin_dir(home: Path, platform: str, env: Mapping[str, str]) -> Path | None:
     return None
 
 
+#: Keys xlwings reads from ``xlwings.conf`` (compared ignoring case, but otherwise
+#: exactly: ``UDF_MODULES`` or ``INTERPRETER WIN`` are other keys to it).
+XLWINGS_KEYS = ("INTERPRETER_WIN", "INTERPRETER_MAC", "UDF MODULES", "CONDA PATH", "CONDA ENV",
+                "PYTHONPATH", "DEBUG UDFS", "USE UDF SERVER", "RUN PYTHON", "LICENSE_KEY")
+_BOM = b"\xef\xbb\xbf"
+
+
 def read_xlwings_conf(path: Path) -> tuple[dict[str, str], list[int]]:
-    """Settings of an ``xlwings.conf`` (keys upper case) and the numbers of its blank lines."""
+    """Settings of an ``xlwings.conf`` (keys upper case, as written) and its blank lines.
+
+    The file is read as xlwings' VBA reads it on Windows, byte by byte in the
+    ANSI code page; a UTF-8 byte-order mark stays part of the first key (which
+    xlwings then does not find).
+    """
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="replace") if not raw.startswith(_BOM) else (
+        "\ufeff" + raw[len(_BOM):].decode("utf-8", errors="replace"))
     settings: dict[str, str] = {}
     blank: list[int] = []
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         values = re.findall(r'"([^"]*)"', line)
         if len(values) >= 2:
-            settings[values[0].strip().upper().replace("_", " ")] = values[1]
+            key = values[0].upper()
+            if line.startswith("\ufeff"):
+                key = "\ufeff" + key
+            settings[key] = values[1]
         elif not line.strip():
             blank.append(i)
     return settings, blank
+
+
+def _misspelt(key: str) -> str | None:
+    """The xlwings key that ``key`` was meant to be, or None when it is one (or unknown)."""
+    if key in XLWINGS_KEYS:
+        return None
+    plain = key.lstrip("\ufeff").strip().replace("_", " ")
+    return next((k for k in XLWINGS_KEYS if k.replace("_", " ") == plain), None)
 
 
 def _version(dist: str) -> str | None:
@@ -202,31 +228,42 @@ def _check_conf(home: Path, platform: str) -> list[Check]:
                       "run: xlwings config create (or the installer)")]
     settings, blank = read_xlwings_conf(path)
     out = []
-    key = "INTERPRETER MAC" if _mac(platform) else "INTERPRETER WIN"
+    key = "INTERPRETER_MAC" if _mac(platform) else "INTERPRETER_WIN"
     conda = settings.get("CONDA PATH")
     interp = settings.get(key, "")
-    if blank:
+    wrong = [(k, _misspelt(k)) for k in settings if _misspelt(k)]
+    if any(k.startswith("\ufeff") for k in settings):
+        out.append(Check("xlwings.conf", FAIL, f"{path} starts with a UTF-8 byte-order mark, "
+                         "which hides its first setting from xlwings",
+                         "re-run the installer, or save the file as ANSI (Notepad: Save as, "
+                         "Encoding ANSI)"))
+    elif wrong:
+        k, meant = wrong[0]
+        out.append(Check("xlwings.conf", FAIL, f'{path.name} has "{k}", which xlwings does not '
+                         f'read', f'write it as "{meant}"'))
+    elif blank:
         out.append(Check("xlwings.conf", WARN, f"{path} has blank lines ({blank[:3]})",
                          "remove them: a blank line can stop the COM server from starting"))
     else:
         out.append(Check("xlwings.conf", OK, str(path)))
-    if conda:
-        out.append(Check("interpreter", OK, f"conda: {conda} env {settings.get('CONDA ENV')}"))
-    elif not interp:
-        out.append(Check("interpreter", FAIL, f"{key} is not set in {path.name}",
-                         f'add "{key}","{sys.executable}" (or run xlwings config create)'))
-    elif not Path(interp).is_file():
+    # xlwings uses conda only when the interpreter is not a full path
+    if interp and not Path(interp).is_file():
         out.append(Check("interpreter", FAIL, f"{interp} does not exist",
                          f'set {key} to {sys.executable} in {path.name}'))
-    else:
+    elif interp:
         out.append(Check("interpreter", OK, interp))
-    modules = [m.strip() for m in settings.get("UDF MODULES", "").split(";") if m.strip()]
-    if "xlfuncs.udfs" in modules:
-        out.append(Check("UDF modules", OK, "; ".join(modules)))
+    elif conda:
+        out.append(Check("interpreter", OK, f"conda: {conda} env {settings.get('CONDA ENV')}"))
     else:
-        out.append(Check("UDF modules", WARN if _mac(platform) else FAIL,
-                         f"xlfuncs.udfs not in UDF MODULES ({'; '.join(modules) or 'empty'})",
-                         f'add "UDF MODULES","xlfuncs.udfs" to {path.name}'))
+        out.append(Check("interpreter", FAIL, f"{key} is not set in {path.name}",
+                         f'add "{key}","{sys.executable}" (or run xlwings config create)'))
+    # The xlfuncs wrappers name xlfuncs.udfs themselves: UDF MODULES only matters to
+    # xlwings' own Import Functions button.
+    modules = [m.strip() for m in settings.get("UDF MODULES", "").split(";") if m.strip()]
+    detail = ("; ".join(modules) if "xlfuncs.udfs" in modules else
+              f"xlfuncs.udfs not listed ({'; '.join(modules) or 'empty'}): not needed, the "
+              "xlfuncs buttons and workbooks name it themselves")
+    out.append(Check("UDF modules", OK, detail))
     return out
 
 
