@@ -223,3 +223,18 @@ def test_a_conda_setting_does_not_hide_a_missing_interpreter(tmp_path):
     env = windows_home(tmp_path, conf=conf)
     got = by_name(doctor.run_checks(env=env, home=tmp_path, platform="win32"))
     assert got["interpreter"].status == "FAIL" and "does not exist" in got["interpreter"].detail
+
+
+def test_a_windows_conf_is_read_in_the_ansi_code_page(tmp_path):
+    """The installer writes xlwings.conf as xlwings' VBA reads it: ANSI, no byte-order mark."""
+    home = tmp_path / "José Müller"
+    home.mkdir()
+    env = windows_home(home, conf=None)
+    python = home / "venv" / "python.exe"
+    python.parent.mkdir()
+    python.write_bytes(b"")
+    (home / ".xlwings").mkdir()
+    (home / ".xlwings" / "xlwings.conf").write_bytes(
+        f'"INTERPRETER_WIN","{python}"\n'.encode("cp1252"))
+    got = by_name(doctor.run_checks(env=env, home=home, platform="win32"))
+    assert got["interpreter"].status == "ok" and got["interpreter"].detail == str(python)

@@ -78,16 +78,21 @@ XLWINGS_KEYS = ("INTERPRETER_WIN", "INTERPRETER_MAC", "UDF MODULES", "CONDA PATH
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_xlwings_conf(path: Path) -> tuple[dict[str, str], list[int]]:
+def read_xlwings_conf(path: Path, ansi: bool = False) -> tuple[dict[str, str], list[int]]:
     """Settings of an ``xlwings.conf`` (keys upper case, as written) and its blank lines.
 
-    The file is read as xlwings' VBA reads it on Windows, byte by byte in the
-    ANSI code page; a UTF-8 byte-order mark stays part of the first key (which
-    xlwings then does not find).
+    With ``ansi`` (Windows) the file is read as xlwings' VBA reads it, in the
+    ANSI code page (``mbcs``; cp1252 when checking a Windows set-up from
+    elsewhere), which is how the installer writes it; otherwise as UTF-8. A
+    UTF-8 byte-order mark stays part of the first key (xlwings then does not
+    find it).
     """
     raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace") if not raw.startswith(_BOM) else (
-        "\ufeff" + raw[len(_BOM):].decode("utf-8", errors="replace"))
+    encoding = "utf-8"
+    if ansi:
+        encoding = "mbcs" if sys.platform.startswith("win") else "cp1252"
+    body = raw[len(_BOM):] if raw.startswith(_BOM) else raw
+    text = ("\ufeff" if raw.startswith(_BOM) else "") + body.decode(encoding, errors="replace")
     settings: dict[str, str] = {}
     blank: list[int] = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -226,7 +231,7 @@ def _check_conf(home: Path, platform: str) -> list[Check]:
     if not path.is_file():
         return [Check("xlwings.conf", FAIL, f"{path} is missing",
                       "run: xlwings config create (or the installer)")]
-    settings, blank = read_xlwings_conf(path)
+    settings, blank = read_xlwings_conf(path, ansi=_windows(platform))
     out = []
     key = "INTERPRETER_MAC" if _mac(platform) else "INTERPRETER_WIN"
     conda = settings.get("CONDA PATH")
