@@ -26,8 +26,6 @@ __all__ = ["main"]
 
 # --------------------------------------------------------------------------- file input
 
-_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx and .xlsm are zip files
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an old .xls
 _SEMICOLONS = "looks semicolon-separated: save it as CSV with commas"
 _NA = {"keep_default_na": False, "na_values": [""]}  # only an empty cell is missing
 
@@ -52,11 +50,9 @@ def _head(path: str, name: str) -> bytes:
 
 def _check_text_csv(head: bytes, path: str, name: str) -> None:
     """Refuse an Excel workbook, UTF-16 text or a semicolon-separated file where CSV is read."""
-    if head.startswith(_ZIP_MAGIC):
-        raise InputError(f"{name}: {path} is an Excel workbook; export the sheet as CSV", name)
-    if head.startswith(_OLE_MAGIC):
-        raise InputError(f"{name}: {path} is an old Excel .xls workbook; export the sheet as "
-                         "CSV", name)
+    from xlfuncs.data.market import refuse_workbook
+
+    refuse_workbook(head, path, name)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{name}: {path} is UTF-16 text (Excel's Unicode Text); save it as "
                          "CSV UTF-8 (comma-separated)", name)
@@ -248,7 +244,9 @@ def read_holdings(path: str, name: str) -> Labelled:
     from xlfuncs.excel import cells
 
     _existing_file(path, name)
-    if _head(path, name).startswith(_ZIP_MAGIC):
+    from xlfuncs.data.market import ZIP_MAGIC
+
+    if _head(path, name).startswith(ZIP_MAGIC):  # an .xlsx, read as a workbook
         grid = read_xlsx_grid(path, name)
     else:
         grid = read_grid(path, name)  # its errors name the file already

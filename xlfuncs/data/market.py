@@ -125,15 +125,15 @@ def _missing(path: Path, name: str) -> InputError:
     return InputError(f"{name} file not found: {path}", name)
 
 
-_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .xlsm (and any zip)
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls
+ZIP_MAGIC = b"PK\x03\x04"  # .xlsx, .xlsm (and any zip)
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls
 
 
-def _not_a_workbook(head: bytes, label: str, name: str) -> None:
+def refuse_workbook(head: bytes, label: str, name: str) -> None:
     """Refuse an Excel workbook (by its first bytes) where a CSV file is expected."""
-    if head.startswith(_ZIP_MAGIC):
+    if head.startswith(ZIP_MAGIC):
         raise InputError(f"{name}: {label} is an Excel workbook; export the sheet as CSV", name)
-    if head.startswith(_OLE_MAGIC):
+    if head.startswith(OLE_MAGIC):
         raise InputError(f"{name}: {label} is an old Excel .xls workbook; export the sheet as "
                          "CSV", name)
 
@@ -157,7 +157,7 @@ def _read_source_text(source: object, name: str) -> tuple[str, str]:
                          name)
     raw = source.read_bytes() if not isinstance(source, str) else Path(source).read_bytes()
     label = str(getattr(source, "name", source))
-    _not_a_workbook(raw[:8], Path(label).name, name)
+    refuse_workbook(raw[:8], Path(label).name, name)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -542,7 +542,7 @@ class _Table:
             return
         try:
             with path.open("rb") as fh:
-                _not_a_workbook(fh.read(8), path.name, name)
+                refuse_workbook(fh.read(8), path.name, name)
         except OSError as exc:
             raise self._unreadable("CSV", exc) from exc
         try:
