@@ -241,11 +241,10 @@ def read_holdings(path: str, name: str) -> Labelled:
     The same rules as the holdings cells in Excel, so the ``.xlsx`` that
     ``xlfuncs holdings --out`` writes works as it is.
     """
+    from xlfuncs.data.market import ZIP_MAGIC
     from xlfuncs.excel import cells
 
     _existing_file(path, name)
-    from xlfuncs.data.market import ZIP_MAGIC
-
     if _head(path, name).startswith(ZIP_MAGIC):  # an .xlsx, read as a workbook
         grid = read_xlsx_grid(path, name)
     else:
