@@ -120,8 +120,6 @@ _NUMBER_TEXT = re.compile(
 Quantity = Literal["weight", "vol"]
 """What a column of numbers measures, for the check of a ``%`` header (see :func:`vector`)."""
 
-# Until every caller passes ``quantity``: the worksheet functions' argument names.
-
 # A "%" header over numbers this small is a clash with percent-formatted cells.
 _SMALLEST_PERCENT_TOTAL_WEIGHT = 1.5
 _SMALLEST_PERCENT_VOL = 1.5
