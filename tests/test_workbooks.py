@@ -420,7 +420,7 @@ def test_implied_cov_sheet_shows_the_index_vol_gap() -> None:
 _FUNCTION = re.compile(r"^Function (\w+)\(([^)]*)\)\s*$", re.M)
 _CALL_UDF = re.compile(r"([\w.]+)\.CallUDF\(")
 _WRAPPER_CALL = re.compile(
-    r'^\s*(\w+) = XLPy\.CallUDF\("([^"]+)", "(\w+)", Array\(([^)]*)\), ThisWorkbook, '
+    r'^\s*(\w+) = XLPy\.CallUDF\("([^"]+)", "(\w+)", Array\(([^)]*)\), (\w+), '
     r"Application\.Caller\)\s*$",
     re.M,
 )
@@ -451,7 +451,11 @@ def test_vba_wraps_every_function_through_the_xlwings_addin(name: str) -> None:
         assert params == [("Optional " if a.optional else "") + a.name for a in fn.args]
     calls = _WRAPPER_CALL.findall(source)
     assert len(calls) == len(_CALL_UDF.findall(source)) == len(REGISTRY)
-    for target, module, fname, args in calls:
+    # xlwings looks for embedded code in the workbook it is handed: the add-in's own
+    # wrappers hand it the workbook the analyst is in, as xlwings does for add-ins
+    workbook = "ActiveWorkbook" if name.endswith(".xlam") else "ThisWorkbook"
+    for target, module, fname, args, book_arg in calls:
+        assert book_arg == workbook
         assert target == fname and module == vba.PYTHON_MODULE == "xlfuncs.udfs"
         assert [a.strip() for a in args.split(",") if a.strip()] == [
             a.name for a in REGISTRY[fname].args

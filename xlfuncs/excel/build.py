@@ -690,8 +690,10 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / spec.filename
     functions = list(REGISTRY.values())
+    addin = spec.filename.lower().endswith(".xlam")  # xlwings hands an add-in ActiveWorkbook
     modules = {
-        vba.WRAPPER_MODULE: vba.wrapper_module(functions),
+        vba.WRAPPER_MODULE: vba.wrapper_module(
+            functions, workbook="ActiveWorkbook" if addin else "ThisWorkbook"),
         vba.HELP_MODULE: vba.help_module(functions),
         **vba.read_vba_sources(vba_dir, spec.vba_modules),
     }
