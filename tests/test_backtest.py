@@ -156,6 +156,10 @@ def test_cli_writes_the_result_files(tmp_path, capsys):
     assert list(stats.columns) == ["strategy", "ann_return", "ann_volatility", "sharpe",
                                    "tracking_error", "information_ratio", "max_drawdown",
                                    "turnover", "avg_holdings", "hit_rate", "ir_per_period"]
+    notes = (out / "notes.txt").read_text().splitlines()  # the data, and what was assumed
+    assert notes[0].startswith("synthetic universe of 30 stocks")
+    assert notes[1:] and all(line.startswith("- ") for line in notes[1:])
+    assert "  note: " in capsys.readouterr().out
     conventions = pd.read_csv(out / "conventions.csv")  # every statistic says how it is made
     assert list(conventions["statistic"]) == list(stats.columns[1:])
     assert conventions.set_index("statistic").loc["information_ratio", "convention"] == (

@@ -710,3 +710,30 @@ def test_an_excel_workbook_is_named_not_read_as_csv(tmp_path):
             read_french(source, name="factors")
         with _raises(rf"{source.name} is an Excel workbook; export the sheet as CSV$"):
             load_market(source)
+
+
+def test_crsp_delisting_returns_are_compounded_and_noted(tmp_path):
+    """DLRET: the delisting month's return, (1 + ret)(1 + dlret) - 1, or dlret alone."""
+    path = tmp_path / "dlret.csv"
+    path.write_text(
+        "PERMNO,date,SICCD,PRC,SHROUT,RET,DLRET\n"
+        "10001,2010-01-29,3571,10,1000,0.05,\n"
+        "10001,2010-02-26,3571,11,1000,0.10,\n"
+        "10001,2010-03-31,3571,1,1000,-0.30,-0.90\n"
+        "10002,2010-01-29,6021,20,500,0.01,\n"
+        "10002,2010-02-26,6021,21,500,C,-0.5\n")
+    panels = read_long(path)
+    assert panels.returns.loc["2010-03-31", "10001"] == pytest.approx(0.7 * 0.1 - 1)
+    assert panels.returns.loc["2010-02-28", "10002"] == -0.5
+    assert panels.notes[0] == "2 delisting return(s) (DLRET) compounded into RET (1 where RET " \
+                              "was missing)"
+
+
+def test_a_plain_factor_file_in_percent_is_refused(tmp_path):
+    path = tmp_path / "ff.csv"
+    path.write_text("Date,Mkt-RF,SMB,HML,RF\n200912,2.75,5.90,0.09,0.01\n"
+                    "201001,-3.36,0.40,0.43,0.00\n")
+    with pytest.raises(InputError, match=r"factors ff\.csv line 2 \(200912\), column Mkt-RF: "
+                                         r"2\.75 would be a return of 275%"):
+        read_french(path)
+    assert read_french(path, percent=True)["Mkt-RF"].iloc[0] == 0.0275

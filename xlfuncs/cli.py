@@ -604,7 +604,8 @@ def _backtest_files() -> tuple[str, ...]:
     """The files ``write_results`` writes into a backtest's folder."""
     from xlfuncs.report import CHARTS
 
-    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "failures.csv", *CHARTS)
+    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "notes.txt",
+            "failures.csv", *CHARTS)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -883,6 +884,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     data = load_market(source, factors=factors, end=config.end)
     print(f"data: {_source_text(data)}, {data.n_assets} assets, {data.n_periods} periods "
           f"({data.dates[0].date()} to {data.dates[-1].date()})")
+    for note in data.notes:  # what the loader dropped, filled or assumed
+        print(f"  note: {note}")
     names = list(config.specs(data.periods_per_year))
     print(f"strategies: {', '.join(names)}; model {config.model}")
     bar = _progress_bar(args)

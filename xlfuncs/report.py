@@ -119,8 +119,9 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
 def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
     """Write the result files and charts into the folder ``out``.
 
-    ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``, the
-    charts, and ``failures.csv``. Every file is written to a temporary name and
+    ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
+    ``notes.txt`` (the data and what its loader assumed), the charts, and
+    ``failures.csv``. Every file is written to a temporary name and
     renamed when complete. ``failures.csv`` is written only when a date failed
     (an old one is removed).
     """
@@ -137,6 +138,10 @@ def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
     csv(result.weights, "weights.csv", False)
     csv(stats_table(result), "stats.csv", False)
     csv(conventions_table(), "conventions.csv", False)
+    notes = out / "notes.txt"  # what the loader dropped, filled or assumed
+    atomic_write(notes, lambda p: Path(p).write_text(
+        f"{result.source}\n" + "".join(f"- {n}\n" for n in result.notes), encoding="utf-8"))
+    written.append(notes)
     written += save_charts(result, out)
     if len(result.failures):
         csv(result.failures, "failures.csv", False)

@@ -277,6 +277,8 @@ class BacktestResult:
     config : BacktestConfig
     source : str
     seconds : float
+    notes : tuple of str
+        What the data loader dropped, filled or assumed (``MarketData.notes``).
 
     """
 
@@ -289,6 +291,7 @@ class BacktestResult:
     source: str = ""
     periods_per_year: int = 12
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def strategies(self) -> list[str]:
@@ -619,4 +622,5 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
     stats_frame = pd.DataFrame.from_dict(stats, orient="index")
     stats_frame.index.name = "strategy"
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
-                          config, data.source, int(data.periods_per_year), seconds)
+                          config, data.source, int(data.periods_per_year), seconds,
+                          tuple(data.notes))

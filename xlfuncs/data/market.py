@@ -337,6 +337,18 @@ def read_french(source: object, *, percent: bool | None = None,
                                  "is Ken French's missing-value code", name)
             values[i, j] = float(number.scaleb(-2)) if use_percent else float(number)
 
+    if percent is None and not use_percent:
+        # A plain file of factor returns in percent (a Ken French file without its
+        # preamble) would read as returns of hundreds of percent a period: refuse
+        # rather than guess. No factor loses or gains 100% in a period.
+        big = np.abs(values) >= 1.0
+        if big.any():
+            i, j = (int(k[0]) for k in np.nonzero(big))
+            raise InputError(f"{name} {Path(label).name} line {body[i][0]} ({body[i][1][0]}), "
+                             f"column {columns[j]}: "
+                             f"{values[i, j]:g} would be a return of {values[i, j]:.0%}: a "
+                             "plain file must hold fractions; divide by 100, or use the Ken "
+                             "French file as downloaded (read as percent)", name)
     index = pd.DatetimeIndex(parsed).as_unit("ns")
     ppy = infer_periods_per_year(index, name) if len(index) >= 2 else None
     if ppy is not None and layout == "plain":
@@ -500,6 +512,7 @@ _COLUMN_NAMES = {
     "date": ("date",),
     "id": ("permno", "ticker"),
     "ret": ("ret",),
+    "dlret": ("dlret",),
     "mktcap": ("mktcap",),
     "prc": ("prc",),
     "shrout": ("shrout",),
@@ -758,7 +771,9 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         if ind_c is None:
             ind_c = find("sic")
             ind_is_sic = ind_c is not None
-    usecols = [c for c in (date_c, id_c, ret_c, mktcap_c, prc_c, shrout_c, ind_c) if c is not None]
+    dlret_c = find("dlret")  # CRSP's delisting return, in the month a stock leaves
+    usecols = [c for c in (date_c, id_c, ret_c, dlret_c, mktcap_c, prc_c, shrout_c, ind_c)
+               if c is not None]
     text_cols = [date_c, id_c] + ([ind_c] if ind_c is not None and not ind_is_sic else [])
     table = tab.read(list(dict.fromkeys(usecols)), text_cols)
     notes: list[str] = []
@@ -819,6 +834,22 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         i = int(np.flatnonzero(low)[0])
         raise InputError(f"{name} row {rows[i]}, column {ret_c}: {ret[i]:.6g} is a loss of 100% "
                          "or more; returns must be fractions > -1", name)
+    if dlret_c is not None:
+        # The delisting month's return is (1 + ret)(1 + dlret) - 1, or dlret alone when
+        # ret is missing (CRSP leaves it blank in the month a stock leaves).
+        dl, _ = _numbers(table[dlret_c], rows, name, dlret_c, CRSP_MISSING_RETURNS)
+        has = ~np.isnan(dl)
+        low = has & (dl < -1)
+        if low.any():
+            i = int(np.flatnonzero(low)[0])
+            raise InputError(f"{name} row {rows[i]}, column {dlret_c}: {dl[i]:.6g} is a loss of "
+                             "more than 100%; returns must be fractions >= -1", name)
+        if has.any():
+            filled = has & np.isnan(ret)
+            ret = np.where(has, np.where(np.isnan(ret), dl, (1 + ret) * (1 + dl) - 1), ret)
+            ret = np.maximum(ret, -1 + 1e-12)  # a delisting for nothing: a loss of all but 1e-12
+            notes.append(f"{int(has.sum())} delisting return(s) ({dlret_c}) compounded into "
+                         f"{ret_c} ({int(filled.sum())} where {ret_c} was missing)")
     if codes:
         parts = ", ".join(f"{k}: {v}" for k, v in codes.items())
         notes.append(f"{sum(codes.values())} missing return(s) read as not available ({parts})")

@@ -207,7 +207,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
                           anchor.first_row + k * CHART_ROWS, col)
                 book.add_picture(at, path, f"xlfuncs_{path.stem}")
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
-        write_cell(book, SOURCE, data.source)
+        # the data, and what its loader dropped, filled or assumed
+        write_cell(book, SOURCE, "; ".join([data.source, *data.notes]))
         write_cell(book, STATUS, status)
         book.status(status)
         if save:
