@@ -737,3 +737,18 @@ def test_a_plain_factor_file_in_percent_is_refused(tmp_path):
                                          r"2\.75 would be a return of 275%"):
         read_french(path)
     assert read_french(path, percent=True)["Mkt-RF"].iloc[0] == 0.0275
+
+
+def test_a_label_that_appears_later_is_not_used_before(tmp_path):
+    """SIC 0 (none) in January and February, 4911 from March: unclassified until March."""
+    path = tmp_path / "sic.csv"
+    path.write_text(
+        "PERMNO,date,SICCD,PRC,SHROUT,RET\n"
+        "10001,2010-01-29,0,10,1000,0.05\n10001,2010-02-26,0,11,1000,0.10\n"
+        "10001,2010-03-31,4911,11,1000,0.01\n10002,2010-01-29,6021,20,500,0.01\n"
+        "10002,2010-02-26,6021,21,500,0.05\n10002,2010-03-31,6021,22,500,0.0476\n")
+    panels = read_long(path)
+    assert list(panels.industry_history["10001"]) == ["Nonclassifiable", "Nonclassifiable",
+                                                      "Transportation & utilities"]
+    assert set(panels.industry_history["10002"]) == {"Finance"}
+    assert panels.industries["10001"] == "Transportation & utilities"  # the latest, for reports

@@ -957,16 +957,22 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             notes.append(f"{int(unlabelled.sum())} asset(s) with no SIC code: "
                          f"{NONCLASSIFIABLE}")
         history = None
-        if changed:
-            # each date keeps the label it had then (carried forward between rows)
+        labelled_from = frame.groupby("a", sort=True)["t"].min()
+        late = int((labelled_from.to_numpy() > first[labelled_from.index.to_numpy()]).sum())
+        if changed or late:
+            # Each date keeps the label it had then, carried forward between rows; before
+            # an asset's first label it is unclassified (a later label is not known yet).
             grid = np.full((len(returns.index), len(assets)), np.nan)
             grid[frame["t"].to_numpy(), frame["a"].to_numpy()] = frame["c"].to_numpy()
-            codes = pd.DataFrame(grid).ffill().bfill().to_numpy()
+            codes = pd.DataFrame(grid).ffill().to_numpy()
             history = pd.DataFrame(
-                np.where(np.isnan(codes), "", label_of[np.nan_to_num(codes, nan=0).astype(int)]),
-                index=returns.index, columns=columns, dtype=object).replace("", np.nan)
-            notes.append(f"{changed} asset(s) changed {ind_c} in the window: each date uses "
-                         "the label it had then")
+                np.where(np.isnan(codes), NONCLASSIFIABLE,
+                         label_of[np.nan_to_num(codes, nan=0).astype(int)]),
+                index=returns.index, columns=columns, dtype=object)
+            parts = [f"{changed} asset(s) changed {ind_c}"] if changed else []
+            parts += [f"{late} asset(s) had no {ind_c} at first"] if late else []
+            notes.append(f"{' and '.join(parts)} in the window: each date uses the label it "
+                         f"had then ({NONCLASSIFIABLE} before the first)")
         industries = pd.Series(lab, index=columns, dtype=object)
     return LongPanels(returns=returns, caps=caps, industries=industries.rename("industry"),
                       periods_per_year=ppy, source=tab.label, notes=tuple(notes),
