@@ -311,3 +311,20 @@ def test_an_industry_change_is_not_known_before_it_happens(tmp_path):
     later_a = ra.weights[ra.weights.date > cut].set_index(["date", "asset"]).weight
     later_b = rb.weights[rb.weights.date > cut].set_index(["date", "asset"]).weight
     assert not later_a.equals(later_b)  # and the change is used once it happened
+
+
+def test_cli_allow_gaps_reads_a_missing_month_as_no_data(tmp_path, capsys):
+    base = load_market("sample:12").truncate("1990-01", "1996-12")
+    long = base.returns.stack().rename("ret").reset_index()
+    long.columns = ["date", "permno", "ret"]
+    long["mktcap"] = base.caps.stack().reindex(
+        pd.MultiIndex.from_frame(long[["date", "permno"]])).to_numpy()
+    first = long["permno"].iloc[0]
+    gap = long[(long.permno == first)].index[20]  # a month inside its listed life
+    long.drop(index=gap).to_csv(tmp_path / "gap.csv", index=False)
+    argv = ["backtest", "--data", str(tmp_path / "gap.csv"), "--tev", "0.03", "--workers", "1",
+            "--min-history", "36", "--quiet"]
+    assert main(argv) == 2
+    assert "xlfuncs backtest --allow-gaps reads it as missing" in capsys.readouterr().err
+    assert main([*argv, "--allow-gaps"]) == 0
+    assert "1 missing row(s) inside listed lives read as not available" in capsys.readouterr().out

@@ -283,7 +283,7 @@ def test_read_long_most_recent_label_and_window(tmp_path):
          r"^data has 2 rows for PERMNO 10003 in 2023-03 \(rows 15, 16\)$"),
         (("10002,2023-04-28,BBB,3571,9.90,5000,-0.100000\n", ""),
          r"^data has no row for PERMNO 10002 in 2023-04, inside its listed life \(2023-02 to "
-         r"2023-06\); allow_gaps=True reads it as missing$"),
+         r"2023-06\); xlfuncs backtest --allow-gaps reads it as missing$"),
         (("10001,2023-03-31,AAA,4925,26.00,1000,0.061224", "10001,2023-03-31,AAA,4925,26,1000,x"),
          r'^data row 4, column RET: "x" is not a number$'),
         (("10001,2023-03-31,AAA,4925,26.00,1000,0.061224", "10001,2023-03-31,AAA,4925,26,1000,-1"),

@@ -831,6 +831,7 @@ def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, 
     data = str(table.pop("data", "sample"))
     factors = table.pop("factors", None)
     out = table.pop("out", None)
+    args.allow_gaps = bool(getattr(args, "allow_gaps", False) or table.pop("allow_gaps", False))
     for flag in _BACKTEST_FLAGS:
         value = getattr(args, flag, None)
         if value is not None:
@@ -881,7 +882,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     config = core.BacktestConfig.from_mapping(table)  # every setting checked before any work
     if out:  # and the folder, before minutes of work
         check_out_folder(out, _backtest_files())
-    data = load_market(source, factors=factors, end=config.end)
+    data = load_market(source, factors=factors, end=config.end, allow_gaps=args.allow_gaps)
     print(f"data: {_source_text(data)}, {data.n_assets} assets, {data.n_periods} periods "
           f"({data.dates[0].date()} to {data.dates[-1].date()})")
     for note in data.notes:  # what the loader dropped, filled or assumed
@@ -1037,6 +1038,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="sample (default), sample:N (synthetic, N stocks), french12, "
                    "or a long CSV/Parquet file (date, permno/ticker, ret, mktcap or prc+shrout)")
     p.add_argument("--factors", help="factor returns (Ken French CSV); default the bundled ones")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="read a month missing inside a stock's listed life as no data (a data "
+                        "file's gaps are errors otherwise); allow_gaps = true in --config")
     p.add_argument("--mode", help="tev (default), gamma or sector")
     p.add_argument("--tev", help="annual TEV budgets, e.g. 0.02,0.04,0.06")
     p.add_argument("--gamma", help="risk aversions, e.g. 1,5,20 (with --mode gamma or sector)")

@@ -890,7 +890,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         if not allow_gaps:
             raise InputError(f"{name} has no rows between {_period_label(gap[0], ppy)} and "
                              f"{_period_label(gap[1], ppy)} (a gap in the dates; "
-                             "allow_gaps=True reads it as missing)", name)
+                             "xlfuncs backtest --allow-gaps reads it as missing)", name)
         full = period_ends(pd.date_range(calendar[0], calendar[-1],
                                          freq={12: "ME", 4: "QE", 1: "YE"}[ppy]), ppy)
         notes.append(f"{len(full) - len(calendar)} period(s) with no rows at all filled with "
@@ -913,8 +913,8 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             raise InputError(f"{name} has no row for {id_c} {assets[j]} in "
                              f"{_period_label(calendar[i], ppy)}, inside its listed life "
                              f"({_period_label(calendar[first[j]], ppy)} to "
-                             f"{_period_label(calendar[last[j]], ppy)}); allow_gaps=True reads it "
-                             "as missing", name)
+                             f"{_period_label(calendar[last[j]], ppy)}); xlfuncs backtest "
+                             "--allow-gaps reads it as missing", name)
         notes.append(f"{int(holes.sum())} missing row(s) inside listed lives read as not "
                      f"available ({int(holes.any(axis=0).sum())} asset(s))")
     columns = pd.Index(list(assets), dtype=object)
