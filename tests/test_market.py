@@ -752,3 +752,16 @@ def test_a_label_that_appears_later_is_not_used_before(tmp_path):
                                                       "Transportation & utilities"]
     assert set(panels.industry_history["10002"]) == {"Finance"}
     assert panels.industries["10001"] == "Transportation & utilities"  # the latest, for reports
+
+
+def test_factor_files_of_different_frequencies_are_refused(tmp_path):
+    """A daily file joined to a monthly one kept month-end days as if they were months."""
+    pd.DataFrame({"Date": ["201003", "201004", "201005", "201006"],
+                  "Mkt-RF": [0.01, 0.02, -0.01, 0.0], "RF": [0.0] * 4}).to_csv(
+        tmp_path / "m.csv", index=False)
+    days = pd.bdate_range("2010-03-01", "2010-06-30")
+    pd.DataFrame({"Date": days.strftime("%Y%m%d"), "Mom": 0.0001}).to_csv(
+        tmp_path / "d.csv", index=False)
+    with pytest.raises(InputError, match=r"factors files have different frequencies: m\.csv has "
+                                         r"12 periods a year, d\.csv 252"):
+        load_market("sample:5", factors=[tmp_path / "m.csv", tmp_path / "d.csv"])

@@ -414,6 +414,17 @@ def _factor_frame(factors: object, name: str = "factors") -> pd.DataFrame:
         frames = [_factor_frame(f, name) for f in factors]
         if not frames:
             raise InputError(f"{name} is an empty list", name)
+        # a daily and a monthly file would join on the month-ends that are trading days
+        freq = [(f.attrs.get("periods_per_year") or
+                 (infer_periods_per_year(f.index, name) if len(f) >= 2 else None), f)
+                for f in frames]
+        known = [(p, f) for p, f in freq if p]
+        if len({p for p, _ in known}) > 1:
+            (p0, f0), (p1, f1) = known[0], next((p, f) for p, f in known if p != known[0][0])
+            raise InputError(f"{name} files have different frequencies: "
+                             f"{Path(str(f0.attrs.get('source', '?'))).name} has {p0} periods a "
+                             f"year, {Path(str(f1.attrs.get('source', '?'))).name} {p1}; use files "
+                             "of one frequency", name)
         out = frames[0]
         for extra in frames[1:]:
             clash = [c for c in extra.columns if c in out.columns]
