@@ -604,38 +604,32 @@ class OpenpyxlBook:
 
     # ----------------------------------------------------------------- cells
 
+    def _map(self, area: Area, value: Callable[[Any], Any]) -> Grid:
+        """``value(cell)`` for each cell of an area, row by row (None for an empty cell).
+
+        No cell is created by reading.
+        """
+        ws = self._sheet(area.sheet)
+        return [[None if (cell := ws._cells.get((r, c))) is None else value(cell)
+                 for c in range(area.first_col, area.last_col + 1)]
+                for r in range(area.first_row, area.last_row + 1)]
+
     def read(self, area: Area) -> Grid:
         """The values of an area; a formula gives the result Excel last saved."""
-        ws = self._sheet(area.sheet)
-        grid = []
-        for r in range(area.first_row, area.last_row + 1):
-            row = []
-            for c in range(area.first_col, area.last_col + 1):
-                cell = ws._cells.get((r, c))  # no cell is created by reading
-                row.append(None if cell is None else self._value(cell))
-            grid.append(row)
-        return grid
+        return self._map(area, self._value)
 
     def formulas(self, area: Area) -> Grid:
         """The formula text of each cell of an area, None where a cell holds none."""
         from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
 
-        ws = self._sheet(area.sheet)
-        grid = []
-        for r in range(area.first_row, area.last_row + 1):
-            row = []
-            for c in range(area.first_col, area.last_col + 1):
-                cell = ws._cells.get((r, c))
-                value = None if cell is None else cell.value
-                if isinstance(value, ArrayFormula):
-                    value = value.text
-                elif isinstance(value, DataTableFormula):
-                    value = "=TABLE()"
-                elif cell is None or cell.data_type != "f":
-                    value = None
-                row.append(value)
-            grid.append(row)
-        return grid
+        def formula(cell: Any) -> str | None:
+            if isinstance(cell.value, ArrayFormula):
+                return cell.value.text
+            if isinstance(cell.value, DataTableFormula):
+                return "=TABLE()"
+            return cell.value if cell.data_type == "f" else None
+
+        return self._map(area, formula)
 
     def _value(self, cell: Any) -> Any:
         from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
