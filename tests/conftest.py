@@ -73,3 +73,15 @@ def soffice() -> str:
 # --------------------------------------------------------------------------- fund API
 
 from fund_api import fund_api_fixture, refused_url_fixture  # noqa: E402, F401
+
+
+@pytest.fixture
+def sector_files(tmp_path):
+    """Copies of the SPY sector example's inputs and correlation CSVs: (inputs, corr)."""
+    from xlfuncs.data.samples import sample_path
+
+    inputs = tmp_path / "inputs.csv"
+    corr = tmp_path / "corr.csv"
+    inputs.write_text(sample_path("sector_inputs_2025-02-18.csv").read_text())
+    corr.write_text(sample_path("sector_corr_2025-02-18.csv").read_text())
+    return inputs, corr

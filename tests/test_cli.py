@@ -8,16 +8,12 @@ import pytest
 
 from xlfuncs import core
 from xlfuncs.cli import main
-from xlfuncs.data.samples import sample_path, sector_example
+from xlfuncs.data.samples import sector_example
 
 
 @pytest.fixture
-def files(tmp_path):
-    inputs = tmp_path / "inputs.csv"
-    corr = tmp_path / "corr.csv"
-    inputs.write_text(sample_path("sector_inputs_2025-02-18.csv").read_text())
-    corr.write_text(sample_path("sector_corr_2025-02-18.csv").read_text())
-    return inputs, corr
+def files(sector_files):
+    return sector_files
 
 
 def test_implied_writes_the_matrix(files, tmp_path, capsys):

@@ -42,12 +42,8 @@ def one_line(err: str) -> str:
 
 
 @pytest.fixture
-def sector(tmp_path):
-    inputs = tmp_path / "inputs.csv"
-    corr = tmp_path / "corr.csv"
-    inputs.write_text(sample_path("sector_inputs_2025-02-18.csv").read_text())
-    corr.write_text(sample_path("sector_corr_2025-02-18.csv").read_text())
-    return inputs, corr
+def sector(sector_files):
+    return sector_files
 
 
 def implied_args(inputs: Path, corr: Path) -> list[str]:
