@@ -85,14 +85,14 @@ def test_a_broken_python_side_is_an_error(monkeypatch):
     real = doctor.importlib.import_module
 
     def fail(name, *a, **k):
-        if name == "hmmlearn":
-            raise ImportError("no hmmlearn")
+        if name == "sklearn":
+            raise ImportError("no sklearn")
         return real(name, *a, **k)
 
     monkeypatch.setattr(doctor.importlib, "import_module", fail)
     checks = doctor.run_checks()
     assert by_name(checks)["dependencies"].status == "FAIL"
-    assert "hmmlearn (ImportError)" in by_name(checks)["dependencies"].detail
+    assert "scikit-learn (ImportError)" in by_name(checks)["dependencies"].detail
     assert doctor.python_broken(checks)
 
 

@@ -29,8 +29,8 @@ MIN_PYTHON = (3, 11)
 #: Distributions the Python side needs (name as installed, import name).
 REQUIRED = (("numpy", "numpy"), ("scipy", "scipy"), ("pandas", "pandas"), ("cvxpy", "cvxpy"),
             ("clarabel", "clarabel"), ("scikit-learn", "sklearn"), ("requests", "requests"),
-            ("xlwings", "xlwings"), ("openpyxl", "openpyxl"), ("hmmlearn", "hmmlearn"),
-            ("matplotlib", "matplotlib"), ("tqdm", "tqdm"))
+            ("xlwings", "xlwings"), ("openpyxl", "openpyxl"), ("matplotlib", "matplotlib"),
+            ("tqdm", "tqdm"))
 _ADDIN_VERSION = re.compile(r'XLWINGS_VERSION\s+As\s+String\s*=\s*"([^"]+)"')
 
 

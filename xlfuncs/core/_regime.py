@@ -3,18 +3,20 @@
 The factor returns ``f_t`` (``k`` factors) are modelled as a hidden Markov chain
 of ``S`` states (2 to 4) with transition matrix ``P`` (``P[a, b]`` =
 probability of moving from state *a* to *b*) and, in state *s*, a Gaussian
-``N(mu_s, Sigma_s)`` with a full covariance. The fit is hmmlearn's
-``GaussianHMM`` (EM), on the rows it is given and nothing else: its k-means
-initialisation sees the same rows and is seeded, so a fit is deterministic
-and never looks ahead. (The research's bug was an HMM initialised on the full
-sample.)
+``N(mu_s, Sigma_s)`` with a full covariance. The fit is Baum-Welch EM in
+numpy (:mod:`xlfuncs.core._hmm`; the research used hmmlearn's ``GaussianHMM``,
+which has no wheels for current Python and is kept only as the tests'
+reference), from several seeded k-means starts keeping the best likelihood,
+on the rows it is given and nothing else: the initialisation sees the same
+rows, so a fit is deterministic and never looks ahead. (The research's bug
+was an HMM initialised on the full sample.)
 
 Probabilities:
 
 * **filtered** ``gamma_t = P(s_t | f_1..f_t)`` (forward pass), the only ones
   usable at date *t*;
-* **smoothed** ``P(s_t | f_1..f_T)`` (forward-backward; hmmlearn's
-  ``predict_proba``), which use the rows after *t* up to *T*. They equal the
+* **smoothed** ``P(s_t | f_1..f_T)`` (forward-backward; what hmmlearn's
+  ``predict_proba`` gives), which use the rows after *t* up to *T*. They equal the
   filtered ones at the last row only.
 
 The forecast ``h`` steps ahead is ``pi = (P^h)' gamma_T`` and the moments of the
@@ -27,17 +29,16 @@ lowest first (with the market first, state 0 is the bear state).
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 
-from xlfuncs.core._factor import _one_thread, _wls
+from xlfuncs.core import _hmm
+from xlfuncs.core._lstsq import one_thread, wls
 from xlfuncs.errors import ConvergenceError, InputError
 
 __all__ = [
@@ -53,10 +54,10 @@ __all__ = [
 ]
 
 MIN_STATES, MAX_STATES = 2, 4
+DEFAULT_STARTS, MAX_STARTS = 3, 20
 _REL_COVAR_FLOOR = 1e-3  # default covariance floor, relative to the mean factor variance
 _WARM_TRANS_FLOOR = 1e-6  # transition probabilities a warm start may not begin at 0
 _PROB_TOL = 1e-8
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 # --------------------------------------------------------------------------- results
@@ -94,7 +95,11 @@ class RegimeFit:
     min_covar : float
         Covariance floor used (see :func:`fit_regime`).
     seconds : float
-        Wall-clock time of the fit.
+        Wall-clock time of the fit (all starts).
+    start : int
+        Which cold start gave this fit (0 is hmmlearn's k-means); 0 when warm.
+    n_starts : int
+        EM runs made (cold starts tried; 1 when warm).
 
     """
 
@@ -111,6 +116,8 @@ class RegimeFit:
     warm: bool
     min_covar: float
     seconds: float
+    start: int = 0
+    n_starts: int = 1
 
     @property
     def n_states(self) -> int:
@@ -169,8 +176,9 @@ class RegimeBetas:
 
 
 def _check_factors(factors: object, name: str = "factors") -> np.ndarray:
-    x = np.asarray(factors.to_numpy(dtype=float) if isinstance(factors, pd.DataFrame)
-                   else factors, dtype=float)
+    # One memory layout, so the same numbers give the same bits whatever array they came in.
+    x = np.ascontiguousarray(factors.to_numpy(dtype=float) if isinstance(factors, pd.DataFrame)
+                             else factors, dtype=float)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[1] == 0:
@@ -203,121 +211,11 @@ def regime_min_rows(n_states: int, n_factors: int) -> int:
     return max(s * (k + 1), -(-n_params // k))
 
 
-class _Quiet(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-# --------------------------------------------------------------------------- filtering
-
-
-def _log_emissions(x: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndarray:
-    """``log N(x_t; mu_s, Sigma_s)``, shape (T, S)."""
-    t_len, k = x.shape
-    out = np.empty((t_len, means.shape[0]))
-    for s in range(means.shape[0]):
-        try:
-            chol = np.linalg.cholesky(covs[s])
-        except np.linalg.LinAlgError:
-            raise ConvergenceError(f"regime model state {s} has a singular covariance",
-                                   "factors") from None
-        z = sla.solve_triangular(chol, (x - means[s]).T, lower=True)
-        out[:, s] = -0.5 * (k * _LOG_2PI + (z * z).sum(axis=0)) - np.log(np.diag(chol)).sum()
-    return out
-
-
-def _lse(a: np.ndarray, axis: int) -> np.ndarray:
-    m = a.max(axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(m, axis=axis) + np.log(np.exp(a - m).sum(axis=axis))
-
-
-def _forward_log(log_b: np.ndarray, startprob: np.ndarray,
-                 transmat: np.ndarray) -> tuple[np.ndarray, float]:
-    """Log filtered probabilities and log-likelihood, recursion in log space (robust)."""
-    with np.errstate(divide="ignore"):
-        log_pi = np.log(startprob)
-        log_a = np.log(transmat)
-    t_len = log_b.shape[0]
-    log_alpha = np.empty_like(log_b)
-    total = 0.0
-    prev = log_pi + log_b[0]
-    for t in range(t_len):
-        if t:
-            prev = _lse(log_alpha[t - 1][:, None] + log_a, axis=0) + log_b[t]
-        c = float(_lse(prev, axis=0))
-        if not math.isfinite(c):
-            raise ConvergenceError(f"regime model gives row {t + 1} zero probability", "factors")
-        log_alpha[t] = prev - c
-        total += c
-    return log_alpha, total
-
-
-def _backward_log(log_b: np.ndarray, transmat: np.ndarray) -> np.ndarray:
-    """Log backward variables, each row shifted by a constant (irrelevant after normalising)."""
-    with np.errstate(divide="ignore"):
-        log_a = np.log(transmat)
-    t_len = log_b.shape[0]
-    log_beta = np.zeros_like(log_b)
-    for t in range(t_len - 2, -1, -1):
-        nxt = _lse(log_a + (log_b[t + 1] + log_beta[t + 1])[None, :], axis=1)
-        log_beta[t] = nxt - _lse(nxt, axis=0)
-    return log_beta
-
-
-def _forward_backward(log_b: np.ndarray, startprob: np.ndarray, transmat: np.ndarray,
-                      smooth: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """Filtered (and smoothed) probabilities and the log-likelihood.
-
-    The forward recursion ``alpha_t = (alpha_{t-1} P) * b_t / c_t`` with each
-    row's emission densities rescaled to a maximum of 1, and Rabiner's scaled
-    backward recursion ``beta_t = P (b_{t+1} * beta_{t+1}) / c_{t+1}``;
-    ``log L = sum_t log c_t`` plus the rescaling. If a scale factor underflows
-    (a row that only a state the chain cannot reach explains), it is redone
-    in log space.
-    """
-    t_len = log_b.shape[0]
-    shift = log_b.max(axis=1)
-    b = np.exp(log_b - shift[:, None])
-    alpha = np.empty_like(b)
-    c = np.empty(t_len)
-    a = startprob * b[0]
-    for t in range(t_len):
-        if t:
-            a = (alpha[t - 1] @ transmat) * b[t]
-        ct = a.sum()
-        if not ct > 1e-250:
-            break
-        alpha[t] = a / ct
-        c[t] = ct
-    else:
-        loglik = float(np.log(c).sum() + shift.sum())
-        if not smooth:
-            return alpha, None, loglik
-        beta = np.ones_like(b)
-        for t in range(t_len - 2, -1, -1):
-            beta[t] = transmat @ (b[t + 1] * beta[t + 1]) / c[t + 1]
-        post = alpha * beta
-        norm = post.sum(axis=1, keepdims=True)
-        if (norm > 1e-250).all() and np.isfinite(post).all():
-            return alpha, post / norm, loglik
-    log_alpha, loglik = _forward_log(log_b, startprob, transmat)
-    filtered = _normalise_rows(log_alpha)
-    smoothed = _normalise_rows(log_alpha + _backward_log(log_b, transmat)) if smooth else None
-    return filtered, smoothed, loglik
-
-
-def _normalise_rows(log_p: np.ndarray) -> np.ndarray:
-    p = np.exp(log_p - _lse(log_p, axis=1)[:, None])
-    return p / p.sum(axis=1, keepdims=True)
-
-
 def _posteriors(fit_means: np.ndarray, fit_covs: np.ndarray, startprob: np.ndarray,
-                transmat: np.ndarray, x: np.ndarray, smooth: bool):
-    with _one_thread():
-        log_b = _log_emissions(x, fit_means, fit_covs)
-    return _forward_backward(log_b, startprob, transmat, smooth)
+                transmat: np.ndarray, x: np.ndarray, smooth: bool) -> _hmm.Posteriors:
+    with one_thread():
+        log_b = _hmm.log_emissions(x, fit_means, fit_covs)
+        return _hmm.forward_backward(log_b, startprob, transmat, smooth)
 
 
 def _check_fit_rows(fit: RegimeFit, factors: object) -> np.ndarray:
@@ -347,7 +245,7 @@ def filtered_probs(fit: RegimeFit, factors: object) -> np.ndarray:
 
     """
     x = _check_fit_rows(fit, factors)
-    return _posteriors(fit.means, fit.covs, fit.startprob, fit.transmat, x, False)[0]
+    return _posteriors(fit.means, fit.covs, fit.startprob, fit.transmat, x, False).filtered
 
 
 def smoothed_probs(fit: RegimeFit, factors: object) -> np.ndarray:
@@ -369,7 +267,7 @@ def smoothed_probs(fit: RegimeFit, factors: object) -> np.ndarray:
 
     """
     x = _check_fit_rows(fit, factors)
-    return _posteriors(fit.means, fit.covs, fit.startprob, fit.transmat, x, True)[1]
+    return _posteriors(fit.means, fit.covs, fit.startprob, fit.transmat, x, True).smoothed
 
 
 # --------------------------------------------------------------------------- fitting
@@ -384,8 +282,9 @@ def fit_regime(
     tol: float = 1e-4,
     min_covar: float | None = None,
     init: RegimeFit | None = None,
+    n_init: int = DEFAULT_STARTS,
 ) -> RegimeFit:
-    """Fit a Gaussian HMM with full covariances to factor returns.
+    """Fit a Gaussian HMM with full covariances to factor returns by EM.
 
     Parameters
     ----------
@@ -409,6 +308,10 @@ def fit_regime(
     init : RegimeFit, optional
         Warm start: EM begins at this fit's parameters (no k-means), e.g. the
         previous rebalance date's fit on a subset of these rows.
+    n_init : int
+        Cold starts (1 to 20): EM runs from this many k-means initialisations
+        and the fit with the highest log-likelihood is kept; starts that do not
+        converge or end degenerate are passed over. A warm start is one run.
 
     Returns
     -------
@@ -421,19 +324,20 @@ def fit_regime(
         Missing values, ``n_states`` outside 2..4, too few rows
         (:func:`regime_min_rows`), an ``init`` of another shape.
     ConvergenceError
-        EM did not reach ``tol`` in ``n_iter`` iterations, or the fit is
-        degenerate (non-finite, or a state expected on fewer than ``k + 1`` rows).
+        Every start failed: EM did not reach ``tol`` in ``n_iter`` iterations, or
+        the fit is degenerate (non-finite, or a state expected on fewer than
+        ``k + 1`` rows). The first start's reason is given.
 
     Notes
     -----
     Cold start: start probabilities uniform, transitions ``0.9`` on the
     diagonal and the rest spread evenly, means from k-means
-    (``random_state=seed``, 10 restarts), every covariance the covariance of
-    the rows plus the floor.
+    (``random_state=seed``, 10 k-means++ runs: hmmlearn's initialisation),
+    every covariance the covariance of the rows plus the floor; the other
+    starts differ only in their k-means clustering. The EM itself is
+    :func:`xlfuncs.core._hmm.em`.
 
     """
-    from hmmlearn.hmm import GaussianHMM
-
     started = time.perf_counter()
     s = _check_n_states(n_states)
     x = _check_factors(factors)
@@ -446,6 +350,9 @@ def fit_regime(
         raise InputError("seed must be a non-negative whole number", "seed")
     if isinstance(n_iter, bool) or not isinstance(n_iter, int | np.integer) or n_iter < 1:
         raise InputError("n_iter must be a positive whole number", "n_iter")
+    if (isinstance(n_init, bool) or not isinstance(n_init, int | np.integer)
+            or not 1 <= n_init <= MAX_STARTS):
+        raise InputError(f"n_init must be a whole number from 1 to {MAX_STARTS}", "n_init")
     if not (math.isfinite(tol) and tol > 0):
         raise InputError("tol must be a positive number", "tol")
     variance = x.var(axis=0, ddof=1)
@@ -458,60 +365,84 @@ def fit_regime(
         floor = float(min_covar)
     else:
         raise InputError("min_covar must be a positive number", "min_covar")
+    if init is not None and init.means.shape != (s, k):
+        raise InputError(f"init has {init.means.shape[0]} states and {init.means.shape[1]} "
+                         f"factors, not {s} and {k}", "init")
 
-    model = GaussianHMM(
-        n_components=s, covariance_type="full", min_covar=floor,
-        covars_prior=floor * np.eye(k), covars_weight=1,
-        random_state=int(seed), n_iter=int(n_iter), tol=float(tol),
-        params="stmc", init_params="" if init is not None else "mc",
-    )
-    if init is not None:
-        if init.means.shape != (s, k):
-            raise InputError(f"init has {init.means.shape[0]} states and {init.means.shape[1]} "
-                             f"factors, not {s} and {k}", "init")
-        trans = np.maximum(init.transmat, _WARM_TRANS_FLOOR)
-        start = np.maximum(init.startprob, _WARM_TRANS_FLOOR)
-        model.startprob_ = start / start.sum()
-        model.transmat_ = trans / trans.sum(axis=1, keepdims=True)
-        model.means_ = init.means.copy()
-        model.covars_ = init.covs.copy()
+    n_starts = 1 if init is not None else int(n_init)
+    best: RegimeFit | None = None
+    failure: ConvergenceError | None = None
+    with one_thread():
+        for start in range(n_starts):
+            params = _warm_start(init) if init is not None else _cold_start(x, s, floor,
+                                                                             int(seed), start)
+            try:
+                fit = _fit_from(x, params, floor, int(n_iter), float(tol))
+            except ConvergenceError as exc:
+                failure = failure or exc
+                continue
+            fit = replace(fit, seed=int(seed), warm=init is not None, start=start,
+                          n_starts=n_starts)
+            if best is None or fit.log_likelihood > best.log_likelihood:
+                best = fit
+    if best is None:
+        raise failure  # type: ignore[misc]  # every start failed, so there is a failure
+    return replace(best, seconds=time.perf_counter() - started)
+
+
+def _warm_start(init: RegimeFit) -> _hmm.HmmParams:
+    trans = np.maximum(init.transmat, _WARM_TRANS_FLOOR)
+    start = np.maximum(init.startprob, _WARM_TRANS_FLOOR)
+    return _hmm.HmmParams(start / start.sum(), trans / trans.sum(axis=1, keepdims=True),
+                          init.means.copy(), init.covs.copy())
+
+
+def _cold_start(x: np.ndarray, n_states: int, floor: float, seed: int,
+                start: int) -> _hmm.HmmParams:
+    """Uniform start, sticky transitions, k-means means, the rows' covariance plus the floor.
+
+    Start 0 is k-means with ``random_state=seed`` and 10 k-means++ runs (what
+    hmmlearn does, so the first start is hmmlearn's); start *r* > 0 is one
+    k-means++ run from a seed derived from ``(seed, r)``, a different clustering.
+    """
+    from sklearn.cluster import KMeans
+
+    if start == 0:
+        km = KMeans(n_clusters=n_states, random_state=seed, n_init=10)
     else:
-        model.startprob_ = np.full(s, 1.0 / s)
-        model.transmat_ = np.full((s, s), 0.1 / (s - 1)) + np.eye(s) * (0.9 - 0.1 / (s - 1))
+        derived = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
+        km = KMeans(n_clusters=n_states, random_state=derived, n_init=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. fewer distinct rows than clusters
+        means = km.fit(x).cluster_centers_
+    k = x.shape[1]
+    cov = np.atleast_2d(np.cov(x.T)) + floor * np.eye(k)
+    off = 0.1 / (n_states - 1)
+    return _hmm.HmmParams(np.full(n_states, 1.0 / n_states),
+                          np.full((n_states, n_states), off) + np.eye(n_states) * (0.9 - off),
+                          np.asarray(means, dtype=float), np.repeat(cov[None], n_states, axis=0))
 
-    quiet = _Quiet()  # hmmlearn logs its warnings; the checks below raise instead
-    loggers = [logging.getLogger(name) for name in ("hmmlearn.base", "hmmlearn.hmm")]
-    for logger in loggers:
-        logger.addFilter(quiet)
-    try:
-        with warnings.catch_warnings(), _one_thread():
-            warnings.simplefilter("ignore")
-            model.fit(x)
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConvergenceError(f"regime model fit failed: {reason}", "factors") from None
-    finally:
-        for logger in loggers:
-            logger.removeFilter(quiet)
 
-    history = list(model.monitor_.history)
-    iters = int(model.monitor_.iter)
-    if iters >= n_iter and (len(history) < 2 or history[-1] - history[-2] >= tol):
+def _fit_from(x: np.ndarray, params: _hmm.HmmParams, floor: float, n_iter: int,
+              tol: float) -> RegimeFit:
+    """EM from ``params``, states sorted, posteriors of the result, degeneracy checked."""
+    k = x.shape[1]
+    res = _hmm.em(x, params, floor, n_iter, tol)
+    if not res.converged:
+        history = res.history
         gain = history[-1] - history[-2] if len(history) >= 2 else float("nan")
         raise ConvergenceError(f"regime model did not converge in {n_iter} EM iterations "
                                f"(last gain {gain:.3g}); raise n_iter", "n_iter")
-    means = np.asarray(model.means_, dtype=float)
-    covs = np.asarray(model.covars_, dtype=float)
-    transmat = np.asarray(model.transmat_, dtype=float)
-    startprob = np.asarray(model.startprob_, dtype=float)
-    if not all(np.isfinite(a).all() for a in (means, covs, transmat, startprob)):
-        raise ConvergenceError("regime model fit gave non-finite parameters", "factors")
-    order = np.argsort(means[:, 0], kind="stable")
-    means, covs = means[order], covs[order]
+    p = res.params
+    order = np.argsort(p.means[:, 0], kind="stable")
+    means, covs = p.means[order], p.covs[order]
     covs = 0.5 * (covs + np.swapaxes(covs, 1, 2))
-    transmat = transmat[np.ix_(order, order)]
-    startprob = startprob[order]
-    filtered, smoothed, loglik = _posteriors(means, covs, startprob, transmat, x, True)
+    transmat = p.transmat[np.ix_(order, order)]
+    startprob = p.startprob[order]
+    post = _hmm.forward_backward(_hmm.log_emissions(x, means, covs), startprob, transmat)
+    smoothed = post.smoothed
+    if smoothed is None:  # forward_backward smooths by default
+        raise ValueError("smoothed probabilities missing")
     occupancy = smoothed.sum(axis=0)
     thin = int(np.argmin(occupancy))
     if occupancy[thin] < k + 1:
@@ -521,9 +452,8 @@ def fit_regime(
                                "use fewer states or more rows", "n_states")
     return RegimeFit(
         means=means, covs=covs, transmat=transmat, startprob=startprob,
-        filtered=filtered, smoothed=smoothed, log_likelihood=float(loglik), n_obs=t_len,
-        n_iter=iters, seed=int(seed), warm=init is not None, min_covar=floor,
-        seconds=time.perf_counter() - started,
+        filtered=post.filtered, smoothed=smoothed, log_likelihood=post.log_likelihood,
+        n_obs=len(x), n_iter=res.n_iter, seed=0, warm=False, min_covar=floor, seconds=0.0,
     )
 
 
@@ -657,13 +587,13 @@ def regime_betas(
     w = _check_probs(w, w.shape[1], "state_probs")
     p = _check_probs(np.asarray(pi, dtype=float), w.shape[1], "pi")
     m = x.shape[1] + 1
-    pooled = _wls(y, x, None, m + 1)
+    pooled = wls(y, x, None, m + 1)
     n_states, n = w.shape[1], y.shape[1]
     coefs = np.empty((n_states, m, n))
     resid = np.empty((n_states, n))
     fallback = np.zeros((n_states, n), dtype=bool)
     for s in range(n_states):
-        fit = _wls(y, x, w[:, s], m + 1)
+        fit = wls(y, x, w[:, s], m + 1)
         fallback[s] = ~fit.ok & pooled.ok
         coefs[s] = np.where(fit.ok, fit.coef, pooled.coef)
         resid[s] = np.where(fit.ok, fit.resid_var, pooled.resid_var)
