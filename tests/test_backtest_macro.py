@@ -131,3 +131,19 @@ def test_one_strategy_is_one_strategy(tmp_path):
     path = prepared(tmp_path, BtTev="0.03")
     run = macros.run_backtest(OpenpyxlBook(path))
     assert run.ok and run.status.startswith("OK: 1 strategy, "), run.status
+
+
+def test_the_regime_model_runs_from_the_sheet_as_from_the_core(tmp_path):
+    """BtModel = regime: the core's HMM (no hmmlearn at run time) behind the ribbon button."""
+    path = prepared(tmp_path, BtModel="regime", BtTev="0.03", BtStart="1994-12-31")
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok, run.status
+    data = load_market("sample:30", end="1996-12-31")
+    ref = run_backtest(data, BacktestConfig(tev=(0.03,), model="regime", start="1994-12-31",
+                                            end="1996-12-31"))
+    wb = openpyxl.load_workbook(path)
+    _, rref = wb.defined_names["BtReturns"].attr_text.split("!")
+    grid = [[c.value for c in r] for r in wb["BtReturns"][rref.replace("$", "")]]
+    assert grid[0] == ["date", "benchmark", "rf", "tev=0.03"]
+    assert len(grid) == len(ref.returns) + 1 > 20
+    np.testing.assert_allclose([g[3] for g in grid[1:]], ref.returns["tev=0.03"], rtol=1e-9)
