@@ -14,6 +14,16 @@ from hypothesis import settings
 settings.register_profile("xlfuncs", derandomize=True, database=None, print_blob=True)
 settings.load_profile("xlfuncs")
 
+
+@pytest.fixture(autouse=True)
+def _fresh_estimate_cache():
+    """Each test computes its own backtest estimates (a test may change how they are made)."""
+    from xlfuncs.core import _backtest
+
+    _backtest.MEMORY_CACHE.clear()
+    yield
+    _backtest.MEMORY_CACHE.clear()
+
 # --------------------------------------------------------------------------- LibreOffice
 
 _SKIP_LIBREOFFICE = "XLFUNCS_SKIP_LIBREOFFICE"

@@ -18,19 +18,20 @@ continues.
 
 from __future__ import annotations
 
+import hashlib
 import math
-import os
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
@@ -108,7 +109,10 @@ class BacktestConfig:
     seed : int
         Seed of the regime model's initialisation.
     workers : int or None
-        Processes for a sweep (None: one per strategy, at most the CPU count).
+        Local processes for a sweep (None: one per CPU; 1: no processes at all).
+    scheduler : str or None
+        A Dask scheduler address (``tcp://HOST:8786``): the sweep runs on that
+        cluster instead of local processes.
 
     """
 
@@ -131,6 +135,7 @@ class BacktestConfig:
     benchmark: str = "auto"
     seed: int = 0
     workers: int | None = None
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         mode = str(self.mode).strip().lower()
@@ -197,6 +202,8 @@ class BacktestConfig:
         if self.workers is not None and not (isinstance(self.workers, int) and self.workers >= 1):
             raise InputError(f"workers must be a whole number of at least 1 (got "
                              f"{self.workers!r})", "workers")
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", check_scheduler(self.scheduler))
         self.specs(12)  # the optimiser's own checks (max_weight, turnover, cost), before any work
 
     @classmethod
@@ -446,95 +453,278 @@ def _rebalance_dates(data: MarketData, config: BacktestConfig) -> list[int]:
     return list(range(first, last + 1, config.rebalance_every))
 
 
-def _walk(data: MarketData, config: BacktestConfig, names: Sequence[str],
-          progress: Progress | None = None) -> tuple[dict[str, _Book], pd.Series]:
-    """Run the given strategies over every date; returns books and the benchmark returns."""
+# --------------------------------------------------------------------------- estimation stage
+
+#: Rebalance dates per estimation task under the regime model. The HMM is fitted
+#: afresh at the first date of each chunk and warm-started from the previous date
+#: within it, so this (not the executor) fixes every fit: serial, process and Dask
+#: runs give the same numbers. Chunks are counted from the first rebalance date, so
+#: a shorter run shares the fits of a longer one (no look-ahead).
+REGIME_CHUNK = 24
+
+Estimated = _Estimate | str  # an estimate, or why the date failed
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every task of a run reads: sent to each worker once."""
+
+    data: MarketData
+    config: BacktestConfig
+    dates: tuple[int, ...]  # rebalance period indices
+    estimates: Mapping[int, Estimated] | None = None  # filled for the decision stage
+
+
+def _chunks(dates: Sequence[int], config: BacktestConfig, workers: int) -> list[tuple[int, ...]]:
+    """Runs of consecutive rebalance dates, one estimation task each."""
+    if config.model == "regime":
+        size = REGIME_CHUNK
+    else:  # no state carried between dates: the size only balances the work
+        size = max(1, math.ceil(len(dates) / (4 * workers))) if workers > 1 else len(dates)
+    return [tuple(dates[k:k + size]) for k in range(0, len(dates), max(size, 1))]
+
+
+def _estimate_chunk(job: _Job, chunk: tuple[int, ...]) -> list[Estimated]:
+    """Estimates of a run of dates, in order; the regime fit starts cold at the first."""
+    estimator = _Estimator(job.data, job.config)
+    out: list[Estimated] = []
+    for i in chunk:
+        try:
+            out.append(estimator(i))
+        except XlfuncsError as exc:
+            out.append(f"{job.data.dates[i].date()}: estimation failed: {exc}")
+    return out
+
+
+def data_fingerprint(data: MarketData) -> str:
+    """A hash of every number and label of ``data`` that an estimate reads."""
+    h = hashlib.sha256()
+    for frame in (data.returns, data.caps, data.factors, data.rf, data.industries,
+                  data.industry_history, data.benchmark):
+        if frame is None:
+            h.update(b"none")
+            continue
+        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        if isinstance(frame, pd.DataFrame):
+            h.update("\x1f".join(map(str, frame.columns)).encode())
+    h.update(str(data.periods_per_year).encode())
+    return h.hexdigest()
+
+
+def _estimation_key(data: MarketData, config: BacktestConfig, chunk: tuple[int, ...]) -> str:
+    """Cache key of a chunk: the data, the estimation settings and the dates."""
+    settings = (config.model, config.n_states, config.horizon, config.seed, config.beta_window,
+                config.moments_window, config.min_obs, config.benchmark, REGIME_CHUNK
+                if config.model == "regime" else 0, chunk)
+    return hashlib.sha256((data_fingerprint(data) + repr(settings)).encode()).hexdigest()
+
+
+class EstimateCache(Protocol):
+    """Where estimates are kept between runs: ``get`` a chunk's list or None, ``put`` it."""
+
+    def get(self, key: str) -> list | None:
+        """The stored estimates of a chunk, or None."""
+        ...
+
+    def put(self, key: str, value: list) -> None:
+        """Store a chunk's estimates."""
+        ...
+
+
+class MemoryCache:
+    """The estimates of the last few runs in this process (the default cache)."""
+
+    def __init__(self, max_chunks: int = 256):
+        self.max_chunks = max_chunks
+        self._store: OrderedDict[str, list] = OrderedDict()
+
+    def get(self, key: str) -> list | None:
+        value = self._store.get(key)
+        if value is not None:
+            self._store.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: list) -> None:
+        self._store[key] = value
+        self._store.move_to_end(key)
+        while len(self._store) > self.max_chunks:
+            self._store.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._store.clear()
+
+
+MEMORY_CACHE = MemoryCache()
+
+
+def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache],
+                  tick: Callable[[int], None] | None) -> dict[int, Estimated]:
+    """Every rebalance date's estimate: from a cache, else computed (chunks in parallel)."""
+    chunks = _chunks(job.dates, job.config, executor.workers)
+    keys = [_estimation_key(job.data, job.config, c) for c in chunks]
+    found: dict[int, list[Estimated]] = {}
+    for k, key in enumerate(keys):
+        for cache in caches:
+            got = cache.get(key)
+            if got is not None and len(got) == len(chunks[k]):
+                found[k] = got
+                break
+    todo = [k for k in range(len(chunks)) if k not in found]
+    if tick is not None and found:
+        tick(sum(len(chunks[k]) for k in found))
+
+    def done(j: int) -> None:
+        if tick is not None:
+            tick(len(chunks[todo[j]]))
+
+    results = executor.map(_estimate_chunk, [chunks[k] for k in todo], job, done)
+    for k, got in zip(todo, results, strict=True):
+        found[k] = got
+        for cache in caches:
+            cache.put(keys[k], got)
+    return {i: e for k, chunk in enumerate(chunks) for i, e in zip(chunk, found[k], strict=True)}
+
+
+# --------------------------------------------------------------------------- decision stage
+
+
+class _Strategy:
+    """One strategy's walk: a decision at each rebalance date, drift and costs in between."""
+
+    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec):
+        self.config, self.name, self.spec = config, name, spec
+        self.book = _Book()
+        self.optimisers: dict[tuple[int, int], ActiveOptimiser] = {}
+
+    def decide(self, date: pd.Timestamp, est: Estimated) -> None:
+        book, spec = self.book, self.spec
+        if isinstance(est, str):
+            book.failures.append((date, self.name, est))
+            return
+        key = (len(est.assets), est.n_industries)
+        if key not in self.optimisers or not REUSE_PROBLEMS:
+            self.optimisers[key] = ActiveOptimiser(
+                spec, len(est.assets), est.loadings.shape[0],
+                est.n_industries if spec.mode == "sector" else None)
+        prev = None
+        if book.weights is not None:
+            prev = _previous_weights(book.weights, est.assets)
+        res = self.optimisers[key].solve(
+            est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
+            benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
+            prev_weights=prev, caps=est.caps,
+            industries=est.industries if spec.mode == "sector" else None, date=date)
+        if not res.ok:
+            book.failures.append((date, self.name, res.reason))
+            if book.weights is None and est.benchmark is not None:
+                book.weights = pd.Series(est.benchmark, index=est.assets)
+            return
+        new = pd.Series(res.weights, index=est.assets)
+        new = new[new.abs() > 1e-10]
+        old = book.weights if book.weights is not None else pd.Series(dtype=float)
+        traded = new.sub(old, fill_value=0.0).abs().sum()
+        book.turnover[date] = traded / 2.0 if book.weights is not None else math.nan
+        book.holdings[date] = int((new > 1e-6).sum())
+        book.weights = new
+        book.decided.append((date, self.name, new))
+        book.ex_ante.append((date, self.name, res.tracking_error, res.te_binding,
+                             res.active_return))
+        book.cost_due = self.config.cost * traded
+
+    def earn(self, date: pd.Timestamp, returns: pd.Series) -> None:
+        """Earn one period's ``returns`` (dated ``date``) and drift the weights."""
+        book = self.book
+        if book.weights is None:
+            return
+        r = returns.reindex(book.weights.index)
+        if r.isna().any():
+            r = r.fillna(0.0)  # delisted during the period: its return is not in the data
+        gross = float((book.weights * r).sum())
+        book.returns[date] = gross - book.cost_due
+        book.cost_due = 0.0
+        total = float(book.weights.sum()) + gross
+        book.weights = book.weights * (1.0 + r) / (total if total else 1.0)
+
+
+def _walk(job: _Job, names: Sequence[str],
+          tick: Callable[[int], None] | None = None) -> dict[str, _Book]:
+    """Walk the given strategies over every period, in lockstep, from the estimates."""
+    data, config, estimates = job.data, job.config, job.estimates
+    if estimates is None:
+        raise ValueError("the decision stage needs the estimates")
     specs = config.specs(data.periods_per_year)
-    books = {name: _Book() for name in names}
-    optimisers: dict[tuple[str, int, int], ActiveOptimiser] = {}
-    estimator = _Estimator(data, config)
-    dates = _rebalance_dates(data, config)
-    if not dates:
-        raise InputError(f"the data has {data.n_periods} periods: not enough for min_history "
-                         f"{config.min_history} and one period to earn", "min_history")
-    rebalance = {i: k + 1 for k, i in enumerate(dates)}  # period index -> dates done
-    market = None if estimator.use_caps else _market_returns(data)
-    bench_returns: dict[pd.Timestamp, float] = {}
-    bench_w: pd.Series | None = None
+    walks = [_Strategy(config, name, specs[name]) for name in names]
+    rebalance = set(job.dates)
     returns = data.returns
-    for i in range(dates[0], data.n_periods - 1):
-        date = data.dates[i]
-        nxt = returns.iloc[i + 1]
+    for i in range(job.dates[0], data.n_periods - 1):
         if i in rebalance:
-            try:
-                est = estimator(i)
-                error = None
-            except XlfuncsError as exc:
-                est, error = None, f"{date.date()}: estimation failed: {exc}"
-            if est is not None and est.benchmark is not None:
-                bench_w = pd.Series(est.benchmark, index=est.assets)
-            for name in names:
-                book = books[name]
-                if est is None:
-                    book.failures.append((date, name, error))
-                    continue
-                spec = specs[name]
-                key = (name, len(est.assets), est.n_industries)
-                if key not in optimisers or not REUSE_PROBLEMS:
-                    optimisers[key] = ActiveOptimiser(
-                        spec, len(est.assets), est.loadings.shape[0],
-                        est.n_industries if spec.mode == "sector" else None)
-                prev = None
-                if book.weights is not None:
-                    prev = _previous_weights(book.weights, est.assets)
-                res = optimisers[key].solve(
-                    est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
-                    benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
-                    prev_weights=prev, caps=est.caps,
-                    industries=est.industries if spec.mode == "sector" else None, date=date)
-                if not res.ok:
-                    book.failures.append((date, name, res.reason))
-                    if book.weights is None and est.benchmark is not None:
-                        book.weights = pd.Series(est.benchmark, index=est.assets)
-                    continue
-                new = pd.Series(res.weights, index=est.assets)
-                new = new[new.abs() > 1e-10]
-                old = book.weights if book.weights is not None else pd.Series(dtype=float)
-                traded = new.sub(old, fill_value=0.0).abs().sum()
-                book.turnover[date] = traded / 2.0 if book.weights is not None else math.nan
-                book.holdings[date] = int((new > 1e-6).sum())
-                book.weights = new
-                book.decided.append((date, name, new))
-                book.ex_ante.append((date, name, res.tracking_error, res.te_binding,
-                                     res.active_return))
-                book.cost_due = config.cost * traded
-        # earn period i + 1
-        earn = data.dates[i + 1]
-        for book in books.values():
-            if book.weights is None:
-                continue
-            r = nxt.reindex(book.weights.index)
-            if r.isna().any():
-                r = r.fillna(0.0)  # delisted during the period: its return is not in the data
-            gross = float((book.weights * r).sum())
-            book.returns[earn] = gross - book.cost_due
-            book.cost_due = 0.0
-            total = float(book.weights.sum()) + gross
-            book.weights = book.weights * (1.0 + r) / (total if total else 1.0)
-        if not estimator.use_caps:
-            bench_returns[earn] = float(market.iloc[i + 1])
-        elif bench_w is not None:
-            r = nxt.reindex(bench_w.index).fillna(0.0)
-            bench_returns[earn] = float((bench_w * r).sum())
-            bench_w = bench_w * (1.0 + r) / (1.0 + bench_returns[earn])
-        if progress is not None and i in rebalance:
-            progress(rebalance[i], len(dates), str(date.date()))
-    return books, pd.Series(bench_returns, dtype=float)
+            for walk in walks:
+                walk.decide(data.dates[i], estimates[i])
+            if tick is not None:
+                tick(len(walks))
+        nxt = returns.iloc[i + 1]
+        for walk in walks:
+            walk.earn(data.dates[i + 1], nxt)
+    return {walk.name: walk.book for walk in walks}
+
+
+def _walk_one(job: _Job, name: str) -> _Book:
+    return _walk(job, [name])[name]
+
+
+def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
+    """The benchmark's returns: the given series, or the cap weights of each rebalance drifted."""
+    data, estimates = job.data, job.estimates or {}
+    out: dict[pd.Timestamp, float] = {}
+    if not use_caps:
+        market = _market_returns(data)
+        for i in range(job.dates[0], data.n_periods - 1):
+            out[data.dates[i + 1]] = float(market.iloc[i + 1])
+        return pd.Series(out, dtype=float)
+    rebalance = set(job.dates)
+    bench_w: pd.Series | None = None
+    for i in range(job.dates[0], data.n_periods - 1):
+        est = estimates.get(i) if i in rebalance else None
+        if est is not None and not isinstance(est, str) and est.benchmark is not None:
+            bench_w = pd.Series(est.benchmark, index=est.assets)
+        if bench_w is not None:
+            r = data.returns.iloc[i + 1].reindex(bench_w.index).fillna(0.0)
+            out[data.dates[i + 1]] = float((bench_w * r).sum())
+            bench_w = bench_w * (1.0 + r) / (1.0 + out[data.dates[i + 1]])
+    return pd.Series(out, dtype=float)
+
+
+class _Progress:
+    """``progress(done, total, text)`` in work units: a date estimated, a strategy-date decided."""
+
+    def __init__(self, progress: Progress | None, n_dates: int, n_strategies: int):
+        self.progress, self.total = progress, n_dates * (1 + n_strategies)
+        self.done = 0
+        self.n_dates = n_dates
+
+    def estimated(self, n: int) -> None:
+        self._add(n, "estimating")
+
+    def decided(self, n: int) -> None:
+        self._add(n, "optimising")
+
+    def _add(self, n: int, text: str) -> None:
+        self.done = min(self.total, self.done + n)
+        if self.progress is not None:
+            self.progress(self.done, self.total, text)
 
 
 def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
-                 progress: Progress | None = None) -> BacktestResult:
+                 progress: Progress | None = None, executor: Executor | None = None,
+                 cache: EstimateCache | None = None) -> BacktestResult:
     """Walk forward over ``data`` and run every strategy of ``config``.
+
+    Two stages. Estimation: at every rebalance date the loadings, residual
+    variances and factor moments from the data up to that date, computed once
+    for all strategies, in chunks of dates that run in parallel. Decisions:
+    each strategy's walk over the shared estimates (optimiser, drift, turnover,
+    costs), strategies in parallel. Results do not depend on the executor.
 
     Parameters
     ----------
@@ -543,8 +733,15 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     config : BacktestConfig, optional
         Settings (the defaults: TEV budgets 2%, 4%, 6%, sample moments).
     progress : callable, optional
-        ``progress(done, total, text)`` after each rebalance date (one
-        process) or each finished strategy (a parallel sweep).
+        ``progress(done, total, text)`` as work finishes: ``total`` counts a
+        unit per rebalance date estimated and per strategy and date decided.
+    executor : Executor, optional
+        Where the work runs; default from ``config.workers`` and
+        ``config.scheduler`` (:func:`~xlfuncs.core._executor.make_executor`).
+    cache : EstimateCache, optional
+        A further cache of estimates (e.g. on disk) besides the in-memory one,
+        so a second sweep over the same data and estimation settings only
+        re-solves.
 
     Returns
     -------
@@ -565,23 +762,31 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
                          "start")
     specs = config.specs(data.periods_per_year)
     names = list(specs)
-    workers = config.workers or min(len(names), os.cpu_count() or 1)
-    workers = max(1, min(workers, len(names)))
-    if workers == 1:
-        books, bench = _walk(data, config, names, progress)
-    else:
-        groups = [names[j::workers] for j in range(workers)]
-        books, bench = {}, None
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_walk, data, config, g) for g in groups]
-            done = 0
-            for fut in as_completed(futures):
-                got, b = fut.result()
-                books.update(got)
-                bench = b if bench is None else bench
-                done += len(got)
-                if progress is not None:
-                    progress(done, len(names), "strategies")
+    use_caps = _uses_caps(data, config)
+    if not use_caps:
+        _market_row(tuple(data.factors.columns))  # a factor benchmark needs the market factor
+    dates = _rebalance_dates(data, config)
+    if not dates:
+        raise InputError(f"the data has {data.n_periods} periods: not enough for min_history "
+                         f"{config.min_history} and one period to earn", "min_history")
+    own = executor is None
+    if executor is None:
+        executor = make_executor(config.workers, config.scheduler)
+    caches: list[EstimateCache] = [MEMORY_CACHE] + ([cache] if cache is not None else [])
+    tracker = _Progress(progress, len(dates), len(names))
+    try:
+        job = _Job(data, config, tuple(dates))
+        job = replace(job, estimates=_estimate_all(job, executor, caches, tracker.estimated))
+        if executor.workers <= 1 or len(names) == 1:
+            books = _walk(job, names, tracker.decided)
+        else:
+            walked = executor.map(_walk_one, names, job,
+                                  lambda k: tracker.decided(len(dates)))
+            books = dict(zip(names, walked, strict=True))
+    finally:
+        if own:
+            executor.close()
+    bench = _benchmark_returns(job, use_caps)
     return _assemble(data, config, names, books, bench, time.perf_counter() - t0)
 
 

@@ -1,0 +1,220 @@
+"""Where a sweep's independent pieces run: in this process, in local processes, or on Dask.
+
+A backtest has two kinds of independent work (:mod:`xlfuncs.core._backtest`):
+estimation chunks (runs of rebalance dates) and strategy walks. Both are
+handed to an executor as ``fn(shared, item)`` calls over a list of items,
+where ``shared`` is the one large object every call reads (the market data,
+the settings, the estimates). Each executor sends ``shared`` to a worker once,
+never with every item:
+
+* :class:`SerialExecutor` calls ``fn`` here, in order. It imports nothing, so
+  it runs where there are no processes or threads (Pyodide, xlwings Lite).
+* :class:`ProcessExecutor` runs a local process pool (``--workers N``); each
+  worker receives ``shared`` once, through the pool's initializer.
+* :class:`DaskExecutor` submits the calls to a ``dask.distributed`` scheduler
+  (``--scheduler tcp://HOST:8786``): ``shared`` is scattered to the workers
+  once, and a task lost with a worker is run again elsewhere (Dask retries it).
+
+``map`` returns the results in the order of the items, whichever finished
+first, so the result of a sweep does not depend on the executor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from xlfuncs.errors import InputError, XlfuncsError
+
+__all__ = [
+    "DaskExecutor",
+    "Executor",
+    "ProcessExecutor",
+    "SerialExecutor",
+    "check_scheduler",
+    "make_executor",
+]
+
+Done = Callable[[int], None]  # called with each item's position as it finishes
+_SCHEDULER = re.compile(r"(tcp|tls|inproc|ucx|ws|wss)://\S+")
+CONNECT_TIMEOUT = 10.0  # seconds to reach a Dask scheduler before giving up
+
+
+class Executor(Protocol):
+    """What the backtest needs of an executor."""
+
+    workers: int
+    name: str
+
+    def map(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
+            done: Done | None = None) -> list[Any]:
+        """``[fn(shared, item) for item in items]``, wherever the executor runs them."""
+        ...
+
+    def close(self) -> None:
+        """Release workers or connections."""
+        ...
+
+
+class SerialExecutor:
+    """Everything in this process, one item after another."""
+
+    workers = 1
+    name = "serial"
+
+    def map(self, fn, items, shared, done=None):
+        out = []
+        for k, item in enumerate(items):
+            out.append(fn(shared, item))
+            if done is not None:
+                done(k)
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def _set_shared(shared: Any) -> None:
+    _SHARED["value"] = shared
+
+
+def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
+    return fn(_SHARED["value"], item)
+
+
+class ProcessExecutor:
+    """A pool of local worker processes; ``shared`` reaches each worker once."""
+
+    name = "processes"
+
+    def __init__(self, workers: int):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be a whole number of at least 1 (got {workers!r})",
+                             "workers")
+        self.workers = workers
+
+    def map(self, fn, items, shared, done=None):
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if not items:
+            return []
+        out: list[Any] = [None] * len(items)
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)),
+                                 initializer=_set_shared, initargs=(shared,)) as pool:
+            futures = {pool.submit(_call_with_shared, fn, item): k for k, item in enumerate(items)}
+            for fut in as_completed(futures):
+                k = futures[fut]
+                out[k] = fut.result()
+                if done is not None:
+                    done(k)
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_scheduler(address: object) -> str:
+    """A Dask scheduler address as the user typed it, checked for form (not reached yet)."""
+    text = str(address).strip() if address is not None else ""
+    if not _SCHEDULER.fullmatch(text):
+        raise InputError(f"scheduler must be a Dask scheduler address such as "
+                         f"tcp://10.0.0.5:8786 (got {address!r})", "scheduler")
+    return text
+
+
+class DaskExecutor:
+    """Tasks on a ``dask.distributed`` cluster: the scheduler at ``address``.
+
+    Connecting happens here, before any work: a scheduler that cannot be
+    reached, or a missing ``dask.distributed`` package, is one clear error.
+    """
+
+    name = "dask"
+
+    def __init__(self, address: str, timeout: float = CONNECT_TIMEOUT, retries: int = 2):
+        self.address = check_scheduler(address)
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("a Dask scheduler needs the cluster extra: pip install "
+                             '"xlfuncs[cluster]"', "scheduler") from None
+        try:
+            self.client = Client(self.address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise XlfuncsError(f"cannot reach the Dask scheduler at {self.address} within "
+                               f"{timeout:g} s ({type(exc).__name__}); start it with "
+                               "`dask scheduler` and workers with `dask worker "
+                               f"{self.address}`", "scheduler") from None
+        self.retries = retries
+        workers = self.client.scheduler_info().get("workers", {})
+        self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+    def map(self, fn, items, shared, done=None):
+        from distributed import as_completed
+
+        if not items:
+            return []
+        handle = self.client.scatter(shared, broadcast=True)
+        futures = [self.client.submit(fn, handle, item, pure=False, retries=self.retries)
+                   for item in items]
+        index = {f.key: k for k, f in enumerate(futures)}
+        out: list[Any] = [None] * len(items)
+        for fut in as_completed(futures):
+            k = index[fut.key]
+            out[k] = fut.result()
+            if done is not None:
+                done(k)
+        return out
+
+    def close(self) -> None:
+        """Disconnect (the cluster itself keeps running)."""
+        self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None,
+                  tasks: int | None = None) -> SerialExecutor | ProcessExecutor | DaskExecutor:
+    """The executor a user's settings ask for.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Local processes; None: one per CPU. 1 is serial (no processes at all).
+    scheduler : str, optional
+        A Dask scheduler address; when given, ``workers`` is ignored.
+    tasks : int, optional
+        How many pieces of work there will be at most: no more processes than that.
+
+    Returns
+    -------
+    SerialExecutor, ProcessExecutor or DaskExecutor
+
+    """
+    if scheduler:
+        return DaskExecutor(scheduler)
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if tasks is not None:
+        n = min(n, max(1, tasks))
+    return SerialExecutor() if n <= 1 else ProcessExecutor(int(n))
