@@ -150,3 +150,13 @@ def test_the_import_walk_sees_function_level_and_relative_imports(tmp_path):
     assert edges["pkg.a"] == {"pkg.b": 2}
     assert edges["pkg.b"] == {"pkg.a": 1}  # the TYPE_CHECKING import is not an edge
     assert _cycles(edges) == [["pkg.a", "pkg.b"]]
+
+
+def test_the_command_reads_no_file_of_its_own():
+    """``cli.py`` is arguments and commands: CSV and workbook reading is in ``xlfuncs.data``."""
+    tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not imported & {"csv", "io"}  # (openpyxl makes the demo workbook: writing)
+    assert not called & {"read_csv", "load_workbook", "read_excel", "reader"}

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "file_error_reason"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -59,3 +59,11 @@ def _about(exc: OSError, target: Path) -> OSError:
     if exc.errno is None or exc.filename == str(target):
         return exc
     return OSError(exc.errno, exc.strerror, str(target))
+
+
+def file_error_reason(exc: OSError) -> str:
+    """Why an operation on a file failed, in words: ``permission denied``."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not a file"
+    text = (exc.strerror or str(exc) or type(exc).__name__).strip().rstrip(".")
+    return text[:1].lower() + text[1:]
