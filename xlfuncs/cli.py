@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs import __version__, core
-from xlfuncs._files import atomic_write, file_error_reason
+from xlfuncs._files import atomic_write, file_error_reason, write_csv
 from xlfuncs.core import Labelled, align_all
 from xlfuncs.data.user_files import read_holdings, read_matrix, read_returns_cov, read_vector
 from xlfuncs.errors import InputError, XlfuncsError
@@ -121,7 +121,10 @@ def check_out_folder(path: str | os.PathLike, files: Sequence[str] = ()) -> Path
 
 
 def write_table(df: pd.DataFrame, out: str, index: bool = True, sheet: str = "Sheet1") -> None:
-    """Write CSV, or ``.xlsx`` for that suffix, atomically (a temporary file renamed)."""
+    """Write CSV, or ``.xlsx`` for that suffix, atomically (a temporary file renamed).
+
+    Neither runs a formula when opened: text beginning like one is written as text.
+    """
     target = Path(out)
     with _writing(target):
         if target.suffix.lower() == ".xlsx":
@@ -129,7 +132,7 @@ def write_table(df: pd.DataFrame, out: str, index: bool = True, sheet: str = "Sh
 
             write_table_xlsx(df.reset_index() if index else df, target, sheet=sheet)
         else:
-            atomic_write(target, lambda tmp: df.to_csv(tmp, index=index))
+            write_csv(df, target, index=index)
 
 
 # --------------------------------------------------------------------------- printing
