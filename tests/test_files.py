@@ -19,9 +19,10 @@ import pytest
 from fund_api import sample_holdings
 
 from xlfuncs import cli
-from xlfuncs._files import _HOST, STALE_AFTER, atomic_write, csv_safe, write_csv
+from xlfuncs._files import _HOST, STALE_AFTER, atomic_write, csv_safe, csv_text, write_csv
 from xlfuncs.core import BacktestConfig, run_backtest
 from xlfuncs.data.market import load_market
+from xlfuncs.data.user_files import read_holdings
 from xlfuncs.report import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,11 @@ def test_text_that_begins_like_a_formula_gets_a_quote(text):
 def test_other_values_are_left_as_they_are(value):
     out = csv_safe(value)
     assert out is value or (isinstance(value, float) and np.isnan(out))
+
+
+@pytest.mark.parametrize("text", FORMULAS + PLAIN)
+def test_text_read_back_is_the_text_written(text):
+    assert csv_text(csv_safe(text)) == text
 
 
 def test_text_cells_are_text_and_numbers_stay_numbers(tmp_path):
@@ -130,6 +136,28 @@ def test_holdings_csv_from_the_api_keeps_a_formula_ticker_as_text(fund_api, tmp_
             [r["shares"], r["price"], r["value"], r["value"] / total], rel=1e-12)
     assert "'" + EVIL in got and "'-5" in got
     assert any(r["shares"] < 0 for r in rows)
+
+
+def test_a_holdings_csv_reads_back_as_the_workbook_does(fund_api, tmp_path, monkeypatch):
+    """``holdings --out h.csv`` then ``--holdings h.csv``: the API's tickers, as from .xlsx."""
+    for var in ("XLFUNCS_API_URL", "XLFUNCS_API_TOKEN", "XLFUNCS_FUND", "XLFUNCS_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    rows = sample_holdings(5, seed=4, inactive=0, shorts=1)
+    rows[0]["ticker"], rows[1]["ticker"], rows[2]["ticker"] = "-X", "+X", EVIL
+    fund_api.holdings = rows
+    read = {}
+    for suffix in (".csv", ".xlsx"):
+        out = tmp_path / f"h{suffix}"
+        assert cli.main(["holdings", "--fund", "quant", "--date", "2025-02-18",
+                         "--base-url", fund_api.url, "--out", str(out)]) == 0
+        read[suffix] = read_holdings(str(out), "holdings")
+    total = sum(r["value"] for r in rows)
+    want = dict(zip(read[".xlsx"].labels, read[".xlsx"].values, strict=True))
+    assert want == pytest.approx({r["ticker"]: r["value"] / total for r in rows}, rel=1e-12)
+    got = dict(zip(read[".csv"].labels, read[".csv"].values, strict=True))
+    assert got == pytest.approx(want, rel=1e-12)  # the same tickers, EVIL and -X included
+    assert sorted(got) == sorted(r["ticker"] for r in rows)
 
 
 def test_an_xlsx_header_is_text_not_a_formula(tmp_path):

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["FORMULA_STARTS", "STALE_AFTER", "atomic_write", "csv_safe", "file_error_reason",
-           "write_csv"]
+__all__ = ["FORMULA_STARTS", "STALE_AFTER", "atomic_write", "csv_safe", "csv_text",
+           "file_error_reason", "write_csv"]
 
 #: Seconds after which a temporary file of a write is abandoned whoever wrote it (no
 #: write takes that long); one whose writer is known to have died goes at once.
@@ -170,6 +170,16 @@ def csv_safe(value: Any) -> Any:
     """
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
+    return value
+
+
+def csv_text(value: Any) -> Any:
+    """A cell read back from a CSV file :func:`write_csv` wrote: its text without the ``'``.
+
+    ``"'=1+2"`` is ``"=1+2"`` again, ``"'-5"`` is ``"-5"``; any other value is as it is.
+    """
+    if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
     return value
 
 

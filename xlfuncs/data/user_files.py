@@ -6,7 +6,9 @@ tickers (:func:`read_vector`), a square matrix (:func:`read_matrix`), a holdings
 table by the same rules as the holdings cells in Excel (:func:`read_holdings`),
 and a covariance estimated from a returns or prices table
 (:func:`read_returns_cov`). Every error is one :class:`~xlfuncs.errors.InputError`
-line naming the argument (``weights``, ``corr``...) and the file.
+line naming the argument (``weights``, ``corr``...) and the file. A CSV file
+that xlfuncs wrote reads back as it was: a ticker such as ``-5``, which the
+writer kept from running as a formula by writing ``'-5``, is ``-5`` again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs import core
-from xlfuncs._files import file_error_reason
+from xlfuncs._files import csv_text, file_error_reason
 from xlfuncs.core import Labelled, align
 from xlfuncs.data.market import ZIP_MAGIC, refuse_workbook
 from xlfuncs.errors import InputError
@@ -81,6 +83,11 @@ def _read_csv(path: str, name: str, **kwargs) -> pd.DataFrame:
         raise InputError(f"{name}: cannot read {path}: {file_error_reason(exc)}", name) from None
 
 
+def _label(value: object) -> str:
+    """A ticker from a file, as it was before :func:`~xlfuncs._files.write_csv` made it safe."""
+    return csv_text(str(value).strip()).strip()
+
+
 def _what(value: object) -> str:
     """A cell's content for a message: ``a blank`` or the text as it is in the file."""
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) \
@@ -131,7 +138,7 @@ def read_vector(spec: str, name: str, preferred: Sequence[str]) -> Labelled:
     if not pd.api.types.is_numeric_dtype(df[first]) and pd.to_numeric(
         df[first], errors="coerce"
     ).isna().all():
-        labels = tuple(str(t).strip() for t in df[first])
+        labels = tuple(_label(t) for t in df[first])
         df = df.drop(columns=first)
     if column:
         if column not in df.columns:
@@ -167,8 +174,8 @@ def read_matrix(path: str, name: str) -> Labelled:
     first_row = df.iloc[0, 1:]
     labelled = pd.to_numeric(first_row.str.strip(), errors="coerce").isna().all()
     if labelled:
-        col_labels = [str(c).strip() for c in df.iloc[0, 1:]]
-        row_labels = [str(c).strip() for c in df.iloc[1:, 0]]
+        col_labels = [_label(c) for c in df.iloc[0, 1:]]
+        row_labels = [_label(c) for c in df.iloc[1:, 0]]
         body = df.iloc[1:, 1:]
         if body.empty:
             raise InputError(f"{name}: {path} has a header row but no rows of numbers", name)
@@ -201,7 +208,7 @@ def read_grid(path: str, name: str) -> list[list[object]]:
             text = p.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:  # Excel's "CSV (Comma delimited)" is Windows-1252
             text = p.read_text(encoding="cp1252")
-        rows = [[c if c.strip() else None for c in row]
+        rows = [[csv_text(c) if c.strip() else None for c in row]
                 for row in csv.reader(io.StringIO(text, newline=""))]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{name}: {path} is not a readable CSV file ({exc})", name) from None
@@ -302,7 +309,7 @@ def read_returns_cov(path: str, method: str | None, periods_per_year: float,
     if df.shape[1] == 0:
         raise InputError(f"{name}: {path} has no ticker columns; it needs a date column, then "
                          f"one column per ticker{_semicolon_hint([first])}", name)
-    cols = tuple(str(c).strip() for c in df.columns)
+    cols = tuple(_label(c) for c in df.columns)
     vals = np.column_stack([_numeric(df[c], name, path) for c in df.columns])
     if prices:  # checked here, where the rows are still numbered as in the file
         bad = np.argwhere(~(vals > 0) | ~np.isfinite(vals))
