@@ -25,6 +25,7 @@ from typing import Any
 from xlfuncs.config import ENV_TOKEN, Config, load_config
 from xlfuncs.data.holdings import HoldingsSnapshot, fetch_holdings, last_business_day
 from xlfuncs.errors import InputError, XlfuncsError
+from xlfuncs.excel.macro_support import check_room, describe, failure_reason, one_line, redact
 from xlfuncs.excel.sheets import (
     Area,
     Book,
@@ -63,7 +64,6 @@ STATUS, FETCHED_AT, SOURCE, ROWS = (
 )
 HOLDINGS_NAMES = (FUND, DATE, TABLE, STATUS, FETCHED_AT, SOURCE, ROWS)
 FAILED = "Refresh failed: "
-_MAX_STATUS = 250  # characters a status cell shows without widening
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def refresh_holdings(
 
             book = XlwingsBook.caller()
         except Exception as exc:
-            message = _one_line(f"no calling workbook (run it from Excel, or pass book=): "
+            message = one_line(f"no calling workbook (run it from Excel, or pass book=): "
                                 f"{type(exc).__name__}: {exc}", secrets)
             log.error("refresh_holdings: %s", message)
             alert_excel(FAILED + message)
@@ -172,12 +172,12 @@ def refresh_holdings(
         book.status(f"xlfuncs: fetching holdings of fund {plan.fund} for {plan.day}…")
         snapshot = fetch_holdings(
             plan.fund, plan.day, plan.day, config=plan.config,
-            progress=lambda text: book.status(f"xlfuncs: {_one_line(text, secrets)}"),
+            progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
         )
         grid = _table(snapshot)
         new = Area.block(plan.table.sheet, plan.table.first_row, plan.table.first_col,
                          len(grid), len(grid[0]))
-        check_room(book, plan.table, new)
+        check_room(book, plan.table, new, TABLE)
         status = (f"OK: {len(snapshot.rows)} holdings of fund {snapshot.fund} on "
                   f"{snapshot.end} ({snapshot.inactive} inactive dropped)")
         wrote = True
@@ -212,7 +212,7 @@ def _read_inputs(book: Book, config: Config | None, today: date | None) -> _Plan
         fund = config.fund
     else:
         raise InputError(f"{FUND} ({fund_cell.address}) must be a fund name such as "
-                         f"undergrad, not {_describe(fund_value)}", FUND)
+                         f"undergrad, not {describe(fund_value)}", FUND)
 
     day = _as_day(day_value, day_cell, today)
     limit = date.today() if today is None else today
@@ -239,19 +239,7 @@ def _as_day(value: Any, cell: Area, today: date | None) -> date:
             except ValueError:
                 pass
     raise InputError(f"{DATE} ({cell.address}) must be a date (YYYY-MM-DD) or blank, not "
-                     f"{_describe(value)}", DATE)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, str):
-        return f"the text {value[:40]!r}"
-    if isinstance(value, float) and value.is_integer():
-        return f"the number {int(value)}"
-    if isinstance(value, int | float):
-        return f"the number {value:g}"
-    return type(value).__name__
+                     f"{describe(value)}", DATE)
 
 
 # --------------------------------------------------------------------------- writing
@@ -269,26 +257,6 @@ def _cell(value: Any) -> Any:
         return value
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def check_room(book: Book, old: Area, new: Area, table: str = TABLE) -> None:
-    """A table growing from ``old`` to ``new`` may cover only blank cells and no other name."""
-    if new.height > old.height or new.width > old.width:
-        for name, area in book.names().items():
-            if name != table and area.overlaps(new) and not area.overlaps(old):
-                raise InputError(f"the new {table} table ({new.address}) would overwrite "
-                                 f"the name {name} ({area.address}); move it out of the way",
-                                 table)
-    for part in subtract(new, old):
-        for i, (row, formulas) in enumerate(zip(book.read(part), book.formulas(part),
-                                                strict=True)):
-            for j, (value, formula) in enumerate(zip(row, formulas, strict=True)):
-                blank = value is None or (isinstance(value, str) and not value.strip())
-                if formula is not None or not blank:
-                    what = "a formula" if formula is not None else _describe(value)
-                    raise InputError(
-                        f"the new {table} table ({new.address}) would overwrite "
-                        f"{part.cell(i, j).address} ({what}); move or clear it", table)
 
 
 def _write(book: Book, old: Area, new: Area, grid: list[list[Any]],
@@ -318,40 +286,27 @@ def _write(book: Book, old: Area, new: Area, grid: list[list[Any]],
 def _fail(book: Book, exc: BaseException, plan: _Plan | None, secrets: set[str], *,
           wrote: bool, save: bool) -> RefreshResult:
     """Report a failure: the status cell and bar only; log it (a traceback when unexpected)."""
-    reason = _one_line(_reason(exc), secrets)
+    reason = one_line(failure_reason(exc), secrets)
     status = FAILED + reason
     if isinstance(exc, XlfuncsError):
         log.warning("refresh_holdings: %s", status)
     else:
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        log.error("refresh_holdings: %s\n%s", status, _redact(trace, secrets))
+        log.error("refresh_holdings: %s\n%s", status, redact(trace, secrets))
     try:
         book.status(status)
     except Exception as bar_exc:
         log.warning("refresh_holdings: cannot show the status: %s",
-                    _one_line(_reason(bar_exc), secrets))
+                    one_line(failure_reason(bar_exc), secrets))
     try:
         write_cell(book, STATUS, status)
         if save and not wrote:  # after a (partial) write a file is not saved: it stays as it was
             book.save()
     except Exception as status_exc:
         log.warning("refresh_holdings: cannot record the failure in %s: %s", STATUS,
-                    _one_line(_reason(status_exc), secrets))
+                    one_line(failure_reason(status_exc), secrets))
     return RefreshResult(False, status, plan.fund if plan else None,
                          plan.day if plan else None, error=exc)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, XlfuncsError):
-        return str(exc)
-    text = str(exc)
-    detail = f": {text}" if text else ""
-    return f"unexpected {type(exc).__name__}{detail} (details in the log)"
-
-
-def _one_line(text: str, secrets: set[str]) -> str:
-    line = " ".join(_redact(str(text), secrets).split())
-    return line if len(line) <= _MAX_STATUS else line[: _MAX_STATUS - 1] + "…"
 
 
 def _secrets(config: Config | None) -> set[str]:
@@ -359,9 +314,3 @@ def _secrets(config: Config | None) -> set[str]:
     if config is not None and config.token:
         found.add(config.token)
     return {s for s in found if s}
-
-
-def _redact(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xlfuncs._files import atomic_write
+from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
 __all__ = ["CHARTS", "STATS_COLUMNS", "conventions_table", "save_charts", "stat_format",
@@ -122,7 +122,8 @@ def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
     ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
     ``notes.txt`` (the data and what its loader assumed), the charts, and
     ``failures.csv``. Every file is written to a temporary name and
-    renamed when complete. ``failures.csv`` is written only when a date failed
+    renamed when complete; a text cell of a CSV file never runs as a formula
+    (:func:`~xlfuncs._files.write_csv`). ``failures.csv`` is written only when a date failed
     (an old one is removed).
     """
     out = Path(out)
@@ -130,7 +131,7 @@ def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
 
     def csv(frame: pd.DataFrame, name: str, index: bool) -> None:
         path = out / name
-        atomic_write(path, lambda p: frame.to_csv(p, index=index, date_format="%Y-%m-%d"))
+        write_csv(frame, path, index=index, date_format="%Y-%m-%d")
         written.append(path)
 
     returns = result.returns.copy()

@@ -24,6 +24,7 @@ from typing import Any
 from xlfuncs.core import BacktestConfig, BacktestResult
 from xlfuncs.core import run_backtest as run_engine
 from xlfuncs.errors import InputError, XlfuncsError
+from xlfuncs.excel.macro_support import check_room, failure_reason, one_line
 from xlfuncs.excel.sheets import (
     Area,
     Book,
@@ -33,7 +34,6 @@ from xlfuncs.excel.sheets import (
     subtract,
     write_cell,
 )
-from xlfuncs.macros import _one_line, _reason, check_room
 
 __all__ = ["PARAMETERS", "BacktestRun", "run_backtest"]
 
@@ -146,7 +146,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
 
             book = XlwingsBook.caller()
         except Exception as exc:
-            status = FAILED + _one_line(f"no calling workbook ({exc})", set())
+            status = FAILED + one_line(f"no calling workbook ({exc})", set())
             log.error("run_backtest: %s", status)
             alert_excel(status)
             return BacktestRun(False, status, error=exc)
@@ -215,7 +215,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
             book.save()
         return BacktestRun(True, status, result)
     except Exception as exc:  # the macro boundary: report, never raise into Excel
-        status = FAILED + _one_line(_reason(exc), set())
+        status = FAILED + one_line(failure_reason(exc), set())
         if not isinstance(exc, XlfuncsError):
             log.error("run_backtest: %s\n%s", status, "".join(
                 traceback.format_exception(type(exc), exc, exc.__traceback__)))

@@ -805,7 +805,7 @@ def write_table_xlsx(frame: Any, path: str | os.PathLike, sheet: str = "Holdings
         ws.append([_plain(v) for v in row])
     for cell in ws[1]:
         cell.font = Font(bold=True)
-    for col in ws.iter_cols(min_row=2):
+    for col in ws.iter_cols():  # the header too: a ticker can be a column name
         for cell in col:
             if isinstance(cell.value, str) and cell.data_type == "f":
                 cell.data_type = "s"
