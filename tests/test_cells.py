@@ -80,6 +80,38 @@ def test_numbers_out_of_range_are_reported(value):
            "cov", 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("text", "shown", "typed"),
+    [
+        ("1e-400", "1e-400", None),  # a float rounds it to 0: it was read as 0
+        ("-1E-400", "-1e-400", None),
+        ("1e-399%", "1e-401", None),
+        ("5e-324", "4.94e-324", 5e-324),  # subnormal, typed or written
+        ("1e-101", "1e-101", 1e-101),
+        ("(2.5e-200)", "-2.5e-200", -2.5e-200),
+        ("1e400", "1e+400", None),  # a float rounds it to inf: it was "non-finite"
+        ("1e101", "1e+101", 1e101),
+    ],
+)
+def test_out_of_range_numbers_are_refused_typed_or_as_text(text, shown, typed):
+    """One rule, whichever way a number arrives: judged by the value written."""
+    raises(rf"x has the number {re.escape(shown)} at row 3, out of range", cells.number, text,
+           "x", "row 3")
+    if typed is not None:
+        raises(r"x has the number .* at row 3, out of range", cells.number, typed, "x", "row 3")
+    grid = [[0.1, 0.2], [0.3, text]]
+    raises(rf"m has the number {re.escape(shown)} at row 2, column 2, out of range",
+           cells._numbers, grid, "m", 0, 0)
+
+
+@pytest.mark.parametrize(("text", "typed"), [("1.98%", 0.0198), ("15%", 0.15), ("0.1", 0.1),
+                                             ("1e-100", 1e-100), ("-1e100", -1e100),
+                                             ("0e-400", 0.0), ("(0.07%)", -0.0007)])
+def test_number_text_reads_as_the_same_number_typed(text, typed):
+    """Text is read to the nearest float, as Excel stores the typed number (15% is 0.15)."""
+    assert cells.number(text, "x") == typed
+
+
 def test_numbers_at_the_edge_of_the_range_and_zero_are_kept():
     grid = [[1e100, -1e-100], [0.0, -0.0]]
     np.testing.assert_array_equal(cells._numbers(grid, "x", 0, 0), np.array(grid))

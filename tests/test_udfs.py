@@ -410,6 +410,11 @@ def test_numbers_out_of_range_are_reported():
     out = udfs.HIST_COV([[0.01, 1e300], [0.02, 0.01], [0.0, 0.0]])
     assert is_error(out) and "returns has the number 1e+300 at row 1, column 2" in out
     assert "out of range" in out
+    # text that a float rounds to 0 is as out of range as the subnormal number typed
+    for tiny in ("1e-400", 5e-324):
+        out = udfs.HIST_COV([["A", "B"], [0.01, 0.02], [tiny, 0.01], [0.0, 0.03]])
+        assert is_error(out) and "returns has the number" in out
+        assert "at row 3, column 1, out of range" in out
     out = udfs.INDEX_VOL([[0.5], [1e-200]], [[0.2], [0.3]], [[1, 0.1], [0.1, 1]])
     assert is_error(out) and "weights has the number 1e-200 at row 2, out of range" in out
     out = udfs.PORTFOLIO_BETA(ETF2, ETF2, [["", "A", "B"], ["A", 0.04, 1e101],

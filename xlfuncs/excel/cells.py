@@ -10,10 +10,11 @@ mathematics.
 
 Rules in one place: a ``%`` header puts a column in percent, checked against
 percent-formatted cells (:func:`_column_values`); number text takes commas only
-as thousands separators (:func:`_parse_text_number`); magnitudes above 1e100 or
-below 1e-100 are refused (:func:`number`); blank edges of a range are trimmed
-but cells are named as the user selected them (:func:`grid`); headers and
-date columns are recognised as in :func:`table` and :func:`holdings`.
+as thousands separators (:func:`_text_decimal`); magnitudes above 1e100 or
+below 1e-100 are refused, typed or written as text (:func:`number`); blank
+edges of a range are trimmed but cells are named as the user selected them
+(:func:`grid`); headers and date columns are recognised as in :func:`table`
+and :func:`holdings`, and a table with dates is put in date order.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -157,13 +159,15 @@ def _is_date(cell: Any) -> bool:
     return isinstance(cell, dt.datetime | dt.date)
 
 
-def _parse_text_number(text: str) -> float | None:
-    """The number written in a text cell, or None.
+def _text_decimal(text: str) -> Decimal | None:
+    """The exact number written in a text cell, or None.
 
     Accepted: ``1234.5``, ``1,234.5`` (commas only as thousands separators in
     groups of three), ``1E-05``, ``-0.5``, ``(0.5)`` (accounting negative),
     ``$0.5``, ``-$1,234``, ``15%`` (0.15). Anything else (``0,012``, ``nan``,
-    ``1_000``, ``--5``) is not a number.
+    ``1_000``, ``--5``) is not a number. The value is exact, so ``1e-400`` is
+    not 0 and ``1e400`` is not infinite: :func:`number` refuses both as out of
+    range, as it refuses such numbers typed into a cell.
     """
     m = _NUMBER_TEXT.fullmatch(text.strip())
     if m is None:
@@ -180,10 +184,16 @@ def _parse_text_number(text: str) -> float | None:
         digits = digits.replace(",", "")
     elif _PLAIN_DIGITS.fullmatch(digits) is None:
         return None
-    val = float(digits)
+    val = Decimal(digits)
     if m["pct"]:
-        val /= 100
+        val = val.scaleb(-2)
     return -val if paren or signs == ["-"] else val
+
+
+def _parse_text_number(text: str) -> float | None:
+    """The number written in a text cell as a float (see :func:`_text_decimal`), or None."""
+    val = _text_decimal(text)
+    return None if val is None else float(val)
 
 
 def _parse_number(cell: Any) -> float | None:
@@ -217,16 +227,22 @@ def number(cell: Any, name: str, where: str | None = None) -> float:
     """One finite number from a cell, or an InputError naming ``name`` and ``where``.
 
     A number whose magnitude is above 1e100, or below 1e-100 without being 0,
-    is reported as out of range.
+    is reported as out of range, whether it arrives as a number or as text:
+    the text ``1e-400`` is judged by its written value, not by the 0 a float
+    rounds it to (nor ``1e400`` by infinity).
     """
-    val = _parse_number(cell)
+    exact = _text_decimal(cell) if isinstance(cell, str) else None
+    val = _parse_number(cell) if exact is None else float(exact)
     at = f" at {where}" if where else ""
     if val is None:
         raise InputError(f"{name} has {_describe(cell)}{at}; a number is needed", name)
-    if not math.isfinite(val):
+    if exact is None and not math.isfinite(val):
         raise InputError(f"{name} has a non-finite number{at}", name)
-    if abs(val) > _MAX_ABS or 0 < abs(val) < _MIN_ABS:
-        raise InputError(f"{name} has the number {val:.3g}{at}, out of range", name)
+    # text is judged as the float it reads to, unless the float lost it (0 or inf)
+    lost = exact is not None and (val == 0 or math.isinf(val))
+    written = exact if lost else val
+    if abs(written) > _MAX_ABS or 0 < abs(written) < _MIN_ABS:
+        raise InputError(f"{name} has the number {written:.3g}{at}, out of range", name)
     return val
 
 
