@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -308,6 +310,25 @@ def test_a_date_given_twice_is_reported_by_every_table_function(prices):
         out = func(twice)
         assert out == (f"{ERROR_PREFIX} {name} has the date {dates[3]:%Y-%m-%d} twice "
                        "(rows 5 and 10 of column 1); give each date once")
+
+
+# A fresh Python, as Excel's UDF server starts: the module is loaded, then recalculated.
+FIRST_LEDOIT_WOLF = """
+import sys
+import xlfuncs.udfs as u
+before = set(sys.modules)
+out = u.HIST_COV([["A", "B"], [0.01, 0.02], [0.02, -0.01], [-0.01, 0.03]], "ledoit-wolf")
+assert isinstance(out, list), out
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_the_first_ledoit_wolf_call_imports_nothing():
+    """scikit-learn comes with the worksheet functions, not with the first call (1-6 s)."""
+    done = subprocess.run([sys.executable, "-c", FIRST_LEDOIT_WOLF], capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- fuzz

@@ -10,6 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# scikit-learn's first import takes a second or more (several on a laptop whose virus
+# scanner reads every file), most of it scipy.stats. Importing the Ledoit-Wolf estimator
+# (SPEC 3.3) here pays it once, when xlwings loads the worksheet functions, rather than
+# inside the first HIST_COV/HIST_CORR(..., "ledoit-wolf") of a recalculation.
+import sklearn.covariance  # noqa: F401
+
 from xlfuncs import core
 from xlfuncs.core import align_all
 from xlfuncs.errors import InputError
