@@ -726,9 +726,10 @@ def _text_date_keys(texts: Sequence[str], name: str) -> tuple[list[Any] | None, 
     readings: list[pd.Series] = []
     most, first_unread = -1, 0
     for fmt in _TEXT_DATE_FORMATS:
-        read = pd.to_datetime(series, format=fmt, errors="coerce").notna().to_numpy()
+        parsed = pd.to_datetime(series, format=fmt, errors="coerce")
+        read = parsed.notna().to_numpy()
         if read.all():
-            readings.append(pd.to_datetime(series, format=fmt))
+            readings.append(parsed)
         elif read.sum() > most:
             most, first_unread = int(read.sum()), int(np.argmin(read))
     if not readings:
