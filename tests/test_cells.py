@@ -91,6 +91,8 @@ def test_numbers_out_of_range_are_reported(value):
         ("(2.5e-200)", "-2.5e-200", -2.5e-200),
         ("1e400", "1e+400", None),  # a float rounds it to inf: it was "non-finite"
         ("1e101", "1e+101", 1e101),
+        ("2e99999999999999999999", "2e+999999", None),  # beyond even Decimal's exponents
+        ("2e-99999999999999999999", "2e-999999", None),
     ],
 )
 def test_out_of_range_numbers_are_refused_typed_or_as_text(text, shown, typed):

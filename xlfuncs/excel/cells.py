@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import numpy as np
@@ -185,7 +185,11 @@ def _text_decimal(text: str) -> Decimal | None:
         digits = digits.replace(",", "")
     elif _PLAIN_DIGITS.fullmatch(digits) is None:
         return None
-    val = Decimal(digits)
+    try:
+        val = Decimal(digits)
+    except InvalidOperation:  # an exponent of 10**18 or more: out of range whatever it is
+        mantissa, _, power = digits.lower().partition("e")
+        val = Decimal(f"{mantissa}e{'-' if power.startswith('-') else ''}999999")
     if m["pct"]:
         val = val.scaleb(-2)
     return -val if paren or signs == ["-"] else val
