@@ -80,6 +80,40 @@ def test_numbers_out_of_range_are_reported(value):
            "cov", 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("text", "shown", "typed"),
+    [
+        ("1e-400", "1e-400", None),  # a float rounds it to 0: it was read as 0
+        ("-1E-400", "-1e-400", None),
+        ("1e-399%", "1e-401", None),
+        ("5e-324", "4.94e-324", 5e-324),  # subnormal, typed or written
+        ("1e-101", "1e-101", 1e-101),
+        ("(2.5e-200)", "-2.5e-200", -2.5e-200),
+        ("1e400", "1e+400", None),  # a float rounds it to inf: it was "non-finite"
+        ("1e101", "1e+101", 1e101),
+        ("2e99999999999999999999", "2e+999999", None),  # beyond even Decimal's exponents
+        ("2e-99999999999999999999", "2e-999999", None),
+    ],
+)
+def test_out_of_range_numbers_are_refused_typed_or_as_text(text, shown, typed):
+    """One rule, whichever way a number arrives: judged by the value written."""
+    raises(rf"x has the number {re.escape(shown)} at row 3, out of range", cells.number, text,
+           "x", "row 3")
+    if typed is not None:
+        raises(r"x has the number .* at row 3, out of range", cells.number, typed, "x", "row 3")
+    grid = [[0.1, 0.2], [0.3, text]]
+    raises(rf"m has the number {re.escape(shown)} at row 2, column 2, out of range",
+           cells._numbers, grid, "m", 0, 0)
+
+
+@pytest.mark.parametrize(("text", "typed"), [("1.98%", 0.0198), ("15%", 0.15), ("0.1", 0.1),
+                                             ("1e-100", 1e-100), ("-1e100", -1e100),
+                                             ("0e-400", 0.0), ("(0.07%)", -0.0007)])
+def test_number_text_reads_as_the_same_number_typed(text, typed):
+    """Text is read to the nearest float, as Excel stores the typed number (15% is 0.15)."""
+    assert cells.number(text, "x") == typed
+
+
 def test_numbers_at_the_edge_of_the_range_and_zero_are_kept():
     grid = [[1e100, -1e-100], [0.0, -0.0]]
     np.testing.assert_array_equal(cells._numbers(grid, "x", 0, 0), np.array(grid))
@@ -330,6 +364,107 @@ def test_a_stray_date_among_numbers_is_a_bad_number_not_an_index():
 def test_date_column_without_data():
     raises("prices has a date column but no data columns", cells.table,
            [["date"], [D1], [D2]], "prices")
+
+
+# --------------------------------------------------------------------------- date order
+
+VALUES = [[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]]
+
+
+def dated(dates, head="date", values=VALUES):
+    """A table with a date column: ``dates`` beside the rows of ``values``."""
+    return [[head, "A", "B"], *([d, *v] for d, v in zip(dates, values, strict=True))]
+
+
+@pytest.mark.parametrize(
+    ("head", "oldest_first"),
+    [
+        ("date", [D1, D2, D3, D4]),
+        ("date", [dt.date(2024, 1, 2), D2, dt.date(2024, 1, 4), D4]),  # date and datetime
+        ("", [D1, D2, D3, D4]),  # dates found without a date word
+        ("date", [45292.0, 45293.0, 45294.0, 45295.0]),  # Excel serials, General format
+        ("yyyymm", [202311.0, 202312.0, 202401.0, 202402.0]),
+        ("month", ["202311", "202312", "202401", "202402"]),  # digits as text
+        ("date", ["2023-12-29", "2024-01-02", "2024-01-10", "2024-02-01"]),
+        ("", ["2023-12-29", "2024-01-02", "2024-01-10", "2024-02-01"]),  # labels, all dates
+        ("date", ["12/29/2023", "1/2/2024", "1/10/2024", "2/1/2024"]),  # month first only
+        ("date", ["29/12/2023", "02/01/2024", "10/01/2024", "01/02/2024"]),  # day first only
+        ("date", ["29.12.2023", "02.01.2024", "10.01.2024", "01.02.2024"]),
+        ("month", ["Nov 2023", "Dec 2023", "Jan 2024", "Feb 2024"]),
+        ("month", ["Nov-23", "Dec-23", "Jan-24", "Feb-24"]),
+        ("date", ["29-Dec-2023", "2-Jan-2024", "10-Jan-2024", "1-Feb-2024"]),
+        ("quarter", ["2023Q3", "2023 Q4", "Q1 2024", "2024-Q2"]),
+    ],
+)
+def test_rows_with_dates_come_out_in_date_order(head, oldest_first):
+    """Newest first (as downloads come) or shuffled: the same table, oldest first."""
+    want = cells.table(dated(oldest_first, head), "prices")
+    assert want.index == tuple(oldest_first)
+    np.testing.assert_array_equal(want.values, VALUES)
+    for order in ([3, 2, 1, 0], [2, 0, 3, 1]):
+        got = cells.table(dated([oldest_first[i] for i in order], head,
+                                [VALUES[i] for i in order]), "prices")
+        assert got.index == want.index and got.columns == ("A", "B")
+        np.testing.assert_array_equal(got.values, want.values)
+
+
+def test_rows_without_dates_keep_the_users_order():
+    rows = [VALUES[i] for i in (3, 0, 2, 1)]
+    tab = cells.table([["A", "B"], *rows], "returns")
+    assert tab.index is None
+    np.testing.assert_array_equal(tab.values, rows)
+    tab = cells.table([["", "A", "B"], *([lab, *v] for lab, v in zip("zxwy", rows,
+                                                                      strict=True))], "r")
+    assert tab.index == ("z", "x", "w", "y")  # labels, not dates
+    np.testing.assert_array_equal(tab.values, rows)
+
+
+@pytest.mark.parametrize(
+    ("dates", "shown", "rows"),
+    [
+        ([D3, D1, D2, D1], "2024-01-02", "rows 3 and 5"),
+        ([D3, dt.date(2024, 1, 2), D2, D1], "2024-01-02", "rows 3 and 5"),
+        ([D2, dt.datetime(2024, 1, 3, 16, 30), D4, D2], "2024-01-03", "rows 2 and 5"),
+        ([45293.0, 45292.0, 45293.0, 45291.0], "45293", "rows 2 and 4"),
+        (["2024-01-02", "2024-01-03", "2024-01-02", "2024-01-04"], "2024-01-02",
+         "rows 2 and 4"),
+        (["2024Q1", "2024Q2", "Q1 2024", "2024Q4"], "2024Q1", "rows 2 and 4"),
+    ],
+)
+def test_a_date_given_twice_is_reported_with_its_rows(dates, shown, rows):
+    raises(rf"prices has the date {shown} twice \({rows} of column 1(, as .*)?\); give each "
+           "date once", cells.table, dated(dates), "prices")
+    # rows and column as the user selected them, one blank row and column above and left
+    padded = [[None] * 4] + [[None, *row] for row in dated(dates)]
+    low, high = (int(n) + 1 for n in re.findall(r"[0-9]+", rows))
+    raises(rf"prices has the date {shown} twice \(rows {low} and {high} of column 2",
+           cells.table, padded, "prices")
+
+
+def test_a_date_given_twice_in_two_forms_shows_both():
+    text = raises("twice", cells.table, dated(["2024Q1", "Q1 2024", "2024Q2", "2024Q3"],
+                                              "quarter"), "prices")
+    assert "(rows 2 and 3 of column 1, as 2024Q1 and Q1 2024)" in text
+
+
+def test_text_dates_that_cannot_be_ordered_are_reported():
+    raises(r'prices has text "Jan" at row 2, column 1 where a date is expected \(type Excel '
+           r"dates, or text as YYYY-MM-DD\)", cells.table,
+           dated(["Jan", "Feb", "Mar", "Apr"], "month"), "prices")
+    raises(r'prices has text "2024-13-01" at row 4, column 1 where a date is expected',
+           cells.table, dated(["2024-01-01", "2024-01-02", "2024-13-01", "2024-01-04"]),
+           "prices")
+    # both day first and month first, in different orders: a guess either way
+    raises("prices has dates that read as month/day and as day/month; write them as YYYY-MM-DD",
+           cells.table, dated(["01/02/2024", "02/01/2024", "03/01/2024", "04/01/2024"]),
+           "prices")
+
+
+def test_blank_and_bad_dates_are_named_at_their_own_rows_in_a_newest_first_table():
+    raises("prices has a blank at row 3, column 1 where a date is expected", cells.table,
+           dated([D4, None, D2, D1]), "prices")
+    raises('prices has text "n/a" at row 2, column 3', cells.table,
+           [["date", "A", "B"], [D4, 1.0, "n/a"], [D3, 1.0, 2.0], [D2, 1.0, 2.0]], "prices")
 
 
 def test_labelled_matrix_takes_digit_text_labels():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xlfuncs import udfs
@@ -81,6 +82,29 @@ def test_periods_per_year_overflow():
     r = [[10.0, 2.0], [30.0, -0.5], [20.0, 0.1]]  # variance 100: times 1e308 overflows
     assert "too large" in str(_error(covariance, r, "sample", 1e308))
     assert np.isfinite(covariance(r, "sample", 1e300)).all()
+
+
+# --------------------------------------------------------------------------- row order
+
+
+@pytest.mark.parametrize("method", ["sample", "ledoit-wolf"])
+def test_sample_and_shrinkage_do_not_depend_on_row_order(method):
+    rng = np.random.default_rng(8)
+    r = rng.normal(0.0005, 0.01, (80, 5)) + rng.normal(0, 0.01, (80, 1))
+    for perm in (np.arange(79, -1, -1), rng.permutation(80)):
+        np.testing.assert_allclose(covariance(r[perm], method), covariance(r, method),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(correlation(r[perm], method), correlation(r, method),
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("halflife", [1, 7, 60])
+def test_ewma_weighs_the_last_row_most(halflife):
+    """The core takes rows oldest first (HIST_COV puts dated rows in that order)."""
+    rng = np.random.default_rng(9)
+    r = rng.normal(0.0005, 0.01, (50, 3)) + rng.normal(0, 0.01, (50, 1))
+    want = pd.DataFrame(r).ewm(halflife=halflife).cov().loc[49].to_numpy()
+    np.testing.assert_allclose(covariance(r, f"ewma:{halflife}"), want, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- EWMA half-life

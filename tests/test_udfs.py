@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xlfuncs import core, udfs
 from xlfuncs.data.samples import sector_example
@@ -238,6 +243,94 @@ def test_hist_corr_feeds_implied_corr(prices):
     assert udfs.INDEX_VOL(weights, vols, out) == pytest.approx(hist * 1.1, rel=1e-12)
 
 
+# --------------------------------------------------------------------------- row order
+
+
+def test_returns_of_newest_first_prices_are_in_date_order():
+    """The issue's case: it gave -0.0909 and -0.5, returns computed backwards in time."""
+    d = dt.datetime
+    out = udfs.RETURNS([["date", "A"], [d(2024, 1, 3), 110.0], [d(2024, 1, 2), 100.0],
+                        [d(2024, 1, 1), 50.0]])
+    assert out[0] == ["date", "A"]
+    assert [r[0] for r in out[1:]] == [d(2024, 1, 2), d(2024, 1, 3)]
+    assert [r[1] for r in out[1:]] == pytest.approx([100 / 50 - 1, 110 / 100 - 1], rel=1e-15)
+
+
+def _rows(table, order):
+    return [table[0], *(table[1:][i] for i in order)]
+
+
+@pytest.mark.parametrize("method", [None, "ewma:1", "ewma", "ledoit-wolf"])
+def test_hist_estimates_of_dated_returns_ignore_row_order(prices, method):
+    _, _, table = prices
+    rets = udfs.RETURNS(table)
+    n = len(rets) - 1
+    newest_first = _rows(rets, range(n - 1, -1, -1))
+    shuffled = _rows(rets, np.random.default_rng(5).permutation(n))
+    for func in (udfs.HIST_COV, udfs.HIST_CORR):
+        want = func(rets, method)
+        assert not is_error(want), want
+        assert func(newest_first, method) == want
+        assert func(shuffled, method) == want
+    # prices in any order give the same returns
+    assert udfs.RETURNS(_rows(table, range(len(table) - 2, -1, -1))) == rets
+
+
+def test_ewma_weighs_the_latest_date_most(prices):
+    """Checked against pandas' exponentially weighted covariance of the date-ordered returns."""
+    p, dates, _ = prices
+    r = p[1:] / p[:-1] - 1
+    newest_first = [["date", "A", "B", "C", "D"],
+                    *([d, *map(float, row)] for d, row in zip(dates[:0:-1], r[::-1],
+                                                               strict=True))]
+    want = pd.DataFrame(r).ewm(halflife=3).cov().loc[len(r) - 1].to_numpy()
+    np.testing.assert_allclose(body(udfs.HIST_COV(newest_first, "ewma:3")), want, rtol=1e-12)
+
+
+def test_without_dates_the_rows_are_taken_in_the_users_order(prices):
+    """No date column: the last row is the latest (EWMA); sample and shrinkage ignore order."""
+    p, _, _ = prices
+    r = p[1:] / p[:-1] - 1
+    table = [["A", "B", "C", "D"], *r.tolist()]
+    flipped = [table[0], *r[::-1].tolist()]
+    want = pd.DataFrame(r[::-1]).ewm(halflife=3).cov().loc[len(r) - 1].to_numpy()
+    np.testing.assert_allclose(body(udfs.HIST_COV(flipped, "ewma:3")), want, rtol=1e-12)
+    assert not np.allclose(body(udfs.HIST_COV(table, "ewma:3")), want, rtol=1e-3)
+    for method in ("sample", "ledoit-wolf"):
+        np.testing.assert_allclose(body(udfs.HIST_COV(flipped, method)),
+                                   body(udfs.HIST_COV(table, method)), rtol=1e-12)
+
+
+def test_a_date_given_twice_is_reported_by_every_table_function(prices):
+    _, dates, table = prices
+    twice = [row.copy() for row in table]
+    twice[9][0] = dates[3]  # row 10 of the range repeats the date of row 5
+    for func, name in ((udfs.RETURNS, "prices"), (udfs.HIST_COV, "returns"),
+                       (udfs.HIST_CORR, "returns")):
+        out = func(twice)
+        assert out == (f"{ERROR_PREFIX} {name} has the date {dates[3]:%Y-%m-%d} twice "
+                       "(rows 5 and 10 of column 1); give each date once")
+
+
+# A fresh Python, as Excel's UDF server starts: the module is loaded, then recalculated.
+FIRST_LEDOIT_WOLF = """
+import sys
+import xlfuncs.udfs as u
+before = set(sys.modules)
+out = u.HIST_COV([["A", "B"], [0.01, 0.02], [0.02, -0.01], [-0.01, 0.03]], "ledoit-wolf")
+assert isinstance(out, list), out
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_the_first_ledoit_wolf_call_imports_nothing():
+    """scikit-learn comes with the worksheet functions, not with the first call (1-6 s)."""
+    done = subprocess.run([sys.executable, "-c", FIRST_LEDOIT_WOLF], capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- fuzz
 
 
@@ -259,8 +352,44 @@ def random_cell(rng):
     ][kind]
 
 
+EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+DATE_FORMS = ("datetime", "serial", "iso", "us")
+
+
+def date_cells(stamps, form):
+    """Dates as xlwings hands them: datetime, General-formatted serial, or text."""
+    return {
+        "datetime": list(stamps),
+        "serial": [float((s - EXCEL_EPOCH).days) for s in stamps],
+        "iso": [f"{s:%Y-%m-%d}" for s in stamps],
+        "us": [f"{s.month}/{s.day}/{s.year}" for s in stamps],
+    }[form]
+
+
+def random_dated_table(rng):
+    """Prices with a date column: oldest or newest first, shuffled, a date twice, or noise."""
+    n, m = int(rng.integers(2, 9)), int(rng.integers(1, 4))
+    days = np.sort(rng.choice(60, n, replace=False))
+    stamps = [dt.datetime(2023, 12, 28) + dt.timedelta(days=int(d)) for d in days]
+    dates = date_cells(stamps, DATE_FORMS[rng.integers(len(DATE_FORMS))])
+    order = rng.integers(0, 3)
+    if order == 1:
+        dates = dates[::-1]
+    elif order == 2:
+        dates = [dates[i] for i in rng.permutation(n)]
+    if rng.random() < 0.3:
+        dates[rng.integers(n)] = dates[rng.integers(n)]
+    table = [["date", *(f"T{j}" for j in range(m))],
+             *([d, *map(float, rng.uniform(50, 150, m))] for d in dates)]
+    if rng.random() < 0.2:
+        table[rng.integers(1, n + 1)][rng.integers(0, m + 1)] = random_cell(rng)
+    return table
+
+
 def random_arg(rng):
-    kind = rng.integers(0, 6)
+    kind = rng.integers(0, 7)
+    if kind == 6:
+        return random_dated_table(rng)
     if kind == 0:
         return random_cell(rng)
     if kind == 1:
@@ -295,6 +424,34 @@ def test_fuzz_never_raises(name):
             assert isinstance(out, float | list), (args, out)
             if isinstance(out, float):
                 assert np.isfinite(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 12), form=st.sampled_from(DATE_FORMS), data=st.data())
+def test_any_row_order_of_dated_prices_gives_the_date_ordered_results(n, form, data):
+    rng = np.random.default_rng(n)
+    stamps = [dt.datetime(2024, 2, 26) + dt.timedelta(days=int(d))
+              for d in np.sort(rng.choice(30, n, replace=False))]
+    prices = rng.uniform(50, 150, (n, 3))
+    dates = date_cells(stamps, form)
+    ordered = [["date", "A", "B", "C"], *([d, *map(float, p)] for d, p in zip(dates, prices,
+                                                                             strict=True))]
+    order = data.draw(st.permutations(range(n)))
+    table = _rows(ordered, order)
+    rets = udfs.RETURNS(table)
+    assert rets == udfs.RETURNS(ordered)
+    np.testing.assert_allclose(np.array([r[1:] for r in rets[1:]]), prices[1:] / prices[:-1] - 1,
+                               rtol=1e-15)
+    shuffled_returns = _rows(rets, [k for k in order if k < n - 1])
+    for method in ("ewma:1", "ledoit-wolf"):
+        assert udfs.HIST_COV(shuffled_returns, method) == udfs.HIST_COV(rets, method)
+    # a date given twice, wherever it is, is reported with both rows as the user sees them
+    i, j = data.draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2, unique=True))
+    twice = [row.copy() for row in table]
+    twice[j + 1][0] = twice[i + 1][0]
+    out = udfs.RETURNS(twice)
+    assert is_error(out) and "prices has the date" in out
+    assert f"twice (rows {min(i, j) + 2} and {max(i, j) + 2} of column 1" in out
 
 
 # --------------------------------------------------------------------------- cell parsing
@@ -410,6 +567,11 @@ def test_numbers_out_of_range_are_reported():
     out = udfs.HIST_COV([[0.01, 1e300], [0.02, 0.01], [0.0, 0.0]])
     assert is_error(out) and "returns has the number 1e+300 at row 1, column 2" in out
     assert "out of range" in out
+    # text that a float rounds to 0 is as out of range as the subnormal number typed
+    for tiny in ("1e-400", 5e-324):
+        out = udfs.HIST_COV([["A", "B"], [0.01, 0.02], [tiny, 0.01], [0.0, 0.03]])
+        assert is_error(out) and "returns has the number" in out
+        assert "at row 3, column 1, out of range" in out
     out = udfs.INDEX_VOL([[0.5], [1e-200]], [[0.2], [0.3]], [[1, 0.1], [0.1, 1]])
     assert is_error(out) and "weights has the number 1e-200 at row 2, out of range" in out
     out = udfs.PORTFOLIO_BETA(ETF2, ETF2, [["", "A", "B"], ["A", 0.04, 1e101],

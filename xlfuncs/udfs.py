@@ -10,6 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# scikit-learn's first import takes a second or more (several on a laptop whose virus
+# scanner reads every file), most of it scipy.stats. Importing the Ledoit-Wolf estimator
+# (SPEC 3.3) here pays it once, when xlwings loads the worksheet functions, rather than
+# inside the first HIST_COV/HIST_CORR(..., "ledoit-wolf") of a recalculation.
+import sklearn.covariance  # noqa: F401
+
 from xlfuncs import core
 from xlfuncs.core import align_all
 from xlfuncs.errors import InputError
@@ -36,8 +42,11 @@ _S = "The index's implied vol, same units as vols, e.g. 0.116."
 _C = ("Benchmark (e.g. historical) correlation matrix; tickers in its first row and column "
       "align it with weights and vols.")
 _M = '"nearest" (default): closest correlation to corr; "shift": Buss-Vilkov shift.'
-_R = "Returns table: periods in rows, assets in columns; optional header row and date column."
-_RM = '"sample" (default), "ewma" (half-life 60 periods, or "ewma:30"), or "ledoit-wolf".'
+_R = ("Returns table: periods in rows, assets in columns; optional header row and date "
+      "column. With dates, rows are taken in date order (each date once); without, oldest "
+      "first.")
+_RM = ('"sample" (default), "ewma" (half-life 60 periods, or "ewma:30"; the latest period '
+       'weighs most), or "ledoit-wolf".')
 
 
 def _implied(weights: Any, vols: Any, index_vol: Any, corr: Any, method: Any):
@@ -131,11 +140,14 @@ def HIST_COV(returns, method=None, periods_per_year=None):
 
 @worksheet_function(
     ranges=("prices",),
-    prices="Price table: periods in rows (oldest first), assets in columns; optional header "
-    "row and date column.",
+    prices="Price table: periods in rows, assets in columns; optional header row and date "
+    "column. With dates, rows are taken in date order (each date once); without, oldest first.",
 )
 def RETURNS(prices):
-    """Simple returns p[t]/p[t-1] - 1 of a price table; keeps its header and dates."""
+    """Simple returns p[t]/p[t-1] - 1 of a price table, in date order; keeps header and dates.
+
+    Newest-first prices (as many downloads come) give the same returns, oldest first.
+    """
     tab = cells.table(prices, "prices")
     r = core.simple_returns(tab.values, tab.columns)
     body: list[list[Any]] = r.tolist()

@@ -10,10 +10,11 @@ mathematics.
 
 Rules in one place: a ``%`` header puts a column in percent, checked against
 percent-formatted cells (:func:`_column_values`); number text takes commas only
-as thousands separators (:func:`_parse_text_number`); magnitudes above 1e100 or
-below 1e-100 are refused (:func:`number`); blank edges of a range are trimmed
-but cells are named as the user selected them (:func:`grid`); headers and
-date columns are recognised as in :func:`table` and :func:`holdings`.
+as thousands separators (:func:`_text_decimal`); magnitudes above 1e100 or
+below 1e-100 are refused, typed or written as text (:func:`number`); blank
+edges of a range are trimmed but cells are named as the user selected them
+(:func:`grid`); headers and date columns are recognised as in :func:`table`
+and :func:`holdings`, and a table with dates is put in date order.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from xlfuncs.core import Labelled, align, normalise_ticker
 from xlfuncs.errors import InputError, XlfuncsError
@@ -157,13 +160,15 @@ def _is_date(cell: Any) -> bool:
     return isinstance(cell, dt.datetime | dt.date)
 
 
-def _parse_text_number(text: str) -> float | None:
-    """The number written in a text cell, or None.
+def _text_decimal(text: str) -> Decimal | None:
+    """The exact number written in a text cell, or None.
 
     Accepted: ``1234.5``, ``1,234.5`` (commas only as thousands separators in
     groups of three), ``1E-05``, ``-0.5``, ``(0.5)`` (accounting negative),
     ``$0.5``, ``-$1,234``, ``15%`` (0.15). Anything else (``0,012``, ``nan``,
-    ``1_000``, ``--5``) is not a number.
+    ``1_000``, ``--5``) is not a number. The value is exact, so ``1e-400`` is
+    not 0 and ``1e400`` is not infinite: :func:`number` refuses both as out of
+    range, as it refuses such numbers typed into a cell.
     """
     m = _NUMBER_TEXT.fullmatch(text.strip())
     if m is None:
@@ -180,10 +185,20 @@ def _parse_text_number(text: str) -> float | None:
         digits = digits.replace(",", "")
     elif _PLAIN_DIGITS.fullmatch(digits) is None:
         return None
-    val = float(digits)
+    try:
+        val = Decimal(digits)
+    except InvalidOperation:  # an exponent of 10**18 or more: out of range whatever it is
+        mantissa, _, power = digits.lower().partition("e")
+        val = Decimal(f"{mantissa}e{'-' if power.startswith('-') else ''}999999")
     if m["pct"]:
-        val /= 100
+        val = val.scaleb(-2)
     return -val if paren or signs == ["-"] else val
+
+
+def _parse_text_number(text: str) -> float | None:
+    """The number written in a text cell as a float (see :func:`_text_decimal`), or None."""
+    val = _text_decimal(text)
+    return None if val is None else float(val)
 
 
 def _parse_number(cell: Any) -> float | None:
@@ -217,16 +232,22 @@ def number(cell: Any, name: str, where: str | None = None) -> float:
     """One finite number from a cell, or an InputError naming ``name`` and ``where``.
 
     A number whose magnitude is above 1e100, or below 1e-100 without being 0,
-    is reported as out of range.
+    is reported as out of range, whether it arrives as a number or as text:
+    the text ``1e-400`` is judged by its written value, not by the 0 a float
+    rounds it to (nor ``1e400`` by infinity).
     """
-    val = _parse_number(cell)
+    exact = _text_decimal(cell) if isinstance(cell, str) else None
+    val = _parse_number(cell) if exact is None else float(exact)
     at = f" at {where}" if where else ""
     if val is None:
         raise InputError(f"{name} has {_describe(cell)}{at}; a number is needed", name)
-    if not math.isfinite(val):
+    if exact is None and not math.isfinite(val):
         raise InputError(f"{name} has a non-finite number{at}", name)
-    if abs(val) > _MAX_ABS or 0 < abs(val) < _MIN_ABS:
-        raise InputError(f"{name} has the number {val:.3g}{at}, out of range", name)
+    # text is judged as the float it reads to, unless the float lost it (0 or inf)
+    lost = exact is not None and (val == 0 or math.isinf(val))
+    written = exact if lost else val
+    if abs(written) > _MAX_ABS or 0 < abs(written) < _MIN_ABS:
+        raise InputError(f"{name} has the number {written:.3g}{at}, out of range", name)
     return val
 
 
@@ -632,7 +653,10 @@ def _square(vals: np.ndarray, name: str) -> None:
 
 @dataclass(frozen=True)
 class Table:
-    """A table of numbers with optional row labels (dates or names) and column labels."""
+    """A table of numbers with optional row labels (dates or names) and column labels.
+
+    Rows with dates are in date order, oldest first (see :func:`table`).
+    """
 
     values: np.ndarray
     columns: tuple[str, ...] | None
@@ -682,15 +706,99 @@ def _is_date_column(col: Sequence[Any]) -> bool:
     return kinds.count("date") > kinds.count("number")
 
 
-def _date_index(col: Sequence[Any], name: str, r0: int, c0: int) -> tuple[Any, ...]:
-    """The cells of a date column, all of one kind: dates, else numbers, else texts."""
+# Text dates that can be put in order: a whole column in one of these formats
+# ("ISO8601" takes 2024, 2024-01, 2024-01-31 and times), or quarters (2024Q1,
+# 2024-Q1, Q1 2024). Digits only (202401, 20240131) arrive as numbers.
+_TEXT_DATE_FORMATS = ("ISO8601", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%d-%b-%Y",
+                      "%d %b %Y", "%b %Y", "%B %Y", "%b-%Y", "%b-%y")
+_QUARTER = re.compile(
+    r"(?P<y>[0-9]{4})\s*-?\s*Q(?P<q>[1-4])|Q(?P<q2>[1-4])\s*-?\s*(?P<y2>[0-9]{4})", re.IGNORECASE
+)
+
+
+def _text_date_keys(texts: Sequence[str], name: str) -> tuple[list[Any] | None, int]:
+    """Sort keys of text dates all written in one format, or None and the first text not read.
+
+    Texts that read both as month/day and as day/month, in a different
+    order, are refused: the order would be a guess.
+    """
+    texts = [t.strip() for t in texts]
+    quarters = [_QUARTER.fullmatch(t) for t in texts]
+    if all(quarters):
+        return [(int(m["y"] or m["y2"]), int(m["q"] or m["q2"])) for m in quarters if m], -1
+    series = pd.Series(texts, dtype=object)
+    readings: list[pd.Series] = []
+    most, first_unread = -1, 0
+    for fmt in _TEXT_DATE_FORMATS:
+        parsed = pd.to_datetime(series, format=fmt, errors="coerce")
+        read = parsed.notna().to_numpy()
+        if read.all():
+            readings.append(parsed)
+        elif read.sum() > most:
+            most, first_unread = int(read.sum()), int(np.argmin(read))
+    if not readings:
+        return None, first_unread
+    if len({tuple(np.argsort(r.to_numpy(), kind="stable")) for r in readings}) > 1:
+        raise InputError(f"{name} has dates that read as month/day and as day/month; write "
+                         "them as YYYY-MM-DD or as Excel dates", name)
+    return list(readings[0]), -1
+
+
+def _date_key(cell: Any) -> Any:
+    """What orders a date or number cell of a date column (an Excel serial, yyyymm...)."""
+    if isinstance(cell, dt.datetime):
+        return cell.replace(tzinfo=None)
+    if isinstance(cell, dt.date):
+        return dt.datetime(cell.year, cell.month, cell.day)
+    return _parse_number(cell)
+
+
+def _date_index(col: Sequence[Any], name: str, r0: int, c0: int
+                ) -> tuple[tuple[Any, ...], list[Any]]:
+    """The cells of a date column and what orders them.
+
+    The cells must be all of one kind: dates, else numbers, else texts; texts
+    must all be dates in one of the formats :func:`_text_date_keys` reads.
+    """
     kinds = [_index_kind(c) for c in col]
     want = "date" if "date" in kinds else "number" if "number" in kinds else "text"
     for i, (cell, kind) in enumerate(zip(col, kinds, strict=True)):
         if kind != want:
             raise InputError(f"{name} has {_describe(cell)} at {_address(i + r0, c0)} "
                              "where a date is expected", name)
-    return tuple(col)
+    if want != "text":
+        return tuple(col), [_date_key(c) for c in col]
+    keys, bad = _text_date_keys(col, name)
+    if keys is None:
+        raise InputError(f"{name} has {_describe(col[bad])} at {_address(bad + r0, c0)} where a "
+                         "date is expected (type Excel dates, or text as YYYY-MM-DD)", name)
+    return tuple(col), keys
+
+
+def _show_date(cell: Any) -> str:
+    """A date cell as the user would recognise it in a message."""
+    if isinstance(cell, dt.datetime):
+        return f"{cell:%Y-%m-%d %H:%M}" if cell.time() != dt.time() else f"{cell:%Y-%m-%d}"
+    if isinstance(cell, dt.date):
+        return cell.isoformat()
+    if _is_typed_number(cell):
+        x = float(cell)
+        return str(int(x)) if x.is_integer() else f"{x:g}"
+    return _short(str(cell).strip())
+
+
+def _date_order(index: Sequence[Any], keys: Sequence[Any], name: str, r0: int, c0: int
+                ) -> list[int]:
+    """The rows from the first date to the last; a date given twice is reported with its rows."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal dates keep rows
+    for a, b in itertools.pairwise(order):
+        if keys[a] == keys[b]:
+            first, again = _show_date(index[a]), _show_date(index[b])
+            also = "" if first == again else f", as {first} and {again}"
+            raise InputError(f"{name} has the date {first} twice (rows {a + r0 + 1} and "
+                             f"{b + r0 + 1} of column {c0 + 1}{also}); give each date once",
+                             name)
+    return order
 
 
 def _column_label(cell: Any, ids: bool) -> str | None:
@@ -719,8 +827,15 @@ def table(value: Any, name: str) -> Table:
     The first column is an index, not an asset, when the header names it with a
     date word (whatever its cells: dates, yyyymm numbers, texts), when it holds
     more dates than numbers, or when it is all labels. The cells of a date
-    index must be all dates (or, under a date word, all numbers or all texts):
-    a blank, an error or a stray text such as "Average" is reported.
+    index must be all dates (or, under a date word, all numbers such as Excel
+    serials or yyyymm, or all texts written as dates in one format): a blank,
+    an error or a stray text such as "Average" is reported.
+
+    Rows with dates (an index of dates, numbers under a date word, or labels
+    that are all text dates) are returned in date order, oldest first,
+    whatever their order on the sheet (downloads often list the newest
+    first); a date given twice is reported with its two rows. Without dates
+    the rows keep the user's order.
     """
     rows, r0, c0 = _grid(value, name)
     first = rows[0]
@@ -741,13 +856,14 @@ def table(value: Any, name: str) -> Table:
             raise InputError(f"{name} has a header but no data rows", name)
     hr = r0 + (1 if is_header else 0)
     col = [r[0] for r in rows]
-    index = None
+    index, keys = None, None
     if date_head or (len(rows[0]) > 1 and _is_date_column(col)):
         if len(rows[0]) < 2:
             raise InputError(f"{name} has a date column but no data columns", name)
-        index = _date_index(col, name, hr, c0)
+        index, keys = _date_index(col, name, hr, c0)
     elif len(rows[0]) > 1 and all(_label(c) is not None for c in col):
         index = tuple(col)
+        keys, _ = _text_date_keys(col, name)  # labels that are all dates are dates
     ic = 0 if index is None else 1
     columns = None
     if is_header:
@@ -764,6 +880,9 @@ def table(value: Any, name: str) -> Table:
             labels.append(lab)
         columns = _check_unique(labels, name)
     vals = _numbers([r[ic:] for r in rows], name, hr, c0 + ic)
+    if index is not None and keys is not None:
+        order = _date_order(index, keys, name, hr, c0)
+        vals, index = vals[order], tuple(index[i] for i in order)
     return Table(vals, columns, index)
 
 
