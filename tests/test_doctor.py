@@ -188,6 +188,22 @@ def test_api_check_never_shows_the_token_echoed_in_a_field(tmp_path):
     assert not any(token[i:i + 8] in text for i in range(len(token) - 7))
 
 
+
+def test_api_check_never_shows_the_token_in_any_spelling(tmp_path):
+    """Issue 16.3: a JSON-escaped echo of the token reached ``doctor --api``."""
+    from fund_api import FundApi, Reply, leaks, token_spellings
+
+    token = "xlf_Tok-7Q2w/9Zk+4Lm0pNB.q~"
+    with FundApi(token=token) as api:
+        for form, spelling in token_spellings(token).items():
+            api.script([Reply(status=500, body=f'{{"detail":"{spelling}"}}')])
+            got = api_check(tmp_path, api.url, XLFUNCS_API_TOKEN=token)
+            assert got.status == "FAIL", form
+            assert got.detail.endswith("; body: (not shown: it quotes the API token)"), form
+            table = doctor.render([got])
+            assert not leaks(token, table) and not leaks(spelling, table), form
+
+
 def test_api_check_reports_a_redirect(fund_api, tmp_path):
     from fund_api import Reply
 

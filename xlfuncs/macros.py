@@ -34,6 +34,7 @@ from xlfuncs.excel.sheets import (
     subtract,
     write_cell,
 )
+from xlfuncs.redact import Redactor
 
 __all__ = ["HOLDINGS_NAMES", "RefreshResult", "refresh_holdings"]
 
@@ -362,6 +363,4 @@ def _secrets(config: Config | None) -> set[str]:
 
 
 def _redact(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    return Redactor(secrets).text(text)
