@@ -829,6 +829,16 @@ def _no_piece_of(token: str, text: str, size: int = 8) -> bool:
     return not any(token[i:i + size] in text for i in range(len(token) - size + 1))
 
 
+def _failures(client: HoldingsClient, n: int) -> list[ApiError]:
+    """The errors of ``n`` fetches that must each fail."""
+    errors = []
+    for _ in range(n):
+        with pytest.raises(ApiError) as info:
+            client.fetch("quant", DAY, DAY)
+        errors.append(info.value)
+    return errors
+
+
 def test_a_long_token_echoed_back_leaves_no_piece_in_any_message(caplog):
     caplog.set_level(logging.DEBUG)
     escaped = json.dumps(LONG_TOKEN)[1:-1].replace("/", "\\/")
@@ -844,12 +854,8 @@ def test_a_long_token_echoed_back_leaves_no_piece_in_any_message(caplog):
             Reply(echo=True, body=f"<html>{pad} {{authorization}}"),
             Reply(echo=True, transform=lambda a: {**a, "start": "{authorization}"}),
         ])
-        errors = []
         with HoldingsClient(config(api, token=LONG_TOKEN, retries=0)) as client:
-            for _ in range(7):
-                with pytest.raises(ApiError) as info:
-                    client.fetch("quant", DAY, DAY)
-                errors.append(info.value)
+            errors = _failures(client, 7)
             # a token in a field the contract accepts reaches neither the snapshot nor a cell
             api.script([Reply(echo=True, holdings=[row("{authorization}", 100.0)])])
             snap = client.fetch("quant", DAY, DAY)
@@ -900,12 +906,8 @@ def test_a_token_echoed_in_any_spelling_is_not_shown(form, caplog):
                 {"loc": ["body", "fund"], "msg": f"bad {spelling}"}]}).replace("\\\\", "\\")),
             Reply(status=200, body=f"<html>{spelling}</html>"),
         ])
-        errors = []
         with HoldingsClient(config(api, token=ECHO_TOKEN, retries=0)) as client:
-            for _ in range(4):
-                with pytest.raises(ApiError) as info:
-                    client.fetch("quant", DAY, DAY)
-                errors.append(info.value)
+            errors = _failures(client, 4)
     assert str(errors[0]) == ("the API failed (500): a server error, or fund 'quant' is "
                               "unknown; body: (not shown: it quotes the API token)")
     assert str(errors[3]) == ("the API answered 200 but not with JSON: (not shown: it quotes "
