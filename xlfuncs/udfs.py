@@ -206,6 +206,9 @@ def BETA_NEUTRAL(holdings, etf_weights, cov, target_beta=None, method=None, long
     return res.table()
 
 
+_EXCEL_ROWS = 1_048_576  # rows of a worksheet: a longer spill cannot be shown
+
+
 @worksheet_function(
     path="Full path of the issuer's holdings download (iShares .csv, SSGA .xlsx, Janus "
     'Henderson .csv) or a ticker,weight .csv; quotes from "Copy as path" are fine.',
@@ -235,6 +238,3 @@ def ETF_HOLDINGS(path, weights=None):
                          f"they need more than Excel's {_EXCEL_ROWS:,} rows", "path")
     return [["ticker", "weight"], *([t, float(w)] for t, w in zip(etf.tickers, etf.weights,
                                                                 strict=True))]
-
-
-_EXCEL_ROWS = 1_048_576  # rows of a worksheet: a longer spill cannot be shown

@@ -29,14 +29,15 @@ subtotal rows (a ticker or name cell reading ``Total``, ``Grand Total``,
 the original total is reported. The table ends
 at the first blank row (the legal disclaimers that follow are ignored).
 
-Weights that cannot be an ETF's are refused, naming the file and the row: one
-outside -100% to 100% (:data:`WEIGHT_RANGE`), and kept holdings whose weights sum
-to less than 90% or more than 110% (:data:`TOTAL_BAND`). An issuer's file adds up
-to 100% with its cash and derivative rows, which for an equity ETF are a few
-percent at most (the fixtures: 0.13% to 2%, kept holdings summing to 98% to
-99.87%); a total outside the band is a file read in the wrong
-unit, a file with rows repeated, or a fund whose stocks do not stand for it
-(renormalising them would inflate its beta by more than a tenth).
+Weights that cannot be an ETF's are refused rather than renormalised: a weight
+outside -100% to 100% (:data:`WEIGHT_RANGE`; the message names its row), and kept
+holdings whose weights sum to less than 90% or more than 110% (:data:`TOTAL_BAND`).
+An issuer's file adds up to 100% with its cash and derivative rows, which for an
+equity ETF are a few percent at most (the fixtures: 0.13% to 2%, kept holdings
+summing to 98% to 99.87%). A total outside the band is a file read in the wrong
+unit, rows repeated, a top-10 list, or a fund so much in cash or derivatives that
+its stocks do not stand for it (renormalising them would inflate its beta by more
+than a tenth).
 """
 
 from __future__ import annotations
