@@ -13,18 +13,19 @@ may cut the token short. One rule covers them all, applied to the whole text
    still say ``Bearer ***``;
 2. the text is then decoded every way it may have been encoded (JSON and
    ``\xHH`` escapes, percent-encoding with and without ``+`` as a space, HTML
-   references), three layers deep (e.g. percent-encoded, then JSON-escaped twice), and
-   every decoded form is searched, ignoring case, for a piece of the token or of
-   its base64 (at each of the three byte alignments ``user:`` can give it). A
-   text in which any form still holds such a piece is **not echoed at all**: it
-   is replaced by a fixed note (:data:`WITHHELD`, ``***`` for a JSON value).
+   references), three layers deep (e.g. percent-encoded, then JSON-escaped
+   twice), and every decoded form is searched, ignoring case, for a piece of
+   the token or of its base64 (at each of the three byte alignments ``user:``
+   can give it). A text in which any form still holds such a piece is **not
+   echoed at all**: it is replaced by a fixed note (:data:`WITHHELD`; ``***``
+   for a JSON value).
 
-A piece is one of the token's :data:`ANCHOR`-character slices that start at a
-multiple of :data:`ANCHOR` (and its last :data:`ANCHOR` characters), so every
-stretch of :data:`PIECE` or more characters of the token contains one: a
-prefix of 11 characters is caught wherever the text was cut. The price of
-refusing rather than decoding back is an error that shows less of the API's
-answer; the answer never reaches a message, a log, a cell or a file.
+A piece is one of the secret's :data:`ANCHOR`-character slices that start at a
+multiple of :data:`ANCHOR`, or its last :data:`ANCHOR` characters: so a prefix
+of 6 characters is caught, and any stretch of :data:`PIECE` (11) or more,
+wherever the API cut the token. The price of refusing rather than decoding
+back is an error that shows less of the API's answer; none of it reaches a
+message, a log, a cell or a file.
 
 This module imports only the standard library.
 """
