@@ -43,8 +43,10 @@ module or ``conftest.py`` does not shadow a name). The server does not import xl
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import html
 import itertools
 import json
 import random
@@ -68,9 +70,11 @@ __all__ = [
     "Reply",
     "closed_port",
     "fund_api_fixture",
+    "leaks",
     "refused_url_fixture",
     "sample_holdings",
     "stalled_port",
+    "token_spellings",
 ]
 
 PATH = "/all-holdings/summary"
@@ -171,6 +175,54 @@ def trading_days(start: date, end: date) -> int:
     """Weekdays from ``start`` to ``end`` inclusive (what the fake API reports)."""
     days = (end - start).days + 1
     return sum((start + timedelta(d)).weekday() < 5 for d in range(max(days, 0)))
+
+
+# --------------------------------------------------------------------------- echoed tokens
+
+
+def token_spellings(token: str) -> dict[str, str]:
+    """The token as an API might echo it back, escaped, encoded or cut (for leak tests).
+
+    Built with the standard library only: JSON ``\\u`` escapes (lower, upper and
+    mixed hex, or only part of the token), ``\\x`` escapes, percent-encoding
+    (upper and lower hex, ``+`` for a space, and percent-encoded then
+    JSON-escaped), HTML character references, base64 of the token and of
+    ``user:token`` (standard and URL-safe, with and without padding), the token
+    upper-cased, and its first 13 characters.
+    """
+    def each(fmt: str, text: str = token) -> str:
+        return "".join(fmt % ord(c) for c in text)
+
+    half = len(token) // 2
+    b64, url64 = base64.b64encode, base64.urlsafe_b64encode
+    return {
+        "json-lower": each("\\u%04x"),
+        "json-upper": each("\\u%04X"),
+        "json-part": token[:half] + "".join(
+            ("\\u%04X" if i % 2 else "\\u%04x") % ord(c) for i, c in enumerate(token[half:])),
+        "hex-escapes": each("\\x%02x"),
+        "percent-upper": each("%%%02X"),
+        "percent-lower": each("%%%02x"),
+        "percent-plus": "Bearer+" + each("%%%02x"),
+        "percent-in-json": each("\\u0025%02X"),
+        "html-decimal": each("&#%d;"),
+        "html-hex": each("&#x%x;"),
+        "base64": b64(token.encode()).decode(),
+        "base64-url-unpadded": url64(token.encode()).decode().rstrip("="),
+        "basic-auth": "Basic " + b64(f"analyst:{token}".encode()).decode(),
+        "basic-auth-url": url64(f"ab:{token}".encode()).decode().rstrip("="),
+        "basic-auth-shift": b64(f"abc:{token}".encode()).decode(),
+        "upper-case": token.upper(),
+        "cut": token[:13],
+        "html-entities": html.escape(token, quote=True).replace("/", "&sol;"),
+    }
+
+
+def leaks(secret: str, text: str, size: int = 8) -> bool:
+    """Whether ``text`` holds ``size`` or more consecutive characters of ``secret``."""
+    if len(secret) <= size:
+        return secret in text
+    return any(secret[i:i + size] in text for i in range(len(secret) - size + 1))
 
 
 # --------------------------------------------------------------------------- scripting

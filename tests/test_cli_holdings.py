@@ -279,6 +279,34 @@ def test_the_token_never_leaks(workbook, tmp_path, monkeypatch, capsys, caplog):
         assert TOKEN not in record.getMessage()
 
 
+
+def test_a_token_echoed_json_escaped_reaches_neither_stderr_nor_the_log(workbook, monkeypatch,
+                                                                         capsys, caplog):
+    """Issue 16.3: ``{"detail":"\\u0078\\u006c..."}`` spelling the token reached stderr."""
+    from fund_api import leaks, token_spellings
+
+    caplog.set_level(logging.DEBUG)
+    before = workbook.read_bytes()
+    with FundApi(token=TOKEN) as api:
+        monkeypatch.setenv("XLFUNCS_API_URL", api.url)
+        monkeypatch.setenv("XLFUNCS_API_TOKEN", TOKEN)
+        spellings = token_spellings(TOKEN)
+        outputs = []
+        for form in ("json-lower", "base64", "percent-lower"):
+            body = f'{{"detail":"{spellings[form]}"}}'
+            api.script([Reply(status=500, body=body), Reply(status=500, body=body)])
+            outputs.append(run(capsys, "--fund", "quant", "--date", DAY))
+            outputs.append(run(capsys, "--fund", "quant", "--date", DAY, "--workbook",
+                               str(workbook)))
+    assert [o[0] for o in outputs] == [2] * 6
+    assert outputs[0][2] == ("xlfuncs: error: the API failed (500): a server error, or fund "
+                             "'quant' is unknown; body: (not shown: it quotes the API token)\n")
+    assert workbook.read_bytes() == before
+    for _, out, err in outputs:
+        for secret in (TOKEN, *spellings.values()):
+            assert not leaks(secret, out + err + caplog.text)
+
+
 # --------------------------------------------------------------------------- unwritable files
 
 

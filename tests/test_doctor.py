@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -188,6 +189,22 @@ def test_api_check_never_shows_the_token_echoed_in_a_field(tmp_path):
     assert not any(token[i:i + 8] in text for i in range(len(token) - 7))
 
 
+
+def test_api_check_never_shows_the_token_in_any_spelling(tmp_path):
+    """Issue 16.3: a JSON-escaped echo of the token reached ``doctor --api``."""
+    from fund_api import FundApi, Reply, leaks, token_spellings
+
+    token = "xlf_Tok-7Q2w/9Zk+4Lm0pNB.q~"
+    with FundApi(token=token) as api:
+        for form, spelling in token_spellings(token).items():
+            api.script([Reply(status=500, body=f'{{"detail":"{spelling}"}}')])
+            got = api_check(tmp_path, api.url, XLFUNCS_API_TOKEN=token)
+            assert got.status == "FAIL", form
+            assert got.detail.endswith("; body: (not shown: it quotes the API token)"), form
+            table = doctor.render([got])
+            assert not leaks(token, table) and not leaks(spelling, table), form
+
+
 def test_api_check_reports_a_redirect(fund_api, tmp_path):
     from fund_api import Reply
 
@@ -238,3 +255,43 @@ def test_a_windows_conf_is_read_in_the_ansi_code_page(tmp_path):
         f'"INTERPRETER_WIN","{python}"\n'.encode("cp1252"))
     got = by_name(doctor.run_checks(env=env, home=home, platform="win32"))
     assert got["interpreter"].status == "ok" and got["interpreter"].detail == str(python)
+
+
+# --------------------------------------------------------------------------- the exit code
+
+
+def doctor_command(capsys, monkeypatch, tmp_path, *argv, **env):
+    """``xlfuncs doctor ARGV`` with only this fund API environment: (exit code, output)."""
+    from xlfuncs.cli import main
+
+    for var in ("XLFUNCS_API_URL", "XLFUNCS_API_TOKEN", "XLFUNCS_FUND", "XLFUNCS_CONFIG",
+                "XLFUNCS_TIMEOUT", "XLFUNCS_DEADLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "appdata"))
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    code = main(["doctor", *argv])
+    return code, capsys.readouterr().out
+
+
+def test_doctor_api_exits_non_zero_when_the_api_check_is_not_ok(fund_api, capsys, monkeypatch,
+                                                                tmp_path):
+    """Issue 16.6: ``doctor --api`` exited 0 when the API check failed."""
+    url = {"XLFUNCS_API_URL": fund_api.url}
+    code, out = doctor_command(capsys, monkeypatch, tmp_path, "--api", **url)
+    assert code == 0 and by_name(doctor.run_checks())["Python"].status == "ok"
+    assert re.search(r"^fund API\s+ok\s", out, re.M)
+    for step in ("500", "404", "502"):  # FAIL
+        fund_api.script([step])
+        code, out = doctor_command(capsys, monkeypatch, tmp_path, "--api", **url)
+        assert code == 1, step
+        assert re.search(r"^fund API\s+FAIL\s", out, re.M)
+    fund_api.script(["no-holdings"])  # it answers, but the refresh could not use it: warn
+    code, out = doctor_command(capsys, monkeypatch, tmp_path, "--api", **url)
+    assert code == 1 and re.search(r"^fund API\s+warn\s.*has no holdings field", out, re.M)
+    code, out = doctor_command(capsys, monkeypatch, tmp_path, "--api")  # no URL configured
+    assert code == 1 and "no fund API URL is configured" in out
+    fund_api.script(["500"])  # without --api the API is not asked, and not the exit code
+    code, out = doctor_command(capsys, monkeypatch, tmp_path, **url)
+    assert code == 0 and "fund API" not in out and fund_api.pending == 1

@@ -151,10 +151,11 @@ def test_ssga_fixture():
     assert h.as_of == dt.date(2026, 8, 20)
     assert h.fund == "Technology Select Sector SPDR\u00ae Fund (XLK)"
     assert h.names[1] == "MICROSOFT CORP"
-    cash = [row for row in MAKE_SSGA.HOLDINGS if row[1] == "-"]
+    cash = [(i, row) for i, row in enumerate(MAKE_SSGA.HOLDINGS) if row[1] == "-"]
+    first = len(MAKE_SSGA.PREAMBLE) + 2  # the file's row of HOLDINGS[0], after the header
     assert h.dropped == (
-        DroppedRow(None, cash[0][0], cash[0][4] / 100, "cash", 16),
-        DroppedRow(None, cash[1][0], cash[1][4] / 100, "money market", 17),
+        DroppedRow(None, cash[0][1][0], cash[0][1][4] / 100, "cash", first + cash[0][0]),
+        DroppedRow(None, cash[1][1][0], cash[1][1][4] / 100, "money market", first + cash[1][0]),
     )
     assert "US DOLLAR (cash, 0.0482%)" in h.report()[3]
 
@@ -285,9 +286,11 @@ def test_plain_fraction_fixture():
 def test_plain_percent_header_contradiction_and_fraction_header_override():
     err = _error(read_etf_file, FIXTURES / "plain_percent.csv", percent=False)
     assert str(err).startswith("percent: plain_percent.csv contradicts percent=False")
-    h = read_etf_file(FIXTURES / "plain_fraction.csv", percent=True)
-    assert h.original_total == pytest.approx(0.0098)  # 0.98 read as percent
-    assert h.dropped[0].weight == pytest.approx(0.0002)
+    err = _error(read_etf_file, FIXTURES / "plain_fraction.csv", percent=True)
+    assert str(err) == (  # 0.98 read as percent: outside the band, not renormalised
+        "path: plain_fraction.csv weights of its 5 holdings sum to 0.98% once its 1 "
+        "cash/derivative row is dropped; they must sum to 90% to 110% (rows repeated, or "
+        "weights in another unit?)")
 
 
 def test_plain_without_header_needs_percent_stated():
@@ -298,7 +301,8 @@ def test_plain_without_header_needs_percent_stated():
         "a header 'ticker,weight %' (percent) or 'ticker,weight' (fractions), or pass "
         "percent=True or percent=False")
     assert parse_etf_table(rows, percent=True).original_total == pytest.approx(1.0)
-    assert parse_etf_table(rows, percent=False).original_total == pytest.approx(100.0)
+    assert str(_error(parse_etf_table, rows, source="mine.csv", percent=False)) == (
+        "path: mine.csv row 1: weight '60' is 6000%, outside -100% to 100%")
     signed = parse_etf_table([["AAPL", "60%"], ["MSFT", "40%"]])  # every cell says percent
     assert signed.original_total == pytest.approx(1.0)
 
@@ -438,25 +442,29 @@ _RAW_TICKER = st.builds(
     st.sampled_from("ABK"),
     st.booleans(),
     st.booleans(),
-).filter(lambda t: normalise_ticker(t) not in etf_files._CURRENCIES)
-_WEIGHT = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
+).filter(lambda t: normalise_ticker(t) not in etf_files._CURRENCIES | etf_files._NO_TICKER)
+_WEIGHT = st.floats(min_value=1e-6, max_value=1.0, allow_nan=False, allow_infinity=False)
 
 
 @given(
     st.lists(st.tuples(_RAW_TICKER, _WEIGHT), min_size=1, max_size=25,
              unique_by=lambda tw: normalise_ticker(tw[0])),
     st.sampled_from(["weight", "weight %", None]),
+    st.floats(min_value=0.91, max_value=1.09),  # inside the band after rounding
 )
-def test_random_plain_tables_round_trip(holdings, header):
+def test_random_plain_tables_round_trip(holdings, header, total):
     raw = [t for t, _ in holdings]
-    weights = np.array([w for _, w in holdings])
+    drawn = np.array([w for _, w in holdings])
+    scale = 100.0 if header == "weight %" else 1.0
+    # weights of any sizes that sum to a total inside the band, each at most 100%
+    weights = np.minimum(drawn / drawn.sum() * total, 1.0) * scale
+    holdings = [(t, float(w)) for t, w in zip(raw, weights, strict=True)]
     rows = ([["ticker", header]] if header else []) + [[t, repr(w)] for t, w in holdings]
     h = parse_etf_table(rows, source="random.csv", percent=None if header else False)
     assert h.tickers == tuple(normalise_ticker(t) for t in raw)
     assert tuple(normalise_ticker(t) for t in h.tickers) == h.tickers  # idempotent
     assert abs(h.weights.sum() - 1.0) <= 1e-12
     np.testing.assert_allclose(h.weights, weights / weights.sum(), rtol=1e-12, atol=1e-15)
-    scale = 100.0 if header == "weight %" else 1.0
     assert h.original_total == pytest.approx(math.fsum(weights) / scale, rel=1e-12)
     # and through a CSV file's text
     text = "\n".join(",".join(r) for r in rows)
@@ -541,17 +549,107 @@ def test_infinite_weight_text_names_the_row():
         "path: x.csv row 3: weight '1e400' is too large to be a number")
 
 
-def test_weights_whose_sum_overflows_or_cancels():
-    rows = [["ticker", "weight"], ["AAPL", "1e308"], ["MSFT", "1e308"]]
-    assert "weights are too large to add up" in str(_error(parse_etf_table, rows))
-    rows = [["ticker", "weight"], ["AAPL", "1e300"], ["MSFT", "3e300"]]
+def test_an_absurd_weight_names_its_row():
+    """Issue 16.4: one weight of 1e308 made that name 100% and the rest about 0."""
+    rows = [["ticker", "weight"], ["AAPL", "0.5"], ["MSFT", "1e308"], ["KO", "0.5"]]
+    assert str(_error(parse_etf_table, rows, source="x.csv")) == (
+        "path: x.csv row 3: weight '1e308' is 1e+310%, outside -100% to 100%")
+    rows = [["ticker", "weight %"], ["AAPL", "50"], ["MSFT", "-100.5"], ["KO", "150.5"]]
+    assert str(_error(parse_etf_table, rows, source="p.csv")) == (
+        "path: p.csv row 3: weight '-100.5' is -100.5%, outside -100% to 100%")
+    cash = [["ticker", "weight"], ["AAPL", "1"], ["USD", "3e300"]]  # a dropped row too
+    assert "row 3: weight '3e300' is 3e+302%" in str(_error(parse_etf_table, cash))
+    # the bounds themselves are weights: one holding of 100%, a short of 100%
+    np.testing.assert_array_equal(parse_etf_table([["ticker", "weight"], ["AAPL", "1"]]).weights,
+                                  [1.0])
+    rows = [["ticker", "weight"], ["AAPL", "1"], ["MSFT", "1"], ["KO", "-1"]]
+    np.testing.assert_array_equal(parse_etf_table(rows).weights, [1.0, 1.0, -1.0])
+
+
+@pytest.mark.parametrize(("weights", "total"), [
+    (["0.985", "0.985"], "197%"),  # the issue's case: every weight typed twice
+    (["3e-320", "1e-320"], "0%"),
+    (["0.5", "-0.5"], "0%"),
+    (["0.5", "0.3999"], "89.99%"),
+    (["0.6", "0.5001"], "110.01%"),
+])
+def test_a_total_outside_the_band_is_an_error_not_renormalised(weights, total):
+    """Issue 16.4: a 197% total was renormalised without a word in the cell."""
+    rows = [["ticker", "weight"], ["AAPL", weights[0]], ["MSFT", weights[1]]]
+    assert str(_error(parse_etf_table, rows, source="t.csv")) == (
+        f"path: t.csv weights of its 2 holdings sum to {total}; they must sum to 90% to "
+        "110% (rows repeated, or weights in another unit?)")
+
+
+@pytest.mark.parametrize(("weights", "total"), [(["0.5", "0.4"], 0.9), (["0.6", "0.5"], 1.1),
+                                                (["0.98", "0.01"], 0.99)])
+def test_a_total_inside_the_band_is_renormalised_and_reported(weights, total):
+    rows = [["ticker", "weight"], ["AAPL", weights[0]], ["MSFT", weights[1]]]
     h = parse_etf_table(rows)
-    np.testing.assert_allclose(h.weights, [0.25, 0.75], rtol=0, atol=1e-15)
-    assert h.report()[-1] == "weights summed to 4e+302%; renormalised to 100%"
-    tiny = [["ticker", "weight"], ["AAPL", "3e-320"], ["MSFT", "1e-320"]]
-    np.testing.assert_allclose(parse_etf_table(tiny).weights, [0.75, 0.25], atol=1e-15)
-    cancel = [["ticker", "weight"], ["AAPL", "0.5"], ["MSFT", "-0.5"]]
-    assert "cannot renormalise" in str(_error(parse_etf_table, cancel))
+    values = np.array([float(w) for w in weights])
+    np.testing.assert_allclose(h.weights, values / values.sum(), rtol=0, atol=1e-15)
+    assert h.original_total == pytest.approx(total, abs=1e-15)
+    assert h.report()[-1] == f"weights summed to {total:.0%}; renormalised to 100%"
+
+
+def test_cash_heavy_and_truncated_files_are_refused():
+    # a top-10 list (61% of the fund), and a fund that holds 15% cash: renormalising their
+    # stocks would inflate the fund's beta by 64% and 18%
+    h = [["Ticker", "Name", "Sector", "Asset Class", "Market Value", "Weight (%)"]]
+    rows = [*h, ["NVDA", "NVIDIA", "IT", "Equity", "61", "61.0"]]
+    assert "weights of its 1 holding sum to 61%; they must sum" in str(
+        _error(parse_etf_table, rows))
+    rows = [*h, ["NVDA", "NVIDIA", "IT", "Equity", "85", "85.0"],
+            ["USD", "USD CASH", "Cash and/or Derivatives", "Cash", "15", "15.0"]]
+    assert ("weights of its 1 holding sum to 85% once its 1 cash/derivative row is dropped"
+            in str(_error(parse_etf_table, rows)))
+
+
+def test_the_udf_and_the_command_refuse_a_total_outside_the_band(tmp_path, capsys):
+    """Issue 16.4: the CLI printed a note but exited 0."""
+    from xlfuncs import udfs
+    from xlfuncs.cli import main
+
+    path = _write(tmp_path / "twice.csv", "ticker,weight\nAAPL,0.6\nMSFT,0.37\nAAPL,0.6\n"
+                                         "MSFT,0.37\n")
+    message = ("twice.csv weights of its 2 holdings sum to 194%; they must sum to 90% to 110% "
+               "(rows repeated, or weights in another unit?)")
+    assert udfs.ETF_HOLDINGS(str(path)) == f"#xlfuncs! path: {message}"
+    assert main(["etf-holdings", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"xlfuncs: error: {message}\n"
+
+
+def test_the_udf_names_weights_not_percent(tmp_path):
+    """Issue 16.4: a contradiction of weights was reported under percent, never typed."""
+    from xlfuncs import udfs
+
+    assert udfs.ETF_HOLDINGS(str(FIXTURES / "ishares_aiq.csv"), "fraction") == (
+        '#xlfuncs! weights: ishares_aiq.csv contradicts weights "fraction": iShares CSV '
+        "weights are percent; omit weights")
+    assert udfs.ETF_HOLDINGS(str(FIXTURES / "plain_percent.csv"), "fraction") == (
+        '#xlfuncs! weights: plain_percent.csv contradicts weights "fraction": its weight '
+        "header says percent ('%'); omit weights")
+    headerless = _write(tmp_path / "w.csv", "AAPL,60\nMSFT,40\n")
+    out = udfs.ETF_HOLDINGS(str(headerless))
+    assert out.endswith('or pass weights "percent" or weights "fraction"') and "=" not in out
+    assert udfs.ETF_HOLDINGS(str(headerless), "percent")[1] == ["AAPL", 0.6]
+
+
+def test_the_udf_refuses_more_rows_than_a_worksheet_has(tmp_path, monkeypatch):
+    """Issue 16.4: 1,500,001 rows were returned for a 1.5M-row file (Excel has 1,048,576)."""
+    from xlfuncs import udfs
+
+    assert udfs._EXCEL_ROWS == 1_048_576  # Excel's sheet (reading a file that long takes 30 s)
+    monkeypatch.setattr(udfs, "_EXCEL_ROWS", 4)  # a header and three holdings fit
+    fits = _write(tmp_path / "three.csv", "ticker,weight\nAAPL,0.5\nMSFT,0.3\nKO,0.2\n")
+    assert udfs.ETF_HOLDINGS(str(fits)) == [["ticker", "weight"], ["AAPL", 0.5],
+                                            ["MSFT", 0.3], ["KO", 0.2]]
+    four = _write(tmp_path / "four.csv", "ticker,weight\nAAPL,0.4\nMSFT,0.3\nKO,0.2\n"
+                                         "USD,0.05\nPEP,0.1\n")
+    assert udfs.ETF_HOLDINGS(str(four)) == (
+        "#xlfuncs! path: four.csv has 4 holdings; with the header they need more than "
+        "Excel's 4 rows")
 
 
 # --------------------------------------------------------------------------- odd paths

@@ -20,9 +20,11 @@ from fund_api import (  # noqa: F401  (the fixtures fund_api and refused_url)
     FundApi,
     Reply,
     fund_api_fixture,
+    leaks,
     refused_url_fixture,
     sample_holdings,
     stalled_port,
+    token_spellings,
 )
 
 from xlfuncs.config import Config
@@ -827,6 +829,16 @@ def _no_piece_of(token: str, text: str, size: int = 8) -> bool:
     return not any(token[i:i + size] in text for i in range(len(token) - size + 1))
 
 
+def _failures(client: HoldingsClient, n: int) -> list[ApiError]:
+    """The errors of ``n`` fetches that must each fail."""
+    errors = []
+    for _ in range(n):
+        with pytest.raises(ApiError) as info:
+            client.fetch("quant", DAY, DAY)
+        errors.append(info.value)
+    return errors
+
+
 def test_a_long_token_echoed_back_leaves_no_piece_in_any_message(caplog):
     caplog.set_level(logging.DEBUG)
     escaped = json.dumps(LONG_TOKEN)[1:-1].replace("/", "\\/")
@@ -842,12 +854,8 @@ def test_a_long_token_echoed_back_leaves_no_piece_in_any_message(caplog):
             Reply(echo=True, body=f"<html>{pad} {{authorization}}"),
             Reply(echo=True, transform=lambda a: {**a, "start": "{authorization}"}),
         ])
-        errors = []
         with HoldingsClient(config(api, token=LONG_TOKEN, retries=0)) as client:
-            for _ in range(7):
-                with pytest.raises(ApiError) as info:
-                    client.fetch("quant", DAY, DAY)
-                errors.append(info.value)
+            errors = _failures(client, 7)
             # a token in a field the contract accepts reaches neither the snapshot nor a cell
             api.script([Reply(echo=True, holdings=[row("{authorization}", 100.0)])])
             snap = client.fetch("quant", DAY, DAY)
@@ -870,3 +878,70 @@ def test_parse_summary_scrubs_the_secrets_it_is_given():
     with pytest.raises(ApiResponseError) as info:
         parse_summary(answer, fund="quant", secrets=[LONG_TOKEN])
     assert str(info.value) == "holdings[0].price is text 'Bearer ***', a number is needed"
+
+
+# --------------------------------------------------------------- a token in another spelling
+
+ECHO_TOKEN = "xlf_Tok-7Q2w/9Zk+4Lm0pNB.q~"
+SPELLINGS = token_spellings(ECHO_TOKEN)
+
+
+def _leak_free(spelling: str, *texts: str) -> bool:
+    """No piece of the token, nor of the spelling that carried it, in any of ``texts``."""
+    text = "\n".join(texts)
+    return not leaks(ECHO_TOKEN, text) and not leaks(spelling, text)
+
+
+@pytest.mark.parametrize("form", list(SPELLINGS))
+def test_a_token_echoed_in_any_spelling_is_not_shown(form, caplog):
+    """Issue 16.3: a 500 body ``{"detail":"\\u0053\\u0065..."}`` reached every message."""
+    caplog.set_level(logging.DEBUG)
+    spelling = SPELLINGS[form]
+    pad = "y" * 150  # the excerpt is cut at 200 characters: inside the spelling
+    with FundApi(token=ECHO_TOKEN) as api:
+        api.script([
+            Reply(status=500, body=f'{{"detail":"{spelling}"}}'),
+            Reply(status=500, body=f"{pad} {spelling}"),
+            Reply(status=422, body=json.dumps({"detail": [
+                {"loc": ["body", "fund"], "msg": f"bad {spelling}"}]}).replace("\\\\", "\\")),
+            Reply(status=200, body=f"<html>{spelling}</html>"),
+        ])
+        with HoldingsClient(config(api, token=ECHO_TOKEN, retries=0)) as client:
+            errors = _failures(client, 4)
+    assert str(errors[0]) == ("the API failed (500): a server error, or fund 'quant' is "
+                              "unknown; body: (not shown: it quotes the API token)")
+    assert str(errors[3]) == ("the API answered 200 but not with JSON: (not shown: it quotes "
+                              "the API token)")
+    for exc in errors:
+        assert _leak_free(spelling, _all_text(exc)), exc
+    assert _leak_free(spelling, caplog.text, *(repr(r.args) for r in caplog.records))
+
+
+@pytest.mark.parametrize("form", list(SPELLINGS))
+def test_a_token_in_any_spelling_in_a_field_reaches_no_snapshot_nor_message(form):
+    spelling = SPELLINGS[form]
+    answer = json.dumps({"start": str(DAY), "end": str(DAY), "trading_days": 1,
+                         "holdings": [row(f"X {spelling}", 100.0), row("AAPL", 50.0)]})
+    if "json" in form:  # the escapes as the API wrote them: the client decodes them
+        answer = answer.replace("\\\\", "\\")
+    with FundApi(token=ECHO_TOKEN) as api:
+        api.script([Reply(body=answer), Reply(holdings=[row("AAPL", 100.0, price=spelling)])])
+        with HoldingsClient(config(api, token=ECHO_TOKEN, retries=0)) as client:
+            snap = client.fetch("quant", DAY, DAY)
+            with pytest.raises(ApiResponseError) as info:
+                client.fetch("quant", DAY, DAY)
+    assert snap.tickers[1] == "AAPL" and snap.tickers[0] in ("***", "X ***")
+    assert _leak_free(spelling, repr(snap), snap.to_frame().to_csv())
+    assert str(info.value) in ("holdings[0].price is text '***', a number is needed",
+                               "holdings[0].price is text '*** ', a number is needed")
+    assert _leak_free(spelling, _all_text(info.value))
+
+
+def test_a_body_too_large_to_go_over_is_not_quoted(fund_api):
+    from xlfuncs.data.holdings import MAX_TEXT
+
+    body = "Internal Server Error " + "z" * MAX_TEXT
+    fund_api.script([Reply(status=500, body=body), Reply(status=500, body=body[:MAX_TEXT])])
+    exc = fails(fund_api, ApiStatusError, retries=0)
+    assert str(exc).endswith(f"; body: (not shown: {len(body):,} bytes)")
+    assert str(fails(fund_api, ApiStatusError, retries=0)).endswith("zzz...")

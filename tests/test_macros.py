@@ -434,6 +434,27 @@ def test_no_piece_of_an_echoed_token_reaches_the_status_the_log_or_the_file(work
         assert not any(token[i:i + 8] in text for i in range(len(token) - 7))
 
 
+
+@pytest.mark.parametrize("form", ["json-lower", "percent-in-json", "basic-auth", "cut"])
+def test_a_token_echoed_in_another_spelling_reaches_no_status_log_or_file(workbook, caplog,
+                                                                          pristine, form):
+    """Issue 16.3: a JSON-escaped echo reached the saved workbook's HoldingsStatus cell."""
+    from fund_api import FundApi, leaks, token_spellings
+
+    token = "xlf_Tok-7Q2w/9Zk+4Lm0pNB.q~"
+    spelling = token_spellings(token)[form]
+    with FundApi(token=token) as api, caplog.at_level(logging.DEBUG):
+        api.script([Reply(status=500, body=f'{{"detail":"{spelling}"}}')])
+        result, book = refresh(workbook, fast(api.url, token=token))
+    assert result.status == ("Refresh failed: the API failed (500): a server error, or fund "
+                             "'undergrad' is unknown; body: (not shown: it quotes the API token)")
+    assert_only_status_changed(workbook, pristine, result, book)
+    with zipfile.ZipFile(workbook) as z:
+        saved = "".join(z.read(n).decode("latin-1") for n in z.namelist())
+    for text in (result.status, caplog.text, saved, *book.messages):
+        assert not leaks(token, text) and not leaks(spelling, text)
+
+
 def test_connection_refused(workbook, refused_url, pristine):
     result, book = refresh(workbook, fast(refused_url))
     assert result.status == f"Refresh failed: cannot reach {refused_url}: connection refused"

@@ -622,7 +622,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = doctor.run_checks(api=args.api)
     print(doctor.render(checks))
-    return 1 if doctor.python_broken(checks) else 0
+    return doctor.exit_code(checks)
 
 
 def cmd_build_workbooks(args: argparse.Namespace) -> int:

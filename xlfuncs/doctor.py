@@ -6,9 +6,10 @@ package's, and a UDF module that fails to import. Each check here reports one
 of ``ok``, ``warn``, ``FAIL`` or ``n/a`` (not applicable on this machine, e.g. no
 Excel on Linux) with a one-line detail and, when it is not ok, the fix.
 
-Only a broken Python side (Python too old, a dependency or ``xlfuncs.udfs``
-that does not import) makes the command exit non-zero: the Excel side cannot be
-checked, or needed, on a server.
+A broken Python side (Python too old, a dependency or ``xlfuncs.udfs`` that
+does not import) makes the command exit non-zero, and so does a fund API check
+that was asked for (``--api``) and is not ok; the Excel side alone does not: it
+cannot be checked, or needed, on a server.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["Check", "addin_dir", "python_broken", "render", "run_checks", "xlwings_conf_path"]
+__all__ = ["Check", "addin_dir", "exit_code", "python_broken", "render", "run_checks",
+           "xlwings_conf_path"]
 
 OK, WARN, FAIL, NA = "ok", "warn", "FAIL", "n/a"
 MIN_PYTHON = (3, 11)
@@ -43,6 +45,7 @@ class Check:
     detail: str
     fix: str = ""
     python_side: bool = False  # a failure here breaks the command line too
+    must_pass: bool = False  # asked for explicitly (--api): anything but ok is a failure
 
 
 def _windows(platform: str) -> bool:
@@ -308,8 +311,6 @@ def _check_api(env: Mapping[str, str]) -> Check:
     It goes through :meth:`HoldingsClient.fetch`, as the refresh does, so the
     answer is checked and the token scrubbed by the same code.
     """
-    from dataclasses import replace
-
     from xlfuncs.config import load_config
     from xlfuncs.errors import ApiError, ApiResponseError, XlfuncsError
 
@@ -371,7 +372,7 @@ def run_checks(*, api: bool = False, env: Mapping[str, str] | None = None,
         lambda: _check_conf(home, platform),
     ]
     if api:
-        steps.append(lambda: _check_api(env))
+        steps.append(lambda: replace(_check_api(env), must_pass=True))
     for step in steps:
         got = step()
         checks.extend(got if isinstance(got, list) else [got])
@@ -379,8 +380,27 @@ def run_checks(*, api: bool = False, env: Mapping[str, str] | None = None,
 
 
 def python_broken(checks: list[Check]) -> bool:
-    """True when a check of the Python side failed (the exit code of ``xlfuncs doctor``)."""
+    """True when a check of the Python side failed."""
     return any(c.python_side and c.status == FAIL for c in checks)
+
+
+def exit_code(checks: list[Check]) -> int:
+    """The exit code of ``xlfuncs doctor``: 1 when the Python side or a required check fails.
+
+    Parameters
+    ----------
+    checks : list of Check
+        What :func:`run_checks` returned.
+
+    Returns
+    -------
+    int
+        1 when :func:`python_broken`, or when a check asked for explicitly (the
+        fund API with ``--api``) is not ok; else 0.
+
+    """
+    broken = python_broken(checks) or any(c.must_pass and c.status != OK for c in checks)
+    return 1 if broken else 0
 
 
 def render(checks: list[Check]) -> str:

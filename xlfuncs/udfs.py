@@ -218,6 +218,9 @@ def BETA_NEUTRAL(holdings, etf_weights, cov, target_beta=None, method=None, long
     return res.table()
 
 
+_EXCEL_ROWS = 1_048_576  # rows of a worksheet: a longer spill cannot be shown
+
+
 @worksheet_function(
     path="Full path of the issuer's holdings download (iShares .csv, SSGA .xlsx, Janus "
     'Henderson .csv) or a ticker,weight .csv; quotes from "Copy as path" are fine.',
@@ -226,7 +229,8 @@ def BETA_NEUTRAL(holdings, etf_weights, cov, target_beta=None, method=None, long
 def ETF_HOLDINGS(path, weights=None):
     """ETF constituents from an issuer's holdings file: spills ticker | weight (sums to 1).
 
-    Cash and derivative rows are dropped; weights are renormalised to 100%.
+    Cash and derivative rows are dropped; weights are renormalised to 100% when the
+    holdings sum to 90%-110% (else an error), each in -100% to 100%.
     """
     from xlfuncs.data.etf_files import read_etf_file
 
@@ -239,6 +243,10 @@ def ETF_HOLDINGS(path, weights=None):
         raise InputError("path must be the file's full path, as text", "path")
     file = Path(path.strip().strip('"')).expanduser()
     unit = cells.choice(weights, "weights", ("percent", "fraction"), "")
-    etf = read_etf_file(file, percent={"percent": True, "fraction": False}.get(unit))
+    etf = read_etf_file(file, percent={"percent": True, "fraction": False}.get(unit),
+                        percent_name="weights")
+    if len(etf.tickers) + 1 > _EXCEL_ROWS:  # the header row too
+        raise InputError(f"path: {file.name} has {len(etf.tickers):,} holdings; with the header "
+                         f"they need more than Excel's {_EXCEL_ROWS:,} rows", "path")
     return [["ticker", "weight"], *([t, float(w)] for t, w in zip(etf.tickers, etf.weights,
                                                                 strict=True))]

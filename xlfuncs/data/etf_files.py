@@ -28,6 +28,16 @@ subtotal rows (a ticker or name cell reading ``Total``, ``Grand Total``,
 ``Subtotal`` or ``Sum``); the kept weights are renormalised to sum to one and
 the original total is reported. The table ends
 at the first blank row (the legal disclaimers that follow are ignored).
+
+Weights that cannot be an ETF's are refused rather than renormalised: a weight
+outside -100% to 100% (:data:`WEIGHT_RANGE`; the message names its row), and kept
+holdings whose weights sum to less than 90% or more than 110% (:data:`TOTAL_BAND`).
+An issuer's file adds up to 100% with its cash and derivative rows, which for an
+equity ETF are a few percent at most (the fixtures: 0.13% to 2%, kept holdings
+summing to 98% to 99.87%). A total outside the band is a file read in the wrong
+unit, rows repeated, a top-10 list, or a fund so much in cash or derivatives that
+its stocks do not stand for it (renormalising them would inflate its beta by more
+than a tenth).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +60,13 @@ import pandas as pd
 from xlfuncs.core import normalise_ticker
 from xlfuncs.errors import InputError
 
-__all__ = ["DroppedRow", "EtfHoldings", "parse_etf_table", "read_etf_file"]
+__all__ = ["TOTAL_BAND", "WEIGHT_RANGE", "DroppedRow", "EtfHoldings", "parse_etf_table",
+           "read_etf_file"]
+
+#: The weights, as fractions, one row of a holdings file may have.
+WEIGHT_RANGE = (-1.0, 1.0)
+#: The sum, as a fraction, of the kept holdings' weights before renormalisation.
+TOTAL_BAND = (0.90, 1.10)
 
 # --------------------------------------------------------------------------- results
 
@@ -189,7 +206,9 @@ _TOTAL_REASON = "total"
 
 def _pct(fraction: float) -> str:
     if abs(fraction) >= 1e7:  # a file whose weights are far from percent or fractions
-        return f"{fraction * 100:.4g}%"
+        text = f"{fraction * 100:.4g}" if abs(fraction) < 1e306 else (
+            re.sub(r"\.?0+e", "e", f"{Decimal(fraction) * 100:.4g}"))  # 1e+310%, not inf%
+        return f"{text}%"
     text = f"{fraction * 100:.4f}".rstrip("0").rstrip(".")
     return f"{'0' if text in ('', '-0') else text}%"
 
@@ -534,8 +553,15 @@ def _is_total(ticker: str, name: str | None, weight: float | None, above: list[f
     return False
 
 
+def _said(percent_name: str, percent: bool) -> str:
+    """How the caller stated the unit: ``percent=False`` in Python, ``weights "fraction"``."""
+    if percent_name == "percent":
+        return f"percent={percent}"
+    return f'{percent_name} "{"percent" if percent else "fraction"}"'
+
+
 def _resolve_percent(layout: _Layout, header_percent: bool | None,
-                     percent: bool | None, source: str) -> bool | None:
+                     percent: bool | None, source: str, percent_name: str) -> bool | None:
     """Whether unsigned weight cells are percent; None when nobody said (plain, no header).
 
     ``header_percent`` is what a plain header says: True for ``%``, False for a
@@ -545,7 +571,8 @@ def _resolve_percent(layout: _Layout, header_percent: bool | None,
         if percent is False:
             why = (f"{layout.title} weights are percent" if layout.percent
                    else "its weight header says percent ('%')")
-            raise _fail(source, f"contradicts percent=False: {why}; omit percent", "percent")
+            raise _fail(source, f"contradicts {_said(percent_name, False)}: {why}; "
+                                f"omit {percent_name}", percent_name)
         return True
     if header_percent is False:
         return bool(percent)
@@ -575,7 +602,8 @@ def _plain_start(rows: list[list[str]]) -> tuple[int, bool | None, bool] | None:
 
 
 def parse_etf_table(
-    rows: list[list[object]], source: str = "file", percent: bool | None = None
+    rows: list[list[object]], source: str = "file", percent: bool | None = None, *,
+    percent_name: str = "percent",
 ) -> EtfHoldings:
     """Parse the raw cells of an ETF holdings file (any of the four layouts).
 
@@ -591,6 +619,10 @@ def parse_etf_table(
         for a plain two-column file with no header row; a plain header with
         ``%`` means percent and one reading ``weight`` means fractions. The
         issuer layouts are percent by layout; stating the opposite is an error.
+    percent_name : str, default "percent"
+        The name under which the caller's user gave ``percent``, for messages:
+        ``"percent"`` speaks Python (``percent=False``); any other name is an
+        option taking ``"percent"`` or ``"fraction"`` (``weights "fraction"``).
 
     Returns
     -------
@@ -602,8 +634,9 @@ def parse_etf_table(
     ------
     InputError
         An unknown layout, an empty (non-trading-day) template, a bad number or
-        ticker (naming the row), a contradictory or
-        missing ``percent``.
+        ticker, a weight outside :data:`WEIGHT_RANGE` (naming the row), kept
+        weights summing outside :data:`TOTAL_BAND`, a contradictory (argument
+        ``percent_name``) or missing ``percent``.
 
     """
     table = [[_text(c) for c in row] for row in rows]
@@ -636,9 +669,9 @@ def parse_etf_table(
                     source,
                     "has no header row, so its weights could be fractions or percent; add a "
                     "header 'ticker,weight %' (percent) or 'ticker,weight' (fractions), or "
-                    "pass percent=True or percent=False",
+                    f"pass {_said(percent_name, True)} or {_said(percent_name, False)}",
                 )
-    unsigned_percent = _resolve_percent(layout, header_percent, percent, source)
+    unsigned_percent = _resolve_percent(layout, header_percent, percent, source, percent_name)
 
     def col(name: str | None) -> int | None:
         return columns.get(name) if name is not None else None
@@ -690,6 +723,10 @@ def parse_etf_table(
                 else _cell(row, c_ticker)
             dropped.append(DroppedRow(None, label, weight, _TOTAL_REASON, line))
             continue
+        if weight is not None and not WEIGHT_RANGE[0] <= weight <= WEIGHT_RANGE[1]:
+            raise _fail(source, f"row {line}: weight {_cell(row, c_weight)!r} is "
+                                f"{_pct(weight)}, outside {_pct(WEIGHT_RANGE[0])} to "
+                                f"{_pct(WEIGHT_RANGE[1])}")
         above.append(weight or 0.0)
         reason = _classify(
             raw_ticker, name or "", _cell(row, c_asset), _cell(row, c_sector),
@@ -723,17 +760,16 @@ def parse_etf_table(
                                                 (n_total, "total")) if n]
         verb = "is" if len(dropped) == 1 else "are"
         raise _fail(source, f"has no holdings once its {' and '.join(kinds)} {verb} dropped")
-    # Added up relative to the largest weight: no overflow, no underflow.
-    top = max(abs(x) for x in weights)
-    scaled = [x / top for x in weights] if top > 0 else weights
-    scaled_total = math.fsum(scaled)
-    total = scaled_total * top
-    if not math.isfinite(total):
-        raise _fail(source, "weights are too large to add up (they sum to more than 1e308); "
-                            "they should be fractions or percent")
-    if not scaled_total > 1e-9 * math.fsum(abs(x) for x in scaled):
-        raise _fail(source, f"weights of its holdings sum to {_pct(total)}; cannot renormalise")
-    vector = _sum_to_one(np.asarray(scaled, dtype=float) / scaled_total)
+    total = math.fsum(weights)  # each in WEIGHT_RANGE: no overflow
+    if not TOTAL_BAND[0] <= total <= TOTAL_BAND[1]:
+        n_cash = sum(1 for d in dropped if d.reason != _TOTAL_REASON)
+        verb = "is" if n_cash == 1 else "are"
+        cash = f" once its {_rows(n_cash, 'cash/derivative')} {verb} dropped" if n_cash else ""
+        holdings = f"{len(tickers)} holding{'s' if len(tickers) != 1 else ''}"
+        raise _fail(source, f"weights of its {holdings} sum to "
+                            f"{_pct(total)}{cash}; they must sum to {_pct(TOTAL_BAND[0])} to "
+                            f"{_pct(TOTAL_BAND[1])} (rows repeated, or weights in another unit?)")
+    vector = _sum_to_one(np.asarray(weights, dtype=float) / total)
     vector.flags.writeable = False  # EtfHoldings is frozen
     return EtfHoldings(
         tickers=tuple(tickers),
@@ -797,7 +833,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None) -> EtfHoldings:
+def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None, *,
+                  percent_name: str = "percent") -> EtfHoldings:
     """Read an ETF issuer holdings file (CSV, TXT or XLSX) into tickers and weights.
 
     Parameters
@@ -809,6 +846,8 @@ def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None) -> 
         is detected from the content, not the name.
     percent : bool, optional
         See :func:`parse_etf_table`; needed only for a plain file with no header.
+    percent_name : str, default "percent"
+        How the user named ``percent`` (see :func:`parse_etf_table`).
 
     Returns
     -------
@@ -836,7 +875,7 @@ def read_etf_file(path: str | os.PathLike[str], percent: bool | None = None) -> 
         rows = _xlsx_rows(data, source)
     else:
         rows = _csv_rows(data, source)
-    return parse_etf_table(rows, source=source, percent=percent)
+    return parse_etf_table(rows, source=source, percent=percent, percent_name=percent_name)
 
 
 # Cell error values as a worksheet hands them on (xlfuncs.excel.cells.EXCEL_ERRORS;

@@ -30,13 +30,17 @@ not followed: a 3xx is reported with the address it names, for ``XLFUNCS_API_URL
 Every failure is one of the :class:`~xlfuncs.errors.ApiError` subclasses, with a
 one-line message; transport exceptions are translated in one place
 (:meth:`HoldingsClient._exchange`). The bearer token is never in a message, a
-repr, a log record or a snapshot: it is replaced by ``***`` in the body and in
-every decoded JSON value before anything is cut, described or parsed.
+repr, a log record or a snapshot: :class:`xlfuncs.redact.Redactor` goes over the
+body and every decoded JSON value before anything is cut, described or parsed;
+the token as sent becomes ``***``, and a body (or value) that quotes it in any
+other spelling (JSON or percent escapes, HTML references, base64, upper case, or
+cut short) is not shown at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -49,7 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
@@ -72,6 +76,7 @@ from xlfuncs.errors import (
     ConfigError,
     InputError,
 )
+from xlfuncs.redact import WITHHELD, Redactor
 
 __all__ = [
     "ANALYTICS",
@@ -80,6 +85,7 @@ __all__ = [
     "FUNDS",
     "MAX_BODY",
     "MAX_RETRY_AFTER",
+    "MAX_TEXT",
     "RETRY_STATUSES",
     "Holding",
     "HoldingsClient",
@@ -106,6 +112,7 @@ COLUMNS = ("ticker", "shares", "price", "value", "weight", *ANALYTICS)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # not 500: "unknown fund" is deterministic
 MAX_RETRY_AFTER = 10.0  # seconds; a longer Retry-After is reported, not waited for
 MAX_BODY = 50 * 2**20  # bytes of an answer, decompressed; a larger one is refused
+MAX_TEXT = 256 * 2**10  # bytes of an answer quoted in messages; a larger one is not
 BACKOFF_MAX = 120.0  # seconds, as urllib3's
 _CHUNK = 64 * 2**10  # bytes read at a time
 
@@ -224,8 +231,9 @@ def parse_summary(
         When the answer arrived (default now, UTC).
     secrets : iterable of str, optional
         Text that must not reach a message or the snapshot (the API token,
-        should the API echo it): replaced by ``***`` in every string first.
-        :class:`HoldingsClient` does this already.
+        should the API echo it): every string goes through
+        :meth:`xlfuncs.redact.Redactor.value` first. :class:`HoldingsClient`
+        does this already.
 
     Returns
     -------
@@ -241,7 +249,7 @@ def parse_summary(
         there is no active row; the active rows are not worth more than 0.
 
     """
-    payload = _scrub_value(payload, _secret_forms(secrets))
+    payload = Redactor(secrets).value(payload)
     if not isinstance(payload, dict):
         raise ApiResponseError(
             f"the API answer is {_describe(payload)}, an object with holdings is needed"
@@ -428,43 +436,6 @@ def _span(start: date, end: date) -> str:
     return f"on {end}" if start == end else f"from {start} to {end}"
 
 
-# --------------------------------------------------------------------------- secrets
-
-
-def _secret_forms(secrets: Iterable[str | None]) -> tuple[str, ...]:
-    """Every spelling of the secrets an answer may echo, longest first.
-
-    The token itself covers ``Bearer <token>``; a JSON body may escape a quote
-    or a slash in it, and a URL may percent-encode it.
-    """
-    forms: set[str] = set()
-    for secret in secrets:
-        if not secret:
-            continue
-        escaped = json.dumps(secret)[1:-1]
-        forms.update({secret, escaped, escaped.replace("/", "\\/"), quote(secret, safe="")})
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
-def _scrub_text(text: str, forms: tuple[str, ...]) -> str:
-    for form in forms:
-        text = text.replace(form, "***")
-    return text
-
-
-def _scrub_value(value: Any, forms: tuple[str, ...]) -> Any:
-    """A decoded JSON value with the secrets replaced by ``***`` in every string and key."""
-    if not forms:
-        return value
-    if isinstance(value, str):
-        return _scrub_text(value, forms)
-    if isinstance(value, list):
-        return [_scrub_value(v, forms) for v in value]
-    if isinstance(value, dict):
-        return {_scrub_text(str(k), forms): _scrub_value(v, forms) for k, v in value.items()}
-    return value
-
-
 # --------------------------------------------------------------------------- transport
 
 
@@ -638,12 +609,29 @@ class _BearerAuth(AuthBase):
 
 @dataclass(frozen=True)
 class _Answer:
-    """An HTTP answer, read in full (at most :data:`MAX_BODY`), secrets already scrubbed."""
+    """An HTTP answer, read in full (at most :data:`MAX_BODY`); :attr:`text` is scrubbed."""
 
     status: int
     headers: Mapping[str, str]
     content: bytes  # as sent (decompressed); parse it, then scrub the values
-    text: str  # decoded and scrubbed: for messages and ApiError.body
+    encoding: str
+    redactor: Redactor
+
+    @functools.cached_property
+    def text(self) -> str:
+        """The body decoded and scrubbed, for messages and ApiError.body (made when needed).
+
+        A body larger than :data:`MAX_TEXT` is not quoted at all: cutting it first
+        could cut an echoed token, and going over all of it every way it may be
+        encoded would take seconds.
+        """
+        if len(self.content) > MAX_TEXT:
+            return f"(not shown: {len(self.content):,} bytes)"
+        try:
+            text = self.content.decode(self.encoding, errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = self.content.decode("utf-8", errors="replace")
+        return self.redactor.text(text)
 
 
 class _TooLarge(Exception):
@@ -772,7 +760,7 @@ class HoldingsClient:
         if config.token:
             session.auth = _BearerAuth(config.token)
         self._session = session
-        self._forms = _secret_forms([config.token])
+        self._redactor = Redactor([config.token])
 
     def __enter__(self) -> HoldingsClient:
         return self
@@ -957,11 +945,7 @@ class HoldingsClient:
             content = b"".join(chunks)
             encoding = response.encoding or "utf-8"
             headers = response.headers
-        try:
-            text = content.decode(encoding, errors="replace")
-        except LookupError:  # a charset Python does not know
-            text = content.decode("utf-8", errors="replace")
-        return _Answer(status, headers, content, _scrub_text(text, self._forms))
+        return _Answer(status, headers, content, encoding, self._redactor)
 
     def _backoff(self, failures: int) -> float:
         """urllib3's backoff: none after the first failure, then backoff * 2 ** (n - 1)."""
@@ -1049,7 +1033,9 @@ class HoldingsClient:
         message += note
         if excerpt:
             message += f"; body: {excerpt}"
-        return ApiStatusError(_scrub_text(message, self._forms), status=status, body=text)
+        # our own words too (a redirect's address): a message never quotes the token
+        message = self._redactor.text(message, f"the API answered {status}; {WITHHELD}")
+        return ApiStatusError(message, status=status, body=text)
 
     def _redirect_message(self, answer: _Answer) -> str:
         """Where a 3xx points, without query or credentials, and what to set."""
@@ -1075,7 +1061,7 @@ class HoldingsClient:
     def _decode(self, answer: _Answer) -> Any:
         """The JSON of a 2xx answer, the token (should the API echo it) scrubbed from it."""
         try:
-            payload = _scrub_value(json.loads(answer.content, parse_int=_parse_int), self._forms)
+            payload = self._redactor.value(json.loads(answer.content, parse_int=_parse_int))
         except (ValueError, RecursionError):  # not JSON, or nested beyond any reason
             raise ApiResponseError(
                 f"the API answered {answer.status} but not with JSON: "

@@ -11,6 +11,7 @@ from typing import Any
 
 from xlfuncs.errors import InputError, XlfuncsError
 from xlfuncs.excel.sheets import Area, Book, subtract
+from xlfuncs.redact import Redactor
 
 __all__ = ["MAX_STATUS", "check_room", "describe", "failure_reason", "one_line", "redact"]
 
@@ -82,7 +83,5 @@ def one_line(text: str, secrets: set[str]) -> str:
 
 
 def redact(text: str, secrets: set[str]) -> str:
-    """``text`` with each secret replaced by ``***`` (the longest first)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """``text`` with each secret masked in every spelling (:class:`xlfuncs.redact.Redactor`)."""
+    return Redactor(secrets).text(text)
