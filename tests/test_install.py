@@ -372,6 +372,28 @@ def test_macos_uninstall_removes_xlfuncs_and_only_xlfuncs(tmp_path):
     assert (home / (CONF + ".bak")).read_text() == before
 
 
+def test_macos_uninstall_removes_the_uv_environment_the_installer_made(tmp_path):
+    home = _installed_home(tmp_path)
+    (home / ".xlfuncs" / "uv" / "bin").mkdir(parents=True)
+    (home / ".xlfuncs" / "uv" / "pyvenv.cfg").write_text("version = 3.15.0\n")
+    done = sh("uninstall.sh", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    assert f"removed {home}/.xlfuncs/uv" in done.stdout
+    assert not (home / ".xlfuncs" / "uv").exists()
+    assert (home / ".xlfuncs" / "config.toml").exists()
+
+
+def test_windows_uninstall_removes_the_uv_environment_before_the_folder():
+    text = ps1("uninstall.ps1")
+    tools = text.index('$tools = Join-Path $env:LOCALAPPDATA "xlfuncs\\uv"')
+    assert text.index('Join-Path $tools "pyvenv.cfg"', tools) < text.index(
+        "Remove-Item -LiteralPath $tools", tools)
+    # before the environment's step, which removes an xlfuncs folder left empty
+    assert tools < text.index('Step "Removing the environment')
+    install = ps1("install.ps1")
+    assert '$tools = Join-Path $env:LOCALAPPDATA "xlfuncs\\uv"' in install
+
+
 def test_macos_uninstall_leaves_a_folder_that_is_not_an_environment(tmp_path):
     home = tmp_path / "home"
     mine = tmp_path / "projects"
