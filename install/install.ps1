@@ -4,11 +4,16 @@
 
 .DESCRIPTION
   Each step says what it does and stops with a clear message when it fails:
-    1. find Python 3.11 or later from python.org (a Microsoft Store Python is skipped)
+    1. find the newest Python in the supported range (xlfuncs\supported_pythons.txt: the
+       versions for which every dependency has binary wheels; a Microsoft Store Python is
+       skipped); without one, install that range's newest for this user only (winget
+       --scope user, else uv installed with any Python there is), or stop naming the
+       version to get from python.org
     2. create a virtual environment in %LOCALAPPDATA%\xlfuncs\venv (or %SystemDrive%\xlfuncs\venv
        when that path has characters outside the Windows ANSI code page, which xlwings cannot
        load from); an environment made by another Python version is recreated
-    3. pip install xlfuncs (from this repository, or -Source)
+    3. pip install xlfuncs (from this repository, or -Source), dependencies from binary
+       wheels only (--only-binary=:all:): nothing is compiled
     4. xlwings addin install (the xlwings add-in into XLSTART), then check it is there
     5. write %USERPROFILE%\.xlwings\xlwings.conf in the ANSI code page that xlwings' VBA reads:
        INTERPRETER_WIN, and xlfuncs.udfs added to UDF MODULES (other settings kept; the
@@ -89,6 +94,56 @@ function Write-Conf([string]$path, [string[]]$lines) {
 $confLine = '^\s*"([^"]*)"\s*,\s*"([^"]*)"\s*$'
 function Format-ConfLine([string]$key, [string]$value) { return '"{0}","{1}"' -f $key, $value }
 
+function Read-SupportedRange([string]$path) {
+    # @{ oldest = X; newest = Y } (minor versions of Python 3) from xlfuncs\supported_pythons.txt,
+    # the one source of the range for both installers, xlfuncs doctor and the README; $null when
+    # the file is missing or has no range.
+    if (-not (Test-Path -LiteralPath $path)) { return $null }
+    $range = @{}
+    foreach ($line in [IO.File]::ReadAllLines($path)) {
+        if ($line -match '^\s*(oldest|newest)\s*=\s*3\.(\d+)\s*$') { $range[$Matches[1]] = [int]$Matches[2] }
+    }
+    if ($range.Count -ne 2 -or $range.oldest -gt $range.newest) { return $null }
+    return $range
+}
+function Install-Python([string]$version, $bootstrap) {
+    # Install Python $version for this user only (no administrator rights) and return its
+    # python.exe: winget --scope user (the python.org build), else uv (the uv on PATH, or one
+    # installed into a small environment by $bootstrap, any Python 3.8 or later). Without
+    # either, stop naming the version to get from python.org.
+    Note "no Python $oldest to $newest is installed: installing Python $version for this user"
+    $winget = Get-Command winget -CommandType Application -ErrorAction SilentlyContinue
+    if ($winget) {
+        Run "winget install --id Python.Python.$version --exact --scope user --silent --accept-package-agreements --accept-source-agreements" { & winget install --id "Python.Python.$version" --exact --scope user --silent --accept-package-agreements --accept-source-agreements }
+        # where the python.org installer puts a per-user Python
+        $exe = Join-Path $env:LOCALAPPDATA ("Programs\Python\Python" + ($version -replace '\.', '') + "\python.exe")
+        if (-not $DryRun -and -not (Test-Path -LiteralPath $exe)) {
+            Fail "winget did not put Python $version in $exe. Install Python $version from https://www.python.org/downloads/ (tick 'Add python.exe to PATH') and run this again."
+        }
+        return $exe
+    }
+    $uv = Get-Command uv -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    if ($uv) {
+        $uvExe = $uv.Path
+    } elseif ($bootstrap) {
+        $tools = Join-Path $env:LOCALAPPDATA "xlfuncs\uv"
+        $uvExe = Join-Path $tools "Scripts\uv.exe"
+        $toolsPython = Join-Path $tools "Scripts\python.exe"
+        Run "$($bootstrap.Where) -m venv $tools" { & $bootstrap.Exe @($bootstrap.Args + @("-m", "venv", $tools)) }
+        Run "$toolsPython -m pip install --only-binary=:all: uv" { & $toolsPython -m pip install --only-binary=:all: uv }
+    } else {
+        Fail "no Python $oldest to $newest, no winget and no Python to install one with: install Python $version from https://www.python.org/downloads/ (tick 'Add python.exe to PATH') and run this again."
+    }
+    Run "$uvExe python install $version" { & $uvExe python install $version }
+    if ($DryRun) {
+        Write-Host "    (dry run) $uvExe python find $version"
+        return "`$($uvExe python find $version)"
+    }
+    $out = Invoke-Probe $uvExe @("python", "find", $version)
+    if (-not $out) { Fail "uv installed Python $version but cannot find it: install Python $version from https://www.python.org/downloads/ and run this again." }
+    return "$($out[0])".Trim()
+}
+
 $repo = Split-Path -Parent $PSScriptRoot
 if (-not $Source) { $Source = $repo }
 if (-not (Test-Path -LiteralPath $Source)) { Fail "-Source $Source does not exist." }
@@ -112,37 +167,50 @@ $scripts = Join-Path $Prefix "Scripts"
 $xlstart = Join-Path $env:APPDATA "Microsoft\Excel\XLSTART"
 $addin = Join-Path $repo "workbooks\xlfuncs.xlam"
 
-Step "1/7 Finding Python 3.11 or later"
+$rangeFile = Join-Path $repo "xlfuncs\supported_pythons.txt"
+$range = Read-SupportedRange $rangeFile
+if (-not $range) { Fail "$rangeFile is missing or unreadable: run this script from a copy of the xlfuncs repository." }
+$oldest = "3.$($range.oldest)"
+$newest = "3.$($range.newest)"
+Step "1/7 Finding Python $oldest to $newest (the versions xlfuncs installs on without compiling)"
 $candidates = @(
     @{ Exe = "py"; Args = @("-3") },
     @{ Exe = "python"; Args = @() },
-    @{ Exe = "python3"; Args = @() },
-    @{ Exe = "py"; Args = @("-3.14") },
-    @{ Exe = "py"; Args = @("-3.13") },
-    @{ Exe = "py"; Args = @("-3.12") },
-    @{ Exe = "py"; Args = @("-3.11") }
+    @{ Exe = "python3"; Args = @() }
 )
-$probe = "import sys; v = sys.version_info; print(v[0], v[1], int(v[:2] >= (3, 11))); print(sys.executable)"
+for ($minor = $range.newest; $minor -ge $range.oldest; $minor--) {
+    $candidates += @{ Exe = "py"; Args = @("-3.$minor") }
+}
+$probe = "import sys; v = sys.version_info; print(v[0], v[1]); print(sys.executable)"
 $found = $null
+$bootstrap = $null
 $passed = @()
-:search foreach ($c in $candidates) {
+foreach ($c in $candidates) {
     foreach ($cmd in @(Get-Command $c.Exe -CommandType Application -All -ErrorAction SilentlyContinue)) {
         $exe = $cmd.Path
         if ($exe -like "*\WindowsApps\*") { $passed += "$exe (Microsoft Store)"; continue }
         $info = Invoke-Probe $exe ($c.Args + @("-c", $probe))
         if (-not $info -or $info.Count -lt 2) { continue }
-        if (-not ("$($info[0])" -match '^(\d+) (\d+) ([01])$')) { continue }
-        $version = "$($Matches[1]).$($Matches[2])"
+        if (-not ("$($info[0])" -match '^(\d+) (\d+)$')) { continue }
+        $major = [int]$Matches[1]
+        $minor = [int]$Matches[2]
+        $version = "$major.$minor"
         $where = "$($info[1])".Trim()
-        if ($Matches[3] -ne "1") { $passed += "$where (Python $version)"; continue }
         if ($where -like "*\WindowsApps\*") { $passed += "$where (Microsoft Store)"; continue }
-        $found = @{ Exe = $exe; Args = $c.Args; Version = $version; Where = $where }
-        break search
+        $candidate = @{ Exe = $exe; Args = $c.Args; Version = $version; Minor = $minor; Where = $where }
+        if ($major -ne 3 -or $minor -lt $range.oldest -or $minor -gt $range.newest) {
+            $passed += "$where (Python $version)"
+            # any Python 3.8 or later can install uv
+            if ($major -eq 3 -and $minor -ge 8 -and -not $bootstrap) { $bootstrap = $candidate }
+            continue
+        }
+        if (-not $found -or $minor -gt $found.Minor) { $found = $candidate }
     }
 }
+if ($passed) { Write-Host "    passed over: $(($passed | Select-Object -Unique) -join '; ')" }
 if (-not $found) {
-    if ($passed) { Write-Host "    passed over: $(($passed | Select-Object -Unique) -join '; ')" }
-    Fail "no Python 3.11 or later from python.org found (the Microsoft Store Python cannot host the xlwings COM server). Install it from https://www.python.org (tick 'Add python.exe to PATH') and run this again."
+    $exe = Install-Python $newest $bootstrap
+    $found = @{ Exe = $exe; Args = @(); Version = $newest; Where = $exe }
 }
 Write-Host "    Python $($found.Version): $($found.Where)"
 
@@ -173,7 +241,9 @@ Run "python -m venv $Prefix (if Excel is open, close it: it may be using this en
 
 Step "3/7 Installing xlfuncs from $Source"
 Run "pip install --upgrade pip" { & $venvPython -m pip install --upgrade pip --quiet }
-Run "pip install $Source" { & $venvPython -m pip install --upgrade $Source }
+# binary wheels only for the dependencies (never a compiler); a folder of xlfuncs itself is still
+# built, which is pure Python
+Run "pip install --upgrade --only-binary=:all: $Source" { & $venvPython -m pip install --upgrade --only-binary=:all: $Source }
 
 Step "4/7 Installing the xlwings add-in (xlwings addin install)"
 Run "xlwings addin install" { & (Join-Path $scripts "xlwings.exe") addin install }

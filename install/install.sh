@@ -2,11 +2,15 @@
 # Install xlfuncs for Excel on macOS: Python environment, xlwings add-in, xlfuncs add-in.
 #
 # Each step says what it does and stops with a clear message when it fails:
-#   1. find Python 3.11 or later
+#   1. find the newest Python in the supported range (xlfuncs/supported_pythons.txt: the
+#      versions for which every dependency has binary wheels); without one, install that
+#      range's newest with uv (no administrator rights; uv itself is installed with any
+#      Python there is), or stop naming the version to get from python.org
 #   2. create a virtual environment in ~/.xlfuncs/venv (a path without spaces: xlwings'
 #      AppleScript runs the interpreter unquoted); one made by another Python version
 #      is recreated
-#   3. pip install xlfuncs (from this repository, or --source)
+#   3. pip install xlfuncs (from this repository, or --source), dependencies from binary
+#      wheels only (--only-binary=:all:): nothing is compiled
 #   4. xlwings addin install (the add-in and the AppleScript file RunPython needs),
 #      then check that both are in place
 #   5. write ~/Library/Containers/com.microsoft.Excel/Data/xlwings.conf: INTERPRETER_MAC
@@ -41,6 +45,42 @@ unsafe_for_applescript() {
         *[![:alnum:]/._+@%,=-]*) return 0 ;;
         *) return 1 ;;
     esac
+}
+
+# "OLDEST NEWEST" (e.g. "3.11 3.14") from the range file FILE, status 1 when it has none.
+supported_range() {
+    [ -f "$1" ] || return 1
+    awk -F= '/^[ \t]*#/ { next }
+             { gsub(/[ \t\r]/, "", $1); gsub(/[ \t\r]/, "", $2) }
+             $1 == "oldest" { oldest = $2 } $1 == "newest" { newest = $2 }
+             END { if (oldest ~ /^3\.[0-9]+$/ && newest ~ /^3\.[0-9]+$/) print oldest, newest
+                   else exit 1 }' "$1"
+}
+
+# True when VERSION (3.X) is from OLDEST to NEWEST.
+in_range() {  # VERSION OLDEST NEWEST
+    local v="${1#3.}" lo="${2#3.}" hi="${3#3.}"
+    [ "${1%%.*}" = 3 ] && [ "$v" -ge "$lo" ] && [ "$v" -le "$hi" ]
+}
+
+# True for /usr/bin/python3 on a Mac without the Command Line Tools: running it only opens
+# a dialog offering to install them.
+macos_stub() {
+    [ "$1" = /usr/bin/python3 ] && [ "$(uname -s)" = Darwin ] && ! xcode-select -p >/dev/null 2>&1
+}
+
+# The Pythons on PATH (python3.N and python3), one "VERSION PATH" line each, newest first;
+# passed-over stubs are left out.
+pythons_on_path() {
+    local n candidate path version seen=" "
+    for candidate in python3 $(n=30; while [ "$n" -ge 6 ]; do printf 'python3.%d ' "$n"; n=$((n - 1)); done); do
+        path="$(command -v "$candidate" 2>/dev/null)" || continue
+        case "$seen" in *" $path "*) continue ;; esac
+        seen="$seen$path "
+        macos_stub "$path" && continue
+        version="$("$path" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || continue
+        case "$version" in 3.[0-9]*) printf '%s %s\n' "$version" "$path" ;; esac
+    done | sort -t. -k2,2nr -s
 }
 
 # The major.minor version in DIR/pyvenv.cfg (empty when there is none).
@@ -92,6 +132,33 @@ check_xlwings_addin() {  # PREFIX STARTUP APPLICATION_SCRIPTS
 # True when the output of xlfuncs doctor has a FAIL line.
 doctor_failed() { grep -Eq '[[:space:]]FAIL([[:space:]]|$)' <<< "$1"; }
 
+# Install Python NEWEST with uv, without administrator rights: the uv on PATH, else one
+# installed into the environment TOOLS by BOOTSTRAP (any Python 3.8 or later). Sets
+# $provisioned to the interpreter. Stops with the version to get from python.org when
+# there is neither.
+provision_python() {  # NEWEST BOOTSTRAP TOOLS
+    local newest="$1" bootstrap="$2" tools="$3" uv
+    note "no Python from ${oldest:-3} to $newest is installed: installing Python $newest with uv"
+    if uv="$(command -v uv 2>/dev/null)"; then
+        :
+    elif [ -n "$bootstrap" ]; then
+        uv="$tools/bin/uv"
+        run "$bootstrap -m venv $tools" "$bootstrap" -m venv "$tools"
+        run "$tools/bin/python -m pip install --only-binary=:all: uv" \
+            "$tools/bin/python" -m pip install --only-binary=:all: uv
+    else
+        fail "no Python from ${oldest:-3} to $newest found, and no Python to install it with: install Python $newest from https://www.python.org/downloads/ and run this again"
+    fi
+    run "$uv python install $newest" "$uv" python install "$newest"
+    if [ "$dry_run" = 1 ]; then
+        provisioned="\$($uv python find $newest)"
+        printf '    (dry run) %s\n' "$uv python find $newest"
+    else
+        provisioned="$("$uv" python find "$newest")" ||
+            fail "uv installed Python $newest but cannot find it: install Python $newest from https://www.python.org/downloads/ and run this again"
+    fi
+}
+
 main() {
     local here repo source_dir home prefix dry_run=0
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -130,17 +197,27 @@ main() {
         fail "$prefix has a space or another character that xlwings cannot pass to the shell unquoted: choose another --prefix (letters, digits and / . _ - only)"
     fi
 
-    step "1/7 Finding Python 3.11 or later"
-    local python="" python_version="" candidate
-    for candidate in python3.14 python3.13 python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null; then
-            python="$(command -v "$candidate")"
-            python_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-            break
+    local range_file="$repo/xlfuncs/supported_pythons.txt" range oldest newest provisioned=""
+    range="$(supported_range "$range_file")" ||
+        fail "$range_file is missing or unreadable: run this script from a copy of the xlfuncs repository"
+    read -r oldest newest <<< "$range"
+    step "1/7 Finding Python $oldest to $newest (the versions xlfuncs installs on without compiling)"
+    local python="" python_version="" bootstrap="" version path passed=()
+    while read -r version path; do
+        [ -n "$path" ] || continue
+        if in_range "$version" "$oldest" "$newest"; then
+            if [ -z "$python" ]; then python="$path"; python_version="$version"; fi
+        else
+            passed+=("$path (Python $version)")
+            # any Python can install uv; the newest one found does
+            if [ -z "$bootstrap" ] && [ "${version#3.}" -ge 8 ]; then bootstrap="$path"; fi
         fi
-    done
-    [ -n "$python" ] || fail "no Python 3.11 or later found: install it from https://www.python.org and run this again"
+    done <<< "$(pythons_on_path)"
+    if [ "${#passed[@]}" -gt 0 ]; then note "passed over: ${passed[*]}"; fi
+    if [ -z "$python" ]; then
+        provision_python "$newest" "$bootstrap" "$home/.xlfuncs/uv"
+        python="$provisioned"; python_version="$newest"
+    fi
     note "Python $python_version: $python"
 
     step "2/7 Creating the environment in $prefix"
@@ -162,7 +239,10 @@ main() {
     run "$python ${venv_args[*]} $prefix" "$python" "${venv_args[@]}" "$prefix"
 
     step "3/7 Installing xlfuncs from $source_dir"
-    run "pip install $source_dir" "$prefix/bin/python" -m pip install --upgrade "$source_dir"
+    # binary wheels only for the dependencies (never a compiler); a folder of xlfuncs itself is
+    # still built, which is pure Python
+    run "pip install --upgrade --only-binary=:all: $source_dir" \
+        "$prefix/bin/python" -m pip install --upgrade --only-binary=:all: "$source_dir"
 
     step "4/7 Installing the xlwings add-in (xlwings addin install)"
     run "xlwings addin install" "$prefix/bin/xlwings" addin install

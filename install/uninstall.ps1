@@ -7,7 +7,9 @@
 .DESCRIPTION
   xlwings.conf loses xlfuncs.udfs from UDF MODULES (other modules stay) and INTERPRETER_WIN
   when it points into the environment; the previous file is saved as xlwings.conf.bak. The
-  environment folder is deleted only when it is a Python environment (has pyvenv.cfg).
+  environment folder is deleted only when it is a Python environment (has pyvenv.cfg). So is
+  %LOCALAPPDATA%\xlfuncs\uv, the small environment holding uv when the installer had to
+  install Python with it; that Python stays, as any other Python of this user.
 
 .PARAMETER Prefix
   The environment install.ps1 made (default: where install.ps1 puts it).
@@ -87,6 +89,12 @@ if (Test-Path -LiteralPath $conf) {
     [IO.File]::WriteAllBytes($conf, $ansi.GetBytes($text))
     Write-Host "    the previous file is $conf.bak"
 } else { Write-Host "    no $conf" }
+
+$tools = Join-Path $env:LOCALAPPDATA "xlfuncs\uv"
+if (Test-Path -LiteralPath (Join-Path $tools "pyvenv.cfg")) {
+    try { Remove-Item -LiteralPath $tools -Recurse -Force }
+    catch { Write-Host "    could not remove ${tools}: $_" -ForegroundColor Yellow }
+}
 
 Step "Removing the environment $Prefix"
 if (Test-Path -LiteralPath (Join-Path $Prefix "pyvenv.cfg")) {

@@ -3,7 +3,9 @@
 # xlwings.conf (the previous file is saved as xlwings.conf.bak) and its environment, also
 # the one older installers made in ~/Library/Application Support/xlfuncs/venv. A folder is
 # deleted only when it is a Python environment (has pyvenv.cfg). The xlwings add-in is
-# removed only with --remove-xlwings (other tools may use it).
+# removed only with --remove-xlwings (other tools may use it). The small environment holding
+# uv (~/.xlfuncs/uv, when the installer had to install Python) goes too; a Python that uv
+# installed stays, as any other Python of yours.
 #
 # Usage: install/uninstall.sh [--prefix DIR] [--home DIR] [--remove-xlwings]
 #   --prefix DIR        the environment install.sh made (default ~/.xlfuncs/venv)
@@ -83,4 +85,5 @@ remove_env() {  # DIR: delete it only when it is a Python environment
 echo "==> Removing the environment"
 remove_env "$prefix"
 if [ "$old_prefix" != "$prefix" ] && [ -e "$old_prefix" ]; then remove_env "$old_prefix"; fi
+if [ -e "$home/.xlfuncs/uv" ]; then remove_env "$home/.xlfuncs/uv"; fi
 echo "xlfuncs is uninstalled."

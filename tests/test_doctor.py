@@ -11,6 +11,7 @@ import pytest
 import xlwings
 
 from xlfuncs import doctor
+from xlfuncs.pythons import supported_pythons
 
 XLWINGS_ADDIN = Path(xlwings.__file__).parent / "addin" / "xlwings.xlam"
 REPO_ADDIN = Path(__file__).resolve().parents[1] / "workbooks" / "xlfuncs.xlam"
@@ -45,6 +46,38 @@ def test_this_machine_reports_no_excel_and_a_working_python_side():
     assert not doctor.python_broken(checks)
     table = doctor.render(checks)
     assert table.splitlines()[0].startswith("check")
+
+
+def _ranges_cases():
+    supported = supported_pythons()
+    (major, oldest), (_, newest) = supported.oldest, supported.newest
+    return [((major, oldest, 0), "ok"), ((major, newest, 2), "ok"),
+            ((major, oldest - 1, 9), "FAIL"), ((major, newest + 1, 0), "warn")]
+
+
+@pytest.mark.parametrize(("version", "status"), _ranges_cases())
+def test_python_is_checked_against_the_supported_range(version, status):
+    supported = supported_pythons()
+    newest = f"{supported.newest[0]}.{supported.newest[1]}"
+    got = doctor._check_python(version, "/opt/python/bin/python3")
+    assert got.status == status and got.python_side
+    assert got.detail.startswith(f"{version[0]}.{version[1]}.{version[2]} at /opt/python")
+    assert f"xlfuncs supports {supported.oldest[0]}.{supported.oldest[1]} to {newest}" in (
+        got.detail)
+    if status == "FAIL":
+        assert f"install Python {newest} from python.org" in got.fix
+        assert doctor.python_broken([got])
+    if status == "warn":
+        assert "too new" in got.detail and f"installing {newest}" in got.fix
+        assert not doctor.python_broken([got])
+        assert "to fix:" in doctor.render([got])
+
+
+def test_the_store_python_inside_the_range_is_a_warning():
+    supported = supported_pythons()
+    got = doctor._check_python((*supported.newest, 1),
+                               r"C:\Users\ann\AppData\Local\Microsoft\WindowsApps\python.exe")
+    assert got.status == "warn" and "Microsoft Store" in got.fix
 
 
 def test_a_good_windows_setup_is_all_ok(tmp_path):

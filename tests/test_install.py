@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from xlfuncs.doctor import FAIL, NA, OK, WARN, Check, render
+from xlfuncs.pythons import supported_pythons
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "install"
@@ -26,9 +27,35 @@ CONF = "Library/Containers/com.microsoft.Excel/Data/xlwings.conf"
 OLD_PREFIX = "Library/Application Support/xlfuncs/venv"
 
 
-def sh(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def sh(script: str, *args: str, cwd: Path | None = None,
+       path: str | None = None) -> subprocess.CompletedProcess:
+    env = None if path is None else {"PATH": path, "HOME": "/nonexistent", "LC_ALL": "C"}
     return subprocess.run(["bash", str(INSTALL / script), *args], capture_output=True,
-                          text=True, timeout=60, cwd=cwd, stdin=subprocess.DEVNULL)
+                          text=True, timeout=120, cwd=cwd, stdin=subprocess.DEVNULL, env=env)
+
+
+#: What install.sh runs besides Python (linked into a PATH of fake interpreters).
+TOOLS = ("bash", "awk", "uname", "dirname", "find", "head", "grep", "cmp", "cp", "mv", "mkdir",
+         "sort")
+
+
+def fake_path(folder: Path, **pythons: str) -> str:
+    """A PATH with only the tools and fake interpreters: python3_15="3.15" -> python3.15.
+
+    A fake interpreter prints its version (what install.sh asks it) and nothing else.
+    """
+    folder.mkdir()
+    for tool in TOOLS:
+        (folder / tool).symlink_to(shutil.which(tool))
+    for name, version in pythons.items():
+        exe = folder / name.replace("_", ".")
+        exe.write_text(f"#!/bin/sh\necho {version}\n" if version else "#!/bin/sh\nexit 1\n")
+        exe.chmod(0o755)
+    return str(folder)
+
+
+def _dotted(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
 
 
 def helper(body: str, *args: str) -> subprocess.CompletedProcess:
@@ -71,6 +98,84 @@ def test_macos_installer_dry_run_announces_every_step(tmp_path):
     assert not any(tmp_path.iterdir()), "a dry run must not write anything"
 
 
+def test_macos_takes_the_newest_python_inside_the_supported_range(tmp_path):
+    supported = supported_pythons()
+    inside, newer = _dotted(supported.newest), _dotted((3, supported.newest[1] + 1))
+    older = _dotted((3, supported.newest[1] - 1))
+    path = fake_path(tmp_path / "bin", python3=older, **{f"python{inside}": inside,
+                                                          f"python{newer}": newer})
+    done = sh("install.sh", "--dry-run", "--home", str(tmp_path / "home"), path=path)
+    assert done.returncode == 0, done.stderr
+    assert f"Python {inside}: {tmp_path}/bin/python{inside}\n" in done.stdout
+    assert f"passed over: {tmp_path}/bin/python{newer} (Python {newer})" in done.stdout
+    assert f"(dry run) {tmp_path}/bin/python{inside} -m venv " in done.stdout
+    assert "uv" not in done.stdout
+
+
+def test_macos_python_older_than_the_range_is_passed_over(tmp_path):
+    supported = supported_pythons()
+    path = fake_path(tmp_path / "bin", python3_10="3.10",
+                     python3=_dotted(supported.oldest))
+    done = sh("install.sh", "--dry-run", "--home", str(tmp_path / "home"), path=path)
+    assert done.returncode == 0, done.stderr
+    assert f"Python {_dotted(supported.oldest)}: {tmp_path}/bin/python3\n" in done.stdout
+    assert f"passed over: {tmp_path}/bin/python3.10 (Python 3.10)" in done.stdout
+
+
+@pytest.mark.parametrize("found", ["newer", "3.10"])
+def test_macos_without_a_supported_python_installs_the_newest_with_uv(tmp_path, found):
+    """The dry run prints exactly the commands that would provide Python."""
+    newest = _dotted(supported_pythons().newest)
+    version = _dotted((3, supported_pythons().newest[1] + 1)) if found == "newer" else found
+    path = fake_path(tmp_path / "bin", **{f"python{version}": version, "python3": version})
+    home = tmp_path / "home"
+    done = sh("install.sh", "--dry-run", "--home", str(home), path=path)
+    assert done.returncode == 0, done.stderr
+    uv = f"{home}/.xlfuncs/uv"
+    step1 = done.stdout[:done.stdout.index("==> 2/7")]
+    assert [line.strip() for line in step1.splitlines() if "(dry run)" in line] == [
+        f"(dry run) {tmp_path}/bin/python3 -m venv {uv}",
+        f"(dry run) {uv}/bin/python -m pip install --only-binary=:all: uv",
+        f"(dry run) {uv}/bin/uv python install {newest}",
+        f"(dry run) {uv}/bin/uv python find {newest}",
+    ]
+    assert f"Python {newest}: $({uv}/bin/uv python find {newest})" in done.stdout
+    assert f"(dry run) $({uv}/bin/uv python find {newest}) -m venv {home}/.xlfuncs/venv" in (
+        done.stdout)
+    assert not home.exists(), "a dry run writes nothing"
+
+
+def test_macos_uses_the_uv_on_path(tmp_path):
+    newest = _dotted(supported_pythons().newest)
+    path = fake_path(tmp_path / "bin", uv="uv 0.9", python3_10="3.10")
+    done = sh("install.sh", "--dry-run", "--home", str(tmp_path / "home"), path=path)
+    assert done.returncode == 0, done.stderr
+    assert f"(dry run) {tmp_path}/bin/uv python install {newest}\n" in done.stdout
+    assert "-m venv" not in done.stdout[:done.stdout.index("==> 2/7")]
+
+
+def test_macos_without_any_python_names_the_version_to_install(tmp_path):
+    newest = _dotted(supported_pythons().newest)
+    path = fake_path(tmp_path / "bin", python3="")  # a python3 that does not run
+    done = sh("install.sh", "--dry-run", "--home", str(tmp_path / "home"), path=path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"install Python {newest} from https://www.python.org/downloads/" in lines[0]
+
+
+def test_supported_range_is_read_from_the_range_file(tmp_path):
+    supported = supported_pythons()
+    got = helper('supported_range "$1"', str(ROOT / "xlfuncs" / "supported_pythons.txt"))
+    assert got.stdout.split() == [_dotted(supported.oldest), _dotted(supported.newest)]
+    (tmp_path / "r.txt").write_text("# oldest = 3.1\nnewest = 3.14\n")
+    assert helper('supported_range "$1"', str(tmp_path / "r.txt")).returncode == 1
+    inside = helper('in_range 3.12 3.11 3.14 && in_range 3.11 3.11 3.14 && in_range 3.14 3.11 3.14')
+    assert inside.returncode == 0
+    for outside in ("3.10", "3.15", "2.12"):
+        assert helper(f"in_range {outside} 3.11 3.14").returncode == 1, outside
+
+
 def test_macos_environment_path_has_no_space(tmp_path):
     """xlwings' AppleScript runs INTERPRETER_MAC unquoted in do shell script."""
     done = sh("install.sh", "--dry-run", "--home", str(tmp_path))
@@ -101,7 +206,7 @@ def test_macos_wheel_source_takes_the_addin_from_the_repository(tmp_path):
     home.mkdir()
     done = sh("install.sh", "--dry-run", "--home", str(home), "--source", str(wheel))
     assert done.returncode == 0, done.stderr
-    assert f"pip install {wheel}" in done.stdout
+    assert f"pip install --upgrade --only-binary=:all: {wheel}" in done.stdout
     assert f"copy {ROOT / 'workbooks' / 'xlfuncs.xlam'} to " in done.stdout
 
 
@@ -267,6 +372,28 @@ def test_macos_uninstall_removes_xlfuncs_and_only_xlfuncs(tmp_path):
     assert (home / (CONF + ".bak")).read_text() == before
 
 
+def test_macos_uninstall_removes_the_uv_environment_the_installer_made(tmp_path):
+    home = _installed_home(tmp_path)
+    (home / ".xlfuncs" / "uv" / "bin").mkdir(parents=True)
+    (home / ".xlfuncs" / "uv" / "pyvenv.cfg").write_text("version = 3.15.0\n")
+    done = sh("uninstall.sh", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    assert f"removed {home}/.xlfuncs/uv" in done.stdout
+    assert not (home / ".xlfuncs" / "uv").exists()
+    assert (home / ".xlfuncs" / "config.toml").exists()
+
+
+def test_windows_uninstall_removes_the_uv_environment_before_the_folder():
+    text = ps1("uninstall.ps1")
+    tools = text.index('$tools = Join-Path $env:LOCALAPPDATA "xlfuncs\\uv"')
+    assert text.index('Join-Path $tools "pyvenv.cfg"', tools) < text.index(
+        "Remove-Item -LiteralPath $tools", tools)
+    # before the environment's step, which removes an xlfuncs folder left empty
+    assert tools < text.index('Step "Removing the environment')
+    install = ps1("install.ps1")
+    assert '$tools = Join-Path $env:LOCALAPPDATA "xlfuncs\\uv"' in install
+
+
 def test_macos_uninstall_leaves_a_folder_that_is_not_an_environment(tmp_path):
     home = tmp_path / "home"
     mine = tmp_path / "projects"
@@ -414,10 +541,52 @@ def test_windows_python_discovery_survives_the_store_stub():
     for line in discovery.splitlines():
         if "WindowsApps" in line:
             assert "continue" in line and "Fail" not in line, line
-    assert "break search" in discovery
+    # every candidate is probed and the newest inside the range is kept
+    assert "if (-not $found -or $minor -gt $found.Minor) { $found = $candidate }" in discovery
     # the venv is made by the candidate itself, not by a path read back from its stdout
     assert "& $found.Exe @($found.Args + $venvArgs + @($Prefix))" in text
     assert "& $python -m venv" not in text
+
+
+def test_windows_reads_the_supported_range_from_the_range_file():
+    """PowerShell's regex, applied here to the committed file, finds the same range."""
+    text = ps1("install.ps1")
+    assert '$rangeFile = Join-Path $repo "xlfuncs\\supported_pythons.txt"' in text
+    pattern = re.search(r"if \(\$line -match '([^']+)'\) \{ \$range\[", text).group(1)
+    found = {}
+    for line in (ROOT / "xlfuncs" / "supported_pythons.txt").read_text().splitlines():
+        match = re.match(pattern, line)
+        if match:
+            found[match.group(1)] = (3, int(match.group(2)))
+    supported = supported_pythons()
+    assert found == {"oldest": supported.oldest, "newest": supported.newest}
+    # no version is written into the script: the candidates come from the range
+    assert not re.search(r"3\.1\d", text), re.findall(r".*3\.1\d.*", text)
+    discovery = text[text.index('Step "1/7'):text.index('Step "2/7')]
+    assert "for ($minor = $range.newest; $minor -ge $range.oldest; $minor--)" in discovery
+    assert "$minor -lt $range.oldest -or $minor -gt $range.newest" in discovery
+
+
+def test_windows_provides_python_for_this_user_or_names_it():
+    text = ps1("install.ps1")
+    body = text[text.index("function Install-Python"):]
+    body = body[:body.index("\n}\n")]
+    winget = body.index("& winget install --id \"Python.Python.$version\" --exact --scope user")
+    uv = body.index("& $uvExe python install $version")
+    fail = body.index("install Python $version from https://www.python.org/downloads/")
+    assert winget < fail and uv > fail, "winget first, then uv, else the one line"
+    assert "pip install --only-binary=:all: uv" in body and '"-m", "venv", $tools' in body
+    assert '(dry run) $uvExe python find $version' in body
+    assert "runas" not in text.lower() and "--scope machine" not in text
+    step1 = text[text.index('Step "1/7'):text.index('Step "2/7')]
+    assert "Install-Python $newest $bootstrap" in step1
+
+
+def test_both_installers_install_dependencies_from_wheels_only():
+    ps = ps1("install.ps1")
+    assert "& $venvPython -m pip install --upgrade --only-binary=:all: $Source" in ps
+    bash = (INSTALL / "install.sh").read_text()
+    assert '-m pip install --upgrade --only-binary=:all: "$source_dir"' in bash
 
 
 def test_windows_run_checks_each_native_command():
@@ -488,6 +657,19 @@ def test_windows_unblocks_the_downloaded_workbooks():
 def _install_section() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     return text[text.index("## Install (analysts)"):text.index("### The ribbon tab")]
+
+
+def test_readme_states_the_supported_range_and_what_a_newer_python_gets():
+    section = _install_section()
+    supported = supported_pythons()
+    stated = re.search(r"Python (\d+)\.(\d+) to (\d+)\.(\d+)", section)
+    assert stated, "the install section states the supported range"
+    numbers = tuple(int(g) for g in stated.groups())
+    assert (numbers[:2], numbers[2:]) == (supported.oldest, supported.newest)
+    assert "supported_pythons.txt" in section and "supported_pythons.py" in section
+    assert "newer" in section and "https://www.python.org/downloads/" in section
+    assert "--scope user" in section and "uv" in section
+    assert "3.11 or later" not in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_readme_install_section_matches_the_installers():

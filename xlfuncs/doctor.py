@@ -23,11 +23,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from xlfuncs.pythons import PythonRange, supported_pythons
+
 __all__ = ["Check", "addin_dir", "exit_code", "python_broken", "render", "run_checks",
            "xlwings_conf_path"]
 
 OK, WARN, FAIL, NA = "ok", "warn", "FAIL", "n/a"
-MIN_PYTHON = (3, 11)
 #: Distributions the Python side needs (name as installed, import name).
 REQUIRED = (("numpy", "numpy"), ("scipy", "scipy"), ("pandas", "pandas"), ("cvxpy", "cvxpy"),
             ("clarabel", "clarabel"), ("scikit-learn", "sklearn"), ("requests", "requests"),
@@ -125,17 +126,27 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _check_python() -> Check:
-    v = sys.version_info
-    text = f"{v.major}.{v.minor}.{v.micro} at {sys.executable}"
-    if (v.major, v.minor) < MIN_PYTHON:
-        return Check("Python", FAIL, text, "install Python 3.11 or later and reinstall xlfuncs",
-                     True)
-    store = "WindowsApps" in sys.executable
-    if store:
-        return Check("Python", WARN, text, "the Microsoft Store Python often cannot host the "
-                     "xlwings COM server: install Python from python.org", True)
-    return Check("Python", OK, text, python_side=True)
+def _check_python(version: tuple[int, ...] | None = None, executable: str | None = None,
+                  supported: PythonRange | None = None) -> Check:
+    """The running Python (or ``version`` at ``executable``) against the supported range."""
+    v = tuple(sys.version_info[:3]) if version is None else tuple(version)
+    executable = sys.executable if executable is None else executable
+    supported = supported_pythons() if supported is None else supported
+    newest = f"{supported.newest[0]}.{supported.newest[1]}"
+    where = f"{'.'.join(map(str, v[:3]))} at {executable}"
+    scope = f"xlfuncs supports {supported}"
+    if v[:2] < supported.oldest:
+        return Check("Python", FAIL, f"{where} is too old ({scope})",
+                     f"install Python {newest} from python.org and run the installer again", True)
+    if v[:2] > supported.newest:
+        return Check("Python", WARN, f"{where} is too new ({scope}): "
+                     "some dependencies may have no binary wheels for it",
+                     f"run the installer again: it takes Python {supported} (installing "
+                     f"{newest} when there is none)", True)
+    if "WindowsApps" in executable:
+        return Check("Python", WARN, f"{where} ({scope})", "the Microsoft Store Python often "
+                     "cannot host the xlwings COM server: install Python from python.org", True)
+    return Check("Python", OK, f"{where} ({scope})", python_side=True)
 
 
 def _check_packages() -> list[Check]:
