@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
@@ -516,8 +517,120 @@ def test_index_vol_at_the_ends_of_its_range():
     with pytest.raises(InfeasibleError, match=r"index_vol 0\.2 is the top of its range, reached "
                        "only with all correlations at 1"):
         implied_correlation([0.5, 0.5], [0.2, 0.2], 0.2, np.eye(2))
+    # a positive bottom is reached by one matrix; with an unweighted asset it is refused
     with pytest.raises(InfeasibleError, match=r"at the bottom of its range \(0\.2\)"):
-        implied_correlation([0.8, 0.1, 0.1], [0.3, 0.2, 0.2], 0.2, np.eye(3))
+        implied_correlation([0.8, 0.1, 0.1, 0.0], [0.3, 0.2, 0.2, 0.2], 0.2, np.eye(4))
+
+
+def test_positive_bottom_of_the_range_is_the_one_singular_matrix():
+    """At s = 2 max(a) - sum(a) > 0 the only feasible matrix is u u' (u = +1, -1, ..., -1)."""
+    res = implied_correlation([0.8, 0.1, 0.1], [0.3, 0.2, 0.2], 0.2, np.eye(3))
+    u = np.array([1.0, -1.0, -1.0])
+    np.testing.assert_allclose(res.corr, np.outer(u, u), rtol=0, atol=1e-9)
+    assert res.achieved_index_vol == pytest.approx(0.2, rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def dominant_case():
+    rng = np.random.default_rng(1)
+    n = 8
+    w = np.concatenate([[0.7], 0.3 * rng.dirichlet(np.ones(n - 1))])
+    v = rng.uniform(0.1, 0.4, n)
+    g = np.corrcoef(rng.normal(size=(40, n)), rowvar=False)
+    return w, v, g
+
+
+@pytest.mark.parametrize("frac", [0.1, 1e-3, 1e-6, 1e-9, 0.0])
+def test_dominant_weight_converges_down_to_the_bottom(dominant_case, frac):
+    w, v, g = dominant_case
+    lo, hi = index_vol_range(w, v)
+    assert lo > 0.1
+    s = lo + frac * (hi - lo)
+    res = implied_correlation(w, v, s, g)
+    a = w * v
+    assert res.iterations <= 20
+    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
+    assert np.array_equal(np.diag(res.corr), np.ones(len(w)))
+    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
+    # the bottom is approached by u u': correlation -1 to the dominant asset, +1 otherwise
+    u = -np.ones(len(w))
+    u[0] = 1.0
+    dist = np.abs(res.corr - np.outer(u, u)).max()
+    assert dist < 1e-8 if frac == 0.0 else dist > 0
+    f = random_feasible_point(w, v, s, np.random.default_rng(2))
+    if f is not None:
+        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+
+
+def _synthetic(n, seed=3, t=252):
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(t, 4))
+    r = f @ rng.normal(0.5, 0.4, (4, n)) + 1.5 * rng.normal(size=(t, n))
+    w = rng.lognormal(0, 1, n)
+    return w / w.sum(), rng.uniform(0.15, 0.6, n), np.corrcoef(r, rowvar=False)
+
+
+# The README's accuracy statement, measured on these cases: index vol from half
+# its top down to 1e-6 of it (the bottom of the range is 0 in all of them).
+SWEEP = [0.5, 0.1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+README_CASES = [(11, f) for f in SWEEP] + [(30, f) for f in SWEEP] + [
+    (100, f) for f in SWEEP] + [(320, 1e-3), (320, 1e-6)]
+
+
+def _readme_bounds():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("Measured accuracy"):]
+    eig = float(re.search(r"min eigenvalue ≥ \u2212(\S+);", section)[1])
+    factor = float(re.search(r"relative (\S+)·eps·\(hi/s\)²", section)[1])
+    iters = int(re.search(r"at most (\d+) at 10⁻⁶·hi", section)[1])
+    return eig, factor, iters
+
+
+@pytest.fixture(scope="module")
+def readme_measurements(sector):
+    w11, v11, g11, _ = sector
+    inputs = {11: (w11, v11, g11)} | {n: _synthetic(n) for n in (30, 100, 320)}
+    out = []
+    for n, frac in README_CASES:
+        w, v, g = inputs[n]
+        lo, hi = index_vol_range(w, v)
+        assert lo == 0.0
+        s = frac * hi
+        res = implied_correlation(w, v, s, g)
+        a = w * v
+        out.append((n, frac, hi / s, res, abs(np.sqrt(a @ res.corr @ a) - s) / s,
+                    np.linalg.eigvalsh(res.corr).min()))
+    return out
+
+
+def test_sector_case_converges_down_to_a_millionth_of_the_top(readme_measurements):
+    """Issue 16: s = 1e-4 (the range is 0 to 0.1559) ended in ConvergenceError."""
+    for n, frac, _, res, rel, min_eig in readme_measurements:
+        assert min_eig >= -1e-10, (n, frac)
+        assert np.array_equal(np.diag(res.corr), np.ones(n))
+        assert res.iterations <= 45, (n, frac)
+        if frac >= 1e-3:  # SPEC 3.1: 1e-10, where a'Ca can be computed that well
+            assert rel < 1e-10, (n, frac)
+
+
+def test_sector_case_at_the_index_vol_of_the_issue(sector):
+    w, v, g, _ = sector
+    res = implied_correlation(w, v, 1e-4, g)
+    a = w * v
+    assert abs(np.sqrt(a @ res.corr @ a) - 1e-4) / 1e-4 < 1e-8
+    assert res.iterations <= 30
+    # nearer the bottom the answer changes continuously: s 1% higher, a nearby matrix
+    near = implied_correlation(w, v, 1.01e-4, g)
+    assert 0 < np.abs(near.corr - res.corr).max() < 1e-2
+
+
+def test_readme_accuracy_statement_holds(readme_measurements):
+    eig_bound, factor, max_iters = _readme_bounds()
+    eps = np.finfo(float).eps
+    for n, frac, ratio, res, rel, min_eig in readme_measurements:
+        assert min_eig >= -eig_bound, (n, frac)
+        assert rel <= max(factor * eps * ratio**2, 1e-15), (n, frac)
+        assert res.iterations <= max_iters, (n, frac)
 
 
 def test_index_vol_of_singular_and_indefinite_corr():
@@ -550,3 +663,4 @@ def test_check_units_accepts_what_analysts_type(sector):
     check_units(w * 0.6, v, s)  # a part of the index
     check_units(w, v * 100, s * 100)  # both in percent
     check_units([0.7, -0.3, 0.6], [0.2, 0.3, 0.25])  # a long-short basket
+
