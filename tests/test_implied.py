@@ -463,7 +463,8 @@ def test_one_asset_matching_index_vol_gives_unit_matrix():
 def test_one_asset_other_index_vol_is_explained():
     with pytest.raises(InfeasibleError) as info:
         implied_correlation([1.0], [0.2], 0.25, [[1.0]])
-    assert str(info.value) == "with one asset the index vol is weight x vol = 0.2, not 0.25"
+    assert str(info.value) == ("index_vol 0.25 cannot be reached with one asset: the index vol "
+                               "is then weight x vol = 0.2")
     assert info.value.argument == "index_vol"
 
 
@@ -501,8 +502,8 @@ def test_average_correlation_with_cancelling_cross_terms():
 def test_only_one_weighted_asset():
     g = np.array([[1.0, 0.3, 0.9], [0.3, 1.0, 0.9], [0.9, 0.9, 1.0]])  # indefinite
     assert np.linalg.eigvalsh(g).min() < 0
-    with pytest.raises(InfeasibleError, match=r"with only one asset weighted the index vol is "
-                       r"weight x vol = 0\.1, not 0\.12"):
+    with pytest.raises(InfeasibleError, match=r"index_vol 0\.12 cannot be reached with only one "
+                       r"asset weighted: the index vol is then weight x vol = 0\.1"):
         implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.12, g)
     # the index vol then says nothing about correlations: the nearest correlation matrix
     res = implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.1, g)
@@ -664,3 +665,21 @@ def test_check_units_accepts_what_analysts_type(sector):
     check_units(w, v * 100, s * 100)  # both in percent
     check_units([0.7, -0.3, 0.6], [0.2, 0.3, 0.25])  # a long-short basket
 
+
+def test_average_correlation_stays_a_correlation_at_the_ends():
+    """Issue 16: ([0.6, 0.6, -0.2], [0.2]*3, 0.2) gave 1.0000000000000016."""
+    from xlfuncs import udfs
+
+    assert udfs.IMPLIED_AVG_CORR([0.6, 0.6, -0.2], [0.2, 0.2, 0.2], 0.2) == 1.0
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(2, 15))
+        w, v = rng.dirichlet(np.ones(n)), rng.uniform(0.05, 0.6, n)
+        a = w * v
+        for rho in (1.0, -1.0 / (n - 1)):
+            s = np.sqrt(a @ a + rho * (a.sum() ** 2 - a @ a))
+            got = average_implied_correlation(w, v, s)
+            assert -1.0 / (n - 1) <= got <= 1.0
+            assert got == pytest.approx(rho, abs=1e-12)
+    with pytest.raises(InfeasibleError, match=r"index_vol 0\.21 is outside the .* to 0\.2 an"):
+        average_implied_correlation([0.6, 0.6, -0.2], [0.2, 0.2, 0.2], 0.21)

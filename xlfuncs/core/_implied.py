@@ -394,7 +394,9 @@ def average_implied_correlation(weights: object, vols: object, index_vol: object
             f"index_vol {s:.4g} is outside the {lo:.4g} to {hi:.4g} an equal correlation can give",
             "index_vol",
         )
-    return float(rho)
+    # Inside the range (to the rounding allowed above) rho is a correlation:
+    # rounding must not give 1.0000000000000016.
+    return min(max(float(rho), lo_rho), 1.0)
 
 
 def _range_message(s: float, lo: float, hi: float) -> str:
@@ -949,7 +951,8 @@ def _check_one_asset(sh: float, ah: float, s: float, e: int, n: int, method: str
     which = "one asset" if n == 1 else "only one asset weighted"
     if abs(sh - ah) > 1e-9 * ah:
         raise InfeasibleError(
-            f"with {which} the index vol is weight x vol = {_ldexp(ah, e):.4g}, not {s:.4g}",
+            f"index_vol {s:.4g} cannot be reached with {which}: the index vol is then "
+            f"weight x vol = {_ldexp(ah, e):.4g}",
             "index_vol",
         )
     if n > 1 and method == "shift":
