@@ -13,6 +13,15 @@ extra multiplier for the index constraint, CorNewton3-style splitting of the
 generalised Jacobian into the smaller of the positive and negative
 eigenspaces). ``method="shift"`` is Buss & Vilkov's (2012) parametric shift of
 all correlations towards one.
+
+Near the bottom of the index vol's range the optimum approaches the boundary of
+the PSD cone with ``a`` in its null space, and the index multiplier ``z`` grows
+like ``1 / s`` (the dual has no Slater point at the bottom itself). Its row of
+the Newton system is then scaled to a unit diagonal, so the regularisation does
+not swamp it, and the iteration stops at the rounding level of the
+eigendecomposition (``eps ||X||``, which grows with ``|z|``). Newton's steps in
+``z`` then grow it by about half per iteration, so the iteration count grows like
+``log(hi / s)``; the accuracy reached is stated, as measured, in the README.
 """
 
 from __future__ import annotations
@@ -1004,7 +1013,10 @@ def implied_correlation(
         Malformed inputs (the message names the argument).
     InfeasibleError
         ``index_vol`` outside the reachable range (the message gives the range),
-        or ``shift`` leaving the valid correlation matrices. With one asset (or
+        or ``shift`` leaving the valid correlation matrices. A positive bottom
+        of the range (one dominant weight) is reachable with ``nearest`` when
+        every asset is weighted (the one singular matrix there); with an
+        unweighted asset it is refused. With one asset (or
         only one with a nonzero weight) the only reachable index vol is
         ``|w v|``, to a relative 1e-9; the answer is then ``[[1]]`` (or the
         nearest correlation matrix to ``corr``).
