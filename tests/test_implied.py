@@ -563,6 +563,26 @@ def test_dominant_weight_converges_down_to_the_bottom(dominant_case, frac):
         assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
 
 
+@pytest.mark.parametrize("frac", [1e-3, 1e-4, 1e-5])
+def test_positive_bottom_with_small_weights_converges(frac):
+    """Weights of 1e-3 to 1e-5 next to a dominant one: the diagonal rows need scaling too."""
+    rng = np.random.default_rng(1)
+    w = np.array([0.6, 0.12, 0.1, 0.08, 0.05, 0.03, 0.01, 1e-3, 1e-4, 1e-5])
+    v = rng.uniform(0.1, 0.4, w.size)
+    g = np.corrcoef(rng.normal(size=(30, w.size)), rowvar=False)
+    lo, hi = index_vol_range(w, v)
+    assert lo > 0.04
+    s = lo + frac * (hi - lo)
+    res = implied_correlation(w, v, s, g)
+    a = w * v
+    assert res.iterations <= 40
+    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
+    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
+    f = random_feasible_point(w, v, s, np.random.default_rng(2))
+    if f is not None:
+        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+
+
 def _synthetic(n, seed=3, t=252):
     rng = np.random.default_rng(seed)
     f = rng.normal(size=(t, 4))

@@ -774,16 +774,15 @@ class _Dual:
         gnorm = st.gnorm
         reg = min(1e-6, 0.1 * gnorm)
         if n <= DENSE_HESSIAN_MAX:
+            # Every row scaled to a unit diagonal (none is scaled up): near the
+            # bottom of the range the index row, and with small weights next to a
+            # dominant one some diagonal rows too, would be swamped by reg.
             hess = _dense_hessian(st.lam, st.p, self.ah)
-            sz = _index_scale(hess[-1, -1])
-            hess[-1, :] *= sz
-            hess[:, -1] *= sz
+            sv = 1.0 / np.sqrt(np.clip(np.diag(hess), 1e-300, 1.0))
+            hess *= sv[:, None] * sv[None, :]
             hess[np.diag_indices(n + 1)] += reg
-            rhs = -st.grad
-            rhs[-1] *= sz
-            d = scipy.linalg.solve(hess, rhs, assume_a="pos", check_finite=False)
-            d[-1] *= sz
-            return d
+            d = scipy.linalg.solve(hess, -st.grad * sv, assume_a="pos", check_finite=False)
+            return d * sv
         dt = self.jac_dtype
         jac = _Jacobian(st.lam.astype(dt, copy=False), st.p.astype(dt, copy=False),
                         self.ah.astype(dt, copy=False))
