@@ -563,19 +563,24 @@ def test_dominant_weight_converges_down_to_the_bottom(dominant_case, frac):
         assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
 
 
-@pytest.mark.parametrize("frac", [1e-3, 1e-4, 1e-5])
-def test_positive_bottom_with_small_weights_converges(frac):
-    """Weights of 1e-3 to 1e-5 next to a dominant one: the diagonal rows need scaling too."""
+@pytest.mark.parametrize(("n_small", "frac"),
+                         [(3, 1e-3), (3, 1e-4), (3, 1e-5), (23, 1e-3), (23, 1e-4)])
+def test_positive_bottom_with_small_weights_converges(n_small, frac):
+    """Weights of 1e-3 to 1e-6 next to a dominant one: the diagonal rows need scaling too.
+
+    10 assets (dense Newton systems) and 30 (conjugate gradients).
+    """
     rng = np.random.default_rng(1)
-    w = np.array([0.6, 0.12, 0.1, 0.08, 0.05, 0.03, 0.01, 1e-3, 1e-4, 1e-5])
+    w = np.concatenate([[0.6, 0.12, 0.1, 0.08, 0.05, 0.03, 0.01],
+                        np.geomspace(1e-3, 1e-5 if n_small == 3 else 1e-6, n_small)])
     v = rng.uniform(0.1, 0.4, w.size)
-    g = np.corrcoef(rng.normal(size=(30, w.size)), rowvar=False)
+    g = np.corrcoef(rng.normal(size=(30 if n_small == 3 else 60, w.size)), rowvar=False)
     lo, hi = index_vol_range(w, v)
-    assert lo > 0.04
+    assert lo > 0.039
     s = lo + frac * (hi - lo)
     res = implied_correlation(w, v, s, g)
     a = w * v
-    assert res.iterations <= 40
+    assert res.iterations <= 60
     assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
     assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
     f = random_feasible_point(w, v, s, np.random.default_rng(2))
@@ -629,7 +634,7 @@ def test_sector_case_converges_down_to_a_millionth_of_the_top(readme_measurement
     for n, frac, _, res, rel, min_eig in readme_measurements:
         assert min_eig >= -1e-10, (n, frac)
         assert np.array_equal(np.diag(res.corr), np.ones(n))
-        assert res.iterations <= 45, (n, frac)
+        assert res.iterations <= 50, (n, frac)
         if frac >= 1e-3:  # SPEC 3.1: 1e-10, where a'Ca can be computed that well
             assert rel < 1e-10, (n, frac)
 

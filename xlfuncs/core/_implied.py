@@ -663,9 +663,14 @@ def _eig(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pcg(
-    op: _Jacobian, rhs: np.ndarray, precond: np.ndarray, eps: float, tol: float, max_iter: int
+    op: _Jacobian | _IndexScaled,
+    rhs: np.ndarray,
+    precond: np.ndarray,
+    eps: float | np.ndarray,
+    tol: float,
+    max_iter: int,
 ) -> tuple[np.ndarray, int]:
-    """Preconditioned conjugate gradients on ``(V + eps I) x = rhs``."""
+    """Preconditioned conjugate gradients on ``(V + Diag(eps)) x = rhs``."""
     x = np.zeros_like(rhs)
     r = rhs.copy()
     z = r / precond
@@ -769,7 +774,12 @@ class _Dual:
                 and abs(st.grad[-1]) <= slack * max(index_tol, index_floor))
 
     def direction(self, st: _DualState, tol: float) -> np.ndarray:
-        """Inexact Newton direction at ``st``: ``(V + reg I) d = -grad``."""
+        """Inexact Newton direction at ``st``: ``(V + reg D) d = -grad``.
+
+        ``D`` is the diagonal of ``V`` capped at one: the regularisation is
+        relative to each row, so that no row whose entries are small (the index
+        row near the bottom of the range) is swamped by it.
+        """
         n = self.n
         gnorm = st.gnorm
         reg = min(1e-6, 0.1 * gnorm)
@@ -793,7 +803,11 @@ class _Dual:
             sz = _index_scale(col[-1])
             op = _IndexScaled(jac, col, sz)
             diag[-1] = 1.0 if sz > 1.0 else col[-1]
-        precond = np.maximum(diag, 1e-8) + reg
+        # The regularisation relative to each diagonal entry (at most reg), as
+        # the dense path's scaling does; entries at the rounding level of the
+        # complement's 1 - x are not trusted below it.
+        rel = np.clip(diag, 1e3 * float(np.finfo(dt).eps), 1.0) * reg
+        precond = np.maximum(diag, 1e-8) + rel
         forcing = min(1e-2, gnorm**0.5)
         if dt == np.float32:
             forcing = max(forcing, 1e-5)  # as far as float32 conjugate gradients go
@@ -801,11 +815,11 @@ class _Dual:
         if isinstance(op, _IndexScaled):
             rhs = -st.grad
             rhs[-1] *= op.sz
-            d, _ = _pcg(op, rhs.astype(dt), precond, reg, cg_tol, max_iter=min(n + 1, 300))
+            d, _ = _pcg(op, rhs.astype(dt), precond, rel, cg_tol, max_iter=min(n + 1, 300))
             d = d.astype(float)
             d[-1] *= op.sz
             return d
-        d, _ = _pcg(jac, -st.grad.astype(dt), precond, reg, cg_tol, max_iter=min(n + 1, 300))
+        d, _ = _pcg(jac, -st.grad.astype(dt), precond, rel, cg_tol, max_iter=min(n + 1, 300))
         return d.astype(float)
 
     def newton(
