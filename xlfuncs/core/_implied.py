@@ -742,6 +742,7 @@ class _Dual:
         self.b = b
         self.n = g.shape[0]
         self.eps = float(np.finfo(dtype).eps)
+        self.index_floor = 2.0 * self.eps * float(np.abs(ah).sum()) ** 2
         self.jac_dtype = np.dtype(jac_dtype or dtype)
 
     def evaluate(self, y: np.ndarray) -> _DualState:
@@ -764,14 +765,16 @@ class _Dual:
         The eigendecomposition of ``X`` is accurate to ``eps ||X||``, so the
         gradient cannot get below a few times that; near the bottom of the
         index vol's range the index multiplier, and so ``||X||``, grows like
-        ``1 / s``. The index row's residual is accurate to about
-        ``eps sqrt(n c)`` (``c`` its target), which matters when ``c`` is tiny.
+        ``1 / s``. The index row's residual, ``ah'C ah - c``, is held to
+        ``2 eps (sum |ah|)^2`` at least, the rounding error of evaluating
+        ``ah'C ah`` itself (relative to ``c``: ``2 eps (hi / s)^2``); ``slack``
+        widens that to at most twice.
         """
         root = math.sqrt(self.n + 1) if floor else 0.0
         g_floor = 10.0 * self.eps * root * float(np.abs(st.lam).max())
-        index_floor = 10.0 * self.eps * root * math.sqrt(abs(self.b[-1]))
+        index_floor = self.index_floor * min(slack, 2.0) if floor else 0.0
         return (st.gnorm <= slack * max(tol, g_floor)
-                and abs(st.grad[-1]) <= slack * max(index_tol, index_floor))
+                and abs(st.grad[-1]) <= max(slack * index_tol, index_floor))
 
     def direction(self, st: _DualState, tol: float) -> np.ndarray:
         """Inexact Newton direction at ``st``: ``(V + reg D) d = -grad``.
