@@ -16,10 +16,11 @@ all correlations towards one.
 
 Near the bottom of the index vol's range the optimum approaches the boundary of
 the PSD cone with ``a`` in its null space, and the index multiplier ``z`` grows
-like ``1 / s`` (the dual has no Slater point at the bottom itself). Its row of
-the Newton system is then scaled to a unit diagonal, so the regularisation does
-not swamp it, and the iteration stops at the rounding level of the
-eigendecomposition (``eps ||X||``, which grows with ``|z|``). Newton's steps in
+like ``1 / s`` (the dual has no Slater point at the bottom itself). The
+regularisation of the Newton systems is relative to each row's diagonal entry,
+so it does not swamp the index row (whose entry shrinks like ``1 / |z|^3``),
+and the iteration stops at the rounding level of the eigendecomposition
+(``eps ||X||``, which grows with ``|z|``) and of ``a'Ca``. Newton's steps in
 ``z`` then grow it by about half per iteration, so the iteration count grows like
 ``log(hi / s)``; the accuracy reached is stated, as measured, in the README.
 """
