@@ -531,6 +531,20 @@ def test_positive_bottom_of_the_range_is_the_one_singular_matrix():
     assert res.achieved_index_vol == pytest.approx(0.2, rel=1e-10)
 
 
+def _solve_near_bottom(w, v, s, g, max_iterations):
+    """Solve, and check the constraints, the iteration count and optimality."""
+    res = implied_correlation(w, v, s, g)
+    a = w * v
+    assert res.iterations <= max_iterations
+    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
+    assert np.array_equal(np.diag(res.corr), np.ones(len(w)))
+    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
+    f = random_feasible_point(w, v, s, np.random.default_rng(2))
+    if f is not None:
+        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+    return res
+
+
 @pytest.fixture(scope="module")
 def dominant_case():
     rng = np.random.default_rng(1)
@@ -546,21 +560,12 @@ def test_dominant_weight_converges_down_to_the_bottom(dominant_case, frac):
     w, v, g = dominant_case
     lo, hi = index_vol_range(w, v)
     assert lo > 0.1
-    s = lo + frac * (hi - lo)
-    res = implied_correlation(w, v, s, g)
-    a = w * v
-    assert res.iterations <= 20
-    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
-    assert np.array_equal(np.diag(res.corr), np.ones(len(w)))
-    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
+    res = _solve_near_bottom(w, v, lo + frac * (hi - lo), g, max_iterations=20)
     # the bottom is approached by u u': correlation -1 to the dominant asset, +1 otherwise
     u = -np.ones(len(w))
     u[0] = 1.0
     dist = np.abs(res.corr - np.outer(u, u)).max()
     assert dist < 1e-8 if frac == 0.0 else dist > 0
-    f = random_feasible_point(w, v, s, np.random.default_rng(2))
-    if f is not None:
-        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
 
 
 @pytest.mark.parametrize(("n_small", "frac"),
@@ -577,15 +582,7 @@ def test_positive_bottom_with_small_weights_converges(n_small, frac):
     g = np.corrcoef(rng.normal(size=(30 if n_small == 3 else 60, w.size)), rowvar=False)
     lo, hi = index_vol_range(w, v)
     assert lo > 0.039
-    s = lo + frac * (hi - lo)
-    res = implied_correlation(w, v, s, g)
-    a = w * v
-    assert res.iterations <= 60
-    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
-    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
-    f = random_feasible_point(w, v, s, np.random.default_rng(2))
-    if f is not None:
-        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+    _solve_near_bottom(w, v, lo + frac * (hi - lo), g, max_iterations=60)
 
 
 def test_index_row_held_to_its_rounding_level_at_a_millionth_of_the_top():
