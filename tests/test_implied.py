@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
@@ -462,7 +463,8 @@ def test_one_asset_matching_index_vol_gives_unit_matrix():
 def test_one_asset_other_index_vol_is_explained():
     with pytest.raises(InfeasibleError) as info:
         implied_correlation([1.0], [0.2], 0.25, [[1.0]])
-    assert str(info.value) == "with one asset the index vol is weight x vol = 0.2, not 0.25"
+    assert str(info.value) == ("index_vol 0.25 cannot be reached with one asset: the index vol "
+                               "is then weight x vol = 0.2")
     assert info.value.argument == "index_vol"
 
 
@@ -500,8 +502,8 @@ def test_average_correlation_with_cancelling_cross_terms():
 def test_only_one_weighted_asset():
     g = np.array([[1.0, 0.3, 0.9], [0.3, 1.0, 0.9], [0.9, 0.9, 1.0]])  # indefinite
     assert np.linalg.eigvalsh(g).min() < 0
-    with pytest.raises(InfeasibleError, match=r"with only one asset weighted the index vol is "
-                       r"weight x vol = 0\.1, not 0\.12"):
+    with pytest.raises(InfeasibleError, match=r"index_vol 0\.12 cannot be reached with only one "
+                       r"asset weighted: the index vol is then weight x vol = 0\.1"):
         implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.12, g)
     # the index vol then says nothing about correlations: the nearest correlation matrix
     res = implied_correlation([0.5, 0.0, 0.0], [0.2, 0.3, 0.2], 0.1, g)
@@ -516,8 +518,171 @@ def test_index_vol_at_the_ends_of_its_range():
     with pytest.raises(InfeasibleError, match=r"index_vol 0\.2 is the top of its range, reached "
                        "only with all correlations at 1"):
         implied_correlation([0.5, 0.5], [0.2, 0.2], 0.2, np.eye(2))
+    # a positive bottom is reached by one matrix; with an unweighted asset it is refused
     with pytest.raises(InfeasibleError, match=r"at the bottom of its range \(0\.2\)"):
-        implied_correlation([0.8, 0.1, 0.1], [0.3, 0.2, 0.2], 0.2, np.eye(3))
+        implied_correlation([0.8, 0.1, 0.1, 0.0], [0.3, 0.2, 0.2, 0.2], 0.2, np.eye(4))
+
+
+def test_positive_bottom_of_the_range_is_the_one_singular_matrix():
+    """At s = 2 max(a) - sum(a) > 0 the only feasible matrix is u u' (u = +1, -1, ..., -1)."""
+    res = implied_correlation([0.8, 0.1, 0.1], [0.3, 0.2, 0.2], 0.2, np.eye(3))
+    u = np.array([1.0, -1.0, -1.0])
+    np.testing.assert_allclose(res.corr, np.outer(u, u), rtol=0, atol=1e-9)
+    assert res.achieved_index_vol == pytest.approx(0.2, rel=1e-10)
+
+
+def _solve_near_bottom(w, v, s, g, max_iterations):
+    """Solve, and check the constraints, the iteration count and optimality."""
+    res = implied_correlation(w, v, s, g)
+    a = w * v
+    assert res.iterations <= max_iterations
+    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
+    assert np.array_equal(np.diag(res.corr), np.ones(len(w)))
+    assert abs(np.sqrt(a @ res.corr @ a) - s) / s < 1e-10
+    f = random_feasible_point(w, v, s, np.random.default_rng(2))
+    if f is not None:
+        assert np.sum((res.corr - g) * (f - res.corr)) >= -1e-8
+    return res
+
+
+@pytest.fixture(scope="module")
+def dominant_case():
+    rng = np.random.default_rng(1)
+    n = 8
+    w = np.concatenate([[0.7], 0.3 * rng.dirichlet(np.ones(n - 1))])
+    v = rng.uniform(0.1, 0.4, n)
+    g = np.corrcoef(rng.normal(size=(40, n)), rowvar=False)
+    return w, v, g
+
+
+@pytest.mark.parametrize("frac", [0.1, 1e-3, 1e-6, 1e-9, 0.0])
+def test_dominant_weight_converges_down_to_the_bottom(dominant_case, frac):
+    w, v, g = dominant_case
+    lo, hi = index_vol_range(w, v)
+    assert lo > 0.1
+    res = _solve_near_bottom(w, v, lo + frac * (hi - lo), g, max_iterations=20)
+    # the bottom is approached by u u': correlation -1 to the dominant asset, +1 otherwise
+    u = -np.ones(len(w))
+    u[0] = 1.0
+    dist = np.abs(res.corr - np.outer(u, u)).max()
+    assert dist < 1e-8 if frac == 0.0 else dist > 0
+
+
+@pytest.mark.parametrize(("n_small", "frac"),
+                         [(3, 1e-3), (3, 1e-4), (3, 1e-5), (23, 1e-3), (23, 1e-4)])
+def test_positive_bottom_with_small_weights_converges(n_small, frac):
+    """Weights of 1e-3 to 1e-6 next to a dominant one: the diagonal rows need scaling too.
+
+    10 assets (dense Newton systems) and 30 (conjugate gradients).
+    """
+    rng = np.random.default_rng(1)
+    w = np.concatenate([[0.6, 0.12, 0.1, 0.08, 0.05, 0.03, 0.01],
+                        np.geomspace(1e-3, 1e-5 if n_small == 3 else 1e-6, n_small)])
+    v = rng.uniform(0.1, 0.4, w.size)
+    g = np.corrcoef(rng.normal(size=(30 if n_small == 3 else 60, w.size)), rowvar=False)
+    lo, hi = index_vol_range(w, v)
+    assert lo > 0.039
+    _solve_near_bottom(w, v, lo + frac * (hi - lo), g, max_iterations=60)
+
+
+def test_index_row_held_to_its_rounding_level_at_a_millionth_of_the_top():
+    """A random 20-asset case at s = 1e-6 hi: the index row's stopping level.
+
+    Held to 1e-11 relative, or to a floor that ignored ||X|| (~1e6 here), it
+    ended in ConvergenceError; the floor is the rounding of evaluating a'Ca.
+    """
+    rng = np.random.default_rng(2)
+    n = int(rng.integers(3, 24))
+    t = int(rng.integers(2, 3 * n))
+    g = np.corrcoef(rng.normal(size=(t + 1, n)) + rng.normal() * rng.normal(size=(t + 1, 1)),
+                    rowvar=False)
+    if rng.random() < 0.5:
+        e = rng.uniform(-0.2, 0.2, (n, n))
+        g = np.clip(g + (e + e.T) / 2, -1, 1)
+    np.fill_diagonal(g, 1.0)
+    w = rng.dirichlet(np.ones(n) * rng.choice([0.2, 1, 5]))
+    if rng.random() < 0.2:
+        w[rng.integers(n)] = -0.3 * rng.random()
+    v = rng.uniform(0.05, 0.8, n)
+    lo, hi = index_vol_range(w, v)
+    assert (n, lo) == (20, 0.0)
+    s = 1e-6 * hi
+    res = implied_correlation(w, v, s, g)
+    a = w * v
+    assert np.linalg.eigvalsh(res.corr).min() >= -1e-10
+    eps = np.finfo(float).eps
+    assert abs(np.sqrt(a @ res.corr @ a) - s) / s <= 4 * eps * (hi / s) ** 2
+
+
+def _synthetic(n, seed=3, t=252):
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(t, 4))
+    r = f @ rng.normal(0.5, 0.4, (4, n)) + 1.5 * rng.normal(size=(t, n))
+    w = rng.lognormal(0, 1, n)
+    return w / w.sum(), rng.uniform(0.15, 0.6, n), np.corrcoef(r, rowvar=False)
+
+
+# The README's accuracy statement, measured on these cases: index vol from half
+# its top down to 1e-6 of it (the bottom of the range is 0 in all of them).
+SWEEP = [0.5, 0.1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+README_CASES = [(11, f) for f in SWEEP] + [(30, f) for f in SWEEP] + [
+    (100, f) for f in SWEEP] + [(320, 1e-3), (320, 1e-6)]
+
+
+def _readme_bounds():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("Measured accuracy"):]
+    eig = float(re.search(r"min eigenvalue ≥ \u2212(\S+) ", section)[1])
+    factor = float(re.search(r"relative (\S+)·eps·\(hi/s\)²", section)[1])
+    iters = int(re.search(r"at most (\d+) at 10⁻⁶·hi", section)[1])
+    return eig, factor, iters
+
+
+@pytest.fixture(scope="module")
+def readme_measurements(sector):
+    w11, v11, g11, _ = sector
+    inputs = {11: (w11, v11, g11)} | {n: _synthetic(n) for n in (30, 100, 320)}
+    out = []
+    for n, frac in README_CASES:
+        w, v, g = inputs[n]
+        lo, hi = index_vol_range(w, v)
+        assert lo == 0.0
+        s = frac * hi
+        res = implied_correlation(w, v, s, g)
+        a = w * v
+        out.append((n, frac, hi / s, res, abs(np.sqrt(a @ res.corr @ a) - s) / s,
+                    np.linalg.eigvalsh(res.corr).min()))
+    return out
+
+
+def test_sector_case_converges_down_to_a_millionth_of_the_top(readme_measurements):
+    """Issue 16: s = 1e-4 (the range is 0 to 0.1559) ended in ConvergenceError."""
+    for n, frac, _, res, rel, min_eig in readme_measurements:
+        assert min_eig >= -1e-10, (n, frac)
+        assert np.array_equal(np.diag(res.corr), np.ones(n))
+        assert res.iterations <= 50, (n, frac)
+        if frac >= 1e-3:  # SPEC 3.1: 1e-10, where a'Ca can be computed that well
+            assert rel < 1e-10, (n, frac)
+
+
+def test_sector_case_at_the_index_vol_of_the_issue(sector):
+    w, v, g, _ = sector
+    res = implied_correlation(w, v, 1e-4, g)
+    a = w * v
+    assert abs(np.sqrt(a @ res.corr @ a) - 1e-4) / 1e-4 < 1e-8
+    assert res.iterations <= 30
+    # nearer the bottom the answer changes continuously: s 1% higher, a nearby matrix
+    near = implied_correlation(w, v, 1.01e-4, g)
+    assert 0 < np.abs(near.corr - res.corr).max() < 1e-2
+
+
+def test_readme_accuracy_statement_holds(readme_measurements):
+    eig_bound, factor, max_iters = _readme_bounds()
+    eps = np.finfo(float).eps
+    for n, frac, ratio, res, rel, min_eig in readme_measurements:
+        assert min_eig >= -eig_bound, (n, frac)
+        assert rel <= max(factor * eps * ratio**2, 1e-15), (n, frac)
+        assert res.iterations <= max_iters, (n, frac)
 
 
 def test_index_vol_of_singular_and_indefinite_corr():
@@ -550,3 +715,22 @@ def test_check_units_accepts_what_analysts_type(sector):
     check_units(w * 0.6, v, s)  # a part of the index
     check_units(w, v * 100, s * 100)  # both in percent
     check_units([0.7, -0.3, 0.6], [0.2, 0.3, 0.25])  # a long-short basket
+
+
+def test_average_correlation_stays_a_correlation_at_the_ends():
+    """Issue 16: ([0.6, 0.6, -0.2], [0.2]*3, 0.2) gave 1.0000000000000016."""
+    from xlfuncs import udfs
+
+    assert udfs.IMPLIED_AVG_CORR([0.6, 0.6, -0.2], [0.2, 0.2, 0.2], 0.2) == 1.0
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(2, 15))
+        w, v = rng.dirichlet(np.ones(n)), rng.uniform(0.05, 0.6, n)
+        a = w * v
+        for rho in (1.0, -1.0 / (n - 1)):
+            s = np.sqrt(a @ a + rho * (a.sum() ** 2 - a @ a))
+            got = average_implied_correlation(w, v, s)
+            assert -1.0 / (n - 1) <= got <= 1.0
+            assert got == pytest.approx(rho, abs=1e-12)
+    with pytest.raises(InfeasibleError, match=r"index_vol 0\.21 is outside the .* to 0\.2 an"):
+        average_implied_correlation([0.6, 0.6, -0.2], [0.2, 0.2, 0.2], 0.21)

@@ -13,6 +13,16 @@ extra multiplier for the index constraint, CorNewton3-style splitting of the
 generalised Jacobian into the smaller of the positive and negative
 eigenspaces). ``method="shift"`` is Buss & Vilkov's (2012) parametric shift of
 all correlations towards one.
+
+Near the bottom of the index vol's range the optimum approaches the boundary of
+the PSD cone with ``a`` in its null space, and the index multiplier ``z`` grows
+like ``1 / s`` (the dual has no Slater point at the bottom itself). The
+regularisation of the Newton systems is relative to each row's diagonal entry,
+so it does not swamp the index row (whose entry shrinks like ``1 / |z|^3``),
+and the iteration stops at the rounding level of the eigendecomposition
+(``eps ||X||``, which grows with ``|z|``) and of ``a'Ca``. Newton's steps in
+``z`` then grow it by about half per iteration, so the iteration count grows like
+``log(hi / s)``; the accuracy reached is stated, as measured, in the README.
 """
 
 from __future__ import annotations
@@ -394,7 +404,9 @@ def average_implied_correlation(weights: object, vols: object, index_vol: object
             f"index_vol {s:.4g} is outside the {lo:.4g} to {hi:.4g} an equal correlation can give",
             "index_vol",
         )
-    return float(rho)
+    # Inside the range (to the rounding allowed above) rho is a correlation:
+    # rounding must not give 1.0000000000000016.
+    return min(max(float(rho), lo_rho), 1.0)
 
 
 def _range_message(s: float, lo: float, hi: float) -> str:
@@ -583,15 +595,83 @@ def _dense_hessian(lam: np.ndarray, p: np.ndarray, ah: np.ndarray) -> np.ndarray
     return (flat * omega.reshape(-1)) @ flat.T
 
 
+# The index row of the Newton system is rescaled when its diagonal entry falls
+# below one (below INDEX_SCALE_BELOW its row is first recomputed from the
+# positive eigenspace, as the CorNewton3 complement loses it to cancellation).
+# Near the bottom of the index vol's range the index multiplier z grows like
+# 1 / s and that entry shrinks like 1 / |z|^3: unscaled, the regularisation
+# (up to 1e-6) swamped it and Newton stalled (no convergence in 200 iterations
+# for the sector example at s = 1e-4).
+INDEX_SCALE_BELOW = 1e-2
+
+
+def _index_scale(hzz: float) -> float:
+    """Scale of the index multiplier that gives its row a unit diagonal entry."""
+    return 1.0 / math.sqrt(max(hzz, 1e-300)) if hzz < 1.0 else 1.0
+
+
+def _index_column(lam: np.ndarray, p: np.ndarray, ah: np.ndarray) -> np.ndarray:
+    """Index column ``V e_z = A(W(M))`` of the Jacobian, from the positive eigenspace.
+
+    ``W(M) = P_+ q_+ q_+' P_+' + P_+ T P_-' + P_- T' P_+'`` with ``q = P' ah``
+    and ``T = tau o (q_+ q_-')``: every term is small when ``ah`` lies almost in
+    the negative eigenspace, so the small entries keep their relative accuracy.
+    Costs ``O(n r (n - r))`` for ``r`` positive eigenvalues.
+    """
+    n = lam.size
+    r = int(np.count_nonzero(lam > 0))
+    pp, pn = p[:, n - r :], p[:, : n - r]
+    lp, ln = lam[n - r :], lam[: n - r]
+    q = p.T @ ah
+    qp, qn = q[n - r :], q[: n - r]
+    t = lp[:, None] / (lp[:, None] - ln[None, :]) * qp[:, None] * qn[None, :]
+    u = pp @ qp
+    cross = np.einsum("ij,ij->i", pp @ t, pn)
+    out = np.empty(n + 1)
+    out[:-1] = u * u + 2.0 * cross
+    out[-1] = float(qp @ qp) ** 2 + 2.0 * float(qp @ t @ qn)
+    return out
+
+
+class _IndexScaled:
+    """The Jacobian with its index row and column exact and scaled by ``sz``.
+
+    ``apply`` computes ``S V S h`` with ``S = diag(1, ..., 1, sz)``: the diagonal
+    block from the CorNewton3 operator, the index column ``col`` from
+    :func:`_index_column`.
+    """
+
+    def __init__(self, jac: _Jacobian, col: np.ndarray, sz: float):
+        self.jac = jac
+        self.sz = sz
+        dt = jac.p.dtype
+        self.col_d = (col[:-1] * sz).astype(dt)  # scaled off-diagonal part
+        self.col_z = dt.type(col[-1] * sz * sz)
+
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        hz = h[-1]
+        h0 = h.copy()
+        h0[-1] = 0.0
+        out = self.jac.apply(h0)
+        out[:-1] += self.col_d * hz
+        out[-1] = self.col_d @ h[:-1] + self.col_z * hz
+        return out
+
+
 def _eig(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # x is symmetric, so its transpose is the same matrix in Fortran order (no copy).
     return scipy.linalg.eigh(x.T, check_finite=False, driver="evd", overwrite_a=True)
 
 
 def _pcg(
-    op: _Jacobian, rhs: np.ndarray, precond: np.ndarray, eps: float, tol: float, max_iter: int
+    op: _Jacobian | _IndexScaled,
+    rhs: np.ndarray,
+    precond: np.ndarray,
+    eps: float | np.ndarray,
+    tol: float,
+    max_iter: int,
 ) -> tuple[np.ndarray, int]:
-    """Preconditioned conjugate gradients on ``(V + eps I) x = rhs``."""
+    """Preconditioned conjugate gradients on ``(V + Diag(eps)) x = rhs``."""
     x = np.zeros_like(rhs)
     r = rhs.copy()
     z = r / precond
@@ -663,6 +743,7 @@ class _Dual:
         self.b = b
         self.n = g.shape[0]
         self.eps = float(np.finfo(dtype).eps)
+        self.index_floor = 2.0 * self.eps * float(np.abs(ah).sum()) ** 2
         self.jac_dtype = np.dtype(jac_dtype or dtype)
 
     def evaluate(self, y: np.ndarray) -> _DualState:
@@ -677,24 +758,72 @@ class _Dual:
         theta = 0.5 * float(lp.astype(float) @ lp.astype(float)) - float(self.b @ y)
         return _DualState(y, theta, grad, lam, p)
 
+    def converged(
+        self, st: _DualState, tol: float, index_tol: float, slack: float = 1.0, floor: bool = True
+    ) -> bool:
+        """Whether ``st`` meets the tolerances, or the rounding level if that is higher.
+
+        The eigendecomposition of ``X`` is accurate to ``eps ||X||``, so the
+        gradient cannot get below a few times that; near the bottom of the
+        index vol's range the index multiplier, and so ``||X||``, grows like
+        ``1 / s``. The index row's residual, ``ah'C ah - c``, is held to
+        ``2 eps (sum |ah|)^2`` at least, the rounding error of evaluating
+        ``ah'C ah`` itself (relative to ``c``: ``2 eps (hi / s)^2``); ``slack``
+        widens that to at most twice.
+        """
+        root = math.sqrt(self.n + 1) if floor else 0.0
+        g_floor = 10.0 * self.eps * root * float(np.abs(st.lam).max())
+        index_floor = self.index_floor * min(slack, 2.0) if floor else 0.0
+        return (st.gnorm <= slack * max(tol, g_floor)
+                and abs(st.grad[-1]) <= max(slack * index_tol, index_floor))
+
     def direction(self, st: _DualState, tol: float) -> np.ndarray:
-        """Inexact Newton direction at ``st``: ``(V + reg I) d = -grad``."""
+        """Inexact Newton direction at ``st``: ``(V + reg D) d = -grad``.
+
+        ``D`` is the diagonal of ``V`` capped at one: the regularisation is
+        relative to each row, so that no row whose entries are small (the index
+        row near the bottom of the range) is swamped by it.
+        """
         n = self.n
         gnorm = st.gnorm
         reg = min(1e-6, 0.1 * gnorm)
         if n <= DENSE_HESSIAN_MAX:
+            # Every row scaled to a unit diagonal (none is scaled up): near the
+            # bottom of the range the index row, and with small weights next to a
+            # dominant one some diagonal rows too, would be swamped by reg.
             hess = _dense_hessian(st.lam, st.p, self.ah)
+            sv = 1.0 / np.sqrt(np.clip(np.diag(hess), 1e-300, 1.0))
+            hess *= sv[:, None] * sv[None, :]
             hess[np.diag_indices(n + 1)] += reg
-            return scipy.linalg.solve(hess, -st.grad, assume_a="pos", check_finite=False)
+            d = scipy.linalg.solve(hess, -st.grad * sv, assume_a="pos", check_finite=False)
+            return d * sv
         dt = self.jac_dtype
         jac = _Jacobian(st.lam.astype(dt, copy=False), st.p.astype(dt, copy=False),
                         self.ah.astype(dt, copy=False))
-        precond = np.maximum(jac.diagonal(), 1e-8) + reg
+        diag = jac.diagonal()
+        op: _Jacobian | _IndexScaled = jac
+        if diag[-1] < INDEX_SCALE_BELOW:
+            col = _index_column(st.lam, st.p, self.ah.astype(float))
+            sz = _index_scale(col[-1])
+            op = _IndexScaled(jac, col, sz)
+            diag[-1] = 1.0 if sz > 1.0 else col[-1]
+        # The regularisation relative to each diagonal entry (at most reg), as
+        # the dense path's scaling does; entries at the rounding level of the
+        # complement's 1 - x are not trusted below it.
+        rel = np.clip(diag, 1e3 * float(np.finfo(dt).eps), 1.0) * reg
+        precond = np.maximum(diag, 1e-8) + rel
         forcing = min(1e-2, gnorm**0.5)
         if dt == np.float32:
             forcing = max(forcing, 1e-5)  # as far as float32 conjugate gradients go
         cg_tol = max(forcing * gnorm, 0.1 * tol)
-        d, _ = _pcg(jac, -st.grad.astype(dt), precond, reg, cg_tol, max_iter=min(n + 1, 300))
+        if isinstance(op, _IndexScaled):
+            rhs = -st.grad
+            rhs[-1] *= op.sz
+            d, _ = _pcg(op, rhs.astype(dt), precond, rel, cg_tol, max_iter=min(n + 1, 300))
+            d = d.astype(float)
+            d[-1] *= op.sz
+            return d
+        d, _ = _pcg(jac, -st.grad.astype(dt), precond, rel, cg_tol, max_iter=min(n + 1, 300))
         return d.astype(float)
 
     def newton(
@@ -717,14 +846,19 @@ class _Dual:
         """
         it = 0
         prev = None
-        while (st.gnorm > tol or abs(st.grad[-1]) > index_tol) and it < max_iter:
+        # A single-precision phase hands over at its rounding level, with its step.
+        while (not self.converged(st, tol, index_tol, floor=handoff is None)
+               and it < max_iter):
             gnorm = st.gnorm
             d = self.direction(st, tol)
             slope = float(st.grad @ d)
             if slope >= 0:  # not a descent direction: fall back to steepest descent
                 d = -st.grad
                 slope = -gnorm**2
-            elif handoff is not None and prev is not None and gnorm * gnorm / prev <= handoff:
+            elif handoff is not None and (
+                (prev is not None and gnorm * gnorm / prev <= handoff)
+                or self.converged(st, tol, index_tol)
+            ):
                 return st, it, d
             it += 1
             # Near the optimum the predicted decrease of theta falls below its
@@ -783,9 +917,10 @@ def _nearest(
             st = dual.evaluate(st32.y)
     else:
         st = dual.evaluate(y)
-    st, it64, _ = dual.newton(st, tol, max_iter - it, index_tol=1e-11 * c_idx)
+    index_tol = 1e-11 * c_idx
+    st, it64, _ = dual.newton(st, tol, max_iter - it, index_tol=index_tol)
     it += it64
-    if st.gnorm > max(1e3 * tol, 1e-8):
+    if not dual.converged(st, tol, index_tol, slack=1e3):
         raise ConvergenceError(
             f"nearest implied correlation did not converge (residual {st.gnorm:.2g} after "
             f"{it} iterations); index_vol may be too close to the edge of its range",
@@ -842,7 +977,8 @@ def _check_one_asset(sh: float, ah: float, s: float, e: int, n: int, method: str
     which = "one asset" if n == 1 else "only one asset weighted"
     if abs(sh - ah) > 1e-9 * ah:
         raise InfeasibleError(
-            f"with {which} the index vol is weight x vol = {_ldexp(ah, e):.4g}, not {s:.4g}",
+            f"index_vol {s:.4g} cannot be reached with {which}: the index vol is then "
+            f"weight x vol = {_ldexp(ah, e):.4g}",
             "index_vol",
         )
     if n > 1 and method == "shift":
@@ -894,7 +1030,10 @@ def implied_correlation(
         Malformed inputs (the message names the argument).
     InfeasibleError
         ``index_vol`` outside the reachable range (the message gives the range),
-        or ``shift`` leaving the valid correlation matrices. With one asset (or
+        or ``shift`` leaving the valid correlation matrices. A positive bottom
+        of the range (one dominant weight) is reachable with ``nearest`` when
+        every asset is weighted (the one singular matrix there); with an
+        unweighted asset it is refused. With one asset (or
         only one with a nonzero weight) the only reachable index vol is
         ``|w v|``, to a relative 1e-9; the answer is then ``[[1]]`` (or the
         nearest correlation matrix to ``corr``).
@@ -939,7 +1078,14 @@ def implied_correlation(
     else:
         lo, hi = _range(ah)
         margin = 1e-9 * hi
-        if weighted.size > 1 and not (lo + margin < sh < hi - margin):
+        # A positive bottom of the range is reachable, by one singular matrix
+        # when every asset is weighted (correlation -1 between the dominant
+        # asset and each other one), and Newton's method finds it; with an
+        # unweighted asset the rest of that matrix is a degenerate problem.
+        bottom = lo * (1.0 - 1e-12) if (
+            lo > 0 and method_name == "nearest" and weighted.size == w.size
+        ) else lo + margin
+        if weighted.size > 1 and not (bottom <= sh < hi - margin):
             raise InfeasibleError(_range_message(s, _ldexp(lo, e), _ldexp(hi, e)), "index_vol")
         with _blas_threads():
             if method_name == "shift":
