@@ -490,7 +490,7 @@ def cmd_holdings(args: argparse.Namespace) -> int:
 
 
 _BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
-                   "cost", "workers", "benchmark", "rebalance_every", "min_history")
+                   "cost", "workers", "scheduler", "benchmark", "rebalance_every", "min_history")
 
 
 def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
@@ -514,6 +514,9 @@ def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, 
     data = str(table.pop("data", "sample"))
     factors = table.pop("factors", None)
     out = table.pop("out", None)
+    if getattr(args, "cache", None) is None and table.get("cache") is not None:
+        args.cache = str(table["cache"])
+    table.pop("cache", None)
     args.allow_gaps = bool(getattr(args, "allow_gaps", False) or table.pop("allow_gaps", False))
     for flag in _BACKTEST_FLAGS:
         value = getattr(args, flag, None)
@@ -558,23 +561,38 @@ def _check_sweep(table: dict, args: argparse.Namespace) -> None:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """``xlfuncs backtest``: walk-forward factor-model backtest, results to a folder."""
-    from xlfuncs.data.market import load_market
-    from xlfuncs.report import stats_table, write_results
-
     table, source, factors, out = backtest_settings(args)
     config = core.BacktestConfig.from_mapping(table)  # every setting checked before any work
     if out:  # and the folder, before minutes of work
         check_out_folder(out, _backtest_files())
+    # A Dask scheduler is reached now, before the data are read: one line if it cannot be.
+    executor = core.DaskExecutor(config.scheduler) if config.scheduler else None
+    try:
+        return _run_backtest(args, config, source, factors, out, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source: str,
+                  factors: str | None, out: str | None, executor: core.Executor | None) -> int:
+    from xlfuncs.data.estimate_cache import DiskCache
+    from xlfuncs.data.market import load_market
+    from xlfuncs.report import stats_table, write_results
+
     data = load_market(source, factors=factors, end=config.end, allow_gaps=args.allow_gaps)
     print(f"data: {_source_text(data)}, {data.n_assets} assets, {data.n_periods} periods "
           f"({data.dates[0].date()} to {data.dates[-1].date()})")
     for note in data.notes:  # what the loader dropped, filled or assumed
         print(f"  note: {note}")
     names = list(config.specs(data.periods_per_year))
-    print(f"strategies: {', '.join(names)}; model {config.model}")
+    where = (f"; on the Dask cluster at {config.scheduler}" if config.scheduler else "")
+    print(f"strategies: {', '.join(names)}; model {config.model}{where}")
+    cache = DiskCache(args.cache) if getattr(args, "cache", None) else None
     bar = _progress_bar(args)
     try:
-        result = core.run_backtest(data, config, progress=bar.update if bar else None)
+        result = core.run_backtest(data, config, progress=bar.update if bar else None,
+                                   executor=executor, cache=cache)
     finally:
         if bar:
             bar.close()
@@ -736,8 +754,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help="auto (default), caps or market")
     p.add_argument("--rebalance-every", type=int, help="periods between rebalances (default 1)")
     p.add_argument("--min-history", type=int, help="periods before the first rebalance")
-    p.add_argument("--workers", type=int, help="processes for the sweep (default: one per "
-                   "strategy, at most the CPUs)")
+    p.add_argument("--workers", type=int, help="local processes for the sweep (default: one "
+                   "per CPU; 1 = none)")
+    p.add_argument("--scheduler", help="run the sweep on a Dask cluster: its scheduler's "
+                   "address, e.g. tcp://10.0.0.5:8786 (needs xlfuncs[cluster])")
+    p.add_argument("--cache", help="folder that keeps the estimates between runs, so another "
+                   "sweep over the same data only re-solves")
     p.add_argument("--out", help="folder for returns.csv, weights.csv, stats.csv and the charts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_backtest)

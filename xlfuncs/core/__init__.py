@@ -4,6 +4,7 @@ from xlfuncs.core._backtest import (
     BACKTEST_MODES,
     BacktestConfig,
     BacktestResult,
+    EstimateCache,
     run_backtest,
 )
 from xlfuncs.core._beta import (
@@ -13,6 +14,13 @@ from xlfuncs.core._beta import (
     beta_neutral,
     etf_betas,
     portfolio_beta,
+)
+from xlfuncs.core._executor import (
+    DaskExecutor,
+    Executor,
+    ProcessExecutor,
+    SerialExecutor,
+    make_executor,
 )
 from xlfuncs.core._factor import (
     FACTOR_MOMENT_METHODS,
@@ -92,6 +100,9 @@ __all__ = [
     "BacktestConfig",
     "BacktestResult",
     "BetaNeutral",
+    "DaskExecutor",
+    "EstimateCache",
+    "Executor",
     "FactorModel",
     "FactorMoments",
     "ImpliedCorrelation",
@@ -100,9 +111,11 @@ __all__ = [
     "OptimResult",
     "OptimiserSpec",
     "PerformanceStats",
+    "ProcessExecutor",
     "RegimeBetas",
     "RegimeFit",
     "RiskMethod",
+    "SerialExecutor",
     "align",
     "align_all",
     "average_implied_correlation",
@@ -123,6 +136,7 @@ __all__ = [
     "index_vol",
     "index_vol_range",
     "infer_periods_per_year",
+    "make_executor",
     "mixture_moments",
     "normalise_ticker",
     "one_way_turnover",

@@ -484,7 +484,8 @@ def _chunks(dates: Sequence[int], config: BacktestConfig, workers: int) -> list[
     return [tuple(dates[k:k + size]) for k in range(0, len(dates), max(size, 1))]
 
 
-def _estimate_chunk(job: _Job, chunk: tuple[int, ...]) -> list[Estimated]:
+def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
+                    tick: Callable[[int], None] | None = None) -> list[Estimated]:
     """Estimates of a run of dates, in order; the regime fit starts cold at the first."""
     estimator = _Estimator(job.data, job.config)
     out: list[Estimated] = []
@@ -493,6 +494,8 @@ def _estimate_chunk(job: _Job, chunk: tuple[int, ...]) -> list[Estimated]:
             out.append(estimator(i))
         except XlfuncsError as exc:
             out.append(f"{job.data.dates[i].date()}: estimation failed: {exc}")
+        if tick is not None:
+            tick(1)
     return out
 
 
@@ -513,7 +516,9 @@ def data_fingerprint(data: MarketData) -> str:
 
 def _estimation_key(data: MarketData, config: BacktestConfig, chunk: tuple[int, ...]) -> str:
     """Cache key of a chunk: the data, the estimation settings and the dates."""
-    settings = (config.model, config.n_states, config.horizon, config.seed, config.beta_window,
+    # The estimate's fields are part of the key: a changed estimate never reads an old file.
+    settings = (tuple(f.name for f in fields(_Estimate)),
+                config.model, config.n_states, config.horizon, config.seed, config.beta_window,
                 config.moments_window, config.min_obs, config.benchmark, REGIME_CHUNK
                 if config.model == "regime" else 0, chunk)
     return hashlib.sha256((data_fingerprint(data) + repr(settings)).encode()).hexdigest()
@@ -578,7 +583,10 @@ def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache]
         if tick is not None:
             tick(len(chunks[todo[j]]))
 
-    results = executor.map(_estimate_chunk, [chunks[k] for k in todo], job, done)
+    if executor.workers <= 1:  # here, in order: a tick per date
+        results = [_estimate_chunk(job, chunks[k], tick) for k in todo]
+    else:
+        results = executor.map(_estimate_chunk, [chunks[k] for k in todo], job, done)
     for k, got in zip(todo, results, strict=True):
         found[k] = got
         for cache in caches:

@@ -93,6 +93,24 @@ def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
     return fn(_SHARED["value"], item)
 
 
+def _context():
+    """Worker processes that never inherit a thread pool mid-use.
+
+    A plain ``fork`` copies this process with its OpenMP and BLAS thread pools
+    (scikit-learn's k-means starts OpenMP's): a worker then waits forever on a
+    lock no thread will release. Where it exists, a fork server (a clean
+    process that has imported xlfuncs once) forks the workers instead; Windows
+    and macOS start fresh interpreters (``spawn``) anyway.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["xlfuncs.core"])
+    return ctx
+
+
 class ProcessExecutor:
     """A pool of local worker processes; ``shared`` reaches each worker once."""
 
@@ -111,7 +129,8 @@ class ProcessExecutor:
             return []
         out: list[Any] = [None] * len(items)
         with ProcessPoolExecutor(max_workers=min(self.workers, len(items)),
-                                 initializer=_set_shared, initargs=(shared,)) as pool:
+                                 mp_context=_context(), initializer=_set_shared,
+                                 initargs=(shared,)) as pool:
             futures = {pool.submit(_call_with_shared, fn, item): k for k, item in enumerate(items)}
             for fut in as_completed(futures):
                 k = futures[fut]
@@ -148,8 +167,9 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, address: str, timeout: float = CONNECT_TIMEOUT, retries: int = 2):
+    def __init__(self, address: str, timeout: float | None = None, retries: int = 2):
         self.address = check_scheduler(address)
+        timeout = CONNECT_TIMEOUT if timeout is None else timeout
         try:
             from distributed import Client
         except ImportError:
@@ -176,7 +196,7 @@ class DaskExecutor:
                    for item in items]
         index = {f.key: k for k, f in enumerate(futures)}
         out: list[Any] = [None] * len(items)
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=self.client.loop):
             k = index[fut.key]
             out[k] = fut.result()
             if done is not None:

@@ -44,7 +44,7 @@ PARAMETERS = {
     "BtData": "data", "BtFactors": "factors", "BtMode": "mode", "BtTev": "tev",
     "BtGamma": "gamma", "BtModel": "model", "BtStart": "start", "BtEnd": "end",
     "BtMaxWeight": "max_weight", "BtTurnover": "turnover", "BtCost": "cost",
-    "BtBenchmark": "benchmark",
+    "BtBenchmark": "benchmark", "BtScheduler": "scheduler",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
 FAILED = "Run failed: "

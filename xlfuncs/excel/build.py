@@ -1116,6 +1116,8 @@ def backtest_sheet() -> SheetSpec:
                    note="one-way, per rebalance; blank = none"),
         InputValue("Cost", "BtCost", 0.0, "0.00%", note="proportional, per unit traded"),
         InputValue("Benchmark", "BtBenchmark", "auto", "", note="auto, caps or market"),
+        InputValue("Scheduler", "BtScheduler", None, "",
+                   note="blank = this computer; tcp://HOST:8786 = a Dask cluster"),
         Section("Last run"),
         InputValue("Status", "BtStatus", "Not run yet: click Run backtest on the xlfuncs tab",
                    ""),

@@ -1,0 +1,269 @@
+"""Sweeps: estimates shared by all strategies; the same results serial, in processes, on Dask.
+
+The Dask tests start a real ``LocalCluster`` (worker processes, loopback only)
+once for the module.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlfuncs.core import (
+    BacktestConfig,
+    DaskExecutor,
+    ProcessExecutor,
+    SerialExecutor,
+    _backtest,
+    run_backtest,
+)
+from xlfuncs.core._executor import make_executor
+from xlfuncs.data.estimate_cache import DiskCache
+from xlfuncs.data.market import load_market
+from xlfuncs.errors import InputError, XlfuncsError
+
+distributed = pytest.importorskip("distributed")
+
+END = "1996-12-31"
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_market("sample:40", end=END)
+
+
+def config(**kw) -> BacktestConfig:
+    base = dict(tev=(0.02, 0.05), min_history=36, min_obs=24, beta_window=36, end=END)
+    base.update(kw)
+    return BacktestConfig(**base)
+
+
+def assert_same(a, b) -> None:
+    """Two results with the same numbers: weights, returns, statistics, ex-ante figures."""
+    pd.testing.assert_frame_equal(a.returns, b.returns, check_exact=True)
+    pd.testing.assert_frame_equal(a.weights, b.weights, check_exact=True)
+    pd.testing.assert_frame_equal(a.stats, b.stats, check_exact=True)
+    pd.testing.assert_frame_equal(a.ex_ante, b.ex_ante, check_exact=True)
+    pd.testing.assert_frame_equal(a.failures, b.failures, check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None,
+                                       worker_dashboard_address=None)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+# --------------------------------------------------------------------------- estimate once
+
+
+def test_each_date_is_estimated_once_for_all_strategies(data, monkeypatch):
+    calls = []
+    real = _backtest._Estimator.__call__
+
+    def counting(self, i):
+        calls.append(i)
+        return real(self, i)
+
+    monkeypatch.setattr(_backtest._Estimator, "__call__", counting)
+    res = run_backtest(data, config(tev=(0.02, 0.03, 0.04, 0.05)), executor=SerialExecutor())
+    dates = _backtest._rebalance_dates(data, config())
+    assert sorted(calls) == dates  # four strategies, one estimate per date
+    assert len(res.strategies) == 4
+    # A second sweep over the same data and estimation settings re-solves only.
+    calls.clear()
+    again = run_backtest(data, config(tev=(0.025,)), executor=SerialExecutor())
+    assert calls == [] and len(again.returns) == len(res.returns)
+
+
+def test_estimates_are_the_same_for_every_strategy_set(data):
+    """A strategy's result does not depend on which others ran beside it."""
+    alone = run_backtest(data, config(tev=(0.05,)), executor=SerialExecutor())
+    _backtest.MEMORY_CACHE.clear()
+    together = run_backtest(data, config(tev=(0.02, 0.05)), executor=SerialExecutor())
+    np.testing.assert_array_equal(alone.returns["tev=0.05"], together.returns["tev=0.05"])
+
+
+def test_the_disk_cache_serves_a_second_run_in_another_process(data, tmp_path, monkeypatch):
+    cache = DiskCache(tmp_path / "cache")
+    first = run_backtest(data, config(), executor=SerialExecutor(), cache=cache)
+    files = list((tmp_path / "cache").rglob("*.pkl"))
+    assert files, "the estimates were not stored"
+    _backtest.MEMORY_CACHE.clear()  # as in a new process: only the disk has them
+
+    def no_estimates(self, i):
+        raise AssertionError("estimated again")
+
+    monkeypatch.setattr(_backtest._Estimator, "__call__", no_estimates)
+    second = run_backtest(data, config(), executor=SerialExecutor(), cache=cache)
+    assert_same(first, second)
+    # Other estimation settings are other keys: they are estimated, not served.
+    monkeypatch.undo()
+    other = run_backtest(data, config(beta_window=48), executor=SerialExecutor(), cache=cache)
+    assert len(list((tmp_path / "cache").rglob("*.pkl"))) > len(files)
+    assert not other.returns.equals(first.returns)
+
+
+def test_a_broken_cache_file_is_estimated_again(data, tmp_path):
+    cache = DiskCache(tmp_path)
+    first = run_backtest(data, config(), executor=SerialExecutor(), cache=cache)
+    for path in tmp_path.rglob("*.pkl"):
+        path.write_bytes(b"not a pickle")
+    _backtest.MEMORY_CACHE.clear()
+    assert_same(first, run_backtest(data, config(), executor=SerialExecutor(), cache=cache))
+
+
+# --------------------------------------------------------------------------- executors
+
+
+@pytest.mark.parametrize("model", ["sample", "regime"])
+def test_serial_and_process_sweeps_are_identical(data, model):
+    cfg = config(model=model, tev=(0.02, 0.03, 0.05))
+    serial = run_backtest(data, cfg, executor=SerialExecutor())
+    _backtest.MEMORY_CACHE.clear()
+    with ProcessExecutor(2) as pool:
+        parallel = run_backtest(data, cfg, executor=pool)
+    assert_same(serial, parallel)
+
+
+def test_regime_fits_restart_at_fixed_chunks_whatever_the_executor(data, monkeypatch):
+    """The regime chain of warm starts is cut at the same dates for every executor."""
+    monkeypatch.setattr(_backtest, "REGIME_CHUNK", 5)
+    dates = _backtest._rebalance_dates(data, config(model="regime"))
+    chunks = _backtest._chunks(dates, config(model="regime"), workers=7)
+    assert chunks == _backtest._chunks(dates, config(model="regime"), workers=1)
+    assert [len(c) for c in chunks[:-1]] == [5] * (len(chunks) - 1)
+    assert [i for c in chunks for i in c] == dates
+
+
+def test_progress_counts_every_date_and_every_decision(data):
+    seen = []
+    cfg = config(tev=(0.02, 0.03, 0.05))
+    run_backtest(data, cfg, executor=SerialExecutor(), progress=lambda d, t, s: seen.append((d, t)))
+    n = len(_backtest._rebalance_dates(data, cfg))
+    assert seen[-1] == (n * 4, n * 4)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert len(seen) >= 2 * n  # a tick per date estimated and per date decided
+
+
+def test_make_executor_follows_the_settings():
+    assert isinstance(make_executor(1), SerialExecutor)
+    assert isinstance(make_executor(4, tasks=1), SerialExecutor)
+    pool = make_executor(3)
+    assert isinstance(pool, ProcessExecutor) and pool.workers == 3
+
+
+@pytest.mark.parametrize("address", ["localhost:8786", "http://x:1", "tcp://", "8786"])
+def test_a_scheduler_address_is_checked_before_any_work(address):
+    with pytest.raises(InputError, match="scheduler must be a Dask scheduler address"):
+        config(scheduler=address)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_is_one_error_before_any_work(monkeypatch):
+    from xlfuncs.core import _executor
+
+    monkeypatch.setattr(_executor, "CONNECT_TIMEOUT", 2.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(XlfuncsError, match=rf"cannot reach the Dask scheduler at {address} "
+                                           r"within 2 s"):
+        DaskExecutor(address)
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+def test_a_dask_sweep_equals_the_serial_one(data, cluster):
+    cfg = config(model="regime", tev=(0.02, 0.03, 0.05))
+    serial = run_backtest(data, cfg, executor=SerialExecutor())
+    _backtest.MEMORY_CACHE.clear()
+    with DaskExecutor(cluster.scheduler_address) as dask:
+        assert dask.workers == 2
+        on_dask = run_backtest(data, cfg, executor=dask)
+    assert_same(serial, on_dask)
+
+
+class _KillOnce(distributed.WorkerPlugin):
+    """A worker plugin: the first task to start executing kills its worker process."""
+
+    def __init__(self, flag: str):
+        self.flag = flag
+
+    def transition(self, key, start, finish, **kwargs):
+        import os
+
+        if finish == "executing" and not os.path.exists(self.flag):
+            with open(self.flag, "w") as fh:
+                fh.write(str(key))
+            os._exit(1)
+
+
+def test_a_worker_killed_mid_run_is_retried_and_changes_nothing(data, cluster, tmp_path):
+    cfg = config(tev=(0.02, 0.05))
+    serial = run_backtest(data, cfg, executor=SerialExecutor())
+    _backtest.MEMORY_CACHE.clear()
+    flag = tmp_path / "killed"
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.register_plugin(_KillOnce(str(flag)), name="kill-once")
+        try:
+            with DaskExecutor(cluster.scheduler_address) as dask:
+                on_dask = run_backtest(data, cfg, executor=dask)
+        finally:
+            client.unregister_worker_plugin("kill-once")
+        client.wait_for_workers(2, timeout=60)
+    assert flag.exists(), "no worker was killed"
+    assert_same(serial, on_dask)
+
+
+def test_the_cli_on_dask_writes_the_same_files_as_locally(cluster, tmp_path):
+    common = ["backtest", "--data", "sample:40", "--end", END, "--tev", "0.02,0.05",
+              "--min-history", "36", "--quiet"]
+    local = subprocess.run([sys.executable, "-m", "xlfuncs.cli", *common, "--workers", "1",
+                            "--out", str(tmp_path / "local")], capture_output=True, text=True,
+                           check=False, stdin=subprocess.DEVNULL)
+    assert local.returncode == 0, local.stderr
+    remote = subprocess.run([sys.executable, "-m", "xlfuncs.cli", *common, "--scheduler",
+                             cluster.scheduler_address, "--out", str(tmp_path / "dask")],
+                            capture_output=True, text=True, check=False,
+                            stdin=subprocess.DEVNULL)
+    assert remote.returncode == 0, remote.stderr
+    assert f"on the Dask cluster at {cluster.scheduler_address}" in remote.stdout
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "dask").iterdir())
+    for name in names:
+        if name.endswith(".csv"):
+            assert (tmp_path / "local" / name).read_bytes() == \
+                (tmp_path / "dask" / name).read_bytes(), name
+
+
+def test_the_cli_names_an_unreachable_scheduler_before_reading_data(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    out = subprocess.run([sys.executable, "-m", "xlfuncs.cli", "backtest", "--data",
+                          str(tmp_path / "missing.csv"), "--scheduler", address, "--quiet"],
+                         capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+                         timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot reach the Dask scheduler at {address}" in lines[0]
+    assert "missing.csv" not in out.stderr  # the data were not read yet
+
+
+def test_readme_shows_dasks_own_commands():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "dask scheduler" in text and "dask worker tcp://" in text
+    assert "--scheduler tcp://" in text and 'pip install "xlfuncs[cluster]"' in text
