@@ -20,7 +20,7 @@ from xlfuncs.excel import vba
 from xlfuncs.excel.functions import REGISTRY
 from xlfuncs.excel.sheets import alert_excel
 
-__all__ = ["doctor", "help_text", "import_functions", "show_help"]
+__all__ = ["doctor", "help_text", "import_functions", "register_function_help", "show_help"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,46 @@ def wrapper_modules() -> dict[str, str]:
             vba.HELP_MODULE: vba.help_module(functions)}
 
 
+def register_function_help(app: Any, workbook_name: str) -> int:
+    """Give the Insert Function dialog the functions' help, as xlwings' Import Functions does.
+
+    Calls ``Application.MacroOptions`` for every registered function of the
+    workbook with its description, the ``xlfuncs`` category and, from Excel
+    2010 on, its argument descriptions (texts from the registry, as in the
+    workbooks' ``RegisterFunctionHelp``).
+
+    Parameters
+    ----------
+    app : Excel Application (COM)
+        ``book.app.api`` of the workbook.
+    workbook_name : str
+        The workbook that holds the wrappers.
+
+    Returns
+    -------
+    int
+        How many functions got their help; a refusal of one function is logged
+        and the others go on.
+
+    """
+    try:
+        major = int(str(app.Version).replace(",", ".").split(".")[0])
+    except (AttributeError, ValueError):
+        major = 16
+    done = 0
+    for item in vba.function_help(REGISTRY.values()):
+        options: dict[str, Any] = {"Description": item.description, "Category": vba.CATEGORY}
+        if major >= 14 and item.arguments:  # ArgumentDescriptions came with Excel 2010
+            options["ArgumentDescriptions"] = list(item.arguments)
+        try:
+            app.MacroOptions(f"'{workbook_name}'!{item.name}", **options)
+        except Exception as exc:  # a COM refusal: the function works, without help
+            log.warning("no Insert Function help for %s: %s", item.name, exc)
+            continue
+        done += 1
+    return done
+
+
 @_button
 def import_functions() -> None:
     """Ribbon button Import functions: write the function wrappers into the active workbook.
@@ -114,7 +154,8 @@ def import_functions() -> None:
     Windows only (classic xlwings runs no worksheet functions on macOS). Needs a
     macro-enabled workbook and "Trust access to the VBA project object model".
     Existing xlfuncs modules are replaced; the workbook gets a reference to the
-    xlwings add-in, whose ``XLPy.CallUDF`` the wrappers call.
+    xlwings add-in, whose ``XLPy.CallUDF`` the wrappers call, and each function
+    its Insert Function help (:func:`register_function_help`).
     """
     from xlfuncs.excel.sheets import XlwingsBook
 
@@ -151,4 +192,7 @@ def import_functions() -> None:
                    "again.", "critical")
             return
         project.References.AddFromFile(addin.fullname)
-    book.app.status_bar = f"xlfuncs: {len(REGISTRY)} functions imported into {book.name}"
+    described = register_function_help(book.app.api, book.name)
+    missing = (f" ({len(REGISTRY) - described} without Insert Function help: see the log)"
+               if described < len(REGISTRY) else "")
+    book.app.status_bar = f"xlfuncs: {len(REGISTRY)} functions imported into {book.name}{missing}"

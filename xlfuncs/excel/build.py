@@ -17,8 +17,14 @@ error result stops the build. (LibreOffice, at least up to 7.4, recalculates
 every array formula when it opens a file, whatever is cached, so there the
 xlfuncs cells show an error, as in Excel without the xlwings add-in.)
 
+The file is saved without a full recalculation at load (XlsxWriter's default):
+Excel opens it showing the cached results, and ``ThisWorkbook``'s
+``Workbook_Open`` registers the Function Wizard help and recalculates the
+xlfuncs formulas once macros run.
+
 The VBA project (the UDF wrappers generated from the registry, the Function
-Wizard help, and the hand-written modules in ``workbooks/src/vba``) is built
+Wizard help, ``Workbook_Open`` and the hand-written modules in
+``workbooks/src/vba``) is built
 with pyopenvba (see :mod:`xlfuncs.excel.vba`) and embedded with
 ``add_vba_project``. Document properties carry a fixed date and XlsxWriter
 writes fixed zip timestamps, so rebuilding gives byte-identical files.
@@ -79,6 +85,9 @@ WORKBOOKS_DIR = REPO_ROOT / "workbooks"
 VBA_SOURCE_DIR = WORKBOOKS_DIR / "src" / "vba"
 #: Ribbon XML of the add-in.
 RIBBON_SOURCE_DIR = WORKBOOKS_DIR / "src" / "ribbon"
+#: Calculation engine of Excel 2019 and 365: a file saved by an older one is fully
+#: recalculated at load.
+EXCEL_CALC_ID = 191029
 #: Creation date written into every file, so that rebuilding is reproducible.
 BUILD_DATE = dt.datetime(2025, 2, 18, 0, 0, 0)
 
@@ -697,7 +706,8 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
         vba.HELP_MODULE: vba.help_module(functions),
         **vba.read_vba_sources(vba_dir, spec.vba_modules),
     }
-    project = vba.vba_project_bin([(s.name, s.code_name) for s in spec.sheets], modules)
+    project = vba.vba_project_bin([(s.name, s.code_name) for s in spec.sheets], modules,
+                                  documents={"ThisWorkbook": vba.workbook_module()})
 
     buffer = io.BytesIO()
     book = xlsxwriter.Workbook(buffer, {"in_memory": True})
@@ -712,6 +722,12 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
             "created": BUILD_DATE,
         }
     )
+    # No full recalculation at load (XlsxWriter's default): Excel would run it before
+    # macros are enabled, without the VBA wrappers, and show #NAME? in every xlfuncs
+    # cell; the cached results stay until Workbook_Open recalculates them. The
+    # calcId is Excel 365's, as an older one makes Excel recalculate everything too.
+    book.set_calc_mode("auto", calc_id=EXCEL_CALC_ID)
+    book.calc_on_load = False
     book.set_vba_name("ThisWorkbook")
     book.add_vba_project(io.BytesIO(project), is_stream=True)  # type: ignore[arg-type]
     styles = _Styles(book)
