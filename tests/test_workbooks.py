@@ -901,3 +901,55 @@ def test_names_of_results_follow_their_spill(name: str, spills: set[str]) -> Non
     book = openpyxl.load_workbook(committed(name))
     found = {n for n in book.defined_names if spill_name_target(book, n) is not None}
     assert found == spills  # and names of inputs and macro tables stay plain ranges
+
+
+# --------------------------------------------------------------------------- user instructions
+
+_INTERNAL_NAMES = re.compile(r"\bSPEC\b|\bSTYLE\.md\b|\bSPEC\.md\b|\bissue \d+\b")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _sheet_texts(name: str) -> list[str]:
+    book = load_any(committed(name))
+    return [c.value for ws in book.worksheets for row in ws.iter_rows() for c in row
+            if isinstance(c.value, str)]
+
+
+def test_setup_steps_agree_on_the_sheet_the_help_button_and_the_readme() -> None:
+    from xlfuncs.excel.addin import help_text
+    from xlfuncs.excel.guide import SETUP
+
+    readme = _flat((REPO / "README.md").read_text(encoding="utf-8"))
+    help_lines = [line.strip() for line in help_text().splitlines()]
+    sheet = _sheet_texts("ImpliedCov.xlsm")
+    assert len(SETUP) >= 4
+    for step in SETUP:
+        assert f"- {step}" in readme, f"the README's install section lacks: {step}"
+        assert step in help_lines, f"the Help button lacks: {step}"
+        assert step in sheet, f"ImpliedCov's How to use lacks: {step}"
+    # the sheet lists them in order, under its How to use heading
+    at = sheet.index("How to use")
+    assert sheet[at + 1:at + 1 + len(SETUP)] == list(SETUP)
+    # and nothing on the sheet still asks for the old by-hand set-up
+    assert not [t for t in sheet if re.search(r"pip install|config create|RegisterFunctionHelp", t)]
+
+
+def test_no_internal_document_names_in_what_users_read() -> None:
+    from xlfuncs.cli import build_parser
+    from xlfuncs.excel.addin import help_text
+
+    texts = {"README.md": (REPO / "README.md").read_text(encoding="utf-8"),
+             "Help button": help_text()}
+    parser = build_parser()
+    texts["xlfuncs --help"] = parser.format_help()
+    for action in parser._subparsers._group_actions:  # every subcommand's --help
+        for command, sub in action.choices.items():
+            texts[f"xlfuncs {command} --help"] = sub.format_help()
+    for name in NAMES:
+        texts[name] = "\n".join(_sheet_texts(name))
+    found = {where: _INTERNAL_NAMES.findall(text) for where, text in texts.items()}
+    assert {where: names for where, names in found.items() if names} == {}
+    assert len(texts) > 8

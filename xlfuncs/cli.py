@@ -703,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write ticker,weight to this .csv or .xlsx file")
     p.set_defaults(func=cmd_etf_holdings)
 
-    p = sub.add_parser("holdings", help="a fund's holdings from the fund API (SPEC 4.1)")
+    p = sub.add_parser("holdings", help="a fund's holdings from the fund API")
     p.add_argument("--fund", help="undergrad, quant, brigham_capital, grad or quant_paper "
                    "(default: XLFUNCS_FUND; with --workbook: its Fund cell)")
     p.add_argument("--date", help="holdings date YYYY-MM-DD (default: the last business day; "
@@ -716,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the Refresh holdings macro does")
     p.set_defaults(func=cmd_holdings)
 
-    p = sub.add_parser("backtest", help="walk-forward factor-model backtest (SPEC 3.3-3.5)")
+    p = sub.add_parser("backtest", help="walk-forward factor-model backtest")
     p.add_argument("--config", help="TOML file with a [backtest] table of these settings")
     p.add_argument("--data", help="sample (default), sample:N (synthetic, N stocks), french12, "
                    "or a long CSV/Parquet file (date, permno/ticker, ret, mktcap or prc+shrout)")

@@ -18,6 +18,7 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.errors import XlfuncsError
 from xlfuncs.excel import vba
 from xlfuncs.excel.functions import REGISTRY
+from xlfuncs.excel.guide import SETUP
 from xlfuncs.excel.sheets import alert_excel
 
 __all__ = ["doctor", "help_text", "import_functions", "register_function_help", "show_help"]
@@ -60,7 +61,7 @@ def _alert(book: Any, text: str, mode: str = "info") -> None:
 
 
 def help_text() -> str:
-    """Short help: the functions (from the registry) and the buttons."""
+    """Short help: the functions (from the registry), the buttons and the set-up steps."""
     lines = ["Worksheet functions (type = and the name; Ctrl+Shift+A shows the arguments):"]
     for fn in sorted(REGISTRY.values(), key=lambda f: f.name):
         args = ", ".join(a.name if not a.optional else f"[{a.name}]" for a in fn.args)
@@ -70,6 +71,9 @@ def help_text() -> str:
         "Buttons: Refresh holdings (Holdings sheet), Run backtest (Backtest sheet), "
         "Import functions (into the active workbook), Doctor (checks the set-up).",
         "Errors in cells start with #xlfuncs! and name the argument at fault.",
+        "",
+        "Set up:",
+        *(f"  {step}" for step in SETUP),
         "Guide: the README of the xlfuncs repository.",
     ]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ lays the blocks out top to bottom, defines a workbook name for every named
 input and result so the formulas read ``=IMPLIED_CORR(Weights, Vols, SpyVol,
 HistCorr)``, and writes every xlfuncs formula with XlsxWriter's
 ``write_dynamic_array_formula`` so that Excel 365 spills it like a formula
-typed by hand (SPEC section 1).
+typed by hand.
 
 Each formula's result is computed while building, by calling the registered
 Python function on the workbook's own data exactly as xlwings would pass it,
@@ -53,6 +53,7 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.excel import vba
 from xlfuncs.excel.cells import ERROR_PREFIX
 from xlfuncs.excel.functions import REGISTRY
+from xlfuncs.excel.guide import SETUP
 from xlfuncs.report import STATS_COLUMNS, stat_format
 
 __all__ = [
@@ -836,16 +837,7 @@ def implied_cov_sheet() -> SheetSpec:
         Notes(
             heading="How to use",
             lines=(
-                "Excel 365 on Windows: in the Python environment that has xlfuncs run "
-                "pip install xlwings, then xlwings addin install and xlwings config create.",
-                "Set UDF Modules to xlfuncs.udfs (xlwings ribbon tab, or UDF MODULES in "
-                "~/.xlwings/xlwings.conf), then open this file with macros enabled.",
-                "The formulas then recalculate through Python. After upgrading xlfuncs click "
-                "Restart UDF Server. Help in the fx dialog: run the macro RegisterFunctionHelp.",
-                "macOS: classic xlwings runs no worksheet functions (UDFs) on a Mac; the "
-                "xlfuncs command line (xlfuncs implied ...) gives the same numbers.",
-                "The file keeps the results computed when it was built (previews and pandas "
-                "show them); without the add-in, a recalculation shows #NAME? or #VALUE!.",
+                *SETUP,
                 "Blue cells are inputs, named Weights, Vols, SpyVol and HistCorr. A result "
                 "reading #xlfuncs! names the input at fault.",
             ),
@@ -1139,7 +1131,7 @@ def backtest_sheet() -> SheetSpec:
         InputValue("Data used", "BtSource", None, ""),
         Section("Statistics (BtStats)",
                 "Annualised; tracking error and information ratio against the benchmark; "
-                "turnover one-way per rebalance (SPEC 3.5)."),
+                "turnover one-way per rebalance."),
         InputTable(tuple(Column(c, blank3, "" if c == "strategy" else stat_format(c),
                                 is_input=False)
                          for c in BACKTEST_STATS), name="BtStats"),
