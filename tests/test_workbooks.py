@@ -953,3 +953,19 @@ def test_no_internal_document_names_in_what_users_read() -> None:
     found = {where: _INTERNAL_NAMES.findall(text) for where, text in texts.items()}
     assert {where: names for where, names in found.items() if names} == {}
     assert len(texts) > 8
+
+
+_STATS_HEADERS = ["Strategy", "Annual return", "Annual volatility", "Sharpe ratio",
+                  "Tracking error", "Information ratio", "Max drawdown", "Turnover",
+                  "Holdings (average)", "Hit rate", "IR per period"]
+
+
+def test_backtest_statistics_headers_are_plain_english_and_whole_at_their_width() -> None:
+    from readable import unreadable
+
+    path = committed("Backtest.xlsm")
+    book = openpyxl.load_workbook(path)
+    sheet, ref = book.defined_names["BtStats"].attr_text.split("!")
+    header = [c.value for c in book[sheet.strip("'")][ref.replace("$", "")][0]]
+    assert header == _STATS_HEADERS
+    assert unreadable(path, "BtStats") == []
