@@ -619,7 +619,8 @@ def test_workbook_open_registers_the_help_of_every_function(name: str) -> None:
                      r'Category:="xlfuncs", ArgumentDescriptions:=argDocs', source)
     assert "target = \"'\" & ThisWorkbook.Name & \"'!\" & fname" in source
     # the recalculation dirties the formulas that call any registered function
-    found = set(re.findall(r'VBA\.InStr\(1, formulaText, "(\w+)\(", vbTextCompare\)', source))
+    found = set(re.findall(r'VBA\.InStr\(1, formulaText, "(\w+)\(", VBA\.vbTextCompare\)',
+                           source))
     assert found == set(REGISTRY)
     assert "cell.Dirty" in source and "Application.Calculate" in source
 

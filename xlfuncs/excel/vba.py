@@ -290,8 +290,9 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
     before macros are enabled and show ``#NAME?``), so its first fresh results
     come from here. Both leave the workbook's saved state as they found it and
     ignore errors (a protected workbook, an Excel without argument
-    descriptions). VBA's own functions are called as ``VBA.InStr``: with the
-    xlwings add-in missing, unqualified names fail to resolve.
+    descriptions). VBA's and Excel's names are qualified (``VBA.InStr``,
+    ``Excel.xlCellTypeFormulas``): with the xlwings add-in's reference
+    MISSING, VBA cannot resolve unqualified library names.
 
     Parameters
     ----------
@@ -338,7 +339,7 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
         "ByVal argDocs As Variant)",
         "    Dim target As String",
         '    target = "\'" & ThisWorkbook.Name & "\'!" & fname',
-        "    If UBound(argDocs) >= LBound(argDocs) Then",
+        "    If VBA.UBound(argDocs) >= VBA.LBound(argDocs) Then",
         f"        Application.MacroOptions Macro:=target, Description:=text, "
         f"Category:={_vba_string(category)}, ArgumentDescriptions:=argDocs",
         "    Else",
@@ -353,21 +354,21 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
         "    On Error Resume Next",
         "    For Each sheet In ThisWorkbook.Worksheets",
         "        Set formulas = Nothing",
-        "        Set formulas = sheet.UsedRange.SpecialCells(xlCellTypeFormulas)",
+        "        Set formulas = sheet.UsedRange.SpecialCells(Excel.xlCellTypeFormulas)",
         "        If Not formulas Is Nothing Then",
         "            For Each cell In formulas.Cells",
         "                If CallsFunction(cell.Formula) Then cell.Dirty",
         "            Next cell",
         "        End If",
         "    Next sheet",
-        "    If Application.Calculation <> xlCalculationManual Then Application.Calculate",
+        "    If Application.Calculation <> Excel.xlCalculationManual Then Application.Calculate",
         "    ThisWorkbook.Saved = wasSaved",
         "End Sub",
         "",
         "Private Function CallsFunction(ByVal formulaText As String) As Boolean",
     ]
     for f in functions:
-        lines.append(f'    If VBA.InStr(1, formulaText, "{f.name}(", vbTextCompare) > 0 Then '
+        lines.append(f'    If VBA.InStr(1, formulaText, "{f.name}(", VBA.vbTextCompare) > 0 Then '
                      "CallsFunction = True")
     lines += ["End Function"]
     return _lines(lines)
