@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from readable import unreadable
 
 from xlfuncs import macros
 from xlfuncs.core import BacktestConfig, run_backtest
@@ -49,7 +50,7 @@ def test_a_run_writes_statistics_returns_and_charts(tmp_path):
     ws = wb["Backtest"]
     _, ref_range = wb.defined_names["BtStats"].attr_text.split("!")
     rows = [[c.value for c in r] for r in ws[ref_range.replace("$", "")]]
-    assert rows[0][:3] == ["strategy", "ann_return", "ann_volatility"]
+    assert rows[0][:3] == ["Strategy", "Annual return", "Annual volatility"]
     assert [r[0] for r in rows[1:]] == ["tev=0.02", "tev=0.05"]
     np.testing.assert_allclose([r[4] for r in rows[1:]],
                                ref.stats["tracking_error"].to_numpy(), rtol=1e-12)
@@ -125,6 +126,9 @@ def test_every_row_of_a_longer_result_is_formatted(tmp_path):
         assert len(rows) > (5 if name == "BtStats" else 50)
         for row in rows[1:]:
             assert [c.number_format for c in row] == expect, (name, row[0].coordinate)
+    assert [c.value for c in rows[0]][:3] == ["date", "benchmark", "rf"]
+    # the statistics under their plain-English headers: every header and number whole
+    assert unreadable(path, "BtStats") == []
 
 
 def test_one_strategy_is_one_strategy(tmp_path):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
+from readable import number_formats, unreadable
 
 from xlfuncs import core
 from xlfuncs.cli import main
 from xlfuncs.data.samples import sector_example
+from xlfuncs.report import CHARTS
 
 
 @pytest.fixture
@@ -94,8 +98,35 @@ def test_demo_runs_on_bundled_data(tmp_path, capsys):
     assert list(stats["strategy"]) == ["tev=0.02", "tev=0.05"]
     import openpyxl
 
-    book = openpyxl.load_workbook(tmp_path / "xlfuncs-demo.xlsx")
-    assert book.sheetnames == ["ImpliedCorr", "BetaNeutral", "Backtest"]
-    assert set(book.defined_names) == {"DemoImpliedCorr", "DemoBetaNeutral", "DemoBacktest"}
-    assert book["Backtest"]["A2"].value == "tev=0.02"
-    assert book["Backtest"]["E2"].value == pytest.approx(stats["tracking_error"][0], rel=1e-12)
+    path = tmp_path / "xlfuncs-demo.xlsx"
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["ImpliedCorr", "ImpliedCov", "BetaNeutral", "Backtest"]
+    tables = {"DemoImpliedCorr", "DemoImpliedCov", "DemoBetaNeutral", "DemoBacktest"}
+    assert set(book.defined_names) == tables
+    # every header and number shows whole at the widths the file gives
+    for name in tables:
+        assert unreadable(path, name) == [], name
+    sheet, ref = book.defined_names["DemoBacktest"].attr_text.split("!")
+    rows = [[c.value for c in row] for row in book[sheet.strip("'")][ref.replace("$", "")]]
+    assert rows[0] == ["Strategy", "Annual return", "Annual volatility", "Sharpe ratio",
+                       "Tracking error", "Information ratio", "Max drawdown", "Turnover",
+                       "Holdings (average)", "Hit rate", "IR per period"]
+    assert [r[0] for r in rows[1:]] == ["tev=0.02", "tev=0.05"]
+    assert rows[1][4] == pytest.approx(stats["tracking_error"][0], rel=1e-12)
+    assert number_formats(path, "DemoBacktest") == [
+        "General", "0.00%", "0.00%", "0.00", "0.00%", "0.00", "0.00%", "0.00%", "0.0", "0.0%",
+        "0.000"]
+    assert number_formats(path, "DemoBetaNeutral") == ["General", "0.00%", "0.00%"]
+    assert set(number_formats(path, "DemoImpliedCorr")[1:]) == {"0.000"}
+    assert set(number_formats(path, "DemoImpliedCov")[1:]) == {"0.0000"}
+    # the covariance sheet holds the implied covariance, the charts are in the file
+    cov = pd.read_csv(tmp_path / "implied_cov.csv", index_col=0)
+    sheet, ref = book.defined_names["DemoImpliedCov"].attr_text.split("!")
+    grid = [[c.value for c in row] for row in book[sheet.strip("'")][ref.replace("$", "")]]
+    assert grid[0][1:] == list(cov.columns) and [r[0] for r in grid[1:]] == list(cov.index)
+    np.testing.assert_allclose([r[1:] for r in grid[1:]], cov.to_numpy(), rtol=1e-12)
+    assert len(book["Backtest"]._images) == 3
+    with zipfile.ZipFile(path) as z:
+        media = sorted(n for n in z.namelist() if n.startswith("xl/media/"))
+        pictures = {z.read(n) for n in media}
+    assert pictures == {(tmp_path / "backtest" / c).read_bytes() for c in CHARTS}

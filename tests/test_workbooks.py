@@ -487,6 +487,185 @@ def test_vba_modules_compile(name: str) -> None:
     for module in (vba.WRAPPER_MODULE, vba.HELP_MODULE, *spec.vba_modules):
         body = modules[module].split("\r\n", 1)[1]  # without the Attribute VB_Name line
         app.add_module(body, name=module)
+    workbook = [line for line in modules["ThisWorkbook"].split("\r\n")
+                if not line.startswith("Attribute VB_")]
+    app.add_module("\r\n".join(workbook), name="WorkbookEvents")
+
+
+# --------------------------------------------------------------------------- VBA grammar
+
+_VB_ATTRIBUTE = re.compile(r"^Attribute VB_\w+")
+
+
+class _SyntaxErrors:
+    """An ANTLR error listener that keeps every syntax error."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def syntaxError(self, recognizer, symbol, line, column, msg, e):
+        self.errors.append(f"line {line}:{column} {msg}")
+
+    def __getattr__(self, name: str):  # reportAmbiguity and the like: not errors
+        return lambda *args: None
+
+
+def vba_syntax_errors(source: str) -> list[str]:
+    """Syntax errors of a module's code under the ANTLR VBA grammar (grammars-v4 vba.g4).
+
+    The ``Attribute VB_`` header lines are dropped (the grammar's module
+    header knows only some of them); the rest must parse as a procedural
+    module's body, to the end of the text.
+    """
+    antlr4 = _import_antlr()
+    from antlr4_vba.vbaLexer import vbaLexer
+    from antlr4_vba.vbaParser import vbaParser
+
+    lines = [line for line in source.split("\r\n") if not _VB_ATTRIBUTE.match(line)]
+    listener = _SyntaxErrors()
+    lexer = vbaLexer(antlr4.InputStream("\r\n" + "\r\n".join(lines)))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(listener)
+    parser = vbaParser(antlr4.CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.addErrorListener(listener)
+    parser.proceduralModuleBody()
+    rest = parser.getCurrentToken()
+    if rest.type != antlr4.Token.EOF:
+        listener.errors.append(f"line {rest.line}:{rest.column} cannot parse {rest.text!r}")
+    return listener.errors
+
+
+def _import_antlr():
+    try:
+        import antlr4
+        import antlr4_vba  # noqa: F401
+    except ImportError:
+        pytest.fail("the VBA grammar checks need antlr4-vba: pip install -e '.[test]'")
+    return antlr4
+
+
+def test_vba_grammar_check_finds_errors() -> None:
+    good = 'Attribute VB_Name = "M"\r\nOption Explicit\r\n\r\nSub A(x)\r\n    x = 1\r\nEnd Sub\r\n'
+    assert vba_syntax_errors(good) == []
+    assert vba_syntax_errors(good.replace("End Sub", "End Function"))
+    assert vba_syntax_errors(good.replace("Sub A(x)", "Sub A(x"))
+    assert vba_syntax_errors(good.replace("x = 1", 'MsgBox "open'))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_vba_module_parses_under_the_vba_grammar(name: str) -> None:
+    with ExcelFile(committed(name)) as book:
+        modules = {m: book.get_module(m) for m in book.module_names()}
+    assert "Workbook_Open" in modules["ThisWorkbook"]
+    for module, source in modules.items():
+        assert vba_syntax_errors(source) == [], f"{name} {module}"
+
+
+def test_generated_vba_parses_for_any_registry() -> None:
+    """What Import functions writes, for the registry and for functions the VBA must escape."""
+    import xlfuncs.excel.addin as addin
+
+    odd = [_fn("NO_ARGS"), _fn("TWO", ("a", False), ("b", True), doc='Say "hi".')]
+    sources = [*addin.wrapper_modules().values(), vba.wrapper_module(odd), vba.help_module(odd),
+               vba.workbook_module()]
+    for source in sources:
+        assert vba_syntax_errors(source) == []
+
+
+# --------------------------------------------------------------------------- help and recalculation
+
+_DESCRIBE = re.compile(r'^    Describe "(\w+)", ("(?:[^"]|"")*"), Array\((.*?)\)$', re.M | re.S)
+_VBA_STRING = re.compile(r'"((?:[^"]|"")*)"')
+
+
+def _vba_strings(text: str) -> list[str]:
+    return [m.group(1).replace('""', '"') for m in _VBA_STRING.finditer(text)]
+
+
+def _as_in_vba(text: str) -> str:
+    return text.encode("cp1252", errors="replace").decode("cp1252")
+
+
+def test_registry_help_fits_the_function_wizard() -> None:
+    """255 characters per text, one line each, all in the VBA project's code page."""
+    for fn in REGISTRY.values():
+        for text in (fn.doc, *(a.doc for a in fn.args)):
+            assert 0 < len(text) <= 255, (fn.name, text)
+            assert text == _as_in_vba(" ".join(text.split())), (fn.name, text)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workbook_open_registers_the_help_of_every_function(name: str) -> None:
+    modules = _vba_modules(name)
+    body = [line.strip() for line in modules["ThisWorkbook"].split("\r\n")]
+    start = body.index("Private Sub Workbook_Open()")
+    sub = body[start:body.index("End Sub", start)]
+    calls = [line for line in sub if line and not line.startswith("'")]
+    # errors are ignored before anything runs: opening the workbook never stops here
+    assert calls == ["Private Sub Workbook_Open()", "On Error Resume Next",
+                     "xlfuncs_help.RegisterFunctionHelp", "xlfuncs_help.RecalculateFunctions"]
+
+    source = modules[vba.HELP_MODULE].replace(" _\r\n", " ").replace("\r\n", "\n")
+    described = {m.group(1): m for m in _DESCRIBE.finditer(source)}
+    assert list(described) == list(REGISTRY)
+    for fname, fn in REGISTRY.items():
+        m = described[fname]
+        assert _vba_strings(m.group(2)) == [_as_in_vba(fn.doc)]
+        docs = _vba_strings(m.group(3))
+        assert len(docs) == fn.max_args
+        assert docs == [_as_in_vba(a.doc) for a in fn.args]
+    assert re.search(r"Application\.MacroOptions Macro:=target, Description:=text, "
+                     r'Category:="xlfuncs", ArgumentDescriptions:=argDocs', source)
+    assert "target = \"'\" & ThisWorkbook.Name & \"'!\" & fname" in source
+    # the recalculation dirties the formulas that call any registered function
+    found = set(re.findall(r'VBA\.InStr\(1, formulaText, "(\w+)\(", VBA\.vbTextCompare\)',
+                           source))
+    assert found == set(REGISTRY)
+    assert "cell.Dirty" in source and "Application.Calculate" in source
+
+
+def test_help_texts_longer_than_the_wizard_are_refused() -> None:
+    long = WorksheetFunction("F", lambda: None, "x" * 256, ())
+    with pytest.raises(ValueError, match="longer than 255"):
+        vba.help_module([long])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_full_recalculation_at_load(name: str) -> None:
+    """Excel keeps the stored results at opening; Workbook_Open recalculates them."""
+    with zipfile.ZipFile(committed(name)) as z:
+        root = ET.fromstring(z.read("xl/workbook.xml"))
+    calc = root.find("m:calcPr", _NS)
+    assert calc is not None
+    assert calc.get("fullCalcOnLoad") in (None, "0")
+    assert int(calc.get("calcId")) >= 191029  # an older engine's file is recalculated
+
+
+@pytest.mark.parametrize("name", SHEETS)
+def test_every_xlfuncs_formula_has_its_result_stored(name: str) -> None:
+    with zipfile.ZipFile(committed(name)) as z:
+        parts = [n for n in z.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)]
+        cells = {}
+        for part in parts:
+            for c in ET.fromstring(z.read(part)).iterfind(".//m:c", _NS):
+                cells[(part, c.get("r"))] = c
+    checked = 0
+    for (part, ref), c in cells.items():
+        f = c.find("m:f", _NS)
+        if f is None or not any(call.name in REGISTRY for call in function_calls("=" + f.text)):
+            continue
+        min_col, min_row, max_col, max_row = range_boundaries(f.get("ref"))
+        spill = [f"{openpyxl.utils.get_column_letter(col)}{row}"
+                 for row in range(min_row, max_row + 1) for col in range(min_col, max_col + 1)]
+        empty = [at for at in spill if (part, at) not in cells
+                 or not (cells[(part, at)].findtext("m:v", None, _NS) or "")]
+        # only the blank corner of a labelled matrix (tickers across and down) is empty
+        assert empty in ([], [ref]) and len(spill) - len(empty) >= 1, (
+            f"{name} {ref}: ={f.text} has no stored result in {empty[:5]}")
+        assert not empty or min(max_row - min_row, max_col - min_col) > 0
+        checked += 1
+    assert checked >= len(MUST_CALL[name])
 
 
 # --------------------------------------------------------------------------- the add-in
@@ -555,6 +734,35 @@ def test_every_runpython_string_imports_a_macro(name: str) -> None:
     if name == ADDIN:
         assert set(found) == {"refresh_holdings", "run_backtest", "import_functions",
                               "doctor", "show_help"}
+
+
+class FakeExcel:
+    """The part of Excel's Application object that registering help uses."""
+
+    def __init__(self, version: str = "16.0", refuse: str = ""):
+        self.Version, self.refuse = version, refuse
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def MacroOptions(self, macro: str, **options: Any) -> None:
+        if self.refuse and macro.endswith("!" + self.refuse):
+            raise RuntimeError("(-2146827284, 'Exception occurred.')")
+        self.calls.append((macro, options))
+
+
+def test_import_functions_registers_the_help_as_xlwings_does() -> None:
+    from xlfuncs.excel.addin import register_function_help
+
+    excel = FakeExcel()
+    assert register_function_help(excel, "My Book.xlsm") == len(REGISTRY)
+    assert [m for m, _ in excel.calls] == [f"'My Book.xlsm'!{n}" for n in REGISTRY]
+    for (_, options), fn in zip(excel.calls, REGISTRY.values(), strict=True):
+        assert options["Description"] == fn.doc and options["Category"] == "xlfuncs"
+        assert options.get("ArgumentDescriptions", []) == [a.doc for a in fn.args]
+    # Excel 2007 has no argument descriptions; one refused function leaves the others
+    old = FakeExcel("12.0", refuse="INDEX_VOL")
+    assert register_function_help(old, "b.xlsm") == len(REGISTRY) - 1
+    assert all("ArgumentDescriptions" not in o for _, o in old.calls)
+    assert "'b.xlsm'!INDEX_VOL" not in [m for m, _ in old.calls]
 
 
 def _fn(name: str, *args: tuple[str, bool], doc: str = "Doc.") -> WorksheetFunction:
@@ -694,3 +902,71 @@ def test_names_of_results_follow_their_spill(name: str, spills: set[str]) -> Non
     book = openpyxl.load_workbook(committed(name))
     found = {n for n in book.defined_names if spill_name_target(book, n) is not None}
     assert found == spills  # and names of inputs and macro tables stay plain ranges
+
+
+# --------------------------------------------------------------------------- user instructions
+
+_INTERNAL_NAMES = re.compile(r"\bSPEC\b|\bSTYLE\.md\b|\bSPEC\.md\b|\bissue \d+\b")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _sheet_texts(name: str) -> list[str]:
+    book = load_any(committed(name))
+    return [c.value for ws in book.worksheets for row in ws.iter_rows() for c in row
+            if isinstance(c.value, str)]
+
+
+def test_setup_steps_agree_on_the_sheet_the_help_button_and_the_readme() -> None:
+    from xlfuncs.excel.addin import help_text
+    from xlfuncs.excel.guide import SETUP
+
+    readme = _flat((REPO / "README.md").read_text(encoding="utf-8"))
+    help_lines = [line.strip() for line in help_text().splitlines()]
+    sheet = _sheet_texts("ImpliedCov.xlsm")
+    assert len(SETUP) >= 4
+    for step in SETUP:
+        assert f"- {step}" in readme, f"the README's install section lacks: {step}"
+        assert step in help_lines, f"the Help button lacks: {step}"
+        assert step in sheet, f"ImpliedCov's How to use lacks: {step}"
+    # the sheet lists them in order, under its How to use heading
+    at = sheet.index("How to use")
+    assert sheet[at + 1:at + 1 + len(SETUP)] == list(SETUP)
+    # and nothing on the sheet still asks for the old by-hand set-up
+    assert not [t for t in sheet if re.search(r"pip install|config create|RegisterFunctionHelp", t)]
+
+
+def test_no_internal_document_names_in_what_users_read() -> None:
+    from xlfuncs.cli import build_parser
+    from xlfuncs.excel.addin import help_text
+
+    texts = {"README.md": (REPO / "README.md").read_text(encoding="utf-8"),
+             "Help button": help_text()}
+    parser = build_parser()
+    texts["xlfuncs --help"] = parser.format_help()
+    for action in parser._subparsers._group_actions:  # every subcommand's --help
+        for command, sub in action.choices.items():
+            texts[f"xlfuncs {command} --help"] = sub.format_help()
+    for name in NAMES:
+        texts[name] = "\n".join(_sheet_texts(name))
+    found = {where: _INTERNAL_NAMES.findall(text) for where, text in texts.items()}
+    assert {where: names for where, names in found.items() if names} == {}
+    assert len(texts) > 8
+
+
+_STATS_HEADERS = ["Strategy", "Annual return", "Annual volatility", "Sharpe ratio",
+                  "Tracking error", "Information ratio", "Max drawdown", "Turnover",
+                  "Holdings (average)", "Hit rate", "IR per period"]
+
+
+def test_backtest_statistics_headers_are_plain_english_and_whole_at_their_width() -> None:
+    from readable import unreadable
+
+    path = committed("Backtest.xlsm")
+    book = openpyxl.load_workbook(path)
+    sheet, ref = book.defined_names["BtStats"].attr_text.split("!")
+    header = [c.value for c in book[sheet.strip("'")][ref.replace("$", "")][0]]
+    assert header == _STATS_HEADERS
+    assert unreadable(path, "BtStats") == []

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs import __version__, core
-from xlfuncs._files import atomic_write, file_error_reason, write_csv
+from xlfuncs._files import file_error_reason, write_csv
 from xlfuncs.core import Labelled, align_all
 from xlfuncs.data.user_files import read_holdings, read_matrix, read_returns_cov, read_vector
 from xlfuncs.errors import InputError, XlfuncsError
@@ -253,31 +253,64 @@ def _demo_backtest() -> core.BacktestResult:
     return result
 
 
-def _demo_workbook(path: Path, corr: pd.DataFrame, rebalanced: pd.DataFrame,
-                   result: core.BacktestResult) -> None:
-    """The results as a workbook, written through the sheet interface the macros use."""
-    import openpyxl
+def _demo_workbook(path: Path, corr: pd.DataFrame, cov: pd.DataFrame,
+                   rebalanced: pd.DataFrame, result: core.BacktestResult,
+                   charts: Sequence[Path]) -> None:
+    """The results as a workbook laid out and formatted as the shipped ones, charts included."""
+    from xlfuncs.excel.build import (
+        Block,
+        Column,
+        InputTable,
+        Notes,
+        Picture,
+        SheetSpec,
+        write_results_workbook,
+    )
+    from xlfuncs.report import STATS_HEADERS, conventions_table, stat_format, stats_table
 
-    from xlfuncs.excel.sheets import Area, OpenpyxlBook
-    from xlfuncs.report import stats_table
+    def matrix(frame: pd.DataFrame, num_format: str, name: str) -> InputTable:
+        return InputTable((Column("Ticker", tuple(map(str, frame.index)), is_input=False),
+                           *(Column(str(t), tuple(map(float, frame[t])), num_format,
+                                    is_input=False) for t in frame.columns)), name=name)
 
-    blank = openpyxl.Workbook()
-    blank.active.title = "ImpliedCorr"
-    for title in ("BetaNeutral", "Backtest"):
-        blank.create_sheet(title)
-    atomic_write(path, lambda tmp: blank.save(tmp))
-    book = OpenpyxlBook(path)
+    def sheet(name: str, title: str, subtitle: str, *blocks: Block) -> SheetSpec:
+        return SheetSpec(name=name, code_name=name, title=title, subtitle=subtitle,
+                         blocks=blocks, freeze_rows=2, fit_columns=True)
+
     stats = stats_table(result)
-    blocks = {
-        "ImpliedCorr": [["", *corr.columns], *[[t, *map(float, row)] for t, row in
-                                                zip(corr.index, corr.to_numpy(), strict=True)]],
-        "BetaNeutral": [list(rebalanced.columns), *rebalanced.to_numpy().tolist()],
-        "Backtest": [list(stats.columns), *stats.to_numpy().tolist()],
-    }
-    for sheet, grid in blocks.items():
-        book.write_block(sheet, 1, 1, grid)
-        book.set_name(f"Demo{sheet}", Area.block(sheet, 1, 1, len(grid), len(grid[0])))
-    book.save()
+    conventions = conventions_table()
+    r = result.returns.index
+    sheets = (
+        sheet("ImpliedCorr", "Implied correlation: SPY's sector ETFs, 18 Feb 2025",
+              "The correlation matrix closest to the historical one that reproduces SPY's "
+              "30-day implied vol (method nearest).",
+              matrix(corr, "0.000", "DemoImpliedCorr")),
+        sheet("ImpliedCov", "Implied covariance: SPY's sector ETFs, 18 Feb 2025",
+              "Implied vols with the implied correlation, annualised variance units.",
+              matrix(cov, "0.0000", "DemoImpliedCov")),
+        sheet("BetaNeutral", "Long-only reweight to a beta of 0.4 to the ETF",
+              "The sample holdings changed as little as possible in risk terms.",
+              InputTable((Column("Ticker", tuple(map(str, rebalanced["ticker"])),
+                                 is_input=False),
+                          Column("Current weight", tuple(map(float, rebalanced["current weight"])),
+                                 "0.00%", is_input=False),
+                          Column("New weight", tuple(map(float, rebalanced["new weight"])),
+                                 "0.00%", is_input=False)), name="DemoBetaNeutral")),
+        sheet("Backtest", "Factor-model backtest: 100 synthetic stocks",
+              f"TEV budgets 2% and 5% a year, monthly from {r[0]:%Y-%m} to {r[-1]:%Y-%m} "
+              f"({len(r)} months), against the cap-weighted benchmark.",
+              InputTable(tuple(Column(STATS_HEADERS[c], tuple(
+                  None if v != v else (v if c == "strategy" else float(v)) for v in stats[c]),
+                  "" if c == "strategy" else stat_format(c), is_input=False)
+                  for c in stats.columns), name="DemoBacktest"),
+              Notes(tuple(f"{STATS_HEADERS[s]}: {text}" for s, text in zip(
+                  conventions["statistic"], conventions["convention"], strict=True)),
+                  heading="How the statistics are defined"),
+              *(Picture(p, title) for p, title in zip(charts, (
+                  "Cumulative log return", "Information ratio", "Rolling tracking error"),
+                  strict=True))),
+    )
+    write_results_workbook(path, "xlfuncs demo results", sheets)
 
 
 _DEMO_FILES = ("implied_corr.csv", "implied_cov.csv", "beta_neutral.csv", "xlfuncs-demo.xlsx")
@@ -293,7 +326,7 @@ def _backtest_files() -> tuple[str, ...]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``xlfuncs demo``: the main jobs on the bundled sample data, and a results workbook."""
-    from xlfuncs.report import write_results
+    from xlfuncs.report import CHARTS, write_results
 
     out = check_out_folder(args.out, [*_DEMO_FILES,
                                       *(f"backtest/{name}" for name in _backtest_files())])
@@ -306,7 +339,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _writing(out / "backtest"):
         write_results(result, out / "backtest")
     with _writing(out / "xlfuncs-demo.xlsx"):
-        _demo_workbook(out / "xlfuncs-demo.xlsx", corr, rebalanced, result)
+        _demo_workbook(out / "xlfuncs-demo.xlsx", corr, cov, rebalanced, result,
+                       [out / "backtest" / name for name in CHARTS])
     print(f"\nwrote implied_corr.csv, implied_cov.csv, beta_neutral.csv, backtest/ and "
           f"xlfuncs-demo.xlsx to {out.resolve()}")
     return 0
@@ -721,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write ticker,weight to this .csv or .xlsx file")
     p.set_defaults(func=cmd_etf_holdings)
 
-    p = sub.add_parser("holdings", help="a fund's holdings from the fund API (SPEC 4.1)")
+    p = sub.add_parser("holdings", help="a fund's holdings from the fund API")
     p.add_argument("--fund", help="undergrad, quant, brigham_capital, grad or quant_paper "
                    "(default: XLFUNCS_FUND; with --workbook: its Fund cell)")
     p.add_argument("--date", help="holdings date YYYY-MM-DD (default: the last business day; "
@@ -734,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the Refresh holdings macro does")
     p.set_defaults(func=cmd_holdings)
 
-    p = sub.add_parser("backtest", help="walk-forward factor-model backtest (SPEC 3.3-3.5)")
+    p = sub.add_parser("backtest", help="walk-forward factor-model backtest")
     p.add_argument("--config", help="TOML file with a [backtest] table of these settings")
     p.add_argument("--data", help="sample (default), sample:N (synthetic, N stocks), french12, "
                    "or a long CSV/Parquet file (date, permno/ticker, ret, mktcap or prc+shrout)")

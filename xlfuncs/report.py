@@ -14,8 +14,8 @@ import pandas as pd
 from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "STATS_COLUMNS", "conventions_table", "save_charts", "stat_format",
-           "stats_table", "write_results"]
+__all__ = ["CHARTS", "STATS_COLUMNS", "STATS_HEADERS", "conventions_table", "save_charts",
+           "stat_format", "stats_table", "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
@@ -23,6 +23,13 @@ STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "in
 # every other statistic a percentage.
 STATS_FORMATS = {"strategy": "General", "sharpe": "0.00", "information_ratio": "0.00",
                  "avg_holdings": "0.0", "hit_rate": "0.0%", "ir_per_period": "0.000"}
+#: What a sheet shows above each statistics column (the CSV files keep the short names).
+STATS_HEADERS = {"strategy": "Strategy", "ann_return": "Annual return",
+                 "ann_volatility": "Annual volatility", "sharpe": "Sharpe ratio",
+                 "tracking_error": "Tracking error", "information_ratio": "Information ratio",
+                 "max_drawdown": "Max drawdown", "turnover": "Turnover",
+                 "avg_holdings": "Holdings (average)", "hit_rate": "Hit rate",
+                 "ir_per_period": "IR per period"}
 CHARTS = ("cumulative.png", "ir_vs_tev.png", "rolling_te.png")
 ROLLING = 12  # periods in the rolling tracking error
 
@@ -33,7 +40,7 @@ def stat_format(column: str) -> str:
 
 
 def conventions_table() -> pd.DataFrame:
-    """``statistic, convention``: how each column of the statistics is defined (SPEC 3.5)."""
+    """``statistic, convention``: how each column of the statistics is defined."""
     from xlfuncs.core._metrics import CONVENTIONS
 
     return pd.DataFrame({"statistic": list(STATS_COLUMNS),
@@ -41,7 +48,7 @@ def conventions_table() -> pd.DataFrame:
 
 
 def stats_table(result: BacktestResult) -> pd.DataFrame:
-    """``strategy`` plus the SPEC 3.5 statistics, one row per strategy."""
+    """``strategy`` plus the backtest statistics, one row per strategy."""
     stats = result.stats.reindex(columns=list(STATS_COLUMNS))
     return stats.reset_index().rename(columns={"index": "strategy"})
 

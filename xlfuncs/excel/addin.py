@@ -18,9 +18,10 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.errors import XlfuncsError
 from xlfuncs.excel import vba
 from xlfuncs.excel.functions import REGISTRY
+from xlfuncs.excel.guide import SETUP
 from xlfuncs.excel.sheets import alert_excel
 
-__all__ = ["doctor", "help_text", "import_functions", "show_help"]
+__all__ = ["doctor", "help_text", "import_functions", "register_function_help", "show_help"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _alert(book: Any, text: str, mode: str = "info") -> None:
 
 
 def help_text() -> str:
-    """Short help: the functions (from the registry) and the buttons."""
+    """Short help: the functions (from the registry), the buttons and the set-up steps."""
     lines = ["Worksheet functions (type = and the name; Ctrl+Shift+A shows the arguments):"]
     for fn in sorted(REGISTRY.values(), key=lambda f: f.name):
         args = ", ".join(a.name if not a.optional else f"[{a.name}]" for a in fn.args)
@@ -70,6 +71,9 @@ def help_text() -> str:
         "Buttons: Refresh holdings (Holdings sheet), Run backtest (Backtest sheet), "
         "Import functions (into the active workbook), Doctor (checks the set-up).",
         "Errors in cells start with #xlfuncs! and name the argument at fault.",
+        "",
+        "Set up:",
+        *(f"  {step}" for step in SETUP),
         "Guide: the README of the xlfuncs repository.",
     ]
     return "\n".join(lines)
@@ -107,6 +111,46 @@ def wrapper_modules() -> dict[str, str]:
             vba.HELP_MODULE: vba.help_module(functions)}
 
 
+def register_function_help(app: Any, workbook_name: str) -> int:
+    """Give the Insert Function dialog the functions' help, as xlwings' Import Functions does.
+
+    Calls ``Application.MacroOptions`` for every registered function of the
+    workbook with its description, the ``xlfuncs`` category and, from Excel
+    2010 on, its argument descriptions (texts from the registry, as in the
+    workbooks' ``RegisterFunctionHelp``).
+
+    Parameters
+    ----------
+    app : Excel Application (COM)
+        ``book.app.api`` of the workbook.
+    workbook_name : str
+        The workbook that holds the wrappers.
+
+    Returns
+    -------
+    int
+        How many functions got their help; a refusal of one function is logged
+        and the others go on.
+
+    """
+    try:
+        major = int(str(app.Version).replace(",", ".").split(".")[0])
+    except (AttributeError, ValueError):
+        major = 16
+    done = 0
+    for item in vba.function_help(REGISTRY.values()):
+        options: dict[str, Any] = {"Description": item.description, "Category": vba.CATEGORY}
+        if major >= 14 and item.arguments:  # ArgumentDescriptions came with Excel 2010
+            options["ArgumentDescriptions"] = list(item.arguments)
+        try:
+            app.MacroOptions(f"'{workbook_name}'!{item.name}", **options)
+        except Exception as exc:  # a COM refusal: the function works, without help
+            log.warning("no Insert Function help for %s: %s", item.name, exc)
+            continue
+        done += 1
+    return done
+
+
 @_button
 def import_functions() -> None:
     """Ribbon button Import functions: write the function wrappers into the active workbook.
@@ -114,7 +158,8 @@ def import_functions() -> None:
     Windows only (classic xlwings runs no worksheet functions on macOS). Needs a
     macro-enabled workbook and "Trust access to the VBA project object model".
     Existing xlfuncs modules are replaced; the workbook gets a reference to the
-    xlwings add-in, whose ``XLPy.CallUDF`` the wrappers call.
+    xlwings add-in, whose ``XLPy.CallUDF`` the wrappers call, and each function
+    its Insert Function help (:func:`register_function_help`).
     """
     from xlfuncs.excel.sheets import XlwingsBook
 
@@ -151,4 +196,7 @@ def import_functions() -> None:
                    "again.", "critical")
             return
         project.References.AddFromFile(addin.fullname)
-    book.app.status_bar = f"xlfuncs: {len(REGISTRY)} functions imported into {book.name}"
+    described = register_function_help(book.app.api, book.name)
+    missing = (f" ({len(REGISTRY) - described} without Insert Function help: see the log)"
+               if described < len(REGISTRY) else "")
+    book.app.status_bar = f"xlfuncs: {len(REGISTRY)} functions imported into {book.name}{missing}"

@@ -91,11 +91,13 @@ def _resolve(path: str | None, book: Book) -> str | None:
 
 
 def _stats_grid(result: BacktestResult) -> list[list[Any]]:
-    from xlfuncs.report import stats_table
+    """The statistics under their plain-English headers."""
+    from xlfuncs.report import STATS_HEADERS, stats_table
 
     table = stats_table(result)
-    return [list(table.columns), *[[None if v != v else v for v in row]
-                                   for row in table.itertuples(index=False, name=None)]]
+    return [[STATS_HEADERS[c] for c in table.columns],
+            *[[None if v != v else v for v in row]
+              for row in table.itertuples(index=False, name=None)]]
 
 
 def _returns_grid(result: BacktestResult) -> list[list[Any]]:
@@ -107,10 +109,10 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
 
 def _formats(name: str, header: list[Any]) -> list[str]:
     """The number format of each column of a results table below its header."""
-    from xlfuncs.report import stat_format
+    from xlfuncs.report import STATS_COLUMNS, stat_format
 
     if name == STATS:
-        return [stat_format(str(c)) for c in header]
+        return [stat_format(c) for c in ("strategy", *STATS_COLUMNS)]
     return ["yyyy-mm-dd", *["0.00%"] * (len(header) - 1)]
 
 

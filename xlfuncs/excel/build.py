@@ -7,7 +7,7 @@ lays the blocks out top to bottom, defines a workbook name for every named
 input and result so the formulas read ``=IMPLIED_CORR(Weights, Vols, SpyVol,
 HistCorr)``, and writes every xlfuncs formula with XlsxWriter's
 ``write_dynamic_array_formula`` so that Excel 365 spills it like a formula
-typed by hand (SPEC section 1).
+typed by hand.
 
 Each formula's result is computed while building, by calling the registered
 Python function on the workbook's own data exactly as xlwings would pass it,
@@ -17,8 +17,14 @@ error result stops the build. (LibreOffice, at least up to 7.4, recalculates
 every array formula when it opens a file, whatever is cached, so there the
 xlfuncs cells show an error, as in Excel without the xlwings add-in.)
 
+The file is saved without a full recalculation at load (XlsxWriter's default):
+Excel opens it showing the cached results, and ``ThisWorkbook``'s
+``Workbook_Open`` registers the Function Wizard help and recalculates the
+xlfuncs formulas once macros run.
+
 The VBA project (the UDF wrappers generated from the registry, the Function
-Wizard help, and the hand-written modules in ``workbooks/src/vba``) is built
+Wizard help, ``Workbook_Open`` and the hand-written modules in
+``workbooks/src/vba``) is built
 with pyopenvba (see :mod:`xlfuncs.excel.vba`) and embedded with
 ``add_vba_project``. Document properties carry a fixed date and XlsxWriter
 writes fixed zip timestamps, so rebuilding gives byte-identical files.
@@ -30,11 +36,13 @@ import argparse
 import datetime as dt
 import io
 import math
+import re
+import struct
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +55,8 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.excel import vba
 from xlfuncs.excel.cells import ERROR_PREFIX
 from xlfuncs.excel.functions import REGISTRY
-from xlfuncs.report import STATS_COLUMNS, stat_format
+from xlfuncs.excel.guide import SETUP
+from xlfuncs.report import STATS_COLUMNS, STATS_HEADERS, stat_format
 
 __all__ = [
     "BUILD_DATE",
@@ -60,6 +69,7 @@ __all__ = [
     "InputTable",
     "InputValue",
     "Notes",
+    "Picture",
     "Ref",
     "Section",
     "SheetSpec",
@@ -67,8 +77,11 @@ __all__ = [
     "WorkbookSpec",
     "build_workbook",
     "build_workbooks",
+    "display_text",
+    "header_width",
     "main",
     "workbook_specs",
+    "write_results_workbook",
 ]
 
 #: Repository root (the builder runs from a source checkout: it needs workbooks/src).
@@ -79,11 +92,16 @@ WORKBOOKS_DIR = REPO_ROOT / "workbooks"
 VBA_SOURCE_DIR = WORKBOOKS_DIR / "src" / "vba"
 #: Ribbon XML of the add-in.
 RIBBON_SOURCE_DIR = WORKBOOKS_DIR / "src" / "ribbon"
+#: Calculation engine of Excel 2019 and 365: a file saved by an older one is fully
+#: recalculated at load.
+EXCEL_CALC_ID = 191029
 #: Creation date written into every file, so that rebuilding is reproducible.
 BUILD_DATE = dt.datetime(2025, 2, 18, 0, 0, 0)
 
 # Columns are 0-based in XlsxWriter.
 _LABEL_COL = 0
+# Excel's default column width, in characters.
+_DEFAULT_WIDTH = 8.43
 
 # --------------------------------------------------------------------------- the spec
 
@@ -248,7 +266,16 @@ class Band:
     gap: int = 1
 
 
-Block = Section | Notes | InputTable | InputValue | InputMatrix | Spill | Checks | Band
+@dataclass(frozen=True)
+class Picture:
+    """A PNG picture (a chart) at the sheet's left edge, under an optional heading."""
+
+    path: Path
+    title: str = ""
+    scale: float = 0.75
+
+
+Block = Section | Notes | InputTable | InputValue | InputMatrix | Spill | Checks | Band | Picture
 
 
 @dataclass(frozen=True)
@@ -262,6 +289,8 @@ class SheetSpec:
     blocks: tuple[Block, ...]
     column_widths: tuple[tuple[int, int, float], ...] = ()
     freeze_rows: int = 2
+    # widen columns to what their tables show: every header word and number readable
+    fit_columns: bool = False
 
 
 @dataclass(frozen=True)
@@ -395,6 +424,63 @@ def _as_written(value: Any) -> Any:
     return value
 
 
+# Column widths are in characters of the default font; bold headers and the cell
+# margins need a little more.
+_BOLD = 1.1
+_MARGIN = 1.5
+_DECIMALS = re.compile(r"\.([0#]+)")
+
+
+def display_text(value: Any, num_format: str = "") -> str:
+    """The text a cell shows for ``value`` under ``num_format`` (for fitting widths).
+
+    Covers the formats the workbooks use: ``0.00``, ``0.0%``, ``#,##0``,
+    dates, and General (at most 11 characters, as Excel shows a number).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, dt.date):
+        return num_format or "yyyy-mm-dd"
+    number = float(value)
+    if not num_format or num_format == "General":
+        return f"{number:.10g}"[:11]
+    percent = "%" in num_format
+    m = _DECIMALS.search(num_format)
+    digits = len(m.group(1)) if m else 0
+    group = "," if "," in num_format else ""
+    return f"{number * 100 if percent else number:{group}.{digits}f}" + ("%" if percent else "")
+
+
+def header_width(text: str, lines: int = 2) -> int:
+    """Fewest characters a wrapped header needs to show in ``lines`` lines, words unbroken."""
+    words = text.split()
+    if not words:
+        return 0
+    width = max(len(w) for w in words)
+    while True:
+        used, line = 1, 0
+        for w in words:
+            if line and line + 1 + len(w) > width:
+                used, line = used + 1, len(w)
+            else:
+                line += (1 if line else 0) + len(w)
+        if used <= lines:
+            return width
+        width += 1
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels of a PNG file's bytes."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("a picture must be a PNG file")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
 class _Styles:
     """XlsxWriter formats made on first use, in a fixed order (reproducible files)."""
 
@@ -453,6 +539,11 @@ class _SheetWriter:
     names: dict[str, Grid]
     row: int = 0
     closed: bool = False  # after a Band nothing may be written below
+    widths: dict[int, float] = field(default_factory=dict)  # what each column must show
+
+    def _fit(self, col: int, text: str, bold: bool = False, wrap: bool = False) -> None:
+        need = (header_width(text) if wrap else len(text)) * (_BOLD if bold else 1.0)
+        self.widths[col] = max(self.widths.get(col, 0.0), need + _MARGIN)
 
     # ---- helpers
 
@@ -521,6 +612,7 @@ class _SheetWriter:
                 if i or j:
                     kind = _kind(value, i, j, "")
                     self._cell(row + i, col + j, value, self.styles(kind, num_format))
+                self._fit(col + j, display_text(value, num_format), bold=isinstance(value, str))
         if name:
             self._define(name, row, col, grid, spill=not isinstance(formula, ExcelFormula))
         return grid
@@ -556,11 +648,15 @@ class _SheetWriter:
         for j, c in enumerate(b.columns):
             kind = "number_header" if c.num_format else "header"
             self.sheet.write_string(self.row, _LABEL_COL + j, c.header, self.styles(kind))
+            self._fit(_LABEL_COL + j, c.header, bold=True, wrap=True)
         top = self.row + 1
         for j, c in enumerate(b.columns):
-            kind = ("input" if c.num_format else "input_label") if c.is_input else "label"
+            kind = (("input" if c.num_format else "input_label") if c.is_input
+                    else ("result" if c.num_format else "label"))
             for i, v in enumerate(c.values):
                 self._cell(top + i, _LABEL_COL + j, v, self.styles(kind, c.num_format))
+                self._fit(_LABEL_COL + j, display_text(v, c.num_format),
+                          bold=kind in ("label", "input_label"))
             if c.name:
                 self._define(c.name, top, _LABEL_COL + j, [[_as_written(v)] for v in c.values])
         if b.name:
@@ -593,6 +689,7 @@ class _SheetWriter:
             for j, v in enumerate(cells):
                 kind = _kind(v, i, j, "input")
                 self._cell(self.row + i, _LABEL_COL + j, v, self.styles(kind, b.num_format))
+                self._fit(_LABEL_COL + j, display_text(v, b.num_format), bold=isinstance(v, str))
         self._define(b.name, self.row, _LABEL_COL, [[_as_written(v) for v in r] for r in grid])
         self.row += len(grid)
 
@@ -643,6 +740,16 @@ class _SheetWriter:
         self.row = first_spill_row + max(len(g) for g in results.values())
         self.closed = True
 
+    def picture(self, b: Picture) -> None:
+        if b.title:
+            self.section(Section(b.title))
+        data = Path(b.path).read_bytes()
+        _, height = _png_size(data)
+        self.sheet.insert_image(self.row, _LABEL_COL, Path(b.path).name, {
+            "image_data": io.BytesIO(data), "x_scale": b.scale, "y_scale": b.scale,
+            "object_position": 1})
+        self.row += math.ceil(height * b.scale / 20) + 1  # rows of 20 pixels
+
     def write(self) -> None:
         self.title()
         handlers: dict[type, Callable[[Any], None]] = {
@@ -654,19 +761,78 @@ class _SheetWriter:
             Spill: self.spill,
             Checks: self.checks,
             Band: self.band,
+            Picture: self.picture,
         }
         for block in self.spec.blocks:
             if self.closed:
                 raise ValueError(f"{self.spec.name}: a Band must be the sheet's last block")
             handlers[type(block)](block)
+        given: dict[int, float] = {}
         for first, last, width in self.spec.column_widths:
             self.sheet.set_column(first, last, width)
+            given.update(dict.fromkeys(range(first, last + 1), width))
+        if self.spec.fit_columns:
+            for col, need in sorted(self.widths.items()):
+                if need > given.get(col, _DEFAULT_WIDTH):
+                    self.sheet.set_column(col, col, round(need, 1))
         if self.spec.freeze_rows:
             self.sheet.freeze_panes(self.spec.freeze_rows, 0)
         self.sheet.set_landscape()
         self.sheet.set_paper(9)  # A4
         self.sheet.fit_to_pages(1, 0)
         self.sheet.repeat_rows(0, max(self.spec.freeze_rows - 1, 0))
+
+
+def _write_sheets(book: xlsxwriter.Workbook, specs: Sequence[SheetSpec],
+                  write_order: Sequence[str] = (), code_names: bool = False) -> None:
+    """Lay out every sheet; names are shared, so sheets others use are written first."""
+    styles = _Styles(book)
+    names: dict[str, Grid] = {}  # workbook names, shared by the sheets
+    sheets = {}
+    for sheet_spec in specs:
+        sheets[sheet_spec.name] = book.add_worksheet(sheet_spec.name)
+        if code_names:
+            sheets[sheet_spec.name].set_vba_name(sheet_spec.code_name)
+    by_name = {s.name: s for s in specs}
+    order = [*write_order, *(s.name for s in specs if s.name not in write_order)]
+    for sheet_name in order:
+        _SheetWriter(book, sheets[sheet_name], by_name[sheet_name], styles, names).write()
+    sheets[specs[0].name].activate()
+
+
+def write_results_workbook(path: Path, title: str, sheets: Sequence[SheetSpec]) -> Path:
+    """Write a workbook of results (values and pictures, no macros) laid out as ours are.
+
+    The same blocks, formats and styles as the shipped workbooks; sheets with
+    ``fit_columns`` get columns as wide as their tables need. The file is
+    written whole or not at all.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.xlsx`` file to write.
+    title : str
+        Document title.
+    sheets : sequence of SheetSpec
+        The sheets, in tab order; their blocks hold values (a formula block
+        would be computed and stored as in a shipped workbook).
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    """
+    from xlfuncs._files import atomic_write
+
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    book.set_properties({"title": title, "author": "xlfuncs",
+                         "comments": "Written by xlfuncs from the results of a run."})
+    _write_sheets(book, sheets)
+    book.close()
+    data = buffer.getvalue()
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE_DIR) -> Path:
@@ -697,7 +863,8 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
         vba.HELP_MODULE: vba.help_module(functions),
         **vba.read_vba_sources(vba_dir, spec.vba_modules),
     }
-    project = vba.vba_project_bin([(s.name, s.code_name) for s in spec.sheets], modules)
+    project = vba.vba_project_bin([(s.name, s.code_name) for s in spec.sheets], modules,
+                                  documents={"ThisWorkbook": vba.workbook_module()})
 
     buffer = io.BytesIO()
     book = xlsxwriter.Workbook(buffer, {"in_memory": True})
@@ -712,19 +879,15 @@ def build_workbook(spec: WorkbookSpec, out_dir: Path, vba_dir: Path = VBA_SOURCE
             "created": BUILD_DATE,
         }
     )
+    # No full recalculation at load (XlsxWriter's default): Excel would run it before
+    # macros are enabled, without the VBA wrappers, and show #NAME? in every xlfuncs
+    # cell; the cached results stay until Workbook_Open recalculates them. The
+    # calcId is Excel 365's, as an older one makes Excel recalculate everything too.
+    book.set_calc_mode("auto", calc_id=EXCEL_CALC_ID)
+    book.calc_on_load = False
     book.set_vba_name("ThisWorkbook")
     book.add_vba_project(io.BytesIO(project), is_stream=True)  # type: ignore[arg-type]
-    styles = _Styles(book)
-    names: dict[str, Grid] = {}  # workbook names, shared by the sheets
-    sheets = {}
-    for sheet_spec in spec.sheets:
-        sheets[sheet_spec.name] = book.add_worksheet(sheet_spec.name)
-        sheets[sheet_spec.name].set_vba_name(sheet_spec.code_name)
-    by_name = {s.name: s for s in spec.sheets}
-    order = [*spec.write_order, *(s.name for s in spec.sheets if s.name not in spec.write_order)]
-    for sheet_name in order:
-        _SheetWriter(book, sheets[sheet_name], by_name[sheet_name], styles, names).write()
-    sheets[spec.sheets[0].name].activate()
+    _write_sheets(book, spec.sheets, spec.write_order, code_names=True)
     book.close()
     data = buffer.getvalue()
     if spec.ribbon:
@@ -820,16 +983,7 @@ def implied_cov_sheet() -> SheetSpec:
         Notes(
             heading="How to use",
             lines=(
-                "Excel 365 on Windows: in the Python environment that has xlfuncs run "
-                "pip install xlwings, then xlwings addin install and xlwings config create.",
-                "Set UDF Modules to xlfuncs.udfs (xlwings ribbon tab, or UDF MODULES in "
-                "~/.xlwings/xlwings.conf), then open this file with macros enabled.",
-                "The formulas then recalculate through Python. After upgrading xlfuncs click "
-                "Restart UDF Server. Help in the fx dialog: run the macro RegisterFunctionHelp.",
-                "macOS: classic xlwings runs no worksheet functions (UDFs) on a Mac; the "
-                "xlfuncs command line (xlfuncs implied ...) gives the same numbers.",
-                "The file keeps the results computed when it was built (previews and pandas "
-                "show them); without the add-in, a recalculation shows #NAME? or #VALUE!.",
+                *SETUP,
                 "Blue cells are inputs, named Weights, Vols, SpyVol and HistCorr. A result "
                 "reading #xlfuncs! names the input at fault.",
             ),
@@ -1125,9 +1279,9 @@ def backtest_sheet() -> SheetSpec:
         InputValue("Data used", "BtSource", None, ""),
         Section("Statistics (BtStats)",
                 "Annualised; tracking error and information ratio against the benchmark; "
-                "turnover one-way per rebalance (SPEC 3.5)."),
-        InputTable(tuple(Column(c, blank3, "" if c == "strategy" else stat_format(c),
-                                is_input=False)
+                "turnover one-way per rebalance."),
+        InputTable(tuple(Column(STATS_HEADERS[c], blank3,
+                                "" if c == "strategy" else stat_format(c), is_input=False)
                          for c in BACKTEST_STATS), name="BtStats"),
     )  # the charts go to the right of the parameters (xlfuncs.excel.backtest_macro)
     return SheetSpec(
@@ -1138,6 +1292,7 @@ def backtest_sheet() -> SheetSpec:
         "by month; results, statistics and charts land here.",
         blocks=blocks,
         column_widths=((0, 0, 22.0), (1, 1, 4.0), (2, 2, 18.0), (3, 10, 12.0)),
+        fit_columns=True,  # the statistics' headers, whole words
     )
 
 

@@ -18,10 +18,10 @@ import xlwings as xw
 
 from xlfuncs.excel.cells import udf
 
-__all__ = ["REGISTRY", "Argument", "WorksheetFunction", "worksheet_function"]
+__all__ = ["REGISTRY", "WIZARD_MAX", "Argument", "WorksheetFunction", "worksheet_function"]
 
-# Excel's Function Wizard cuts help texts at 255 characters.
-_WIZARD_MAX = 255
+#: Excel's Function Wizard cuts help texts (description, each argument) at 255 characters.
+WIZARD_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,11 @@ def worksheet_function(
             if p.name not in docs:
                 raise TypeError(f"{func.__name__}: argument {p.name} has no doc")
             args.append(
-                Argument(p.name, docs[p.name][:_WIZARD_MAX], p.default is not p.empty,
+                Argument(p.name, docs[p.name][:WIZARD_MAX], p.default is not p.empty,
                          p.name in ranges)
             )
         doc = inspect.getdoc(func) or ""
-        summary = doc.split("\n\n")[0].replace("\n", " ")[:_WIZARD_MAX]
+        summary = doc.split("\n\n")[0].replace("\n", " ")[:WIZARD_MAX]
         guarded = udf(func)
         guarded.__doc__ = summary
         wrapped: Callable[..., Any] = guarded

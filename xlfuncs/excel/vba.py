@@ -46,17 +46,21 @@ import xlsxwriter
 from pyopenvba import ExcelFile
 from pyopenvba.vba import encoding_for_codepage
 
-from xlfuncs.excel.functions import WorksheetFunction
+from xlfuncs.excel.functions import WIZARD_MAX, WorksheetFunction
 
 __all__ = [
+    "CATEGORY",
     "HELP_MODULE",
     "PYTHON_MODULE",
     "WRAPPER_MODULE",
     "XLWINGS_ADDIN",
+    "FunctionHelp",
     "ProjectReference",
+    "function_help",
     "help_module",
     "read_vba_sources",
     "vba_project_bin",
+    "workbook_module",
     "wrapper_module",
 ]
 
@@ -224,14 +228,71 @@ def wrapper_module(
     return _lines(lines)
 
 
+@dataclass(frozen=True)
+class FunctionHelp:
+    """What ``Application.MacroOptions`` registers for one function.
+
+    Parameters
+    ----------
+    name : str
+        The function (and its VBA wrapper) name.
+    description : str
+        The Insert Function dialog's description.
+    arguments : tuple of str
+        One description per argument, in order.
+
+    """
+
+    name: str
+    description: str
+    arguments: tuple[str, ...]
+
+
+def function_help(functions: Iterable[WorksheetFunction]) -> list[FunctionHelp]:
+    """The Function Wizard help of each function, from the registry, checked for Excel.
+
+    Parameters
+    ----------
+    functions : iterable of WorksheetFunction
+        The functions, usually ``REGISTRY.values()``.
+
+    Returns
+    -------
+    list of FunctionHelp
+        One entry per function, in the given order.
+
+    Raises
+    ------
+    ValueError
+        When a name is not a VBA identifier, or a text is longer than the
+        Function Wizard's 255 characters.
+
+    """
+    out = []
+    for f in functions:
+        name = _identifier(f.name, "function name")
+        for text in (f.doc, *(a.doc for a in f.args)):
+            if len(text) > WIZARD_MAX:
+                raise ValueError(f"{name}: a help text is longer than {WIZARD_MAX} characters")
+        out.append(FunctionHelp(name, f.doc, tuple(a.doc for a in f.args)))
+    return out
+
+
 def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEGORY) -> str:
-    """Source of the module that registers the Function Wizard help of the wrappers.
+    """Source of the module that registers the Function Wizard help and recalculates.
 
     ``RegisterFunctionHelp`` calls ``Application.MacroOptions`` for every
     function with its description, category and argument descriptions, as
-    "Import Functions" does when it imports the wrappers. It leaves the
-    workbook's saved state as it found it and ignores errors (a protected
-    workbook, an Excel without argument descriptions).
+    "Import Functions" does when it imports the wrappers.
+    ``RecalculateFunctions`` marks every formula of the workbook that calls one
+    of the functions as dirty and, unless calculation is manual, recalculates:
+    the workbook is saved without a full recalculation at load (which would run
+    before macros are enabled and show ``#NAME?``), so its first fresh results
+    come from here. Both leave the workbook's saved state as they found it and
+    ignore errors (a protected workbook, an Excel without argument
+    descriptions). VBA's and Excel's names are qualified (``VBA.InStr``,
+    ``Excel.xlCellTypeFormulas``): with the xlwings add-in's reference
+    MISSING, VBA cannot resolve unqualified library names.
 
     Parameters
     ----------
@@ -245,8 +306,16 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
     str
         Module source with CRLF line ends.
 
+    Raises
+    ------
+    ValueError
+        When a function has more arguments than one VBA statement can list
+        (or see :func:`function_help`).
+
     """
-    lines = _header(HELP_MODULE, "Function Wizard help of the functions in " + WRAPPER_MODULE + ".")
+    functions = list(functions)
+    lines = _header(HELP_MODULE, "Function Wizard help of the functions in " + WRAPPER_MODULE
+                    + ", and their recalculation.")
     lines += [
         "Option Explicit",
         "",
@@ -255,12 +324,11 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
         "    wasSaved = ThisWorkbook.Saved",
         "    On Error Resume Next",
     ]
-    for f in functions:
-        name = _identifier(f.name, "function name")
-        docs = [_vba_string(a.doc) for a in f.args]
+    for item in function_help(functions):
+        docs = [_vba_string(d) for d in item.arguments]
         if len(docs) + 1 > _MAX_CONTINUATIONS:
-            raise ValueError(f"{name} has too many arguments for one VBA statement")
-        lines.append(f'    Describe "{name}", {_vba_string(f.doc)}, Array( _')
+            raise ValueError(f"{item.name} has too many arguments for one VBA statement")
+        lines.append(f'    Describe "{item.name}", {_vba_string(item.description)}, Array( _')
         lines += [f"        {d}, _" for d in docs[:-1]]
         lines.append(f"        {docs[-1]})" if docs else "        )")
     lines += [
@@ -271,7 +339,7 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
         "ByVal argDocs As Variant)",
         "    Dim target As String",
         '    target = "\'" & ThisWorkbook.Name & "\'!" & fname',
-        "    If UBound(argDocs) >= LBound(argDocs) Then",
+        "    If VBA.UBound(argDocs) >= VBA.LBound(argDocs) Then",
         f"        Application.MacroOptions Macro:=target, Description:=text, "
         f"Category:={_vba_string(category)}, ArgumentDescriptions:=argDocs",
         "    Else",
@@ -279,8 +347,61 @@ def help_module(functions: Iterable[WorksheetFunction], *, category: str = CATEG
         f"Category:={_vba_string(category)}",
         "    End If",
         "End Sub",
+        "",
+        "Public Sub RecalculateFunctions()",
+        "    Dim wasSaved As Boolean, sheet As Worksheet, formulas As Range, cell As Range",
+        "    wasSaved = ThisWorkbook.Saved",
+        "    On Error Resume Next",
+        "    For Each sheet In ThisWorkbook.Worksheets",
+        "        Set formulas = Nothing",
+        "        Set formulas = sheet.UsedRange.SpecialCells(Excel.xlCellTypeFormulas)",
+        "        If Not formulas Is Nothing Then",
+        "            For Each cell In formulas.Cells",
+        "                If CallsFunction(cell.Formula) Then cell.Dirty",
+        "            Next cell",
+        "        End If",
+        "    Next sheet",
+        "    If Application.Calculation <> Excel.xlCalculationManual Then Application.Calculate",
+        "    ThisWorkbook.Saved = wasSaved",
+        "End Sub",
+        "",
+        "Private Function CallsFunction(ByVal formulaText As String) As Boolean",
     ]
+    for f in functions:
+        lines.append(f'    If VBA.InStr(1, formulaText, "{f.name}(", VBA.vbTextCompare) > 0 Then '
+                     "CallsFunction = True")
+    lines += ["End Function"]
     return _lines(lines)
+
+
+def workbook_module() -> str:
+    """Body of the ``ThisWorkbook`` module: help and fresh results when the workbook opens.
+
+    ``Workbook_Open`` runs once macros are enabled (at opening, or when the
+    user clicks Enable Content): it calls ``RegisterFunctionHelp`` and
+    ``RecalculateFunctions`` of :func:`help_module`. Errors are ignored, so
+    nothing here stops the workbook from opening.
+
+    Returns
+    -------
+    str
+        Module body (no ``Attribute`` lines: the document module keeps its
+        own) with CRLF line ends.
+
+    """
+    return _lines([
+        "' Generated by xlfuncs.excel.vba: do not edit, rebuild the workbook instead",
+        "' (python -m xlfuncs.excel.build).",
+        "Option Explicit",
+        "",
+        "Private Sub Workbook_Open()",
+        "    ' Help in the Insert Function dialog, then the xlfuncs formulas recalculated",
+        "    ' through Python; a failure never stops the workbook from opening.",
+        "    On Error Resume Next",
+        f"    {HELP_MODULE}.RegisterFunctionHelp",
+        f"    {HELP_MODULE}.RecalculateFunctions",
+        "End Sub",
+    ])
 
 
 def read_vba_sources(folder: Path, names: Sequence[str]) -> dict[str, str]:
@@ -366,6 +487,7 @@ def vba_project_bin(
     code_names: Sequence[tuple[str, str]],
     modules: Mapping[str, str],
     references: Sequence[ProjectReference] = (XLWINGS_ADDIN,),
+    documents: Mapping[str, str] | None = None,
 ) -> bytes:
     """Build a ``vbaProject.bin`` for a workbook, from nothing, with pyopenvba.
 
@@ -384,6 +506,9 @@ def vba_project_bin(
         Standard modules: name to source (with its ``Attribute VB_Name`` line).
     references : sequence of ProjectReference
         Other VBA projects the code calls (by default the xlwings add-in).
+    documents : mapping of str to str, optional
+        Code of document modules (``ThisWorkbook``, a sheet's code name): name
+        to body, without ``Attribute`` lines (the module keeps Excel's).
 
     Returns
     -------
@@ -398,6 +523,8 @@ def vba_project_bin(
             project = book.add_vba_project()
             for name, source in modules.items():
                 project.add_module(name, source)
+            for name, body in (documents or {}).items():
+                book.set_module(name, body)
             for ref in references:
                 _add_project_reference(book, ref)
             book.save(out)
