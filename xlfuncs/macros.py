@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import traceback
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -36,7 +37,7 @@ from xlfuncs.excel.sheets import (
     write_cell,
 )
 
-__all__ = ["HOLDINGS_NAMES", "RefreshResult", "refresh_holdings"]
+__all__ = ["HOLDINGS_NAMES", "RefreshResult", "refresh_holdings", "refresh_holdings_async"]
 
 # The add-in's Setup buttons live in xlfuncs.excel.addin; RunPython calls them here
 # (``xlfuncs.macros.doctor()``). Imported on first use: that module loads the functions.
@@ -163,17 +164,80 @@ def refresh_holdings(
             log.error("refresh_holdings: %s", message)
             alert_excel(FAILED + message)
             return RefreshResult(False, FAILED + message, error=exc)
+    steps = _refresh(book, config, today, save, secrets)
+    plan = next(steps)
+    while isinstance(plan, _Plan):
+        try:
+            snapshot = fetch_holdings(
+                plan.fund, plan.day, plan.day, config=plan.config,
+                progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
+            )
+        except Exception as exc:
+            plan = steps.throw(exc)
+        else:
+            plan = steps.send(snapshot)
+    return plan
 
+
+async def refresh_holdings_async(
+    book: Book,
+    fetch: Callable[..., Awaitable[HoldingsSnapshot]],
+    *,
+    config: Config | None = None,
+    today: date | None = None,
+    save: bool = True,
+) -> RefreshResult:
+    """:func:`refresh_holdings` with an awaited fetch (xlwings Lite: the browser's fetch).
+
+    The same reads, checks, writes and failure handling; only the fetch differs.
+
+    Parameters
+    ----------
+    book : Book
+        The workbook (in Lite, :class:`~xlfuncs.excel.sheets.LiteBook`).
+    fetch : callable
+        ``await fetch(fund, start, end, config=..., progress=...)`` giving a
+        :class:`~xlfuncs.data.holdings.HoldingsSnapshot`, e.g.
+        :func:`xlfuncs.data.holdings_fetch.fetch_holdings_browser`.
+    config, today, save
+        As :func:`refresh_holdings`.
+
+    Returns
+    -------
+    RefreshResult
+        Never raises.
+
+    """
+    secrets = _secrets(config)
+    steps = _refresh(book, config, today, save, secrets)
+    plan = next(steps)
+    while isinstance(plan, _Plan):
+        try:
+            snapshot = await fetch(
+                plan.fund, plan.day, plan.day, config=plan.config,
+                progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
+            )
+        except Exception as exc:
+            plan = steps.throw(exc)
+        else:
+            plan = steps.send(snapshot)
+    return plan
+
+
+def _refresh(book: Book, config: Config | None, today: date | None, save: bool,
+             secrets: set[str]) -> Generator[_Plan | RefreshResult, HoldingsSnapshot, None]:
+    """The refresh, step by step: yields the plan, is sent the snapshot, yields the result.
+
+    The fetch happens between the two (synchronous or awaited, see the callers); a
+    failure of the fetch is thrown in here, so both report it the same way.
+    """
     plan: _Plan | None = None
     wrote = False
     try:
         plan = _read_inputs(book, config, today)
         secrets |= _secrets(plan.config)
         book.status(f"xlfuncs: fetching holdings of fund {plan.fund} for {plan.day}…")
-        snapshot = fetch_holdings(
-            plan.fund, plan.day, plan.day, config=plan.config,
-            progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
-        )
+        snapshot = yield plan
         grid = _table(snapshot)
         new = Area.block(plan.table.sheet, plan.table.first_row, plan.table.first_col,
                          len(grid), len(grid[0]))
@@ -186,9 +250,9 @@ def refresh_holdings(
         if save:
             book.save()
         log.info("refresh_holdings: %s (%s)", status, new.address)
-        return RefreshResult(True, status, plan.fund, plan.day, new, snapshot)
+        yield RefreshResult(True, status, plan.fund, plan.day, new, snapshot)
     except Exception as exc:  # the macro boundary: report, never raise into Excel
-        return _fail(book, exc, plan, secrets, wrote=wrote, save=save)
+        yield _fail(book, exc, plan, secrets, wrote=wrote, save=save)
 
 
 # --------------------------------------------------------------------------- reading
