@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import traceback
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -164,19 +164,27 @@ def refresh_holdings(
             log.error("refresh_holdings: %s", message)
             alert_excel(FAILED + message)
             return RefreshResult(False, FAILED + message, error=exc)
-    steps = _refresh(book, config, today, save, secrets)
-    plan = next(steps)
-    while isinstance(plan, _Plan):
-        try:
-            snapshot = fetch_holdings(
-                plan.fund, plan.day, plan.day, config=plan.config,
-                progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
-            )
-        except Exception as exc:
-            plan = steps.throw(exc)
-        else:
-            plan = steps.send(snapshot)
-    return plan
+    return _run_now(refresh_holdings_async(book, _fetch_now, config=config, today=today,
+                                           save=save))
+
+
+async def _fetch_now(*args: Any, **kwargs: Any) -> HoldingsSnapshot:
+    """:func:`~xlfuncs.data.holdings.fetch_holdings`, as an awaitable that never waits."""
+    return fetch_holdings(*args, **kwargs)
+
+
+def _run_now(coroutine: Coroutine[Any, Any, RefreshResult]) -> RefreshResult:
+    """The result of a coroutine whose awaits all finish at once, without an event loop.
+
+    The ribbon's refresh (RunPython) must not start an event loop, which fails
+    inside a running one; its fetch is synchronous, so the refresh never waits.
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("refresh_holdings: the synchronous fetch waited")
 
 
 async def refresh_holdings_async(
@@ -189,7 +197,9 @@ async def refresh_holdings_async(
 ) -> RefreshResult:
     """:func:`refresh_holdings` with an awaited fetch (xlwings Lite: the browser's fetch).
 
-    The same reads, checks, writes and failure handling; only the fetch differs.
+    The one implementation of the refresh: :func:`refresh_holdings` runs it with
+    :func:`~xlfuncs.data.holdings.fetch_holdings`. Reads and checks everything,
+    awaits the fetch, then writes; a failure changes only ``HoldingsStatus``.
 
     Parameters
     ----------
@@ -209,35 +219,16 @@ async def refresh_holdings_async(
 
     """
     secrets = _secrets(config)
-    steps = _refresh(book, config, today, save, secrets)
-    plan = next(steps)
-    while isinstance(plan, _Plan):
-        try:
-            snapshot = await fetch(
-                plan.fund, plan.day, plan.day, config=plan.config,
-                progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
-            )
-        except Exception as exc:
-            plan = steps.throw(exc)
-        else:
-            plan = steps.send(snapshot)
-    return plan
-
-
-def _refresh(book: Book, config: Config | None, today: date | None, save: bool,
-             secrets: set[str]) -> Generator[_Plan | RefreshResult, HoldingsSnapshot, None]:
-    """The refresh, step by step: yields the plan, is sent the snapshot, yields the result.
-
-    The fetch happens between the two (synchronous or awaited, see the callers); a
-    failure of the fetch is thrown in here, so both report it the same way.
-    """
     plan: _Plan | None = None
     wrote = False
     try:
         plan = _read_inputs(book, config, today)
         secrets |= _secrets(plan.config)
         book.status(f"xlfuncs: fetching holdings of fund {plan.fund} for {plan.day}…")
-        snapshot = yield plan
+        snapshot = await fetch(
+            plan.fund, plan.day, plan.day, config=plan.config,
+            progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
+        )
         grid = _table(snapshot)
         new = Area.block(plan.table.sheet, plan.table.first_row, plan.table.first_col,
                          len(grid), len(grid[0]))
@@ -250,9 +241,9 @@ def _refresh(book: Book, config: Config | None, today: date | None, save: bool,
         if save:
             book.save()
         log.info("refresh_holdings: %s (%s)", status, new.address)
-        yield RefreshResult(True, status, plan.fund, plan.day, new, snapshot)
+        return RefreshResult(True, status, plan.fund, plan.day, new, snapshot)
     except Exception as exc:  # the macro boundary: report, never raise into Excel
-        yield _fail(book, exc, plan, secrets, wrote=wrote, save=save)
+        return _fail(book, exc, plan, secrets, wrote=wrote, save=save)
 
 
 # --------------------------------------------------------------------------- reading
