@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from fund_api import FundApi, Reply
+from fund_api import FundApi, Reply, leaks
 from lite_support import LITE_ORIGIN, PYODIDE_DISTRIBUTIONS, office_js_book
 from packaging.requirements import Requirement
 
@@ -148,24 +148,31 @@ def test_metadata_lists_every_function_with_help(office: dict):
                                                                          for a in entry.args]
 
 
+def as_com(name: str, args: list) -> list:
+    """The same cells as classic xlwings hands them to the UDF: ranges 2-D, errors as text."""
+    def cell(v):
+        return v["basicValue"] if isinstance(v, dict) else v
+
+    out = []
+    for arg, value in zip(REGISTRY[name].args, args, strict=False):
+        grid = [[cell(v) for v in row] for row in value]
+        out.append(grid if arg.is_range else grid[0][0])
+    return out
+
+
 def test_office_js_calls_equal_the_com_udfs(office: dict):
     """Office.js-shaped arguments give exactly what the COM UDF gives for the same cells."""
     results = dict(zip(office["cases"], office["calls"], strict=True))
-    c = office["cases"]
-    com = {
-        "IMPLIED_COV": udfs.IMPLIED_COV(c["IMPLIED_COV"][0], c["IMPLIED_COV"][1],
-                                        c["IMPLIED_COV"][2][0][0], c["IMPLIED_COV"][3]),
-        "IMPLIED_CORR": udfs.IMPLIED_CORR(*c["IMPLIED_CORR"][:2], c["IMPLIED_CORR"][2][0][0],
-                                          c["IMPLIED_CORR"][3], "shift"),
-        "BETA_NEUTRAL": udfs.BETA_NEUTRAL(*c["BETA_NEUTRAL"]),
-        "INDEX_VOL": udfs.INDEX_VOL(c["INDEX_VOL"][0], c["INDEX_VOL"][1][0], "#N/A"),
-    }
-    for name, expected in com.items():
-        assert results[name] == as_office(expected), name
-    # real numbers, not two copies of one failure
+    for name, args in office["cases"].items():
+        com = getattr(udfs, name)(*as_com(name, args))
+        assert results[name] == as_office(com), name
+    # real numbers, not two copies of one failure: the implied covariance has the
+    # implied vols squared on its diagonal, labelled by ticker
     cov = results["IMPLIED_COV"]
-    assert cov[0][1:] == office["tickers"] and math.isclose(cov[1][1], 0.15**2 if cov[1][0] ==
-                                                              "XLB" else cov[1][1])
+    ex = sector_example()
+    assert cov[0][1:] == list(ex.tickers)
+    for i, t in enumerate(ex.tickers, start=1):
+        assert cov[i][0] == t and math.isclose(cov[i][i], float(ex.vols[t]) ** 2, rel_tol=1e-9)
     assert results["INDEX_VOL"][0][0].startswith("#xlfuncs! corr")
     assert results["BETA_NEUTRAL"][-1][0] == "ETF (hedge)"
 
@@ -191,21 +198,52 @@ def test_backtest_script_runs_serially_under_the_guard(lite_dir: Path):
     assert sum(a["func"] == "addPicture" for a in actions) == 3
 
 
-def test_holdings_script_through_the_browser_fetch(lite_dir: Path):
+def refresh_in_lite(lite_dir: Path, api: FundApi, **env: str) -> list[dict]:
     book = office_js_book(ROOT / "workbooks" / "BetaNeutral.xlsm",
                           {"Fund": "undergrad", "HoldingsDate": "2025-02-18"})
+    return run_lite(lite_dir, {"scripts": [{"name": "refresh_holdings", "book": book}]},
+                    {"XLFUNCS_API_URL": api.url, **env})["scripts"][0]
+
+
+def holdings_status(actions: list[dict]) -> str:
+    [line] = [str(s).lstrip("'") for s in _status(actions, 10, 3)]  # Holdings!C10
+    return line
+
+
+def test_holdings_script_through_the_browser_fetch(lite_dir: Path):
     with FundApi() as api:
-        api.script([Reply(headers=CORS)])
-        ok = run_lite(lite_dir, {"scripts": [{"name": "refresh_holdings", "book": book}]},
-                      {"XLFUNCS_API_URL": api.url})["scripts"][0]
-        # the same API without the CORS header: the browser hides the answer
-        refused = run_lite(lite_dir, {"scripts": [{"name": "refresh_holdings", "book": book}]},
-                           {"XLFUNCS_API_URL": api.url, "XLFUNCS_TIMEOUT": "5"})["scripts"][0]
+        api.script([Reply(status=503, headers=CORS), Reply(headers=CORS)])
+        actions = refresh_in_lite(lite_dir, api)
+        assert api.hits == 2  # the 503 was retried
         assert api.requests[0].headers.get("origin") == LITE_ORIGIN
-    status = _status(ok, 10, 3)  # HoldingsStatus is Holdings!C10
-    assert str(status[-1]).lstrip("'").startswith("OK: 20 holdings of fund undergrad"), status
-    [line] = [str(s).lstrip("'") for s in _status(refused, 10, 3)]
+        active = [h["ticker"] for h in api.holdings if h["active"]]
+    assert holdings_status(actions).startswith(f"OK: {len(active)} holdings of fund undergrad")
+    [table] = [a["values"] for a in actions if a["func"] == "setValues"
+               and (a["start_row"], a["start_column"]) == (16, 0)]  # Holdings is A17:...
+    assert table[0][0] == "'ticker"  # texts go in with the apostrophe that keeps them text
+    assert [str(r[0]).lstrip("'") for r in table[1:]] == active
+
+
+def test_holdings_script_cors_refusal_is_one_line_and_writes_nothing_else(lite_dir: Path):
+    with FundApi() as api:  # the contract answer, without the CORS header
+        actions = refresh_in_lite(lite_dir, api)
+    line = holdings_status(actions)
     assert line.startswith("Refresh failed: the browser got no answer from " + api.url)
     assert line.endswith(f"must send the header Access-Control-Allow-Origin: {LITE_ORIGIN} "
                          "(or it is unreachable)")
-    assert not [a for a in refused if a["func"] == "setValues" and a["start_row"] >= 16]
+    assert [a for a in actions if a["func"] == "setValues"] == [
+        a for a in actions if a["func"] == "setValues" and (a["start_row"], a["start_column"])
+        == (9, 2)]
+
+
+def test_holdings_script_never_shows_the_token(lite_dir: Path):
+    token = "s3cr3t-T0ken-4-lite-tests"
+    echo = Reply(status=400, json={"detail": "Bad Request", "headers": {
+        "Authorization": "{authorization}"}}, echo=True, headers=CORS)
+    with FundApi(token=token) as api:
+        api.script([echo])
+        actions = refresh_in_lite(lite_dir, api, XLFUNCS_API_TOKEN=token)
+        assert api.requests[0].headers.get("authorization") == f"Bearer {token}"
+    line = holdings_status(actions)
+    assert line.startswith("Refresh failed: the API rejected the request (400)")
+    assert not leaks(token, json.dumps(actions))
