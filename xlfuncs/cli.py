@@ -677,6 +677,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.exit_code(checks)
 
 
+def cmd_lite(args: argparse.Namespace) -> int:
+    """Write main.py and requirements.txt for the xlwings Lite editor."""
+    from xlfuncs.excel.lite import write_lite
+
+    for path in write_lite(args.out, args.wheel):
+        print(path)
+    return 0
+
+
 def cmd_build_workbooks(args: argparse.Namespace) -> int:
     """``xlfuncs build-workbooks``: regenerate the workbooks from their sources."""
     from xlfuncs.excel.build import WORKBOOKS_DIR, build_workbooks
@@ -806,6 +815,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="xlfuncs-demo",
                    help="folder for the results (default ./xlfuncs-demo)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("lite", help="write main.py and requirements.txt for xlwings Lite "
+                       "(Excel on a Mac or on the web)")
+    p.add_argument("--out", default=".", help="folder for the two files (default: here)")
+    p.add_argument("--wheel", help="URL of the xlfuncs wheel to install (default: xlfuncs from "
+                   "the package index)")
+    p.set_defaults(func=cmd_lite)
 
     p = sub.add_parser("build-workbooks",
                        help="regenerate workbooks/*.xlsm from the sources in the repository")

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import traceback
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -36,7 +37,7 @@ from xlfuncs.excel.sheets import (
     write_cell,
 )
 
-__all__ = ["HOLDINGS_NAMES", "RefreshResult", "refresh_holdings"]
+__all__ = ["HOLDINGS_NAMES", "RefreshResult", "refresh_holdings", "refresh_holdings_async"]
 
 # The add-in's Setup buttons live in xlfuncs.excel.addin; RunPython calls them here
 # (``xlfuncs.macros.doctor()``). Imported on first use: that module loads the functions.
@@ -163,14 +164,68 @@ def refresh_holdings(
             log.error("refresh_holdings: %s", message)
             alert_excel(FAILED + message)
             return RefreshResult(False, FAILED + message, error=exc)
+    return _run_now(refresh_holdings_async(book, _fetch_now, config=config, today=today,
+                                           save=save))
 
+
+async def _fetch_now(*args: Any, **kwargs: Any) -> HoldingsSnapshot:
+    """:func:`~xlfuncs.data.holdings.fetch_holdings`, as an awaitable that never waits."""
+    return fetch_holdings(*args, **kwargs)
+
+
+def _run_now(coroutine: Coroutine[Any, Any, RefreshResult]) -> RefreshResult:
+    """The result of a coroutine whose awaits all finish at once, without an event loop.
+
+    The ribbon's refresh (RunPython) must not start an event loop, which fails
+    inside a running one; its fetch is synchronous, so the refresh never waits.
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("refresh_holdings: the synchronous fetch waited")
+
+
+async def refresh_holdings_async(
+    book: Book,
+    fetch: Callable[..., Awaitable[HoldingsSnapshot]],
+    *,
+    config: Config | None = None,
+    today: date | None = None,
+    save: bool = True,
+) -> RefreshResult:
+    """:func:`refresh_holdings` with an awaited fetch (xlwings Lite: the browser's fetch).
+
+    The one implementation of the refresh: :func:`refresh_holdings` runs it with
+    :func:`~xlfuncs.data.holdings.fetch_holdings`. Reads and checks everything,
+    awaits the fetch, then writes; a failure changes only ``HoldingsStatus``.
+
+    Parameters
+    ----------
+    book : Book
+        The workbook (in Lite, :class:`~xlfuncs.excel.sheets.LiteBook`).
+    fetch : callable
+        ``await fetch(fund, start, end, config=..., progress=...)`` giving a
+        :class:`~xlfuncs.data.holdings.HoldingsSnapshot`, e.g.
+        :func:`xlfuncs.data.holdings_fetch.fetch_holdings_browser`.
+    config, today, save
+        As :func:`refresh_holdings`.
+
+    Returns
+    -------
+    RefreshResult
+        Never raises.
+
+    """
+    secrets = _secrets(config)
     plan: _Plan | None = None
     wrote = False
     try:
         plan = _read_inputs(book, config, today)
         secrets |= _secrets(plan.config)
         book.status(f"xlfuncs: fetching holdings of fund {plan.fund} for {plan.day}…")
-        snapshot = fetch_holdings(
+        snapshot = await fetch(
             plan.fund, plan.day, plan.day, config=plan.config,
             progress=lambda text: book.status(f"xlfuncs: {one_line(text, secrets)}"),
         )

@@ -7,6 +7,7 @@ Backtest sheet, which shows the tables and the pictures.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,12 +85,27 @@ def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
 
 
 def save_charts(result: BacktestResult, out: Path) -> list[Path]:
-    """Cumulative log return against the benchmark, IR against the TEV budget, rolling TE."""
+    """Write the charts of :func:`chart_figures` as PNG files into ``out``."""
+    import matplotlib.pyplot as plt
+
+    return [_save(plt, fig, out / name) for name, fig in chart_figures(result)]
+
+
+def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
+    """Cumulative log return against the benchmark, IR against the TEV budget, rolling TE.
+
+    Returns
+    -------
+    list of (str, matplotlib.figure.Figure)
+        Each chart's file name (:data:`CHARTS`) and its figure, in memory (xlwings
+        Lite puts figures on the sheet without a file); the caller closes them.
+
+    """
     r = result.returns
     strategies = result.strategies
-    paths = []
+    figures = []
 
-    plt, fig, ax = _figure()
+    _, fig, ax = _figure()
     for name in ("benchmark", *strategies):
         # a strategy's line starts at its first return (a gap is not a zero return)
         ax.plot(r.index, np.log1p(r[name]).cumsum(), label=name,
@@ -99,9 +115,9 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     ax.set_ylabel("log(wealth)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(_save(plt, fig, out / CHARTS[0]))
+    figures.append((CHARTS[0], fig))
 
-    plt, fig, ax = _figure()
+    _, fig, ax = _figure()
     stats = result.stats
     label, budget = chart_budgets(result)
     ax.plot(budget, stats["information_ratio"].to_numpy(), marker="o")
@@ -109,9 +125,9 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     ax.set_ylabel("information ratio (annualised)")
     ax.set_title("Information ratio against the budget")
     ax.grid(alpha=0.3)
-    paths.append(_save(plt, fig, out / CHARTS[1]))
+    figures.append((CHARTS[1], fig))
 
-    plt, fig, ax = _figure()
+    _, fig, ax = _figure()
     a = r[strategies].sub(r["benchmark"], axis=0)
     rolling = a.rolling(ROLLING).std(ddof=1) * np.sqrt(result.periods_per_year)
     for name in strategies:
@@ -119,8 +135,8 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     ax.set_title(f"Rolling {ROLLING}-period tracking error (annualised)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(_save(plt, fig, out / CHARTS[2]))
-    return paths
+    figures.append((CHARTS[2], fig))
+    return figures
 
 
 def write_results(result: BacktestResult, out: str | Path) -> list[Path]:

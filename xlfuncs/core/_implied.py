@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from xlfuncs.core._lstsq import threadpools
 from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError
 
 __all__ = [
@@ -552,19 +553,13 @@ class _Jacobian:
         return out
 
 
-@functools.cache
-def _threadpools():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 @contextlib.contextmanager
 def _blas_threads() -> Iterator[None]:
-    if BLAS_THREADS is None:
+    pools = threadpools()
+    if BLAS_THREADS is None or pools is None:
         yield
         return
-    with _threadpools().limit(limits=BLAS_THREADS, user_api="blas"):
+    with pools.limit(limits=BLAS_THREADS, user_api="blas"):
         yield
 
 

@@ -11,25 +11,33 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["WlsFit", "one_thread", "wls"]
+__all__ = ["WlsFit", "one_thread", "threadpools", "wls"]
 
 _SINGULAR = 1e-10  # smallest eigenvalue / largest of a standardised normal matrix
 
 
 @functools.cache
-def _threadpools():
-    from threadpoolctl import ThreadpoolController
-
+def threadpools() -> Any:
+    """Threadpoolctl's controller of BLAS/OpenMP threads, or None without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # not installed on Pyodide (xlwings Lite), where BLAS has no threads
+        return None
     return ThreadpoolController()
 
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """BLAS and OpenMP on one thread: the matrices are small, extra threads only cost."""
-    with _threadpools().limit(limits=1):
+    pools = threadpools()
+    if pools is None:
+        yield
+        return
+    with pools.limit(limits=1):
         yield
 
 

@@ -806,7 +806,12 @@ class HoldingsClient:
         say = progress or (lambda _message: None)
         host = self.config.base_url.split("://", 1)[1]
         say(f"Fetching {fund} holdings {_span(start, end)} from {host}...")
-        answer = self._exchange(fund, start, end)
+        return self._snapshot(self._exchange(fund, start, end), fund, start, end, progress)
+
+    def _snapshot(self, answer: _Answer, fund: str, start: date, end: date,
+                  progress: Progress | None) -> HoldingsSnapshot:
+        """The answer checked against the contract and the range asked for (any transport)."""
+        say = progress or (lambda _message: None)
         payload = self._decode(answer)
         try:
             snapshot = parse_summary(payload, fund=fund)

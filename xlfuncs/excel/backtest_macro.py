@@ -13,6 +13,7 @@ files; both use :mod:`xlfuncs.report`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import traceback
@@ -23,6 +24,7 @@ from typing import Any
 
 from xlfuncs.core import BacktestConfig, BacktestResult
 from xlfuncs.core import run_backtest as run_engine
+from xlfuncs.core._executor import Executor
 from xlfuncs.errors import InputError, XlfuncsError
 from xlfuncs.excel.macro_support import check_room, failure_reason, one_line
 from xlfuncs.excel.sheets import (
@@ -123,7 +125,15 @@ def _place(book: Book, name: str, grid: list[list[Any]]) -> tuple[Area, Area]:
     return old, new
 
 
-def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
+def _close(figures: list[Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    for fig in figures:
+        plt.close(fig)
+
+
+def run_backtest(book: Book | None = None, *, save: bool = True,
+                 executor: Executor | None = None) -> BacktestRun:
     """Run the backtest set up on the Backtest sheet and write its results there.
 
     Parameters
@@ -132,6 +142,9 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
         Default: the active workbook of the running RunPython macro.
     save : bool
         Save a workbook file at the end (a live workbook is never saved).
+    executor : Executor, optional
+        Where the sweep runs (default from the settings); xlwings Lite passes
+        :class:`~xlfuncs.core._executor.SerialExecutor`: no processes or threads there.
 
     Returns
     -------
@@ -140,7 +153,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
 
     """
     from xlfuncs.data.market import load_market
-    from xlfuncs.report import save_charts
+    from xlfuncs.report import chart_figures, save_charts
 
     if book is None:
         try:
@@ -178,14 +191,21 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
             book.status(f"xlfuncs: backtest {done}/{count} {text} ({total} strategies)")
 
         try:
-            result = run_engine(data, config, progress=progress)
+            result = run_engine(data, config, progress=progress, executor=executor)
         except InputError as exc:
             raise _in_cell(exc) from None
         stats, returns = _stats_grid(result), _returns_grid(result)
         stats_old, stats_new = _place(book, STATS, stats)
         ret_old, ret_new = _place(book, RETURNS, returns)
-        with tempfile.TemporaryDirectory(prefix="xlfuncs-charts-") as tmp:
-            charts = save_charts(result, Path(tmp))
+        # a book that takes figures (xlwings Lite, no files there) gets them in memory
+        add_figure = getattr(book, "add_figure", None)
+        with contextlib.ExitStack() as stack:
+            if callable(add_figure):
+                charts: list[tuple[str, Any]] = chart_figures(result)
+                stack.callback(_close, [fig for _, fig in charts])
+            else:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="xlfuncs-charts-"))
+                charts = [(p.name, p) for p in save_charts(result, Path(tmp))]
             failed = len(result.failures)
             status = (f"OK: {total} strateg{'y' if total == 1 else 'ies'}, "
                       f"{len(result.returns)} periods, "
@@ -204,10 +224,14 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
                     book.clear(leftover)
                 book.set_name(name, new)
             col = stats_new.first_col + len(stats[0]) + 1
-            for k, path in enumerate(charts):
+            for k, (file, chart) in enumerate(charts):
                 at = Area(anchor.sheet, anchor.first_row + k * CHART_ROWS, col,
                           anchor.first_row + k * CHART_ROWS, col)
-                book.add_picture(at, path, f"xlfuncs_{path.stem}")
+                name = f"xlfuncs_{Path(file).stem}"
+                if callable(add_figure):
+                    add_figure(at, chart, name)
+                else:
+                    book.add_picture(at, chart, name)
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
         # the data, and what its loader dropped, filled or assumed
         write_cell(book, SOURCE, "; ".join([data.source, *data.notes]))

@@ -50,6 +50,7 @@ from xlfuncs.errors import InputError
 __all__ = [
     "Area",
     "Book",
+    "LiteBook",
     "OpenpyxlBook",
     "XlwingsBook",
     "column_letter",
@@ -496,6 +497,80 @@ class XlwingsBook:
 
     def save(self) -> None:
         """Nothing: the analyst saves the open workbook."""
+
+
+class LiteBook(XlwingsBook):
+    """The workbook of an xlwings Lite script: the ``xw.Book`` Lite passes to the script.
+
+    The same calls as :class:`XlwingsBook` (Lite's book is xlwings' own), except
+    what Office.js cannot do synchronously or at all:
+
+    * no status bar: :meth:`status` prints (Lite's output pane) and keeps the lines;
+    * formulas are not sent with the book: :meth:`formulas` answers from the
+      ``formulas`` given (what the script fetched with ``get_formula``), else from
+      the values alone (a formula whose result is blank is then not seen);
+    * number formats cannot be read: :meth:`copy_format` leaves new rows as they are;
+    * no files: charts come as matplotlib figures (:meth:`add_figure`), and the
+      workbook has no folder (relative data paths are not resolved).
+
+    Writes are queued by xlwings and applied when the script returns.
+
+    Parameters
+    ----------
+    book : xlwings.Book
+        The book passed to the script.
+    formulas : mapping, optional
+        Sheet name -> formula texts of its used range from ``A1`` (row by row).
+
+    """
+
+    def __init__(self, book: Any, formulas: dict[str, Grid] | None = None):
+        super().__init__(book)
+        self.messages: list[str] = []
+        self._formulas = formulas or {}
+
+    @property
+    def folder(self) -> Path | None:
+        """None: a Lite workbook has no folder Python can read."""
+        return None
+
+    def formulas(self, area: Area) -> Grid:
+        """The formula text of each cell (from the fetched formulas), None elsewhere."""
+        known = self._formulas.get(area.sheet, [])
+        out = []
+        for r in range(area.first_row - 1, area.last_row):
+            row = known[r] if r < len(known) else []
+            out.append([
+                f if c < len(row) and isinstance(f := row[c], str) and f.startswith("=")
+                else None
+                for c in range(area.first_col - 1, area.last_col)
+            ])
+        return out
+
+    def write_block(self, sheet: str, row: int, col: int, grid: Grid) -> None:
+        """Write values; the written cells hold no formula any more."""
+        super().write_block(sheet, row, col, grid)
+        known = self._formulas.get(sheet)
+        if known:
+            for r in range(row - 1, min(row - 1 + len(grid), len(known))):
+                for c in range(col - 1, min(col - 1 + len(grid[0]), len(known[r]))):
+                    known[r][c] = None
+
+    def copy_format(self, source: Area, target: Area) -> None:
+        """Nothing: Office.js cannot read a number format synchronously."""
+
+    def status(self, text: str) -> None:
+        """Print the line (xlwings Lite's output pane) and keep it in :attr:`messages`."""
+        self.messages.append(text)
+        print(text)
+
+    def add_figure(self, area: Area, figure: Any, name: str) -> None:
+        """Put a matplotlib figure on the sheet (a picture of that name is replaced)."""
+        sheet = self.book.sheets[area.sheet]
+        anchor = sheet.range((area.first_row, area.first_col))
+        if name in [p.name for p in sheet.pictures]:
+            sheet.pictures[name].delete()
+        sheet.pictures.add(figure, name=name, anchor=anchor)
 
 
 def _xlwings_area(rng: Any) -> Area:
