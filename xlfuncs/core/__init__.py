@@ -14,6 +14,14 @@ from xlfuncs.core._beta import (
     etf_betas,
     portfolio_beta,
 )
+from xlfuncs.core._contrib import (
+    FactorExposures,
+    RiskBudget,
+    RiskContributions,
+    factor_exposures,
+    risk_budget,
+    risk_contributions,
+)
 from xlfuncs.core._factor import (
     FACTOR_MOMENT_METHODS,
     FactorModel,
@@ -92,6 +100,7 @@ __all__ = [
     "BacktestConfig",
     "BacktestResult",
     "BetaNeutral",
+    "FactorExposures",
     "FactorModel",
     "FactorMoments",
     "ImpliedCorrelation",
@@ -102,6 +111,8 @@ __all__ = [
     "PerformanceStats",
     "RegimeBetas",
     "RegimeFit",
+    "RiskBudget",
+    "RiskContributions",
     "RiskMethod",
     "align",
     "align_all",
@@ -114,6 +125,7 @@ __all__ = [
     "date_slice",
     "drifted_weights",
     "etf_betas",
+    "factor_exposures",
     "factor_moments",
     "filtered_probs",
     "fit_factor_model",
@@ -135,6 +147,8 @@ __all__ = [
     "portfolio_returns",
     "regime_betas",
     "regime_min_rows",
+    "risk_budget",
+    "risk_contributions",
     "run_backtest",
     "sector_weights",
     "simple_returns",
