@@ -490,7 +490,8 @@ def cmd_holdings(args: argparse.Namespace) -> int:
 
 
 _BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
-                   "cost", "workers", "benchmark", "rebalance_every", "min_history")
+                   "cost", "workers", "benchmark", "rebalance_every", "min_history",
+                   "industry_limit", "industry_limits", "factor_bounds", "factor_neutral")
 
 
 def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
@@ -733,6 +734,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-weight", type=float, help="largest weight of one asset")
     p.add_argument("--turnover", type=float, help="one-way turnover limit per rebalance")
     p.add_argument("--cost", type=float, help="proportional cost per unit traded (0.001 = 10bp)")
+    p.add_argument("--industry-limit", type=float,
+                   help="policy limit on every industry's active weight |u - u_b|, e.g. 0.05")
+    p.add_argument("--industry-limits", help='limits for named industries, e.g. "Energy=0.02; '
+                   'Finance=0.03" (override --industry-limit for them)')
+    p.add_argument("--factor-bounds", help='active factor exposure bounds, e.g. "SMB=-0.2:0.2; '
+                   'HML=-0.1:0.1"')
+    p.add_argument("--factor-neutral", action="store_true", default=None,
+                   help="hold every active factor exposure at 0")
     p.add_argument("--benchmark", help="auto (default), caps or market")
     p.add_argument("--rebalance-every", type=int, help="periods between rebalances (default 1)")
     p.add_argument("--min-history", type=int, help="periods before the first rebalance")

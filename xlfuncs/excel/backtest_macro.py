@@ -1,7 +1,8 @@
 """The Run backtest button: parameters from the Backtest sheet, results back onto it.
 
 ``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
-ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``,
+ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark`` and the
+policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
@@ -44,7 +45,9 @@ PARAMETERS = {
     "BtData": "data", "BtFactors": "factors", "BtMode": "mode", "BtTev": "tev",
     "BtGamma": "gamma", "BtModel": "model", "BtStart": "start", "BtEnd": "end",
     "BtMaxWeight": "max_weight", "BtTurnover": "turnover", "BtCost": "cost",
-    "BtBenchmark": "benchmark",
+    "BtBenchmark": "benchmark", "BtIndustryLimit": "industry_limit",
+    "BtIndustryLimits": "industry_limits", "BtFactorBounds": "factor_bounds",
+    "BtFactorNeutral": "factor_neutral",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
 FAILED = "Run failed: "
