@@ -287,8 +287,8 @@ def _backtest_files() -> tuple[str, ...]:
     """The files ``write_results`` writes into a backtest's folder."""
     from xlfuncs.report import CHARTS
 
-    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "notes.txt",
-            "failures.csv", *CHARTS)
+    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
+            "regimes.csv", "notes.txt", "failures.csv", *CHARTS)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -491,7 +491,8 @@ def cmd_holdings(args: argparse.Namespace) -> int:
 
 _BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
                    "cost", "workers", "benchmark", "rebalance_every", "min_history",
-                   "industry_limit", "industry_limits", "factor_bounds", "factor_neutral")
+                   "industry_limit", "industry_limits", "factor_bounds", "factor_neutral",
+                   "windows")
 
 
 def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
@@ -587,7 +588,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
               f"{result.failures['reason'].iloc[0]}")
     if out:
         with _writing(out):
-            paths = write_results(result, out)
+            paths = write_results(result, out, data.factors)
         print(f"\nwrote {', '.join(p.name for p in paths)} to {out}")
     return 0
 
@@ -742,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
                    'HML=-0.1:0.1"')
     p.add_argument("--factor-neutral", action="store_true", default=None,
                    help="hold every active factor exposure at 0")
+    p.add_argument("--windows", help='crisis windows for windows.csv, e.g. "GFC=2007-10:2009-03; '
+                   'Covid=2020-02:2020-04" (default 1973-74, 1987, 2000-02, 2008-09, 2020)')
     p.add_argument("--benchmark", help="auto (default), caps or market")
     p.add_argument("--rebalance-every", type=int, help="periods between rebalances (default 1)")
     p.add_argument("--min-history", type=int, help="periods before the first rebalance")

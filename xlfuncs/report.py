@@ -14,8 +14,9 @@ import pandas as pd
 from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "STATS_COLUMNS", "conventions_table", "save_charts", "stat_format",
-           "stats_table", "write_results"]
+__all__ = ["CHARTS", "STATS_COLUMNS", "conventions_table", "crisis_format", "crisis_table",
+           "save_charts",
+           "stat_format", "stats_table", "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
@@ -32,6 +33,13 @@ def stat_format(column: str) -> str:
     return STATS_FORMATS.get(column, "0.00%")
 
 
+def crisis_format(column: str) -> str:
+    """The number format a column of the crisis and regime table shows in Excel."""
+    fixed = {"start": "yyyy-mm-dd", "end": "yyyy-mm-dd", "window": "General",
+             "strategy": "General", "periods": "0"}
+    return fixed.get(column, stat_format(column))
+
+
 def conventions_table() -> pd.DataFrame:
     """``statistic, convention``: how each column of the statistics is defined (SPEC 3.5)."""
     from xlfuncs.core._metrics import CONVENTIONS
@@ -44,6 +52,39 @@ def stats_table(result: BacktestResult) -> pd.DataFrame:
     """``strategy`` plus the SPEC 3.5 statistics, one row per strategy."""
     stats = result.stats.reindex(columns=list(STATS_COLUMNS))
     return stats.reset_index().rename(columns={"index": "strategy"})
+
+
+def crisis_table(result: BacktestResult, factors: pd.DataFrame | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """Statistics inside the crisis windows, and per regime when ``factors`` are given.
+
+    The regimes come from a hidden Markov model of ``factors`` fitted on the
+    history before the first decision (``n_states`` and ``seed`` of the run's
+    settings), each period classified by the filtered probability at its
+    decision date (:func:`~xlfuncs.core._attribution.regime_stats`).
+
+    Returns
+    -------
+    windows : DataFrame
+    regimes : DataFrame or None
+        None without ``factors``, or when the model cannot be fitted.
+    why : str
+        Why there are no regime statistics (``""`` when there are, or no factors).
+
+    """
+    from xlfuncs.core._attribution import regime_stats, window_stats
+    from xlfuncs.errors import XlfuncsError
+
+    cfg = result.config
+    windows = window_stats(result.returns, cfg.windows, result.periods_per_year)
+    regimes, why = None, ""
+    if factors is not None:
+        try:
+            regimes = regime_stats(result.returns, factors, result.periods_per_year,
+                                   cfg.n_states, cfg.seed)
+        except XlfuncsError as exc:
+            why = f"no regime statistics: {exc}"
+    return windows, regimes, why
 
 
 def _figure():
@@ -116,10 +157,13 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     return paths
 
 
-def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
+def write_results(result: BacktestResult, out: str | Path,
+                  factors: pd.DataFrame | None = None) -> list[Path]:
     """Write the result files and charts into the folder ``out``.
 
     ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
+    ``windows.csv`` (the statistics inside each crisis window the data reach),
+    ``regimes.csv`` (per regime of the ``factors``, when given),
     ``notes.txt`` (the data and what its loader assumed), the charts, and
     ``failures.csv``. Every file is written to a temporary name and
     renamed when complete; a text cell of a CSV file never runs as a formula
@@ -139,9 +183,16 @@ def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
     csv(result.weights, "weights.csv", False)
     csv(stats_table(result), "stats.csv", False)
     csv(conventions_table(), "conventions.csv", False)
+    windows, regimes, why = crisis_table(result, factors)
+    csv(windows, "windows.csv", False)
+    if regimes is not None:
+        csv(regimes, "regimes.csv", False)
+    else:
+        (out / "regimes.csv").unlink(missing_ok=True)
     notes = out / "notes.txt"  # what the loader dropped, filled or assumed
+    lines = [*result.notes, *([why] if why else [])]
     atomic_write(notes, lambda p: Path(p).write_text(
-        f"{result.source}\n" + "".join(f"- {n}\n" for n in result.notes), encoding="utf-8"))
+        f"{result.source}\n" + "".join(f"- {n}\n" for n in lines), encoding="utf-8"))
     written.append(notes)
     written += save_charts(result, out)
     if len(result.failures):

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._attribution import parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
 from xlfuncs.core._market import MarketData
@@ -167,6 +168,10 @@ class BacktestConfig:
         ``{"SMB": [-0.2, 0.2]}``).
     factor_neutral : bool
         Every active factor exposure held at 0.
+    windows : str, mapping or sequence
+        Crisis windows for the per-window statistics, ``"2008-09=2008-01:2009-12;
+        ..."``; blank: 1973-74, 1987, 2000-02, 2008-09 and 2020
+        (:func:`~xlfuncs.core._attribution.parse_windows`).
 
     """
 
@@ -194,6 +199,7 @@ class BacktestConfig:
     industry_limits: Any = ()
     factor_bounds: Any = ()
     factor_neutral: bool = False
+    windows: Any = ()
 
     def __post_init__(self) -> None:
         mode = str(self.mode).strip().lower()
@@ -274,6 +280,7 @@ class BacktestConfig:
                                                                                               1):
             neutral = bool(neutral)
         object.__setattr__(self, "factor_neutral", neutral)
+        object.__setattr__(self, "windows", parse_windows(self.windows))
         self.specs(12)  # the optimiser's own checks (max_weight, turnover, cost), before any work
 
     @classmethod

@@ -1,15 +1,15 @@
 """The Run backtest button: parameters from the Backtest sheet, results back onto it.
 
 ``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
-ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark`` and the
-policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral``,
+ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``, the
+policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral`` and ``BtWindows``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
-(``BtReturns``), the three charts (to the right of the parameters), and
-``BtStatus``, ``BtRunAt``, ``BtSource``. A failure changes only ``BtStatus``
-(``Run failed: <reason>``). ``xlfuncs backtest`` writes the same results to
-files; both use :mod:`xlfuncs.report`.
+(``BtReturns``), the crisis-window and regime statistics (``BtCrisis``), the three
+charts (to the right of the parameters), and ``BtStatus``, ``BtRunAt``,
+``BtSource``. A failure changes only ``BtStatus`` (``Run failed: <reason>``).
+``xlfuncs backtest`` writes the same results to files; both use :mod:`xlfuncs.report`.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ PARAMETERS = {
     "BtMaxWeight": "max_weight", "BtTurnover": "turnover", "BtCost": "cost",
     "BtBenchmark": "benchmark", "BtIndustryLimit": "industry_limit",
     "BtIndustryLimits": "industry_limits", "BtFactorBounds": "factor_bounds",
-    "BtFactorNeutral": "factor_neutral",
+    "BtFactorNeutral": "factor_neutral", "BtWindows": "windows",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
+CRISIS = "BtCrisis"
 FAILED = "Run failed: "
 CHART_ROWS = 24  # rows between the charts stacked to the right of the parameters (a chart
                  # is about 430 px tall; a row 20 px)
@@ -108,10 +109,30 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
     return [["date", *map(str, r.columns)], *rows]
 
 
+def _crisis_grid(result: BacktestResult, factors: Any) -> list[list[Any]]:
+    """The crisis windows' statistics, then the regimes', under one header."""
+    import pandas as pd
+
+    from xlfuncs.report import crisis_table
+
+    windows, regimes, _ = crisis_table(result, factors)  # too short for regimes: none
+    table = pd.concat([windows, regimes]) if regimes is not None else windows
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, pd.Timestamp):
+            return v.to_pydatetime()
+        return None if isinstance(v, float) and v != v else v
+
+    rows = [[cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
+    return [list(table.columns), *(rows or [[None] * len(table.columns)])]
+
+
 def _formats(name: str, header: list[Any]) -> list[str]:
     """The number format of each column of a results table below its header."""
-    from xlfuncs.report import stat_format
+    from xlfuncs.report import crisis_format, stat_format
 
+    if name == CRISIS:
+        return [crisis_format(str(c)) for c in header]
     if name == STATS:
         return [stat_format(str(c)) for c in header]
     return ["yyyy-mm-dd", *["0.00%"] * (len(header) - 1)]
@@ -166,6 +187,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
         anchor = book.name_range("BtData")
         book.name_range(STATS)
         book.name_range(RETURNS)
+        book.name_range(CRISIS)
         book.status("xlfuncs: loading the data...")
         try:
             data = load_market(_resolve(source, book) or "sample",
@@ -183,8 +205,10 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
         except InputError as exc:
             raise _in_cell(exc) from None
         stats, returns = _stats_grid(result), _returns_grid(result)
+        crisis = _crisis_grid(result, data.factors)
         stats_old, stats_new = _place(book, STATS, stats)
         ret_old, ret_new = _place(book, RETURNS, returns)
+        crisis_old, crisis_new = _place(book, CRISIS, crisis)
         with tempfile.TemporaryDirectory(prefix="xlfuncs-charts-") as tmp:
             charts = save_charts(result, Path(tmp))
             failed = len(result.failures)
@@ -194,7 +218,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
                       f"{result.seconds:.0f} s")
             wrote = True
             for name, old, new, grid in ((STATS, stats_old, stats_new, stats),
-                                         (RETURNS, ret_old, ret_new, returns)):
+                                         (RETURNS, ret_old, ret_new, returns),
+                                         (CRISIS, crisis_old, crisis_new, crisis)):
                 book.write_block(new.sheet, new.first_row, new.first_col, grid)
                 if new.height > 1:  # every row formatted, however many the run gives
                     for j, fmt in enumerate(_formats(name, grid[0])):

@@ -47,7 +47,7 @@ import xlfuncs.udfs  # noqa: F401  (registers the worksheet functions in REGISTR
 from xlfuncs.excel import vba
 from xlfuncs.excel.cells import ERROR_PREFIX
 from xlfuncs.excel.functions import REGISTRY
-from xlfuncs.report import STATS_COLUMNS, stat_format
+from xlfuncs.report import STATS_COLUMNS, crisis_format, stat_format
 
 __all__ = [
     "BUILD_DATE",
@@ -1126,6 +1126,9 @@ def backtest_sheet() -> SheetSpec:
                    note="active exposure, e.g. SMB=-0.2:0.2; HML=-0.1:0.1"),
         InputValue("Factor neutral", "BtFactorNeutral", None, "",
                    note="TRUE: every active factor exposure 0"),
+        InputValue("Crisis windows", "BtWindows", None, "",
+                   note="e.g. GFC=2007-10:2009-03; blank = 1973-74, 1987, 2000-02, 2008-09, "
+                   "2020 (sheet BtCrisis)"),
         Section("Last run"),
         InputValue("Status", "BtStatus", "Not run yet: click Run backtest on the xlfuncs tab",
                    ""),
@@ -1162,6 +1165,25 @@ def backtest_returns_sheet() -> SheetSpec:
                             Column("rf", (None,), "0.00%", is_input=False)),
                            name="BtReturns"),),
         column_widths=((0, 0, 12.0), (1, 12, 11.0)),
+        freeze_rows=3,
+    )
+
+
+def backtest_crisis_sheet() -> SheetSpec:
+    """The BtCrisis sheet: statistics inside the crisis windows and per regime."""
+    from xlfuncs.core._attribution import WINDOW_COLUMNS
+
+    return SheetSpec(
+        name="BtCrisis",
+        code_name="BtCrisisSheet",
+        title="Crises and regimes",
+        subtitle="Each strategy and the benchmark inside the crisis windows the data reach, "
+        "then in each regime (hidden Markov model of the factors fitted before the first "
+        "decision; a period belongs to the state most probable, filtered, at its decision "
+        "date). Written by Run backtest.",
+        blocks=(InputTable(tuple(Column(c, (None,), crisis_format(c), is_input=False)
+                                 for c in WINDOW_COLUMNS), name="BtCrisis"),),
+        column_widths=((0, 0, 28.0), (1, 1, 14.0), (2, 12, 11.0)),
         freeze_rows=3,
     )
 
@@ -1222,7 +1244,7 @@ def workbook_specs() -> tuple[WorkbookSpec, ...]:
             title="Factor-model backtest",
             subject="Walk-forward benchmark-relative optimisation: parameters in, results, "
             "statistics and charts out (Run backtest on the xlfuncs ribbon)",
-            sheets=(backtest_sheet(), backtest_returns_sheet()),
+            sheets=(backtest_sheet(), backtest_returns_sheet(), backtest_crisis_sheet()),
         ),
     )
 
