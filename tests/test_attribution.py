@@ -135,9 +135,7 @@ def test_the_sheet_shows_the_crisis_table(tmp_path):
     grid = [[c.value for c in r] for r in wb[sheet.strip("'")][ref.replace("$", "")]]
     assert grid[0][:3] == ["window", "strategy", "start"]
     labels = [(g[0], g[1]) for g in grid[1:]]
-    assert labels[:2] == [("GFC", "benchmark"), ("GFC", "tev=0.03")]
-    assert {lab for lab, _ in labels[2:]} == {"regime 1 of 2 (calmest)",
-                                             "regime 2 of 2 (most volatile)"}
+    assert labels == [("GFC", "benchmark"), ("GFC", "tev=0.03")]
     r = run.result.returns.loc["2007-10-01":"2009-03-31"]
     te = grid[2][grid[0].index("tracking_error")]
     assert te == pytest.approx(stats_of(r["tev=0.03"], r["benchmark"])["tracking_error"],
@@ -152,3 +150,56 @@ def test_too_short_a_history_for_regimes_is_said_not_hidden(tmp_path):
     assert not (out / "regimes.csv").exists() and (out / "windows.csv").exists()
     notes = (out / "notes.txt").read_text(encoding="utf-8")
     assert "- no regime statistics: regime model is degenerate" in notes
+
+
+def test_exposures_csv_equals_a_recomputation_from_weights_csv(tmp_path):
+    from test_limits import active_from_files
+
+    out = tmp_path / "expo"
+    rc = main(["backtest", "--data", "sample:25", "--tev", "0.04", "--end", "1996-12-31",
+               "--min-history", "36", "--workers", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    weights = pd.read_csv(out / "weights.csv", parse_dates=["date"])
+    expo = pd.read_csv(out / "exposures.csv", parse_dates=["date"]).set_index(
+        ["date", "strategy"])
+    data = load_market("sample:25").truncate(None, "1996-12-31")
+    checked = active_from_files(data, weights)
+    assert len(checked) == len(expo) > 20
+    for date, strategy, ind, factors in checked:
+        row = expo.loc[(pd.Timestamp(date), strategy)]
+        for name, value in factors.items():
+            assert row[name] == pytest.approx(value, abs=1e-9), (date, name)
+        for name, value in ind.items():
+            assert row[f"industry: {name}"] == pytest.approx(value, abs=1e-9), (date, name)
+    risk = pd.read_csv(out / "risk.csv")
+    np.testing.assert_allclose(risk["factor_share"] + risk["specific_share"], 1.0, rtol=1e-12)
+    assert (risk["top1_share"] >= risk["top2_share"]).all()
+    assert (out / "active_exposures.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_risk_split_and_contributions_match_the_full_covariance():
+    from xlfuncs.core._attribution import active_risk
+
+    rng = np.random.default_rng(4)
+    n, k = 12, 3
+    f_mat = np.vstack([rng.normal(0, 0.003, n), rng.normal(1, 0.4, (k, n))])
+    sf = np.zeros((k + 1, k + 1))
+    x = rng.normal(size=(60, k)) * 0.04
+    sf[1:, 1:] = np.cov(x, rowvar=False)
+    e = rng.uniform(0.001, 0.004, n)
+    w, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
+    ind = np.arange(n) % 4
+    expo, risk = active_risk(f_mat, sf, e, w, b, None, [f"S{i}" for i in range(n)],
+                             ["MKT", "SMB", "HML"], ind, ["A", "B", "C", "D"], 12, top=n)
+    s = f_mat.T @ sf @ f_mat + np.diag(e)  # the n x n covariance, tests only
+    a = w - b
+    te = np.sqrt(a @ s @ a)
+    assert risk["tracking_error"] == pytest.approx(te * np.sqrt(12), rel=1e-12)
+    fa = f_mat @ a
+    assert risk["factor_share"] == pytest.approx(fa @ sf @ fa / te**2, rel=1e-12)
+    contrib = a * (s @ a) / te
+    shares = sorted(contrib / te, reverse=True)
+    assert [risk[f"top{r}_share"] for r in range(1, n + 1)] == pytest.approx(shares, rel=1e-10)
+    assert sum(shares) == pytest.approx(1.0, rel=1e-12)
+    assert [expo[f] for f in ("MKT", "SMB", "HML")] == pytest.approx(list(fa[1:]), rel=1e-12)
+    assert expo["industry: B"] == pytest.approx(a[ind == 1].sum(), rel=1e-12)

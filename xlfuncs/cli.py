@@ -285,10 +285,11 @@ _DEMO_FILES = ("implied_corr.csv", "implied_cov.csv", "beta_neutral.csv", "xlfun
 
 def _backtest_files() -> tuple[str, ...]:
     """The files ``write_results`` writes into a backtest's folder."""
-    from xlfuncs.report import CHARTS
+    from xlfuncs.report import CHARTS, EXPOSURE_CHART
 
     return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
-            "regimes.csv", "notes.txt", "failures.csv", *CHARTS)
+            "regimes.csv", "exposures.csv", "risk.csv", "notes.txt", "failures.csv", *CHARTS,
+            EXPOSURE_CHART)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

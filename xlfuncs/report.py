@@ -14,9 +14,9 @@ import pandas as pd
 from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "STATS_COLUMNS", "conventions_table", "crisis_format", "crisis_table",
-           "save_charts",
-           "stat_format", "stats_table", "write_results"]
+__all__ = ["CHARTS", "EXPOSURE_CHART", "STATS_COLUMNS", "conventions_table", "crisis_format",
+           "crisis_table", "save_charts", "save_exposure_chart", "stat_format", "stats_table",
+           "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
@@ -157,13 +157,40 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
     return paths
 
 
+EXPOSURE_CHART = "active_exposures.png"
+
+
+def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
+    """Active factor exposures at each rebalance: a colour per factor, a line style per strategy."""
+    plt, fig, ax = _figure()
+    expo = result.exposures
+    factors = [c for c in expo.columns if c not in ("date", "strategy")
+               and not str(c).startswith("industry: ")]
+    styles = ("-", "--", ":", "-.")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, name in enumerate(result.strategies):
+        rows = expo[expo["strategy"] == name] if len(expo) else expo
+        for k, factor in enumerate(factors):
+            ax.plot(rows["date"], rows[factor], linestyle=styles[j % len(styles)],
+                    color=colours[k % len(colours)], linewidth=1.0, label=f"{name}: {factor}")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_title("Active factor exposures at each rebalance")
+    ax.set_ylabel("active beta")
+    if factors:
+        ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out / EXPOSURE_CHART)
+
+
 def write_results(result: BacktestResult, out: str | Path,
                   factors: pd.DataFrame | None = None) -> list[Path]:
     """Write the result files and charts into the folder ``out``.
 
     ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
     ``windows.csv`` (the statistics inside each crisis window the data reach),
-    ``regimes.csv`` (per regime of the ``factors``, when given),
+    ``regimes.csv`` (per regime of the ``factors``, when given), ``exposures.csv``
+    and ``risk.csv`` (active exposures and the tracking error's split at each
+    rebalance) with ``active_exposures.png``,
     ``notes.txt`` (the data and what its loader assumed), the charts, and
     ``failures.csv``. Every file is written to a temporary name and
     renamed when complete; a text cell of a CSV file never runs as a formula
@@ -185,6 +212,8 @@ def write_results(result: BacktestResult, out: str | Path,
     csv(conventions_table(), "conventions.csv", False)
     windows, regimes, why = crisis_table(result, factors)
     csv(windows, "windows.csv", False)
+    csv(result.exposures, "exposures.csv", False)
+    csv(result.risk, "risk.csv", False)
     if regimes is not None:
         csv(regimes, "regimes.csv", False)
     else:
@@ -195,6 +224,7 @@ def write_results(result: BacktestResult, out: str | Path,
         f"{result.source}\n" + "".join(f"- {n}\n" for n in lines), encoding="utf-8"))
     written.append(notes)
     written += save_charts(result, out)
+    written.append(save_exposure_chart(result, out))
     if len(result.failures):
         csv(result.failures, "failures.csv", False)
     else:

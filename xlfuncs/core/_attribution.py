@@ -14,6 +14,12 @@ backtest), and each period ``t + 1`` is classified by the state whose
 date ``t`` (never by a smoothed probability, which would read later rows).
 States are numbered by the volatility of the first factor (the market),
 calmest first.
+
+**Active exposures and risk per rebalance** (:func:`active_risk`): the active
+factor exposures ``f = F w - x_b``, the active industry weights, and the split
+of the ex-ante ``TE^2 = f' Sigma_f f + sum_i e_i a_i^2`` into its factor and
+specific parts, with the largest contributors ``a_i (Sigma a)_i / TE``
+(``Sigma = F' Sigma_f F + diag(e)``, never formed).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from xlfuncs.core._metrics import performance_stats
 from xlfuncs.core._regime import filtered_probs, fit_regime
 from xlfuncs.errors import InputError
 
-__all__ = ["DEFAULT_WINDOWS", "WINDOW_COLUMNS", "parse_windows", "regime_stats", "window_stats"]
+__all__ = ["DEFAULT_WINDOWS", "WINDOW_COLUMNS", "active_risk", "parse_windows", "regime_stats",
+           "window_stats"]
 
 #: The default crisis windows: name, first and last day (calendar years).
 DEFAULT_WINDOWS: tuple[tuple[str, str, str], ...] = (
@@ -200,3 +207,83 @@ def regime_stats(returns: pd.DataFrame, factors: pd.DataFrame, periods_per_year:
         rows += _rows(f"regime {s + 1} of {n_states}{tag}", returns.loc[at_decision == s],
                       strategies, periods_per_year)
     return pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
+
+
+def active_risk(
+    loadings: np.ndarray,
+    factor_cov: np.ndarray,
+    resid_var: np.ndarray,
+    weights: np.ndarray,
+    benchmark: np.ndarray | None,
+    benchmark_exposure: np.ndarray | None,
+    assets: Sequence[str],
+    factors: Sequence[str],
+    industries: np.ndarray,
+    industry_names: Sequence[str],
+    periods_per_year: float,
+    top: int = 3,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """One rebalance's active exposures and the split of its ex-ante tracking error.
+
+    Parameters
+    ----------
+    loadings : ndarray of shape (m, n)
+        ``F``: row 0 the alphas, then one row per factor.
+    factor_cov : ndarray of shape (m, m)
+        Per-period factor covariance (zero first row and column).
+    resid_var : ndarray of shape (n,)
+        Per-period residual variances ``e``.
+    weights : ndarray of shape (n,)
+        The decided weights ``w``.
+    benchmark : ndarray of shape (n,) or None
+        Benchmark weights ``b``; None for a factor benchmark.
+    benchmark_exposure : ndarray of shape (m,) or None
+        A factor benchmark's exposure ``x_b``.
+    assets, factors : sequence of str
+        Names of the ``n`` assets and the ``m - 1`` factors.
+    industries : ndarray of shape (n,)
+        Industry code per asset (``0..k-1``).
+    industry_names : sequence of str
+        The ``k`` industries.
+    periods_per_year : float
+        For the annualised tracking error.
+    top : int
+        How many of the largest contributors to report.
+
+    Returns
+    -------
+    exposures : dict
+        Active exposure ``f_k`` per factor, and ``industry: NAME`` the active
+        industry weight ``u - u_b`` (the benchmark's industries from its weights;
+        for a factor benchmark, the portfolio's own industry weights).
+    risk : dict
+        ``tracking_error`` (annualised), ``factor_share`` and ``specific_share``
+        of the active variance, and the ``top`` assets by contribution to the
+        tracking error (``a_i (Sigma a)_i / TE``, weight benchmarks only).
+
+    """
+    w = np.asarray(weights, dtype=float)
+    f_mat = np.asarray(loadings, dtype=float)
+    sf = np.asarray(factor_cov, dtype=float)
+    e = np.asarray(resid_var, dtype=float)
+    a = w - benchmark if benchmark is not None else w
+    xb = f_mat @ benchmark if benchmark is not None else np.asarray(benchmark_exposure, float)
+    f = f_mat @ w - xb
+    factor_var = float(f @ sf @ f)
+    specific_var = float(e @ (a * a))
+    total = factor_var + specific_var
+    exposures: dict[str, float] = {name: float(x) for name, x in zip(factors, f[1:],
+                                                                    strict=True)}
+    by_industry = np.bincount(industries, weights=a, minlength=len(industry_names))
+    exposures.update({f"industry: {name}": float(x)
+                      for name, x in zip(industry_names, by_industry, strict=True)})
+    te = float(np.sqrt(max(total, 0.0)))
+    risk: dict[str, Any] = {"tracking_error": te * float(np.sqrt(periods_per_year)),
+                            "factor_share": factor_var / total if total > 0 else np.nan,
+                            "specific_share": specific_var / total if total > 0 else np.nan}
+    if benchmark is not None and te > 0:
+        contrib = a * (f_mat.T @ (sf @ f) + e * a) / te  # sums to te (Euler)
+        for rank, i in enumerate(np.argsort(-contrib)[:top], start=1):
+            risk[f"top{rank}"] = assets[i]
+            risk[f"top{rank}_share"] = float(contrib[i] / te)
+    return exposures, risk

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from xlfuncs.core._attribution import parse_windows
+from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
 from xlfuncs.core._market import MarketData
@@ -362,6 +362,14 @@ class BacktestResult:
     failures : DataFrame
         ``date, strategy, reason`` of every date that failed (empty if none).
     config : BacktestConfig
+    exposures : DataFrame
+        ``date, strategy``, the active exposure to each factor, then
+        ``industry: NAME`` the active weight of each industry, at every
+        rebalance (:func:`~xlfuncs.core._attribution.active_risk`).
+    risk : DataFrame
+        ``date, strategy, tracking_error`` (ex ante, annualised),
+        ``factor_share, specific_share`` of the active variance and the three
+        largest contributors with their shares of the tracking error.
     source : str
     seconds : float
     notes : tuple of str
@@ -379,6 +387,8 @@ class BacktestResult:
     periods_per_year: int = 12
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
+    risk: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def strategies(self) -> list[str]:
@@ -505,6 +515,8 @@ class _Book:
     decided: list = field(default_factory=list)
     ex_ante: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    exposures: list = field(default_factory=list)  # (date, name, {factor/industry: active})
+    risk: list = field(default_factory=list)  # (date, name, {TE split, top contributors})
     turnover: dict = field(default_factory=dict)
     holdings: dict = field(default_factory=dict)
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
@@ -714,6 +726,11 @@ class _Strategy:
         book.decided.append((date, self.name, new))
         book.ex_ante.append((date, self.name, res.tracking_error, res.te_binding,
                              res.active_return))
+        expo, risk = active_risk(est.loadings, est.factor_cov, est.resid_var, res.weights,
+                                 est.benchmark, est.benchmark_exposure, est.assets, est.factors,
+                                 est.industries, est.industry_names, spec.periods_per_year)
+        book.exposures.append((date, self.name, expo))
+        book.risk.append((date, self.name, risk))
         book.cost_due = self.config.cost * traded
 
     def earn(self, date: pd.Timestamp, returns: pd.Series) -> None:
@@ -910,6 +927,9 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         raise ConvergenceError(f"every rebalance failed ({len(failures)} of them){why}", "model")
     stats_frame = pd.DataFrame.from_dict(stats, orient="index")
     stats_frame.index.name = "strategy"
+    per_date = {key: pd.DataFrame([{"date": d, "strategy": s, **row} for name in names
+                                   for d, s, row in getattr(books[name], key)])
+                for key in ("exposures", "risk")}
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
                           config, data.source, int(data.periods_per_year), seconds,
-                          tuple(data.notes))
+                          tuple(data.notes), per_date["exposures"], per_date["risk"])

@@ -6,7 +6,7 @@ policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral`` and ``BtWindows``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
-(``BtReturns``), the crisis-window and regime statistics (``BtCrisis``), the three
+(``BtReturns``), the crisis-window statistics (``BtCrisis``), the three
 charts (to the right of the parameters), and ``BtStatus``, ``BtRunAt``,
 ``BtSource``. A failure changes only ``BtStatus`` (``Run failed: <reason>``).
 ``xlfuncs backtest`` writes the same results to files; both use :mod:`xlfuncs.report`.
@@ -109,14 +109,17 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
     return [["date", *map(str, r.columns)], *rows]
 
 
-def _crisis_grid(result: BacktestResult, factors: Any) -> list[list[Any]]:
-    """The crisis windows' statistics, then the regimes', under one header."""
+def _crisis_grid(result: BacktestResult) -> list[list[Any]]:
+    """The crisis windows' statistics (the regimes' are the command line's regimes.csv).
+
+    No regime model is fitted here: a hidden Markov fit in this long-lived process
+    makes a later run's worker processes hang (forked after sklearn's KMeans ran).
+    """
     import pandas as pd
 
     from xlfuncs.report import crisis_table
 
-    windows, regimes, _ = crisis_table(result, factors)  # too short for regimes: none
-    table = pd.concat([windows, regimes]) if regimes is not None else windows
+    table, _, _ = crisis_table(result)
 
     def cell(v: Any) -> Any:
         if isinstance(v, pd.Timestamp):
@@ -205,7 +208,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True) -> BacktestRun:
         except InputError as exc:
             raise _in_cell(exc) from None
         stats, returns = _stats_grid(result), _returns_grid(result)
-        crisis = _crisis_grid(result, data.factors)
+        crisis = _crisis_grid(result)
         stats_old, stats_new = _place(book, STATS, stats)
         ret_old, ret_new = _place(book, RETURNS, returns)
         crisis_old, crisis_new = _place(book, CRISIS, crisis)

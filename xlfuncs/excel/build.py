@@ -1170,17 +1170,16 @@ def backtest_returns_sheet() -> SheetSpec:
 
 
 def backtest_crisis_sheet() -> SheetSpec:
-    """The BtCrisis sheet: statistics inside the crisis windows and per regime."""
+    """The BtCrisis sheet: statistics inside the crisis windows."""
     from xlfuncs.core._attribution import WINDOW_COLUMNS
 
     return SheetSpec(
         name="BtCrisis",
         code_name="BtCrisisSheet",
-        title="Crises and regimes",
-        subtitle="Each strategy and the benchmark inside the crisis windows the data reach, "
-        "then in each regime (hidden Markov model of the factors fitted before the first "
-        "decision; a period belongs to the state most probable, filtered, at its decision "
-        "date). Written by Run backtest.",
+        title="Crisis windows",
+        subtitle="Each strategy and the benchmark inside the crisis windows the data reach "
+        "(BtWindows on the Backtest sheet). Written by Run backtest; per-regime statistics "
+        "are in the command line's regimes.csv.",
         blocks=(InputTable(tuple(Column(c, (None,), crisis_format(c), is_input=False)
                                  for c in WINDOW_COLUMNS), name="BtCrisis"),),
         column_widths=((0, 0, 28.0), (1, 1, 14.0), (2, 12, 11.0)),
