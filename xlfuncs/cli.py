@@ -318,10 +318,11 @@ _DEMO_FILES = ("implied_corr.csv", "implied_cov.csv", "beta_neutral.csv", "xlfun
 
 def _backtest_files() -> tuple[str, ...]:
     """The files ``write_results`` writes into a backtest's folder."""
-    from xlfuncs.report import CHARTS
+    from xlfuncs.report import CHARTS, EXPOSURE_CHART
 
-    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "notes.txt",
-            "failures.csv", *CHARTS)
+    return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
+            "regimes.csv", "exposures.csv", "risk.csv", "notes.txt", "failures.csv", *CHARTS,
+            EXPOSURE_CHART)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -524,7 +525,9 @@ def cmd_holdings(args: argparse.Namespace) -> int:
 
 
 _BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
-                   "cost", "workers", "scheduler", "benchmark", "rebalance_every", "min_history")
+                   "cost", "workers", "scheduler", "benchmark", "rebalance_every", "min_history",
+                   "industry_limit", "industry_limits", "factor_bounds", "factor_neutral",
+                   "windows")
 
 
 def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
@@ -638,7 +641,7 @@ def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source:
               f"{result.failures['reason'].iloc[0]}")
     if out:
         with _writing(out):
-            paths = write_results(result, out)
+            paths = write_results(result, out, data.factors)
         print(f"\nwrote {', '.join(p.name for p in paths)} to {out}")
     return 0
 
@@ -794,6 +797,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-weight", type=float, help="largest weight of one asset")
     p.add_argument("--turnover", type=float, help="one-way turnover limit per rebalance")
     p.add_argument("--cost", type=float, help="proportional cost per unit traded (0.001 = 10bp)")
+    p.add_argument("--industry-limit", type=float,
+                   help="policy limit on every industry's active weight |u - u_b|, e.g. 0.05")
+    p.add_argument("--industry-limits", help='limits for named industries, e.g. "Energy=0.02; '
+                   'Finance=0.03" (override --industry-limit for them)')
+    p.add_argument("--factor-bounds", help='active factor exposure bounds, e.g. "SMB=-0.2:0.2; '
+                   'HML=-0.1:0.1"')
+    p.add_argument("--factor-neutral", action="store_true", default=None,
+                   help="hold every active factor exposure at 0")
+    p.add_argument("--windows", help='crisis windows for windows.csv, e.g. "GFC=2007-10:2009-03; '
+                   'Covid=2020-02:2020-04" (default 1973-74, 1987, 2000-02, 2008-09, 2020)')
     p.add_argument("--benchmark", help="auto (default), caps or market")
     p.add_argument("--rebalance-every", type=int, help="periods between rebalances (default 1)")
     p.add_argument("--min-history", type=int, help="periods before the first rebalance")

@@ -15,8 +15,9 @@ import pandas as pd
 from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "STATS_COLUMNS", "STATS_HEADERS", "conventions_table", "save_charts",
-           "stat_format", "stats_table", "write_results"]
+__all__ = ["CHARTS", "EXPOSURE_CHART", "STATS_COLUMNS", "STATS_HEADERS", "conventions_table",
+           "crisis_format", "crisis_table", "save_charts", "save_exposure_chart", "stat_format",
+           "stats_table", "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
@@ -40,6 +41,13 @@ def stat_format(column: str) -> str:
     return STATS_FORMATS.get(column, "0.00%")
 
 
+def crisis_format(column: str) -> str:
+    """The number format a column of the crisis and regime table shows in Excel."""
+    fixed = {"start": "yyyy-mm-dd", "end": "yyyy-mm-dd", "window": "General",
+             "strategy": "General", "periods": "0"}
+    return fixed.get(column, stat_format(column))
+
+
 def conventions_table() -> pd.DataFrame:
     """``statistic, convention``: how each column of the statistics is defined."""
     from xlfuncs.core._metrics import CONVENTIONS
@@ -52,6 +60,39 @@ def stats_table(result: BacktestResult) -> pd.DataFrame:
     """``strategy`` plus the backtest statistics, one row per strategy."""
     stats = result.stats.reindex(columns=list(STATS_COLUMNS))
     return stats.reset_index().rename(columns={"index": "strategy"})
+
+
+def crisis_table(result: BacktestResult, factors: pd.DataFrame | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """Statistics inside the crisis windows, and per regime when ``factors`` are given.
+
+    The regimes come from a hidden Markov model of ``factors`` fitted on the
+    history before the first decision (``n_states`` and ``seed`` of the run's
+    settings), each period classified by the filtered probability at its
+    decision date (:func:`~xlfuncs.core._attribution.regime_stats`).
+
+    Returns
+    -------
+    windows : DataFrame
+    regimes : DataFrame or None
+        None without ``factors``, or when the model cannot be fitted.
+    why : str
+        Why there are no regime statistics (``""`` when there are, or no factors).
+
+    """
+    from xlfuncs.core._attribution import regime_stats, window_stats
+    from xlfuncs.errors import XlfuncsError
+
+    cfg = result.config
+    windows = window_stats(result.returns, cfg.windows, result.periods_per_year)
+    regimes, why = None, ""
+    if factors is not None:
+        try:
+            regimes = regime_stats(result.returns, factors, result.periods_per_year,
+                                   cfg.n_states, cfg.seed)
+        except XlfuncsError as exc:
+            why = f"no regime statistics: {exc}"
+    return windows, regimes, why
 
 
 def _figure():
@@ -139,10 +180,40 @@ def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
     return figures
 
 
-def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
+EXPOSURE_CHART = "active_exposures.png"
+
+
+def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
+    """Active factor exposures at each rebalance: a colour per factor, a line style per strategy."""
+    plt, fig, ax = _figure()
+    expo = result.exposures
+    factors = [c for c in expo.columns if c not in ("date", "strategy")
+               and not str(c).startswith("industry: ")]
+    styles = ("-", "--", ":", "-.")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, name in enumerate(result.strategies):
+        rows = expo[expo["strategy"] == name] if len(expo) else expo
+        for k, factor in enumerate(factors):
+            ax.plot(rows["date"], rows[factor], linestyle=styles[j % len(styles)],
+                    color=colours[k % len(colours)], linewidth=1.0, label=f"{name}: {factor}")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_title("Active factor exposures at each rebalance")
+    ax.set_ylabel("active beta")
+    if factors:
+        ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out / EXPOSURE_CHART)
+
+
+def write_results(result: BacktestResult, out: str | Path,
+                  factors: pd.DataFrame | None = None) -> list[Path]:
     """Write the result files and charts into the folder ``out``.
 
     ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
+    ``windows.csv`` (the statistics inside each crisis window the data reach),
+    ``regimes.csv`` (per regime of the ``factors``, when given), ``exposures.csv``
+    and ``risk.csv`` (active exposures and the tracking error's split at each
+    rebalance) with ``active_exposures.png``,
     ``notes.txt`` (the data and what its loader assumed), the charts, and
     ``failures.csv``. Every file is written to a temporary name and
     renamed when complete; a text cell of a CSV file never runs as a formula
@@ -162,11 +233,21 @@ def write_results(result: BacktestResult, out: str | Path) -> list[Path]:
     csv(result.weights, "weights.csv", False)
     csv(stats_table(result), "stats.csv", False)
     csv(conventions_table(), "conventions.csv", False)
+    windows, regimes, why = crisis_table(result, factors)
+    csv(windows, "windows.csv", False)
+    csv(result.exposures, "exposures.csv", False)
+    csv(result.risk, "risk.csv", False)
+    if regimes is not None:
+        csv(regimes, "regimes.csv", False)
+    else:
+        (out / "regimes.csv").unlink(missing_ok=True)
     notes = out / "notes.txt"  # what the loader dropped, filled or assumed
+    lines = [*result.notes, *([why] if why else [])]
     atomic_write(notes, lambda p: Path(p).write_text(
-        f"{result.source}\n" + "".join(f"- {n}\n" for n in result.notes), encoding="utf-8"))
+        f"{result.source}\n" + "".join(f"- {n}\n" for n in lines), encoding="utf-8"))
     written.append(notes)
     written += save_charts(result, out)
+    written.append(save_exposure_chart(result, out))
     if len(result.failures):
         csv(result.failures, "failures.csv", False)
     else:

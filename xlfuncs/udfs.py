@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 # scikit-learn's first import takes a second or more (several on a laptop whose virus
 # scanner reads every file), most of it scipy.stats. Importing the Ledoit-Wolf estimator
 # (SPEC 3.3) here pays it once, when xlwings loads the worksheet functions, rather than
@@ -17,7 +19,7 @@ from typing import Any
 import sklearn.covariance  # noqa: F401
 
 from xlfuncs import core
-from xlfuncs.core import align_all
+from xlfuncs.core import Labelled, align, align_all, normalise_ticker
 from xlfuncs.errors import InputError
 from xlfuncs.excel import cells
 from xlfuncs.excel.functions import worksheet_function
@@ -26,6 +28,7 @@ __all__ = [
     "BETA_NEUTRAL",
     "ETF_BETAS",
     "ETF_HOLDINGS",
+    "FACTOR_EXPOSURES",
     "HIST_CORR",
     "HIST_COV",
     "IMPLIED_AVG_CORR",
@@ -34,6 +37,8 @@ __all__ = [
     "INDEX_VOL",
     "PORTFOLIO_BETA",
     "RETURNS",
+    "RISK_BUDGET",
+    "RISK_CONTRIB",
 ]
 
 _W = "Index weights: a row or column (or ticker and weight columns), e.g. 0.0198 for 1.98%."
@@ -250,3 +255,193 @@ def ETF_HOLDINGS(path, weights=None):
                          f"they need more than Excel's {_EXCEL_ROWS:,} rows", "path")
     return [["ticker", "weight"], *([t, float(w)] for t, w in zip(etf.tickers, etf.weights,
                                                                 strict=True))]
+
+
+# --------------------------------------------------------------------------- risk views
+
+_PW = ("Portfolio weights: ticker and weight columns (header optional), or one row or column "
+       "in the order of cov. Fractions, shorts negative.")
+_BM = ("Optional benchmark: ticker and weight columns. Given, the active weights (weights - "
+       "benchmark) and the tracking error are decomposed.")
+_RCV = ("Covariance matrix (e.g. HIST_COV, annualised for annual figures); tickers in its "
+        "first row and column match it with the weights.")
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not cells.omitted(value)
+
+
+def _with_benchmark(w: Labelled, b: Labelled | None, against: str,
+                    against_labels: tuple[str, ...] | None
+                    ) -> tuple[tuple[str, ...] | None, np.ndarray, np.ndarray | None, list[int]]:
+    """Weights (and benchmark) over one universe, and its positions in ``against``.
+
+    Without a benchmark the universe is the weights' tickers (or their order,
+    unlabelled); with one it is the weights' tickers then the benchmark's
+    others, each missing weight 0. ``against`` (cov or returns) must list
+    every ticker of the universe, and may list more.
+    """
+    if b is None:
+        if w.labels is None:
+            return None, w.values, None, []
+        idx = align(w.labels, against_labels or (), "weights", against, allow_extra=True)
+        return w.labels, w.values, None, idx
+    if w.labels is None:
+        raise InputError("weights needs tickers (ticker and weight columns) to be matched "
+                         "with benchmark", "weights")
+    keys = {normalise_ticker(t): t for t in w.labels}
+    for t in b.labels or ():
+        keys.setdefault(normalise_ticker(t), t)
+    labels = tuple(keys.values())
+    pos = {k: i for i, k in enumerate(keys)}
+    wv, bv = np.zeros(len(labels)), np.zeros(len(labels))
+    for vec, item in ((wv, w), (bv, b)):
+        for t, x in zip(item.labels or (), item.values, strict=True):
+            vec[pos[normalise_ticker(t)]] = x
+    idx = align(labels, against_labels or (), "weights and benchmark", against, allow_extra=True)
+    return labels, wv, bv, idx
+
+
+def _labelled_or_fail(item_labels: tuple[str, ...] | None, name: str, what: str) -> None:
+    if item_labels is None:
+        raise InputError(f"{name} needs tickers ({what}) to be matched with the weights", name)
+
+
+@worksheet_function(
+    ranges=("weights", "cov", "benchmark", "groups"),
+    weights=_PW,
+    cov=_RCV,
+    benchmark=_BM,
+    groups="Optional ticker and sector columns: contributions are summed by sector.",
+)
+def RISK_CONTRIB(weights, cov, benchmark=None, groups=None):
+    """Risk contributions: Euler split of vol sqrt(w'Cw) (or tracking error vs benchmark).
+
+    Spills ticker (or group) | weight | marginal contribution | contribution | % of total, and
+    a total row; contributions sum to the vol exactly.
+    """
+    w = cells.weights(weights, "weights")
+    c = cells.labelled_matrix(cov, "cov")
+    b = cells.holdings(benchmark, "benchmark") if _given(benchmark) else None
+    if b is None and (w.labels is None or c.labels is None):
+        labels, arr = align_all(wider=("cov",), weights=w, cov=c)
+        wv, s, bv = arr["weights"], arr["cov"], None
+    else:
+        _labelled_or_fail(c.labels, "cov", "in its first row and column")
+        labels, wv, bv, idx = _with_benchmark(w, b, "cov", c.labels)
+        s = c.values[np.ix_(idx, idx)]
+    res = core.risk_contributions(wv, s, bv, labels)
+    first = "ticker"
+    if _given(groups):
+        if labels is None:
+            raise InputError("groups needs weights with tickers (ticker and weight columns)",
+                             "groups")
+        tickers, names = cells.groups(groups, "groups")
+        of = {normalise_ticker(t): g for t, g in zip(tickers, names, strict=True)}
+        missing = [t for t in labels if normalise_ticker(t) not in of]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise InputError(f"groups has no group for {missing[0]}{more}", "groups")
+        res = res.by_group([of[normalise_ticker(t)] for t in labels])
+        first = "group"
+    rows: list[list[Any]] = [[first, "active weight" if res.active else "weight",
+                              "marginal contribution", "contribution", "% of total"]]
+    for lab, x, m, ci, p in zip(res.labels, res.weights, res.marginal, res.contributions,
+                                res.shares, strict=True):
+        rows.append([lab, float(x), float(m) if np.isfinite(m) else "", float(ci), float(p)])
+    rows.append(["total", float(res.weights.sum()), "", res.total, float(res.shares.sum())])
+    return rows
+
+
+def _bounds(value: Any) -> tuple[float | None, float | None] | None:
+    if not _given(value):
+        return None
+    flat = [c for r in cells.grid(value, "bounds") for c in r]
+    if len(flat) > 2:
+        raise InputError("bounds must be one or two cells: smallest and largest weight",
+                         "bounds")
+    vals = [None if cells.omitted(c) else cells.number(c, "bounds") for c in flat]
+    return (None, vals[0]) if len(vals) == 1 else (vals[0], vals[1])
+
+
+@worksheet_function(
+    ranges=("cov", "budgets", "bounds"),
+    cov=_RCV,
+    budgets="Optional shares of risk per asset (> 0, scaled to sum to 1), as a row or column "
+    "or ticker and budget columns; blank = equal (risk parity).",
+    bounds="Optional smallest and largest weight of every asset: two cells (either may be "
+    "blank), or one cell = largest. E.g. 0%, 15%.",
+)
+def RISK_BUDGET(cov, budgets=None, bounds=None):
+    """Long-only risk-budget weights (risk parity by default): each asset's share of risk.
+
+    Spills ticker | weight | budget | share of risk | contribution, and a total row whose
+    contribution is the vol.
+    """
+    c = cells.labelled_matrix(cov, "cov")
+    if _given(budgets):
+        labels, arr = align_all(cov=c, budgets=cells.weights(budgets, "budgets"))
+        s, bud = arr["cov"], arr["budgets"]
+    else:
+        labels, s, bud = c.labels, c.values, None
+    res = core.risk_budget(s, bud, _bounds(bounds), labels)
+    contrib = res.shares * res.vol
+    rows: list[list[Any]] = [["ticker", "weight", "budget", "share of risk", "contribution"]]
+    for row in zip(res.labels, res.weights, res.budgets, res.shares, contrib, strict=True):
+        rows.append([row[0], *map(float, row[1:])])
+    rows.append(["total", float(res.weights.sum()), float(res.budgets.sum()),
+                 float(res.shares.sum()), res.vol])
+    return rows
+
+
+def _date_rows(ret: cells.Table, fac: cells.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of returns and factors for the same periods: common dates, else row by row."""
+    if ret.index is not None and fac.index is not None:
+        def key(d: Any) -> Any:
+            return d.date() if hasattr(d, "date") and callable(d.date) else d
+        at = {key(d): i for i, d in enumerate(fac.index)}
+        pairs = [(i, at[key(d)]) for i, d in enumerate(ret.index) if key(d) in at]
+        if not pairs:
+            raise InputError("returns and factors have no dates in common", "factors")
+        ri, fi = zip(*pairs, strict=True)
+        return ret.values[list(ri)], fac.values[list(fi)]
+    if len(ret.values) != len(fac.values):
+        raise InputError(f"returns has {len(ret.values)} periods but factors has "
+                         f"{len(fac.values)}; add dates to both to match them", "factors")
+    return ret.values, fac.values
+
+
+@worksheet_function(
+    ranges=("weights", "returns", "factors", "benchmark"),
+    weights=_PW,
+    returns=_R + " A header of tickers matches the weights.",
+    factors="Factor returns table: periods in rows, factors in columns, header of names; dates "
+    "match it with returns. Same units as returns.",
+    benchmark=_BM,
+)
+def FACTOR_EXPOSURES(weights, returns, factors, benchmark=None):
+    """Factor betas of the portfolio (or active vs benchmark) from OLS per asset.
+
+    Spills factor | exposure | variance | % of variance, then specific and total rows:
+    the factor/specific split of variance per period.
+    """
+    w = cells.weights(weights, "weights")
+    ret = cells.table(returns, "returns")
+    fac = cells.table(factors, "factors")
+    b = cells.holdings(benchmark, "benchmark") if _given(benchmark) else None
+    r, f = _date_rows(ret, fac)
+    if w.labels is not None or b is not None:
+        _labelled_or_fail(ret.columns, "returns", "a header row")
+        labels, wv, bv, idx = _with_benchmark(w, b, "returns", ret.columns)
+        r = r[:, idx]
+    else:
+        labels, wv, bv = ret.columns, w.values, None
+    res = core.factor_exposures(wv, r, f, bv, labels, fac.columns)
+    total = res.total_variance
+    rows: list[list[Any]] = [["factor", "active exposure" if res.active else "exposure",
+                              "variance", "% of variance"]]
+    for name, x, v in zip(res.factors, res.exposures, res.factor_contributions, strict=True):
+        rows.append([name, float(x), float(v), float(v / total)])
+    rows.append(["specific", "", res.specific_variance, res.specific_variance / total])
+    rows.append(["total", "", total, 1.0])
+    return rows

@@ -15,6 +15,14 @@ from xlfuncs.core._beta import (
     etf_betas,
     portfolio_beta,
 )
+from xlfuncs.core._contrib import (
+    FactorExposures,
+    RiskBudget,
+    RiskContributions,
+    factor_exposures,
+    risk_budget,
+    risk_contributions,
+)
 from xlfuncs.core._executor import (
     DaskExecutor,
     Executor,
@@ -103,6 +111,7 @@ __all__ = [
     "DaskExecutor",
     "EstimateCache",
     "Executor",
+    "FactorExposures",
     "FactorModel",
     "FactorMoments",
     "ImpliedCorrelation",
@@ -114,6 +123,8 @@ __all__ = [
     "ProcessExecutor",
     "RegimeBetas",
     "RegimeFit",
+    "RiskBudget",
+    "RiskContributions",
     "RiskMethod",
     "SerialExecutor",
     "align",
@@ -127,6 +138,7 @@ __all__ = [
     "date_slice",
     "drifted_weights",
     "etf_betas",
+    "factor_exposures",
     "factor_moments",
     "filtered_probs",
     "fit_factor_model",
@@ -149,6 +161,8 @@ __all__ = [
     "portfolio_returns",
     "regime_betas",
     "regime_min_rows",
+    "risk_budget",
+    "risk_contributions",
     "run_backtest",
     "sector_weights",
     "simple_returns",

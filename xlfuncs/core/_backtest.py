@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
 from xlfuncs.core._market import MarketData
@@ -63,6 +64,50 @@ def _positive_list(value: object, name: str) -> tuple[float, ...]:
             if not (math.isfinite(x) and x >= 0):
                 raise InputError(f"{name} must be positive numbers (got {part.strip()})", name)
             out.append(x)
+    return tuple(out)
+
+
+def _named_values(value: object, name: str, pair: bool) -> tuple:
+    """``NAME=VALUE`` items (``;`` or ``,`` between them) or a mapping, as a tuple of pairs.
+
+    With ``pair`` each value is ``LO:HI`` (a two-item list in a mapping) and the
+    items are ``(name, lo, hi)``; else one number, ``(name, value)``. ``%``
+    after a number means percent.
+    """
+    if value is None or value == "" or value == ():
+        return ()
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for part in re.split(r"[;,\n]", value):
+            if not part.strip():
+                continue
+            key, eq, rhs = part.partition("=")
+            if not eq or not key.strip():
+                form = "NAME=LO:HI" if pair else "NAME=VALUE"
+                raise InputError(f"{name} must be {form} items separated by ; (got "
+                                 f"{part.strip()!r})", name)
+            items.append((key.strip(), rhs.split(":") if pair else rhs))
+    else:
+        items = [(item[0], item[1:] if pair else item[1]) for item in value]  # type: ignore[attr-defined]
+    out = []
+    for key, rhs in items:
+        nums = list(rhs) if pair and not isinstance(rhs, str) else [rhs]
+        if pair and len(nums) == 1 and isinstance(nums[0], list | tuple):
+            nums = list(nums[0])
+        vals = []
+        for x in nums:
+            text = str(x).strip()
+            try:
+                v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+            except ValueError:
+                raise InputError(f"{name} for {key} must be numbers (got {text!r})",
+                                 name) from None
+            vals.append(v)
+        if pair and len(vals) != 2:
+            raise InputError(f"{name} for {key} must be LO:HI, e.g. -0.2:0.2", name)
+        out.append((str(key).strip(), *vals))
     return tuple(out)
 
 
@@ -113,6 +158,20 @@ class BacktestConfig:
     scheduler : str or None
         A Dask scheduler address (``tcp://HOST:8786``): the sweep runs on that
         cluster instead of local processes.
+    industry_limit : float or None
+        Policy limit on every industry's active weight ``|u - u_b|`` (0.05).
+    industry_limits : str or mapping
+        Limits for named industries, ``"Tech=0.03; Energy=0.02"``, overriding
+        ``industry_limit`` for them.
+    factor_bounds : str or mapping
+        Active factor exposure bounds, ``"SMB=-0.2:0.2; HML=-0.1:0.1"`` (or
+        ``{"SMB": [-0.2, 0.2]}``).
+    factor_neutral : bool
+        Every active factor exposure held at 0.
+    windows : str, mapping or sequence
+        Crisis windows for the per-window statistics, ``"2008-09=2008-01:2009-12;
+        ..."``; blank: 1973-74, 1987, 2000-02, 2008-09 and 2020
+        (:func:`~xlfuncs.core._attribution.parse_windows`).
 
     """
 
@@ -136,6 +195,11 @@ class BacktestConfig:
     seed: int = 0
     workers: int | None = None
     scheduler: str | None = None
+    industry_limit: float | None = None
+    industry_limits: Any = ()
+    factor_bounds: Any = ()
+    factor_neutral: bool = False
+    windows: Any = ()
 
     def __post_init__(self) -> None:
         mode = str(self.mode).strip().lower()
@@ -204,6 +268,19 @@ class BacktestConfig:
                              f"{self.workers!r})", "workers")
         if self.scheduler is not None:
             object.__setattr__(self, "scheduler", check_scheduler(self.scheduler))
+        object.__setattr__(self, "industry_limits",
+                           _named_values(self.industry_limits, "industry_limits", False))
+        object.__setattr__(self, "factor_bounds",
+                           _named_values(self.factor_bounds, "factor_bounds", True))
+        neutral = self.factor_neutral
+        if isinstance(neutral, str) and neutral.strip().lower() in ("true", "yes", "1",
+                                                                    "false", "no", "0"):
+            neutral = neutral.strip().lower() in ("true", "yes", "1")
+        elif isinstance(neutral, int | float) and not isinstance(neutral, bool) and neutral in (0,
+                                                                                              1):
+            neutral = bool(neutral)
+        object.__setattr__(self, "factor_neutral", neutral)
+        object.__setattr__(self, "windows", parse_windows(self.windows))
         self.specs(12)  # the optimiser's own checks (max_weight, turnover, cost), before any work
 
     @classmethod
@@ -224,7 +301,8 @@ class BacktestConfig:
                     value = int(value)
                 elif isinstance(value, str) and value.strip().isdigit():
                     value = int(value.strip())
-            if name in ("max_weight", "turnover", "cost") and isinstance(value, str):
+            if name in ("max_weight", "turnover", "cost", "industry_limit") and isinstance(
+                    value, str):
                 numbers = _positive_list(value, name)
                 if len(numbers) != 1:
                     raise InputError(f"{name} must be one number (got {value!r})", name)
@@ -247,7 +325,9 @@ class BacktestConfig:
     def specs(self, periods_per_year: float) -> dict[str, OptimiserSpec]:
         """The strategies of the sweep: name -> optimiser settings."""
         common = dict(periods_per_year=periods_per_year, max_weight=self.max_weight,
-                      turnover=self.turnover, cost=self.cost)
+                      turnover=self.turnover, cost=self.cost,
+                      industry_limit=self.industry_limit, industry_limits=self.industry_limits,
+                      factor_bounds=self.factor_bounds, factor_neutral=self.factor_neutral)
         out: dict[str, OptimiserSpec] = {}
         if self.mode == "gamma" or (self.mode == "sector" and not self.tev):
             for g in self.gamma:
@@ -282,6 +362,14 @@ class BacktestResult:
     failures : DataFrame
         ``date, strategy, reason`` of every date that failed (empty if none).
     config : BacktestConfig
+    exposures : DataFrame
+        ``date, strategy``, the active exposure to each factor, then
+        ``industry: NAME`` the active weight of each industry, at every
+        rebalance (:func:`~xlfuncs.core._attribution.active_risk`).
+    risk : DataFrame
+        ``date, strategy, tracking_error`` (ex ante, annualised),
+        ``factor_share, specific_share`` of the active variance and the three
+        largest contributors with their shares of the tracking error.
     source : str
     seconds : float
     notes : tuple of str
@@ -299,6 +387,8 @@ class BacktestResult:
     periods_per_year: int = 12
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
+    risk: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def strategies(self) -> list[str]:
@@ -324,6 +414,8 @@ class _Estimate:
     caps: np.ndarray | None
     industries: np.ndarray  # (n,) codes 0..k-1
     n_industries: int
+    industry_names: tuple[str, ...] = ()  # the k industries, for industry limits by name
+    factors: tuple[str, ...] = ()  # the loadings' rows after the constant
 
 
 def _market_row(factors: Sequence[str]) -> int:
@@ -408,7 +500,7 @@ class _Estimator:
             exposure[_market_row(moments.factors)] = 1.0
         return _Estimate(date, assets, loadings, sigma, model.resid_var[keep],
                          moments.mean_with_constant, benchmark, exposure, caps, codes,
-                         len(names))
+                         len(names), tuple(map(str, names)), tuple(map(str, moments.factors)))
 
 
 # --------------------------------------------------------------------------- the walk
@@ -423,6 +515,8 @@ class _Book:
     decided: list = field(default_factory=list)
     ex_ante: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    exposures: list = field(default_factory=list)  # (date, name, {factor/industry: active})
+    risk: list = field(default_factory=list)  # (date, name, {TE split, top contributors})
     turnover: dict = field(default_factory=dict)
     holdings: dict = field(default_factory=dict)
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
@@ -611,10 +705,11 @@ class _Strategy:
             book.failures.append((date, self.name, est))
             return
         key = (len(est.assets), est.n_industries)
+        by_industry = spec.mode == "sector" or spec.industry_limited
         if key not in self.optimisers or not REUSE_PROBLEMS:
             self.optimisers[key] = ActiveOptimiser(
                 spec, len(est.assets), est.loadings.shape[0],
-                est.n_industries if spec.mode == "sector" else None)
+                est.n_industries if by_industry else None, factor_names=est.factors)
         prev = None
         if book.weights is not None:
             prev = _previous_weights(book.weights, est.assets)
@@ -622,7 +717,8 @@ class _Strategy:
             est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
             benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
             prev_weights=prev, caps=est.caps,
-            industries=est.industries if spec.mode == "sector" else None, date=date)
+            industries=est.industries if by_industry else None,
+            industry_names=est.industry_names, date=date)
         if not res.ok:
             book.failures.append((date, self.name, res.reason))
             if book.weights is None and est.benchmark is not None:
@@ -638,6 +734,11 @@ class _Strategy:
         book.decided.append((date, self.name, new))
         book.ex_ante.append((date, self.name, res.tracking_error, res.te_binding,
                              res.active_return))
+        expo, risk = active_risk(est.loadings, est.factor_cov, est.resid_var, res.weights,
+                                 est.benchmark, est.benchmark_exposure, est.assets, est.factors,
+                                 est.industries, est.industry_names, spec.periods_per_year)
+        book.exposures.append((date, self.name, expo))
+        book.risk.append((date, self.name, risk))
         book.cost_due = self.config.cost * traded
 
     def earn(self, date: pd.Timestamp, returns: pd.Series) -> None:
@@ -834,6 +935,9 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         raise ConvergenceError(f"every rebalance failed ({len(failures)} of them){why}", "model")
     stats_frame = pd.DataFrame.from_dict(stats, orient="index")
     stats_frame.index.name = "strategy"
+    per_date = {key: pd.DataFrame([{"date": d, "strategy": s, **row} for name in names
+                                   for d, s, row in getattr(books[name], key)])
+                for key in ("exposures", "risk")}
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
                           config, data.source, int(data.periods_per_year), seconds,
-                          tuple(data.notes))
+                          tuple(data.notes), per_date["exposures"], per_date["risk"])

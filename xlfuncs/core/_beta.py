@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from xlfuncs.core._covcheck import check_covariance, check_psd
 from xlfuncs.core._labels import Labelled
 from xlfuncs.core._tickers import normalise_ticker
 from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError
@@ -41,8 +42,6 @@ HEDGE_TICKER = "ETF (hedge)"
 BETA_METHODS = ("hedge", "reweight")
 
 _HEDGE_KEY = normalise_ticker(HEDGE_TICKER)
-_SYM_TOL = 1e-8  # relative to the largest |entry|
-_PSD_TOL = 1e-8  # negative eigenvalues allowed, relative to the largest variance
 _RANGE_TOL = 1e-9  # slack on the reachable beta range
 _SOLVER_TOL = 1e-10
 
@@ -123,51 +122,7 @@ def _keys(item: Labelled, name: str, what: str) -> list[str]:
 
 def _check_cov(cov: Labelled) -> tuple[list[str], np.ndarray]:
     keys = _keys(cov, "cov", "in its first row and column, e.g. from HIST_COV with a header")
-    s = np.asarray(cov.values, dtype=float)
-    if s.ndim != 2 or s.shape[0] != s.shape[1]:
-        raise InputError(f"cov must be square (it is {'x'.join(map(str, s.shape))})", "cov")
-    labels = cov.labels or ()
-    bad = np.argwhere(~np.isfinite(s))
-    if bad.size:
-        i, j = bad[0]
-        raise InputError(f"cov has a non-finite value at {labels[i]}/{labels[j]}", "cov")
-    scale = float(np.abs(s).max()) or 1.0
-    asym = np.abs(s - s.T)
-    if asym.max() > _SYM_TOL * scale:
-        i, j = np.unravel_index(int(asym.argmax()), asym.shape)
-        i, j = min(i, j), max(i, j)
-        raise InputError(
-            f"cov is not symmetric ({labels[i]}/{labels[j]} is {s[i, j]:.6g} but "
-            f"{labels[j]}/{labels[i]} is {s[j, i]:.6g})",
-            "cov",
-        )
-    neg = np.flatnonzero(np.diag(s) < 0)
-    if neg.size:
-        i = int(neg[0])
-        raise InputError(f"cov has a negative variance for {labels[i]} ({s[i, i]:.4g})", "cov")
-    return keys, 0.5 * (s + s.T)
-
-
-def _check_psd(s: np.ndarray, tickers: Sequence[str]) -> None:
-    """Raise when ``s`` has an eigenvalue below ``-_PSD_TOL * max variance``."""
-    scale = float(np.diag(s).max()) if s.size else 0.0
-    if scale <= 0:
-        return
-    jitter = _PSD_TOL * scale
-    try:
-        sla.cholesky(s + jitter * np.eye(len(s)), lower=True, check_finite=False)
-        return
-    except sla.LinAlgError:
-        pass
-    vals, vecs = np.linalg.eigh(s)
-    if vals[0] >= -jitter:  # Cholesky is stricter than the eigenvalue test near 0
-        return
-    worst = tickers[int(np.abs(vecs[:, 0]).argmax())]
-    raise InputError(
-        f"cov is not positive semidefinite (eigenvalue {vals[0]:.3g}, mostly {worst}); "
-        "estimate it from one returns table, e.g. HIST_COV with ledoit-wolf",
-        "cov",
-    )
+    return keys, check_covariance(cov.values, cov.labels or (), "cov")
 
 
 @dataclass(frozen=True)
@@ -214,7 +169,7 @@ def _universe(holding_keys: Sequence[str], etf_weights: Labelled, cov: Labelled)
         raise InputError(f"cov has no row for {missing[0]} (in {source}){more}", "cov")
     idx = [pos[k] for k in keys]
     sub = s[np.ix_(idx, idx)]
-    _check_psd(sub, keys)
+    check_psd(sub, keys)
     etf = np.zeros(len(keys))
     at = {k: i for i, k in enumerate(keys)}
     for k, v in zip(etf_keys, wf, strict=True):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +113,19 @@ class OptimiserSpec:
         deducted from the per-period objective: ``- cost * sum |w - w_prev|``.
     long_only : bool
         ``w >= 0`` (the default). Long-short needs ``max_weight``.
+    industry_limit : float, optional
+        Policy limit on every industry's active weight, ``|u_j - u_b,j| <= L``
+        (``u = M' w`` the industry weights, ``u_b`` the benchmark's, from its
+        weights or, against a factor benchmark, from the caps).
+    industry_limits : mapping of str to float, optional
+        The same per industry, by name; overrides ``industry_limit`` for the
+        industries it names.
+    factor_bounds : mapping of str to (float, float), optional
+        Active factor exposure bounds ``lo <= f_k <= hi`` by factor name
+        (``f = F (w - b)``, per unit of the factor's return).
+    factor_neutral : bool
+        ``f_k = 0`` for every factor (not the alpha row); with
+        ``factor_bounds`` the bounds are refused as contradictory.
 
     Raises
     ------
@@ -128,6 +142,10 @@ class OptimiserSpec:
     turnover: float | None = None
     cost: float = 0.0
     long_only: bool = True
+    industry_limit: float | None = None
+    industry_limits: Any = ()
+    factor_bounds: Any = ()
+    factor_neutral: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in OPTIMISER_MODES:
@@ -187,6 +205,51 @@ class OptimiserSpec:
             raise InputError(f"cost {cost:g} is {cost:.0%} of every amount traded: write "
                              "0.001 (or 0.1%) for 10 basis points", "cost")
         object.__setattr__(self, "cost", cost)
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        if self.industry_limit is not None:
+            object.__setattr__(self, "industry_limit",
+                               _limit(self.industry_limit, "industry_limit"))
+        pairs = (self.industry_limits.items() if isinstance(self.industry_limits, Mapping)
+                 else self.industry_limits or ())
+        limits = []
+        for item in pairs:
+            name, value = item
+            limits.append((str(name).strip(), _limit(value, "industry_limits", f" for {name}")))
+        object.__setattr__(self, "industry_limits", tuple(limits))
+        items = (self.factor_bounds.items() if isinstance(self.factor_bounds, Mapping)
+                 else ((b[0], b[1:]) for b in self.factor_bounds or ()))
+        bounds = []
+        for name, pair in items:
+            pair = tuple(pair[0]) if len(pair) == 1 and isinstance(pair[0], tuple | list) else pair
+            if len(pair) != 2:
+                raise InputError(f"factor_bounds for {name} must be two numbers, lo and hi",
+                                 "factor_bounds")
+            lo = _number(pair[0], "factor_bounds")
+            hi = _number(pair[1], "factor_bounds")
+            if lo > hi:
+                raise InputError(f"factor_bounds for {name}: lo {lo:g} is above hi {hi:g}",
+                                 "factor_bounds")
+            bounds.append((str(name).strip(), lo, hi))
+        object.__setattr__(self, "factor_bounds", tuple(bounds))
+        if not isinstance(self.factor_neutral, bool | np.bool_):
+            raise InputError(f"factor_neutral must be TRUE or FALSE (got "
+                             f"{self.factor_neutral!r})", "factor_neutral")
+        object.__setattr__(self, "factor_neutral", bool(self.factor_neutral))
+        if self.factor_neutral and self.factor_bounds:
+            raise InputError("factor_neutral holds every factor exposure at 0: clear "
+                             "factor_bounds, or factor_neutral", "factor_bounds")
+
+    @property
+    def industry_limited(self) -> bool:
+        """Industry limits apply (the optimiser then needs the industries in every mode)."""
+        return self.industry_limit is not None or bool(self.industry_limits)
+
+    @property
+    def factor_limited(self) -> bool:
+        """Factor exposure bounds (or factor neutrality) apply."""
+        return self.factor_neutral or bool(self.factor_bounds)
 
     @property
     def risk(self) -> str:
@@ -203,6 +266,14 @@ class OptimiserSpec:
         if self.tev is None:
             return None
         return math.sqrt(per_period_budget(self.tev, self.periods_per_year))
+
+
+def _limit(value: object, name: str, which: str = "") -> float:
+    x = _number(value, name)
+    if not 0 <= x <= 1:
+        raise InputError(f"{name}{which} must be an active weight from 0 to 1, e.g. 0.05 "
+                         f"(got {x:g})", name)
+    return x
 
 
 # --------------------------------------------------------------------------- result
@@ -473,6 +544,10 @@ class _Inputs:
     factor_cov: np.ndarray
     n_free: int  # tradable assets (industries in sector mode)
     w_map: np.ndarray | None = None  # (n, k) sector mode
+    ind_map: np.ndarray | None = None  # (n, k) 0/1 tradable members, industry limits
+    ind_lo: np.ndarray | None = None  # (k,) u_b - L
+    ind_hi: np.ndarray | None = None  # (k,) u_b + L
+    ind_names: tuple[str, ...] = ()
 
 
 class ActiveOptimiser:
@@ -488,7 +563,10 @@ class ActiveOptimiser:
     n_loadings : int
         ``m``, rows of the loadings (the constant plus the factors).
     n_industries : int, optional
-        ``k``, sector mode only.
+        ``k``, sector mode or industry limits.
+    factor_names : sequence of str, optional
+        The ``m - 1`` factors (the loadings' rows after the constant), which
+        ``factor_bounds`` names.
 
     Notes
     -----
@@ -501,23 +579,29 @@ class ActiveOptimiser:
     """
 
     def __init__(self, spec: OptimiserSpec, n_assets: int, n_loadings: int,
-                 n_industries: int | None = None):
+                 n_industries: int | None = None, factor_names: Sequence[str] | None = None):
         if not isinstance(spec, OptimiserSpec):
             raise InputError("spec must be an OptimiserSpec", "spec")
         for val, name in ((n_assets, "n_assets"), (n_loadings, "n_loadings")):
             if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
                 raise InputError(f"{name} must be a positive integer (got {val!r})", name)
-        if spec.mode == "sector":
+        if spec.mode == "sector" or spec.industry_limited:
             if (isinstance(n_industries, bool) or not isinstance(n_industries, int | np.integer)
                     or n_industries < 1):
-                raise InputError(f"mode sector needs n_industries, a positive integer "
-                                 f"(got {n_industries!r})", "n_industries")
+                raise InputError(f"mode sector and industry limits need n_industries, a "
+                                 f"positive integer (got {n_industries!r})", "n_industries")
         elif n_industries is not None:
-            raise InputError("n_industries applies to mode sector only", "n_industries")
+            raise InputError("n_industries applies to mode sector or industry limits only",
+                             "n_industries")
         self.spec = spec
         self.n = int(n_assets)
         self.m = int(n_loadings)
-        self.k = int(n_industries) if n_industries is not None else None
+        self.k = int(n_industries) if spec.mode == "sector" else None
+        self.k_ind = int(n_industries) if n_industries is not None else None
+        self.factor_names = (tuple(map(str, factor_names)) if factor_names is not None
+                             and len(factor_names) == self.m - 1 else None)
+        self._factor_rows = self._rows_of(factor_names)
+        self._limits_checked = False
         n_dec = self.k if self.k is not None else self.n
         what = "industries" if self.k is not None else "assets"
         if spec.max_weight is not None and spec.max_weight * n_dec < 1 - 1e-12:
@@ -525,6 +609,30 @@ class ActiveOptimiser:
                 f"max_weight {spec.max_weight:.4g} is infeasible for {n_dec} {what}: weights "
                 f"summing to 1 need max_weight >= 1/{n_dec} = {1 / n_dec:.4g}", "max_weight")
         self._build()
+
+    def _rows_of(self, factor_names: Sequence[str] | None
+                 ) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Rows of ``f`` with exposure bounds, and the bounds (factor_bounds, factor_neutral)."""
+        spec = self.spec
+        if spec.factor_neutral:
+            rows = list(range(1, self.m))
+            return rows, np.zeros(len(rows)), np.zeros(len(rows))
+        if not spec.factor_bounds:
+            return [], np.zeros(0), np.zeros(0)
+        if factor_names is None or len(factor_names) != self.m - 1:
+            raise InputError(f"factor_bounds needs the names of the {self.m - 1} factors",
+                             "factor_bounds")
+        at = {str(nm).strip().lower(): i + 1 for i, nm in enumerate(factor_names)}
+        rows, lo, hi = [], [], []
+        for name, a, b in spec.factor_bounds:
+            if name.lower() not in at:
+                raise InputError(f"factor_bounds names {name}, which is not a factor (the "
+                                 f"factors: {', '.join(map(str, factor_names))})",
+                                 "factor_bounds")
+            rows.append(at[name.lower()])
+            lo.append(a)
+            hi.append(b)
+        return rows, np.array(lo), np.array(hi)
 
     # ------------------------------------------------------------------ build
 
@@ -577,6 +685,18 @@ class ActiveOptimiser:
             if spec.turnover is not None:
                 p["tau"] = cp.Parameter(nonneg=True, name="turnover_limit")
                 cons.append(cp.sum(t) <= 2 * p["tau"])
+        if spec.industry_limited:
+            p["ind_hi"] = cp.Parameter(self.k_ind, name="industry_upper")
+            p["ind_lo"] = cp.Parameter(self.k_ind, name="industry_lower")
+            if sector:
+                agg = x
+            else:
+                p["M"] = cp.Parameter((n, self.k_ind), name="industry_members")
+                agg = p["M"].T @ x
+            cons += [agg <= p["ind_hi"], agg >= p["ind_lo"]]
+        rows, f_lo, f_hi = self._factor_rows
+        if rows:
+            cons += [f[rows] >= f_lo, f[rows] <= f_hi]
         gain = p["mu"] @ f
         if spec.cost > 0:
             assert t is not None
@@ -597,7 +717,8 @@ class ActiveOptimiser:
     # ------------------------------------------------------------------ inputs
 
     def _inputs(self, loadings, factor_cov, resid_var, factor_mean, benchmark,
-                benchmark_exposure, tradable, prev_weights, caps, industries) -> _Inputs:
+                benchmark_exposure, tradable, prev_weights, caps, industries,
+                industry_names=None) -> _Inputs:
         n, m, spec = self.n, self.m, self.spec
         f_mat = np.asarray(loadings, dtype=float)
         if f_mat.shape != (m, n):
@@ -630,6 +751,10 @@ class ActiveOptimiser:
         elif caps is not None:
             c = _caps(caps, n)
             mask = mask & np.isfinite(c) & (c > 0)
+        if spec.industry_limited and self.k is None:
+            if industries is None:
+                raise InputError("industry limits need industries", "industries")
+            code = _industry_codes(industries, n, self.k_ind)
         _finite_on(f_mat, mask, "loadings")
         _finite_on(e, mask, "resid_var")
         if (e[mask] < 0).any():
@@ -691,7 +816,46 @@ class ActiveOptimiser:
             ub = np.where(mask, bound, 0.0)
             n_free = int(mask.sum())
         lb = np.zeros_like(ub) if spec.long_only else -ub
-        return _Inputs(f_mat, root, e, mu, b, xb, lb, ub, prev, sigma, n_free, w_map)
+        d = _Inputs(f_mat, root, e, mu, b, xb, lb, ub, prev, sigma, n_free, w_map)
+        if spec.industry_limited:
+            self._industry_bounds(d, code, mask, c if caps is not None else None,
+                                  industry_names)
+        return d
+
+    def _industry_bounds(self, d: _Inputs, code: np.ndarray, mask: np.ndarray,
+                         caps: np.ndarray | None, names: Sequence[str] | None) -> None:
+        """``u_b -+ L`` per industry, and the 0/1 map of the tradable members."""
+        spec, k = self.spec, int(self.k_ind or 0)
+        has = code >= 0
+        ref = d.b
+        if not (ref > 0).any():  # a factor benchmark: the industries of the caps
+            if caps is None:
+                raise InputError("industry limits need benchmark weights or market caps",
+                                 "industry_limit")
+            ref = np.where(mask & np.isfinite(caps), caps, 0.0)
+            ref = ref / ref.sum()
+        u_b = np.bincount(code[has], weights=ref[has], minlength=k)
+        big = float(self.n) + 1.0
+        lim = np.full(k, spec.industry_limit if spec.industry_limit is not None else big)
+        labels = tuple(map(str, names)) if names is not None else ()
+        if spec.industry_limits:
+            if len(labels) != k:
+                raise InputError("industry_limits names industries, but the industries have "
+                                 "no names", "industry_limits")
+            at = {lab.strip().lower(): j for j, lab in enumerate(labels)}
+            for name, value in spec.industry_limits:
+                if name.lower() in at:
+                    lim[at[name.lower()]] = value
+                elif not self._limits_checked:
+                    raise InputError(f"industry_limits names {name}, which is not an industry "
+                                     f"on the first date (they are {', '.join(labels)})",
+                                     "industry_limits")
+        d.ind_lo, d.ind_hi, d.ind_names = u_b - lim, u_b + lim, labels
+        if self.k is None:
+            members = np.zeros((self.n, k))
+            rows = np.flatnonzero(has & mask)
+            members[rows, code[rows]] = 1.0
+            d.ind_map = members
 
     def _fill(self, d: _Inputs) -> None:
         p, spec = self._p, self.spec
@@ -733,6 +897,11 @@ class ActiveOptimiser:
                               else 0.5 * float(np.abs(d.ub).sum() + np.abs(d.lb).sum()) + 1.0)
         if "budget" in p:
             p["budget"].value = spec.te_budget
+        if "ind_hi" in p:
+            p["ind_hi"].value = d.ind_hi
+            p["ind_lo"].value = d.ind_lo
+        if "M" in p:
+            p["M"].value = d.ind_map
 
     # ------------------------------------------------------------------ solve
 
@@ -749,6 +918,7 @@ class ActiveOptimiser:
         prev_weights: np.ndarray | None = None,
         caps: np.ndarray | None = None,
         industries: np.ndarray | None = None,
+        industry_names: Sequence[str] | None = None,
         date: Any = None,
     ) -> OptimResult:
         """Optimise the weights for one date.
@@ -782,7 +952,10 @@ class ActiveOptimiser:
             ``benchmark_exposure`` the benchmark is cap-weighted over the
             tradable assets. A NaN or 0 cap makes an asset untradable.
         industries : ndarray of shape (n,) or (n, k), optional
-            Sector mode: industry code per stock (-1 for none) or the 0/1 map.
+            Sector mode and industry limits: industry code per stock (-1 for
+            none) or the 0/1 map.
+        industry_names : sequence of str, optional
+            The ``k`` industries' names, which ``industry_limits`` names.
         date : object, optional
             Named in the result and in failure reasons.
 
@@ -796,14 +969,21 @@ class ActiveOptimiser:
         ------
         InputError
             Malformed inputs (shapes, non-finite values for tradable assets,
-            a factor covariance that is not PSD).
+            a factor covariance that is not PSD); on the first date solved,
+            policy limits that admit no portfolio (naming the limit and the date).
 
         """
         import cvxpy as cp
 
         t0 = time.perf_counter()
         d = self._inputs(loadings, factor_cov, resid_var, factor_mean, benchmark,
-                         benchmark_exposure, tradable, prev_weights, caps, industries)
+                         benchmark_exposure, tradable, prev_weights, caps, industries,
+                         industry_names)
+        if not self._limits_checked and (self.spec.industry_limited or self.spec.factor_limited):
+            problem = self._limit_problem(d, date)
+            if problem is not None:
+                raise problem
+            self._limits_checked = True
         early = self._precheck(d, date)
         if early is not None:
             return self._failed(early, date, t0, "not solved", 0)
@@ -881,6 +1061,17 @@ class ActiveOptimiser:
         budget = self.spec.te_budget
         if budget is not None and te_pp > budget * (1 + _TE_REL_TOL):
             out.append(f"tracking error {te_pp:.6g} per period exceeds the budget {budget:.6g}")
+        if d.ind_hi is not None and d.ind_lo is not None:
+            u = x if d.ind_map is None else d.ind_map.T @ x
+            out_ind = max(float((u - d.ind_hi).max()), float((d.ind_lo - u).max()))
+            if out_ind > _FEAS_TOL:
+                out.append(f"an industry weight is {out_ind:.3g} outside its limit")
+        rows, f_lo, f_hi = self._factor_rows
+        if rows:
+            f = (d.f_mat @ w - d.xb)[rows]
+            out_f = max(float((f - f_hi).max()), float((f_lo - f).max()))
+            if out_f > _FEAS_TOL:
+                out.append(f"a factor exposure is {out_f:.3g} outside its bounds")
         if self.spec.turnover is not None and d.prev is not None:
             to = 0.5 * float(np.abs(w - d.prev).sum())
             if to > self.spec.turnover + _FEAS_TOL:
@@ -905,6 +1096,10 @@ class ActiveOptimiser:
         """Why the solver found the date infeasible: turnover, then the TEV budget."""
         spec = self.spec
         try:
+            if spec.industry_limited or spec.factor_limited:
+                problem = self._limit_problem(d, date)
+                if problem is not None:
+                    return InfeasibleError(str(problem), problem.argument)
             if spec.turnover is not None and d.prev is not None:
                 need = self._min_aux(d, "turnover")
                 if need is not None and need > spec.turnover * (1 + 1e-7) + 1e-9:
@@ -924,6 +1119,76 @@ class ActiveOptimiser:
             pass
         return InfeasibleError(f"{_when(date)}the constraints cannot all hold (solver says "
                                "infeasible); relax tev, max_weight or turnover", "tev")
+
+    def _limits_lp(self, d: _Inputs, industry: bool, rows: Sequence[int],
+                   sense: int = 0, row: int = 0) -> float | None:
+        """A linear program over the policy limits only (no risk): None when infeasible.
+
+        With ``sense`` 0 a feasibility check (returns 0.0); with ``sense`` +1 or
+        -1 the largest or smallest active exposure ``f[row]`` the bounds,
+        budget and the industry limits (when ``industry``) allow.
+        """
+        import cvxpy as cp
+
+        x = cp.Variable(len(d.ub))
+        w = d.w_map @ x if d.w_map is not None else x
+        cons = [cp.sum(x) == 1, x <= d.ub, x >= d.lb]
+        if industry and d.ind_hi is not None:
+            u = x if d.ind_map is None else d.ind_map.T @ x
+            cons += [u <= d.ind_hi, u >= d.ind_lo]
+        f = d.f_mat @ w - d.xb
+        _, f_lo, f_hi = self._factor_rows
+        all_rows = self._factor_rows[0]
+        for r in rows:
+            j = all_rows.index(r)
+            cons += [f[r] >= f_lo[j], f[r] <= f_hi[j]]
+        goal = cp.Minimize(0) if sense == 0 else cp.Maximize(sense * f[row])
+        prob = cp.Problem(goal, cons)
+        prob.solve(solver=cp.CLARABEL)
+        if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+            return None
+        return 0.0 if sense == 0 else float(sense * prob.value)
+
+    def _limit_problem(self, d: _Inputs, date: Any) -> InputError | None:
+        """Which policy limit admits no portfolio at this date (None: they all hold together).
+
+        The limits are tried together, then the industry limits alone, then
+        each factor bound alone; the first that fails alone is named, with the
+        range the other constraints allow for a factor.
+        """
+        spec = self.spec
+        rows = self._factor_rows[0]
+        if self._limits_lp(d, True, rows) is not None:
+            return None
+        when = _when(date)
+        if spec.industry_limited and self._limits_lp(d, True, []) is None:
+            detail = ""
+            if d.ind_map is not None and d.ind_lo is not None:
+                empty = np.flatnonzero((d.ind_map.sum(axis=0) == 0) & (d.ind_lo > 1e-12))
+                if empty.size:
+                    j = int(empty[0])
+                    name = d.ind_names[j] if d.ind_names else f"industry {j + 1}"
+                    u_b = (d.ind_lo[j] + d.ind_hi[j]) / 2
+                    detail = f": {name} has no tradable stock but {u_b:.4g} of the benchmark"
+            setting = "industry_limits" if spec.industry_limits else "industry_limit"
+            return InputError(f"{when}{setting} admits no portfolio within the weight bounds"
+                              f"{detail}; raise it", setting)
+        names = self.factor_names or tuple(f"factor {r}" for r in range(1, self.m))
+        for r in rows:
+            if self._limits_lp(d, False, [r]) is None:
+                lo = self._limits_lp(d, False, [], -1, r)
+                hi = self._limits_lp(d, False, [], +1, r)
+                j = rows.index(r)
+                setting = "factor_neutral" if spec.factor_neutral else "factor_bounds"
+                reach = f" (the weight bounds allow {lo:.4g} to {hi:.4g})" if (
+                    lo is not None and hi is not None) else ""
+                return InputError(
+                    f"{when}{setting}: the active exposure to {names[r - 1]} cannot be within "
+                    f"{self._factor_rows[1][j]:g} to {self._factor_rows[2][j]:g}{reach}",
+                    setting)
+        setting = "industry_limit" if spec.industry_limited else "factor_bounds"
+        return InputError(f"{when}the industry and factor limits together admit no portfolio; "
+                          "loosen one", setting)
 
     def _min_aux(self, d: _Inputs, what: str) -> float | None:
         """Smallest one-way turnover (or per-period TE) the other constraints allow."""

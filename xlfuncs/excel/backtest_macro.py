@@ -1,14 +1,15 @@
 """The Run backtest button: parameters from the Backtest sheet, results back onto it.
 
 ``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
-ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``,
+ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``, the
+policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral`` and ``BtWindows``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
-(``BtReturns``), the three charts (to the right of the parameters), and
-``BtStatus``, ``BtRunAt``, ``BtSource``. A failure changes only ``BtStatus``
-(``Run failed: <reason>``). ``xlfuncs backtest`` writes the same results to
-files; both use :mod:`xlfuncs.report`.
+(``BtReturns``), the crisis-window statistics (``BtCrisis``), the three
+charts (to the right of the parameters), and ``BtStatus``, ``BtRunAt``,
+``BtSource``. A failure changes only ``BtStatus`` (``Run failed: <reason>``).
+``xlfuncs backtest`` writes the same results to files; both use :mod:`xlfuncs.report`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ PARAMETERS = {
     "BtData": "data", "BtFactors": "factors", "BtMode": "mode", "BtTev": "tev",
     "BtGamma": "gamma", "BtModel": "model", "BtStart": "start", "BtEnd": "end",
     "BtMaxWeight": "max_weight", "BtTurnover": "turnover", "BtCost": "cost",
-    "BtBenchmark": "benchmark", "BtScheduler": "scheduler",
+    "BtBenchmark": "benchmark", "BtScheduler": "scheduler", "BtIndustryLimit": "industry_limit",
+    "BtIndustryLimits": "industry_limits", "BtFactorBounds": "factor_bounds",
+    "BtFactorNeutral": "factor_neutral", "BtWindows": "windows",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
+CRISIS = "BtCrisis"
 FAILED = "Run failed: "
 CHART_ROWS = 24  # rows between the charts stacked to the right of the parameters (a chart
                  # is about 430 px tall; a row 20 px)
@@ -109,10 +113,33 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
     return [["date", *map(str, r.columns)], *rows]
 
 
+def _crisis_grid(result: BacktestResult) -> list[list[Any]]:
+    """The crisis windows' statistics (the regimes' are the command line's regimes.csv).
+
+    No regime model is fitted here: a hidden Markov fit in this long-lived process
+    makes a later run's worker processes hang (forked after sklearn's KMeans ran).
+    """
+    import pandas as pd
+
+    from xlfuncs.report import crisis_table
+
+    table, _, _ = crisis_table(result)
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, pd.Timestamp):
+            return v.to_pydatetime()
+        return None if isinstance(v, float) and v != v else v
+
+    rows = [[cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
+    return [list(table.columns), *(rows or [[None] * len(table.columns)])]
+
+
 def _formats(name: str, header: list[Any]) -> list[str]:
     """The number format of each column of a results table below its header."""
-    from xlfuncs.report import STATS_COLUMNS, stat_format
+    from xlfuncs.report import STATS_COLUMNS, crisis_format, stat_format
 
+    if name == CRISIS:
+        return [crisis_format(str(c)) for c in header]
     if name == STATS:
         return [stat_format(c) for c in ("strategy", *STATS_COLUMNS)]
     return ["yyyy-mm-dd", *["0.00%"] * (len(header) - 1)]
@@ -178,6 +205,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
         anchor = book.name_range("BtData")
         book.name_range(STATS)
         book.name_range(RETURNS)
+        book.name_range(CRISIS)
         book.status("xlfuncs: loading the data...")
         try:
             data = load_market(_resolve(source, book) or "sample",
@@ -195,8 +223,10 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
         except InputError as exc:
             raise _in_cell(exc) from None
         stats, returns = _stats_grid(result), _returns_grid(result)
+        crisis = _crisis_grid(result)
         stats_old, stats_new = _place(book, STATS, stats)
         ret_old, ret_new = _place(book, RETURNS, returns)
+        crisis_old, crisis_new = _place(book, CRISIS, crisis)
         # a book that takes figures (xlwings Lite, no files there) gets them in memory
         add_figure = getattr(book, "add_figure", None)
         with contextlib.ExitStack() as stack:
@@ -213,7 +243,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
                       f"{result.seconds:.0f} s")
             wrote = True
             for name, old, new, grid in ((STATS, stats_old, stats_new, stats),
-                                         (RETURNS, ret_old, ret_new, returns)):
+                                         (RETURNS, ret_old, ret_new, returns),
+                                         (CRISIS, crisis_old, crisis_new, crisis)):
                 book.write_block(new.sheet, new.first_row, new.first_col, grid)
                 if new.height > 1:  # every row formatted, however many the run gives
                     for j, fmt in enumerate(_formats(name, grid[0])):

@@ -56,7 +56,7 @@ from xlfuncs.excel import vba
 from xlfuncs.excel.cells import ERROR_PREFIX
 from xlfuncs.excel.functions import REGISTRY
 from xlfuncs.excel.guide import SETUP
-from xlfuncs.report import STATS_COLUMNS, STATS_HEADERS, stat_format
+from xlfuncs.report import STATS_COLUMNS, STATS_HEADERS, crisis_format, stat_format
 
 __all__ = [
     "BUILD_DATE",
@@ -1272,6 +1272,19 @@ def backtest_sheet() -> SheetSpec:
         InputValue("Benchmark", "BtBenchmark", "auto", "", note="auto, caps or market"),
         InputValue("Scheduler", "BtScheduler", None, "",
                    note="blank = this computer; tcp://HOST:8786 = a Dask cluster"),
+        Section("Policy limits", "Checked at the first rebalance date: a limit no portfolio "
+                "can meet stops the run and is named."),
+        InputValue("Industry limit", "BtIndustryLimit", None, "0.0%",
+                   note="|active weight| of every industry; blank = none"),
+        InputValue("Industry limits", "BtIndustryLimits", None, "",
+                   note="per industry, e.g. Energy=2%; Finance=3%"),
+        InputValue("Factor bounds", "BtFactorBounds", None, "",
+                   note="active exposure, e.g. SMB=-0.2:0.2; HML=-0.1:0.1"),
+        InputValue("Factor neutral", "BtFactorNeutral", None, "",
+                   note="TRUE: every active factor exposure 0"),
+        InputValue("Crisis windows", "BtWindows", None, "",
+                   note="e.g. GFC=2007-10:2009-03; blank = 1973-74, 1987, 2000-02, 2008-09, "
+                   "2020 (sheet BtCrisis)"),
         Section("Last run"),
         InputValue("Status", "BtStatus", "Not run yet: click Run backtest on the xlfuncs tab",
                    ""),
@@ -1309,6 +1322,24 @@ def backtest_returns_sheet() -> SheetSpec:
                             Column("rf", (None,), "0.00%", is_input=False)),
                            name="BtReturns"),),
         column_widths=((0, 0, 12.0), (1, 12, 11.0)),
+        freeze_rows=3,
+    )
+
+
+def backtest_crisis_sheet() -> SheetSpec:
+    """The BtCrisis sheet: statistics inside the crisis windows."""
+    from xlfuncs.core._attribution import WINDOW_COLUMNS
+
+    return SheetSpec(
+        name="BtCrisis",
+        code_name="BtCrisisSheet",
+        title="Crisis windows",
+        subtitle="Each strategy and the benchmark inside the crisis windows the data reach "
+        "(BtWindows on the Backtest sheet). Written by Run backtest; per-regime statistics "
+        "are in the command line's regimes.csv.",
+        blocks=(InputTable(tuple(Column(c, (None,), crisis_format(c), is_input=False)
+                                 for c in WINDOW_COLUMNS), name="BtCrisis"),),
+        column_widths=((0, 0, 28.0), (1, 1, 14.0), (2, 12, 11.0)),
         freeze_rows=3,
     )
 
@@ -1369,7 +1400,7 @@ def workbook_specs() -> tuple[WorkbookSpec, ...]:
             title="Factor-model backtest",
             subject="Walk-forward benchmark-relative optimisation: parameters in, results, "
             "statistics and charts out (Run backtest on the xlfuncs ribbon)",
-            sheets=(backtest_sheet(), backtest_returns_sheet()),
+            sheets=(backtest_sheet(), backtest_returns_sheet(), backtest_crisis_sheet()),
         ),
     )
 

@@ -44,12 +44,15 @@ __all__ = [
     "error_text",
     "flag",
     "grid",
+    "groups",
     "holdings",
     "labelled_matrix",
+    "omitted",
     "scalar",
     "table",
     "udf",
     "vector",
+    "weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -968,3 +971,74 @@ def choice_text(value: Any, name: str) -> str | None:
     if not isinstance(value, str) or _error_name(value) is not None:
         raise InputError(f"{name} must be text (got {_describe(value)})", name)
     return value.strip()
+
+
+def omitted(value: Any) -> bool:
+    """An optional range argument left out, or pointing at blank cells only."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return all(_is_blank(c) for c in itertools.chain.from_iterable(
+            r if isinstance(r, list | tuple) else [r] for r in value))
+    return _is_blank(value)
+
+
+def weights(value: Any, name: str) -> Labelled:
+    """Portfolio weights: one row or column (see :func:`vector`), else holdings columns.
+
+    A single row or column gives unlabelled weights (aligned by position with
+    an unlabelled covariance); one ticker beside one weight, ticker and weight
+    columns, or a wider table with a header give weights by ticker (see
+    :func:`holdings`).
+    """
+    rows = grid(value, name)
+    one_holding = len(rows) == 1 and len(rows[0]) == 2 and _ticker(rows[0][0]) is not None
+    if (len(rows) == 1 or len(rows[0]) == 1) and not one_holding:
+        return vector(value, name, "weight")
+    return holdings(value, name)
+
+
+_GROUP_HEADERS = ("sector", "group", "industry", "gics", "gics sector", "sic")
+
+
+def groups(value: Any, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A ticker -> group (sector) map from two columns ``ticker | sector``.
+
+    A first row is a header when its first cell is a ticker header
+    (``ticker``, ``symbol``, ...) or its second a group header (``sector``,
+    ``industry``, ...). Groups are text, or whole numbers such as SIC codes
+    (read as text); fully blank rows are skipped.
+
+    Returns
+    -------
+    tickers, groups : tuple of str
+        In the order of the rows; tickers unique.
+
+    """
+    rows, r0, c0 = _grid(value, name)
+    if len(rows[0]) != 2:
+        raise InputError(f"{name} needs two columns: ticker and group (it has "
+                         f"{len(rows[0])})", name)
+    start = 1 if (_words(_label(rows[0][0])) in _TICKER_HEADERS
+                  or _words(_label(rows[0][1])) in _GROUP_HEADERS) else 0
+    tickers: list[str] = []
+    names: list[str] = []
+    for i in range(start, len(rows)):
+        tick, grp = rows[i]
+        if _is_blank(tick) and _is_blank(grp):
+            continue
+        t = _ticker(tick)
+        if t is None:
+            raise InputError(f"{name} needs a ticker at {_address(i + r0, c0)} (found "
+                             f"{_describe(tick)})", name)
+        g = _text(grp)
+        if g is None and _is_typed_number(grp) and float(grp).is_integer():
+            g = str(int(grp))
+        if g is None:
+            raise InputError(f"{name} needs a group at {_address(i + r0, c0 + 1)} (found "
+                             f"{_describe(grp)})", name)
+        tickers.append(t)
+        names.append(g)
+    if not tickers:
+        raise InputError(f"{name} has a header but no rows", name)
+    return _check_unique(tickers, name), tuple(names)

@@ -1,0 +1,205 @@
+"""Crisis-window and regime statistics of a backtest (SPEC 3.6), recomputed from its files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlfuncs.cli import main
+from xlfuncs.core import BacktestConfig, filtered_probs, fit_regime
+from xlfuncs.core._attribution import DEFAULT_WINDOWS, parse_windows, regime_stats
+from xlfuncs.data.market import load_market
+from xlfuncs.errors import InputError
+
+A = 12
+
+
+def stats_of(r, b):
+    """The SPEC 3.5 statistics written out in numpy."""
+    r, b = np.asarray(r, float), np.asarray(b, float)
+    a = r - b
+    with np.errstate(invalid="ignore", divide="ignore"):  # a = 0 for the benchmark
+        ir = a.mean() / a.std(ddof=1) * np.sqrt(A)
+    wealth = np.cumprod(1 + r)
+    peak = np.maximum.accumulate(np.r_[1.0, wealth])[1:]
+    return {"total_return": wealth[-1] - 1,
+            "ann_return": wealth[-1] ** (A / len(r)) - 1,
+            "ann_volatility": r.std(ddof=1) * np.sqrt(A),
+            "tracking_error": a.std(ddof=1) * np.sqrt(A),
+            "information_ratio": ir,
+            "max_drawdown": min((wealth / peak - 1).min(), 0.0)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("crisis")
+    rc = main(["backtest", "--data", "sample:25", "--tev", "0.03,0.06", "--end", "2010-12-31",
+               "--workers", "1", "--windows", "dot-com=2000-03:2002-10; GFC=2007-10:2009-03; "
+               "before the data=1970:1975", "--out", str(out), "--quiet"])
+    assert rc == 0
+    return out
+
+
+def test_window_statistics_equal_a_recomputation_from_returns_csv(run):
+    returns = pd.read_csv(run / "returns.csv", index_col="date", parse_dates=True)
+    table = pd.read_csv(run / "windows.csv", parse_dates=["start", "end"])
+    assert list(table["window"].unique()) == ["dot-com", "GFC"]  # 1970-75 is not reached
+    assert set(table["strategy"]) == {"benchmark", "tev=0.03", "tev=0.06"}
+    for name, first, last in (("dot-com", "2000-03-01", "2002-10-31"),
+                              ("GFC", "2007-10-01", "2009-03-31")):
+        inside = returns.loc[first:last]
+        for strategy in ("tev=0.03", "tev=0.06", "benchmark"):
+            row = table[(table["window"] == name) & (table["strategy"] == strategy)].iloc[0]
+            assert row["periods"] == len(inside)
+            assert row["start"] == inside.index[0] and row["end"] == inside.index[-1]
+            ref = stats_of(inside[strategy], inside["benchmark"])
+            for key in ("total_return", "ann_return", "ann_volatility", "max_drawdown"):
+                assert row[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
+            if strategy == "benchmark":
+                assert np.isnan(row["tracking_error"]) and np.isnan(row["information_ratio"])
+            else:
+                assert row["tracking_error"] == pytest.approx(ref["tracking_error"], rel=1e-9)
+                assert row["information_ratio"] == pytest.approx(ref["information_ratio"],
+                                                                 rel=1e-9)
+
+
+def test_regimes_classify_each_period_by_the_filtered_state_at_its_decision(run):
+    returns = pd.read_csv(run / "returns.csv", index_col="date", parse_dates=True)
+    table = pd.read_csv(run / "regimes.csv")
+    factors = load_market("sample:25", end="2010-12-31").factors
+    first_decision = factors.index[factors.index < returns.index[0]][-1]
+    fit = fit_regime(factors.loc[:first_decision], 2, 0)
+    calm = int(np.argmin(fit.covs[:, 0, 0]))
+    # the state of each decision date from the rows up to that date only
+    state = {}
+    for d in returns.index:
+        t = factors.index[factors.index < d][-1]
+        state[d] = int(filtered_probs(fit, factors.loc[:t])[-1].argmax()) != calm
+    groups = pd.Series(state)
+    for s, label in ((0, "regime 1 of 2 (calmest)"), (1, "regime 2 of 2 (most volatile)")):
+        inside = returns[groups.reindex(returns.index).to_numpy() == s]
+        row = table[(table["window"] == label) & (table["strategy"] == "tev=0.03")].iloc[0]
+        assert row["periods"] == len(inside) > 10
+        ref = stats_of(inside["tev=0.03"], inside["benchmark"])
+        assert row["tracking_error"] == pytest.approx(ref["tracking_error"], rel=1e-9)
+        assert row["ann_return"] == pytest.approx(ref["ann_return"], rel=1e-9)
+
+
+def test_later_factor_rows_do_not_change_earlier_regimes():
+    data = load_market("sample:25", end="2010-12-31")
+    idx = data.factors.index
+    returns = pd.DataFrame({"benchmark": 0.01, "rf": 0.0, "s": 0.012},
+                           index=idx[idx > "1995-01-31"])
+    rng = np.random.default_rng(0)
+    returns["s"] += rng.normal(0, 0.01, len(returns))
+    full = regime_stats(returns, data.factors, A)
+    short = regime_stats(returns.loc[:"2003-12-31"], data.factors.loc[:"2003-12-31"], A)
+    cut = regime_stats(returns.loc[:"2003-12-31"], data.factors, A)  # more factor rows
+    pd.testing.assert_frame_equal(short, cut)
+    assert not full.equals(short)
+
+
+def test_windows_text_and_defaults():
+    assert parse_windows("") == DEFAULT_WINDOWS
+    assert parse_windows("GFC=2007-10:2009-03") == (("GFC", "2007-10-01", "2009-03-31"),)
+    assert parse_windows({"Y2K": ("1999", "2000")}) == (("Y2K", "1999-01-01", "2000-12-31"),)
+    assert BacktestConfig(windows="Covid=2020-02-01:2020-04").windows == (
+        ("Covid", "2020-02-01", "2020-04-30"),)
+    for text, message in (("GFC 2008", "NAME=START:END"), ("x=2009:2008", "ends before"),
+                          ("x=08/2008:2009", "year first")):
+        with pytest.raises(InputError, match=message):
+            parse_windows(text)
+
+
+def test_the_sheet_shows_the_crisis_table(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import openpyxl
+
+    from xlfuncs import macros
+    from xlfuncs.excel.sheets import OpenpyxlBook, write_cell
+
+    path = tmp_path / "Backtest.xlsm"
+    shutil.copy(Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm", path)
+    book = OpenpyxlBook(path)
+    for name, value in {"BtData": "sample:25", "BtEnd": "2010-12-31", "BtTev": "0.03",
+                        "BtWindows": "GFC=2007-10:2009-03"}.items():
+        write_cell(book, name, value)
+    book.save()
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok, run.status
+    wb = openpyxl.load_workbook(path)
+    sheet, ref = wb.defined_names["BtCrisis"].attr_text.split("!")
+    grid = [[c.value for c in r] for r in wb[sheet.strip("'")][ref.replace("$", "")]]
+    assert grid[0][:3] == ["window", "strategy", "start"]
+    labels = [(g[0], g[1]) for g in grid[1:]]
+    assert labels == [("GFC", "benchmark"), ("GFC", "tev=0.03")]
+    r = run.result.returns.loc["2007-10-01":"2009-03-31"]
+    te = grid[2][grid[0].index("tracking_error")]
+    assert te == pytest.approx(stats_of(r["tev=0.03"], r["benchmark"])["tracking_error"],
+                               rel=1e-12)
+
+
+def test_too_short_a_history_for_regimes_is_said_not_hidden(tmp_path):
+    out = tmp_path / "short"
+    rc = main(["backtest", "--data", "sample:25", "--tev", "0.03", "--end", "1996-12-31",
+               "--min-history", "36", "--workers", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert not (out / "regimes.csv").exists() and (out / "windows.csv").exists()
+    notes = (out / "notes.txt").read_text(encoding="utf-8")
+    assert "- no regime statistics: regime model is degenerate" in notes
+
+
+def test_exposures_csv_equals_a_recomputation_from_weights_csv(tmp_path):
+    from test_limits import active_from_files
+
+    out = tmp_path / "expo"
+    rc = main(["backtest", "--data", "sample:25", "--tev", "0.04", "--end", "1996-12-31",
+               "--min-history", "36", "--workers", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    weights = pd.read_csv(out / "weights.csv", parse_dates=["date"])
+    expo = pd.read_csv(out / "exposures.csv", parse_dates=["date"]).set_index(
+        ["date", "strategy"])
+    data = load_market("sample:25").truncate(None, "1996-12-31")
+    checked = active_from_files(data, weights)
+    assert len(checked) == len(expo) > 20
+    for date, strategy, ind, factors in checked:
+        row = expo.loc[(pd.Timestamp(date), strategy)]
+        for name, value in factors.items():
+            assert row[name] == pytest.approx(value, abs=1e-9), (date, name)
+        for name, value in ind.items():
+            assert row[f"industry: {name}"] == pytest.approx(value, abs=1e-9), (date, name)
+    risk = pd.read_csv(out / "risk.csv")
+    np.testing.assert_allclose(risk["factor_share"] + risk["specific_share"], 1.0, rtol=1e-12)
+    assert (risk["top1_share"] >= risk["top2_share"]).all()
+    assert (out / "active_exposures.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_risk_split_and_contributions_match_the_full_covariance():
+    from xlfuncs.core._attribution import active_risk
+
+    rng = np.random.default_rng(4)
+    n, k = 12, 3
+    f_mat = np.vstack([rng.normal(0, 0.003, n), rng.normal(1, 0.4, (k, n))])
+    sf = np.zeros((k + 1, k + 1))
+    x = rng.normal(size=(60, k)) * 0.04
+    sf[1:, 1:] = np.cov(x, rowvar=False)
+    e = rng.uniform(0.001, 0.004, n)
+    w, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
+    ind = np.arange(n) % 4
+    expo, risk = active_risk(f_mat, sf, e, w, b, None, [f"S{i}" for i in range(n)],
+                             ["MKT", "SMB", "HML"], ind, ["A", "B", "C", "D"], 12, top=n)
+    s = f_mat.T @ sf @ f_mat + np.diag(e)  # the n x n covariance, tests only
+    a = w - b
+    te = np.sqrt(a @ s @ a)
+    assert risk["tracking_error"] == pytest.approx(te * np.sqrt(12), rel=1e-12)
+    fa = f_mat @ a
+    assert risk["factor_share"] == pytest.approx(fa @ sf @ fa / te**2, rel=1e-12)
+    contrib = a * (s @ a) / te
+    shares = sorted(contrib / te, reverse=True)
+    assert [risk[f"top{r}_share"] for r in range(1, n + 1)] == pytest.approx(shares, rel=1e-10)
+    assert sum(shares) == pytest.approx(1.0, rel=1e-12)
+    assert [expo[f] for f in ("MKT", "SMB", "HML")] == pytest.approx(list(fa[1:]), rel=1e-12)
+    assert expo["industry: B"] == pytest.approx(a[ind == 1].sum(), rel=1e-12)

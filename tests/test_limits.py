@@ -1,0 +1,284 @@
+"""Policy limits in the optimiser and the backtest (SPEC 3.6): industry and factor limits."""
+
+from __future__ import annotations
+
+import re
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlfuncs.cli import main
+from xlfuncs.core import BacktestConfig, run_backtest
+from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec, sector_weights
+from xlfuncs.data.market import load_market
+from xlfuncs.errors import InputError
+
+PPY = 12
+FACTORS = ("Mkt-RF", "SMB", "HML")
+
+
+def make_inputs(seed=0, n=30, k=3):
+    rng = np.random.default_rng(seed)
+    f_mat = np.vstack([rng.normal(0.0, 0.004, n), rng.normal(1.0, 0.4, n),
+                       rng.normal(0.0, 0.5, (k - 1, n))])
+    a = rng.normal(0.0, 0.02, (k, k))
+    sf = np.zeros((k + 1, k + 1))
+    sf[1:, 1:] = a @ a.T / k + np.diag(rng.uniform(1e-4, 4e-4, k))
+    mu = np.r_[1.0, rng.normal(0.004, 0.003, k)]
+    return f_mat, sf, rng.uniform(0.001, 0.006, n), mu, rng.lognormal(0.0, 1.0, n)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return make_inputs()
+
+
+def direct(f_mat, sf, e, mu, b, tev, extra):
+    """The problem on the n x n covariance, with the limits written out independently."""
+    s = f_mat.T @ sf @ f_mat + np.diag(e)
+    w = cp.Variable(len(b))
+    cons = [cp.sum(w) == 1, w >= 0, cp.quad_form(w - b, cp.psd_wrap(s)) <= tev**2 / PPY,
+            *extra(w)]
+    prob = cp.Problem(cp.Maximize(mu @ f_mat @ (w - b)), cons)
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert prob.status == cp.OPTIMAL
+    return float(prob.value)
+
+
+def industry_weights(w, ind, k):
+    return np.array([w[ind == j].sum() for j in range(k)])
+
+
+def test_industry_limit_in_stock_mode(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    k, limit = 5, 0.01
+    ind = np.arange(30) % k
+    b = caps / caps.sum()
+    free = ActiveOptimiser(OptimiserSpec("tev", tev=0.04), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    assert np.abs(industry_weights(free.weights - b, ind, k)).max() > 2 * limit  # it binds
+    spec = OptimiserSpec("tev", tev=0.04, industry_limit=limit)
+    res = ActiveOptimiser(spec, 30, 4, k).solve(f_mat, sf, e, mu, benchmark=b, industries=ind)
+    assert res.ok
+    active = industry_weights(res.weights - b, ind, k)
+    assert np.abs(active).max() <= limit + 1e-7
+    onehot = np.eye(k)[ind]
+    ref = direct(f_mat, sf, e, mu, b, 0.04,
+                 lambda w: [cp.abs(onehot.T @ (w - b)) <= limit])
+    assert res.active_return == pytest.approx(ref, rel=1e-5)
+    assert res.active_return < free.active_return
+
+
+def test_per_industry_limits_by_name(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    ind = np.arange(30) % 3
+    names = ("Energy", "Finance", "Tech")
+    b = caps / caps.sum()
+    spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.2, industry_limits={"tech": 0.0})
+    res = ActiveOptimiser(spec, 30, 4, 3).solve(f_mat, sf, e, mu, benchmark=b, industries=ind,
+                                                industry_names=names)
+    active = industry_weights(res.weights - b, ind, 3)
+    assert abs(active[2]) <= 1e-7 and np.abs(active).max() <= 0.2 + 1e-7
+
+
+def test_industry_limit_in_sector_mode(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    k = 4
+    ind = np.arange(30) % k
+    spec = OptimiserSpec("sector", tev=0.05, industry_limit=0.02)
+    res = ActiveOptimiser(spec, 30, 4, k).solve(f_mat, sf, e, mu, caps=caps, industries=ind)
+    _, u_b = sector_weights(caps, ind, k)
+    assert res.ok and np.abs(res.industry_weights - u_b).max() <= 0.02 + 1e-7
+    assert np.abs(industry_weights(res.weights, ind, k) - u_b).max() <= 0.02 + 1e-7
+
+
+def test_factor_bounds_and_neutrality(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    spec = OptimiserSpec("tev", tev=0.05, factor_bounds={"smb": (-0.05, 0.05),
+                                                         "Mkt-RF": (-0.02, 0.0)})
+    res = ActiveOptimiser(spec, 30, 4, factor_names=FACTORS).solve(f_mat, sf, e, mu,
+                                                                    benchmark=b)
+    f = f_mat @ (res.weights - b)
+    assert -0.02 - 1e-7 <= f[1] <= 1e-7 and abs(f[2]) <= 0.05 + 1e-7
+    ref = direct(f_mat, sf, e, mu, b, 0.05, lambda w: [
+        f_mat[1] @ (w - b) >= -0.02, f_mat[1] @ (w - b) <= 0,
+        cp.abs(f_mat[2] @ (w - b)) <= 0.05])
+    assert res.active_return == pytest.approx(ref, rel=1e-5)
+    neutral = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, factor_neutral=True), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    np.testing.assert_allclose(f_mat[1:] @ (neutral.weights - b), 0.0, atol=1e-7)
+
+
+def test_infeasible_limits_are_named_with_the_date(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    spec = OptimiserSpec("tev", tev=0.05, factor_bounds={"HML": (5.0, 6.0)})
+    opt = ActiveOptimiser(spec, 30, 4, factor_names=FACTORS)
+    with pytest.raises(InputError, match=r"2001-01-31: factor_bounds: the active exposure to HML "
+                                         r"cannot be within 5 to 6 \(the weight bounds allow "):
+        opt.solve(f_mat, sf, e, mu, benchmark=b, date=pd.Timestamp("2001-01-31"))
+    # an industry whose stocks are not tradable cannot come within 1% of its benchmark weight
+    ind = np.arange(30) % 3
+    tradable = ind != 1
+    spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.01)
+    with pytest.raises(InputError, match=r"industry_limit admits no portfolio .*: Finance has no "
+                                         r"tradable stock"):
+        ActiveOptimiser(spec, 30, 4, 3).solve(f_mat, sf, e, mu, benchmark=b, industries=ind,
+                                              tradable=tradable,
+                                              industry_names=("Energy", "Finance", "Tech"))
+
+
+@pytest.mark.parametrize(("kwargs", "text"), [
+    ({"industry_limit": 1.5}, "industry_limit must be an active weight from 0 to 1"),
+    ({"industry_limits": {"Tech": -0.1}}, "industry_limits for Tech must be"),
+    ({"factor_bounds": {"SMB": (0.2, -0.2)}}, "lo 0.2 is above hi -0.2"),
+    ({"factor_bounds": {"SMB": (0.2,)}}, "must be two numbers"),
+    ({"factor_bounds": {"SMB": (0, 1)}, "factor_neutral": True}, "clear factor_bounds"),
+    ({"factor_neutral": "yes"}, "factor_neutral must be TRUE or FALSE"),
+])
+def test_bad_limits_are_one_line(kwargs, text):
+    with pytest.raises(InputError, match=text):
+        OptimiserSpec("tev", tev=0.05, **kwargs)
+
+
+def test_factor_bounds_need_factor_names():
+    with pytest.raises(InputError, match="names Value, which is not a factor"):
+        ActiveOptimiser(OptimiserSpec("tev", tev=0.05, factor_bounds={"Value": (0, 1)}), 5, 4,
+                        factor_names=FACTORS)
+
+
+# --------------------------------------------------------------------------- backtest
+
+
+def test_config_reads_limits_as_text():
+    cfg = BacktestConfig.from_mapping({"industry_limit": "5%", "industry_limits":
+                                       "Energy=2%; Finance=0.03",
+                                       "factor_bounds": "SMB=-0.2:0.2; HML=-10%:0",
+                                       "factor_neutral": "false"})
+    assert cfg.industry_limit == 0.05
+    assert cfg.industry_limits == (("Energy", 0.02), ("Finance", 0.03))
+    assert cfg.factor_bounds == (("SMB", -0.2, 0.2), ("HML", -0.1, 0.0))
+    assert cfg.factor_neutral is False
+    spec = next(iter(cfg.specs(12).values()))
+    assert spec.industry_limit == 0.05 and spec.factor_bounds == cfg.factor_bounds
+    with pytest.raises(InputError, match="factor_bounds for SMB must be LO:HI"):
+        BacktestConfig(factor_bounds="SMB=0.2")
+    with pytest.raises(InputError, match="NAME=VALUE"):
+        BacktestConfig(industry_limits="0.05")
+
+
+def active_from_files(data, weights, window=60, min_obs=36):
+    """Active industry weights and factor exposures at each rebalance, recomputed in numpy.
+
+    The benchmark is cap-weighted over the assets tradable at the date (a return and a cap
+    that date, and min_obs returns in the loadings window); loadings are OLS betas of
+    excess returns on [1, factors] over the window.
+    """
+    ret, caps, fac = data.returns, data.caps, data.factors
+    excess = ret.sub(data.rf, axis=0)
+    out = []
+    for (date, strat), grp in weights.groupby(["date", "strategy"]):
+        i = ret.index.get_loc(pd.Timestamp(date))
+        rows = slice(max(0, i - window + 1), i + 1)
+        y, x = excess.iloc[rows], fac.iloc[rows].to_numpy()
+        ok = (y.notna().sum() >= min_obs) & ret.iloc[i].notna() & (caps.iloc[i] > 0)
+        assets = list(ret.columns[ok.to_numpy()])
+        c = caps.iloc[i][assets].to_numpy()
+        b = pd.Series(c / c.sum(), index=assets)
+        w = grp.set_index("asset")["weight"].reindex(assets).fillna(0.0)
+        assert set(grp["asset"]) <= set(assets)
+        a = w - b
+        betas = []
+        for asset in assets:
+            m = y[asset].notna().to_numpy()
+            z = np.column_stack([np.ones(m.sum()), x[m]])
+            betas.append(np.linalg.lstsq(z, y[asset].to_numpy()[m], rcond=None)[0][1:])
+        expo = np.array(betas).T @ a.to_numpy()
+        ind = a.groupby(data.industries.reindex(assets)).sum()
+        out.append((date, strat, ind, pd.Series(expo, index=fac.columns)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def limited_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("limits")
+    rc = main(["backtest", "--data", "sample:30", "--tev", "0.05", "--end", "1996-12-31",
+               "--min-history", "36", "--workers", "1", "--industry-limit", "0.03",
+               "--factor-bounds", "SMB=-0.1:0.1; HML=-0.05:0.05", "--out", str(out),
+               "--quiet"])
+    assert rc == 0
+    return out
+
+
+def test_limits_hold_at_every_rebalance_in_weights_csv(limited_run):
+    data = load_market("sample:30").truncate(None, "1996-12-31")
+    weights = pd.read_csv(limited_run / "weights.csv", parse_dates=["date"])
+    assert weights["date"].nunique() > 20
+    checked = active_from_files(data, weights)
+    assert len(checked) == weights.groupby(["date", "strategy"]).ngroups
+    worst_ind = max(ind.abs().max() for _, _, ind, _ in checked)
+    assert worst_ind <= 0.03 + 1e-6
+    assert max(abs(e["SMB"]) for *_, e in checked) <= 0.1 + 1e-6
+    assert max(abs(e["HML"]) for *_, e in checked) <= 0.05 + 1e-6
+    assert worst_ind > 0.03 - 1e-4  # the limit binds somewhere: the check is not vacuous
+
+
+def test_an_impossible_limit_stops_the_run_before_it_starts(capsys):
+    data = load_market("sample:30").truncate(None, "1996-12-31")
+    with pytest.raises(InputError, match=r"^\d{4}-\d\d-\d\d: factor_bounds: the active exposure "
+                                         r"to Mkt-RF cannot be within 2 to 3") as err:
+        run_backtest(data, BacktestConfig(tev=(0.05,), min_history=36, workers=1,
+                                          factor_bounds="Mkt-RF=2:3"))
+    assert err.value.argument == "factor_bounds"
+    rc = main(["backtest", "--data", "sample:30", "--end", "1996-12-31", "--min-history", "36",
+               "--workers", "1", "--tev", "0.05", "--industry-limits", "Nowhere=0.1",
+               "--quiet"])
+    assert rc == 2
+    assert "industry_limits names Nowhere, which is not an industry" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the sheet
+
+
+def sheet_with(tmp_path, **cells):
+    import shutil
+    from pathlib import Path
+
+    from xlfuncs.excel.sheets import OpenpyxlBook, write_cell
+
+    path = tmp_path / "Backtest.xlsm"
+    shutil.copy(Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm", path)
+    book = OpenpyxlBook(path)
+    for name, value in {"BtData": "sample:30", "BtEnd": "1996-12-31", "BtTev": "0.05",
+                        **cells}.items():
+        write_cell(book, name, value)
+    book.save()
+    return OpenpyxlBook(path)
+
+
+def test_the_sheet_limit_cells_reach_the_optimiser(tmp_path):
+    from xlfuncs import macros
+
+    run = macros.run_backtest(sheet_with(tmp_path, BtIndustryLimit=0.03,
+                                         BtFactorBounds="SMB=-0.1:0.1", BtFactorNeutral=None))
+    assert run.ok, run.status
+    data = load_market("sample:30", end="1996-12-31")
+    ref = run_backtest(data, BacktestConfig(tev=(0.05,), end="1996-12-31", industry_limit=0.03,
+                                            factor_bounds="SMB=-0.1:0.1"))
+    free = run_backtest(data, BacktestConfig(tev=(0.05,), end="1996-12-31"))
+    pd.testing.assert_frame_equal(run.result.stats, ref.stats)
+    assert not np.allclose(ref.stats["tracking_error"], free.stats["tracking_error"])
+
+
+def test_an_impossible_limit_on_the_sheet_is_named_in_the_status(tmp_path):
+    from xlfuncs import macros
+
+    run = macros.run_backtest(sheet_with(tmp_path, BtFactorNeutral=True, BtMaxWeight=0.05))
+    assert not run.ok
+    assert run.status.startswith("Run failed: BtFactorNeutral: ")
+    assert re.search(r"^Run failed: BtFactorNeutral: \d{4}-\d\d-\d\d: factor_neutral: the "
+                     r"active exposure to (SMB|HML|Mom|Mkt-RF) cannot be within 0 to 0 \(the "
+                     r"weight bounds allow -?[0-9.]+ to -?[0-9.]+\)$", run.status), run.status
