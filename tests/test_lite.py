@@ -193,7 +193,12 @@ def test_backtest_script_runs_serially_under_the_guard(lite_dir: Path):
                           {"BtData": "sample:40", "BtStart": "2015-01-31", "BtEnd": "2016-12-31"})
     [actions] = run_lite(lite_dir, {"scripts": [{"name": "run_backtest", "book": book}]})[
         "scripts"]
-    status = _status(actions, 24, 3)  # BtStatus is Backtest!C24
+    import openpyxl
+    from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
+
+    where = openpyxl.load_workbook(ROOT / "workbooks" / "Backtest.xlsm").defined_names["BtStatus"]
+    col, row = coordinate_from_string(where.attr_text.split("!")[1].replace("$", ""))
+    status = _status(actions, row, column_index_from_string(col))
     assert status and str(status[-1]).lstrip("'").startswith("OK: "), status
     assert sum(a["func"] == "addPicture" for a in actions) == 3
 
