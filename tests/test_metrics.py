@@ -193,3 +193,58 @@ def test_stats_is_frozen():
     assert isinstance(s, PerformanceStats)
     with pytest.raises(AttributeError):
         s.sharpe = 1.0  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- drift with
+# several assets, shorts and returns: checked against holdings of shares at prices
+
+
+def by_shares(w, r, value=1000.0, prices=None):
+    """Weights after a period, from share counts bought at one set of prices."""
+    w = np.asarray(w, dtype=float)
+    p0 = np.linspace(20.0, 80.0, len(w)) if prices is None else np.asarray(prices, dtype=float)
+    shares = w * value / p0  # negative for a short
+    p1 = p0 * (1.0 + np.nan_to_num(np.asarray(r, dtype=float)))
+    held = shares * p1
+    return held / held.sum()
+
+
+def test_drift_keeps_shorts_and_uses_every_return():
+    # 130/30: the short loses when its asset falls (issue 17: shorts were dropped)
+    w, r = np.array([1.3, -0.3]), np.array([0.0, -0.10])
+    got = drifted_weights(w, r)
+    np.testing.assert_allclose(got, by_shares(w, r), rtol=1e-14)
+    np.testing.assert_allclose(got, [1.3 / 1.03, -0.27 / 1.03], rtol=1e-14)
+    rng = np.random.default_rng(17)
+    for _ in range(20):
+        w = rng.normal(0.2, 0.5, 6)
+        w /= w.sum()
+        r = rng.normal(0.01, 0.08, 6)
+        np.testing.assert_allclose(drifted_weights(w, r), by_shares(w, r), rtol=1e-12)
+
+
+def test_turnover_series_drifts_with_the_period_that_the_weights_earned():
+    """Several assets, a short, non-zero returns: every period's trade, share by share."""
+    rng = np.random.default_rng(5)
+    idx = pd.date_range("2022-01-31", periods=6, freq="ME")
+    cols = ["A", "B", "C", "D"]
+    w = rng.normal(0.25, 0.3, (6, 4))
+    w[:, 3] = -np.abs(w[:, 3])  # always short D
+    w /= w.sum(axis=1, keepdims=True)
+    ret = rng.normal(0.01, 0.06, (6, 4))
+    got = turnover_series(pd.DataFrame(w, idx, cols), pd.DataFrame(ret, idx, cols))
+    value, prices = 1000.0, np.array([10.0, 20.0, 30.0, 40.0])
+    expected = []
+    for j in range(1, 6):
+        shares = w[j - 1] * value / prices  # the book decided at date j-1
+        prices = prices * (1.0 + ret[j])  # ... earns period j
+        value = float(shares @ prices)
+        target = w[j] * value / prices
+        expected.append(0.5 * float(np.abs((target - shares) * prices).sum()) / value)
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-12)
+    assert list(got.index) == list(idx[1:])
+    # the issue's two-asset example: a fixed 50/50 mix after A gains 10% and B nothing
+    two = pd.DataFrame([[0.5, 0.5]] * 3, columns=["A", "B"])
+    r2 = pd.DataFrame([[0.0, 0.0], [0.10, 0.0], [0.0, 0.0]], columns=["A", "B"])
+    np.testing.assert_allclose(turnover_series(two, r2).to_numpy(), [0.025 / 1.05, 0.0],
+                               rtol=1e-14)
