@@ -358,3 +358,31 @@ def test_fuzz_beta_udfs_from_valid_inputs():
                              out), out
         else:
             assert out[0][0] == "ticker" and all(np.isfinite(r[2]) for r in out[1:])
+
+
+def change_variance(etf_w: pd.Series, cov: pd.DataFrame, hedge_change: float,
+                    asset_change: pd.Series | None = None) -> float:
+    """Variance of a change of holdings, traded asset by asset: the ETF line as its basket."""
+    d = (etf_w / etf_w.sum()).reindex(cov.index).fillna(0.0) * hedge_change
+    if asset_change is not None:
+        d = d.add(asset_change.reindex(cov.index).fillna(0.0))
+    return float(d @ cov @ d)
+
+
+@pytest.mark.parametrize(("seed", "target", "long_only"),
+                         [(11, 0.0, True), (12, 0.4, True), (13, -0.3, False), (14, 2.5, False)])
+def test_hedge_tracking_variance_is_that_of_the_etf_basket_traded(seed, target, long_only):
+    holdings, etf_w, cov = make_problem(seed, long_only=long_only)
+    res = beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), target)
+    beta_p = float(reference_betas(etf_w, cov).reindex(holdings.index) @ holdings)
+    assert res.new[-1] == pytest.approx(target - beta_p, rel=1e-12)
+    expected = change_variance(etf_w, cov, res.new[-1])
+    assert res.tracking_variance == pytest.approx(expected, rel=1e-10)
+    assert res.tracking_error == pytest.approx(np.sqrt(expected), rel=1e-10)
+    # an existing hedge line is resized: only the change counts
+    with_hedge = pd.concat([holdings, pd.Series({HEDGE_TICKER: -0.25})])
+    again = beta_neutral(labelled(with_hedge), labelled(etf_w), labelled_cov(cov), target)
+    change = again.new[-1] - again.current[-1]
+    assert change == pytest.approx(target - (beta_p - 0.25), rel=1e-12)
+    assert again.tracking_variance == pytest.approx(change_variance(etf_w, cov, change),
+                                                    rel=1e-10)
