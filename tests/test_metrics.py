@@ -352,3 +352,31 @@ def test_two_dates_and_names_of_the_series():
     to = turnover_series(w, ret)
     assert to.name == "turnover" and list(to.index) == [idx[1]]
     assert to.iloc[0] == pytest.approx(abs(0.5 - 0.66 / 1.02), rel=1e-14)
+
+
+def test_inputs_as_a_sheet_gives_them():
+    """Plain lists, one-column frames, object columns and blank cells (None) are understood."""
+    idx = pd.date_range("2020-01-31", periods=4, freq="ME")
+    r, rb = [0.02, -0.01, 0.03, 0.01], [0.01, 0.0, 0.02, -0.01]
+    ref = performance_stats(pd.Series(r, idx), pd.Series(rb, idx), 0.001, 12)
+    for got in (performance_stats(r, rb, 0.001, 12),
+                performance_stats(pd.Series(r, idx).to_frame("fund"), pd.Series(rb, idx), 0.001,
+                                  12),
+                performance_stats(pd.Series(r, idx, dtype=object), pd.Series(rb, idx), 0.001,
+                                  12)):
+        assert got.as_dict() == pytest.approx(ref.as_dict(), rel=1e-15, nan_ok=True)
+    raises_exactly("rf has 3 periods but returns has 4", "rf", performance_stats,
+                   pd.Series(r, idx), rb, [0.001] * 3, 12)
+    blank = performance_stats(r, rb, 0.001, 12, holdings=[[0.5, None], [0.5, 0.5]])
+    assert blank.avg_holdings == 1.5
+    # an asset not held may have a blank return, and weights may be an object column
+    np.testing.assert_allclose(drifted_weights(np.array([0.4, 0.6, 0.0], dtype=object),
+                                               [0.1, -0.1, None]),
+                               [0.44 / 0.98, 0.54 / 0.98, 0.0], rtol=1e-15)
+    w = pd.DataFrame([[0.6, None], [None, 1.0], [0.5, 0.5]], index=idx[:3],
+                     columns=["A", "B"], dtype=object)
+    ret = pd.DataFrame([[0.0, 0.0], [0.1, 0.2], [0.05, -0.05]], index=idx[:3],
+                       columns=["A", "B"])
+    np.testing.assert_allclose(portfolio_returns(w, ret).to_numpy(), [0.06, -0.05],
+                               rtol=1e-14)
+    np.testing.assert_allclose(turnover_series(w, ret).to_numpy(), [1.0, 0.5], rtol=1e-14)
