@@ -8,6 +8,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -386,3 +387,106 @@ def test_hedge_tracking_variance_is_that_of_the_etf_basket_traded(seed, target, 
     assert change == pytest.approx(target - (beta_p - 0.25), rel=1e-12)
     assert again.tracking_variance == pytest.approx(change_variance(etf_w, cov, change),
                                                     rel=1e-10)
+
+
+# --------------------------------------------------------------------------- every error,
+# by its text and the argument it names
+
+T3 = ("AAA", "BBB", "CCC")
+C3 = np.array([[0.04, 0.01, 0.0], [0.01, 0.09, 0.02], [0.0, 0.02, 0.16]])
+H3 = Labelled(np.array([0.5, 0.3, 0.2]), T3)
+E3 = Labelled(np.array([0.2, 0.3, 0.5]), T3)
+
+
+def changed(c: np.ndarray, i: int, j: int, value: float) -> Labelled:
+    c = c.copy()
+    c[i, j] = value
+    return Labelled(c, T3)
+
+
+def two(w, tickers=("AAA", "BBB")) -> Labelled:
+    return Labelled(np.array(w, dtype=float), tickers)
+
+
+HEDGE_ONLY = "applies to method reweight; hedge keeps every holding as it is"
+INPUT_ERRORS = [
+    ((H3, E3, Labelled(C3)), {}, "cov", "cov needs tickers (in its first row and column, e.g. "
+     "from HIST_COV with a header) so assets are matched by ticker"),
+    ((two([0.5, 0.5], ("AAA", "aaa")), E3, Labelled(C3, T3)), {}, "holdings",
+     "holdings has the ticker AAA twice"),
+    ((two([0.5, np.nan]), E3, Labelled(C3, T3)), {}, "holdings",
+     "holdings has a non-finite weight for BBB"),
+    ((H3, E3, Labelled(C3[:, :2], T3)), {}, "cov", "cov must be square (it is 3x2)"),
+    ((H3, E3, changed(C3, 1, 2, np.inf)), {}, "cov", "cov has a non-finite value at BBB/CCC"),
+    ((H3, E3, changed(C3, 0, 2, 0.005)), {}, "cov",
+     "cov is not symmetric (AAA/CCC is 0.005 but CCC/AAA is 0)"),
+    ((H3, E3, changed(C3, 2, 2, -0.01)), {}, "cov", "cov has a negative variance for CCC (-0.01)"),
+    ((H3, two([0.5, 0.5], ("AAA", HEDGE_TICKER)), Labelled(C3, T3)), {}, "etf_weights",
+     "etf_weights cannot hold the ETF (hedge) line"),
+    ((H3, two([0.5, -0.5]), Labelled(C3, T3)), {}, "etf_weights",
+     "etf_weights must add up to a positive total (they add up to 0)"),
+    ((two([0.5, 0.5], ("AAA", "ZZZ")), E3, Labelled(C3, T3)), {}, "cov",
+     "cov has no row for ZZZ (in holdings)"),
+    ((two([0.5, 0.5]), Labelled(np.array([0.5, 0.3, 0.2]), ("XXX", "YYY", "CCC")),
+      Labelled(C3, T3)), {}, "cov", "cov has no row for XXX (in etf_weights) and 1 more"),
+    ((H3, Labelled(np.array([1.0]), ("AAA",)), Labelled(C3 * (np.arange(3) > 0)[:, None]
+                                                        * (np.arange(3) > 0), T3)), {}, "cov",
+     "cov gives the ETF zero variance (w' cov w = 0); its betas are undefined"),
+    ((H3, E3, Labelled(C3, T3)), {"method": "neutral"}, "method",
+     'method must be one of hedge, reweight (got "neutral")'),
+    ((H3, E3, Labelled(C3, T3)), {"target_beta": float("nan")}, "target_beta",
+     "target_beta must be a finite number"),
+    ((H3, E3, Labelled(C3, T3)), {"long_only": True}, "long_only", f"long_only {HEDGE_ONLY}"),
+    ((H3, E3, Labelled(C3, T3)), {"max_weight": 0.5}, "max_weight", f"max_weight {HEDGE_ONLY}"),
+    ((H3, E3, Labelled(C3, T3)), {"method": "reweight", "max_weight": -0.1}, "max_weight",
+     "max_weight must be a positive number (got -0.1)"),
+    ((H3, E3, Labelled(C3, T3)), {"method": "reweight", "max_weight": 40}, "max_weight",
+     "max_weight 40 is 4000% of the portfolio: write 0.4 or 40% for 40 percent"),
+    ((Labelled(np.array([0.5, 0.7, -0.2]), T3), E3, Labelled(C3, T3)),
+     {"method": "reweight", "long_only": True}, "holdings",
+     "holdings has a negative weight for CCC (-0.2) but long_only is TRUE"),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "argument", "text"), INPUT_ERRORS)
+def test_every_input_error_by_its_text(args, kwargs, argument, text):
+    raises_exactly(text, argument, beta_neutral, *args, **kwargs)
+
+
+def test_non_psd_error_names_the_eigenvalue_and_the_asset():
+    c = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]) * 0.04
+    vals, vecs = np.linalg.eigh(c)
+    worst = T3[int(np.abs(vecs[:, 0]).argmax())]
+    raises_exactly(f"cov is not positive semidefinite (eigenvalue {vals[0]:.3g}, mostly {worst}); "
+                   "estimate it from one returns table, e.g. HIST_COV with ledoit-wolf", "cov",
+                   beta_neutral, H3, E3, Labelled(c, T3))
+
+
+def lp_range(b: np.ndarray, total: float, lo: float | None, hi: float | None):
+    """Lowest and highest beta'x with sum x = total inside [lo, hi]: two LPs with scipy."""
+    from scipy.optimize import linprog
+
+    ends = [linprog(s * b, A_eq=np.ones((1, len(b))), b_eq=[total], bounds=[(lo, hi)] * len(b),
+                    method="highs").fun for s in (1.0, -1.0)]
+    return ends[0], -ends[1]
+
+
+def test_every_infeasible_target_by_its_text():
+    b = ((C3 @ E3.values) / (E3.values @ C3 @ E3.values))
+    cov = Labelled(C3, T3)
+    raises_exactly("long_only and max_weight 0.2 cannot hold the holdings' total weight 1 "
+                   "(3 positions can sum to 0 to 0.6)", "max_weight", beta_neutral, H3, E3, cov,
+                   0.5, "reweight", True, 0.2, kind=InfeasibleError)
+    lo, hi = lp_range(b, 1.0, 0.0, None)
+    assert (lo, hi) == pytest.approx((b.min(), b.max()), rel=1e-9)
+    raises_exactly(f"target_beta -0.5 cannot be reached with long_only: the holdings' beta can "
+                   f"range from {lo:.4g} to {hi:.4g}", "target_beta", beta_neutral, H3, E3, cov,
+                   -0.5, "reweight", True, kind=InfeasibleError)
+    lo, hi = lp_range(b, 1.0, -0.6, 0.6)
+    raises_exactly(f"target_beta 5 cannot be reached with max_weight 0.6: the holdings' beta can "
+                   f"range from {lo:.4g} to {hi:.4g}", "target_beta", beta_neutral, H3, E3, cov,
+                   5.0, "reweight", False, 0.6, kind=InfeasibleError)
+    raises_exactly("every holding has the same beta (1), so reweighting keeps the portfolio beta "
+                   "at 1; use method hedge to reach target_beta 0", "target_beta", beta_neutral,
+                   two([0.5, 0.5]), two([1.0, 1.0]), Labelled(np.eye(2) * 0.04, ("AAA", "BBB")),
+                   0.0, "reweight", kind=InfeasibleError)
