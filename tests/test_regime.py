@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 from scipy.stats import multivariate_normal
 
 from xlfuncs.core._factor import factor_moments
@@ -377,7 +380,70 @@ def test_degenerate_or_unconverged_fits_raise_convergence_error(data):
     iid = rng.normal(0.0, 0.04, (24, 2))  # no regimes; four states must collapse
     with pytest.raises(ConvergenceError) as exc:
         fit_regime(iid, 4, seed=0)
-    assert "degenerate" in one_line(exc)
+    assert re.fullmatch(r"regime model is degenerate: state [0-3] covers \d+\.\d rows, fewer "
+                        r"than 3; use fewer states or more rows", one_line(exc))
+    assert exc.value.argument == "n_states"
     with pytest.raises(ConvergenceError) as exc:
         fit_regime(data, 2, seed=0, n_iter=2, tol=1e-12)
     assert "did not converge in 2 EM iterations" in one_line(exc)
+
+
+def test_every_error_by_its_text(data, fit):
+    nan = data.copy()
+    nan[10, 1] = np.nan
+    const = data.copy()
+    const[:, 2] = 0.01
+    table = "factors must be a table (periods in rows, factors in columns)"
+    cases = [
+        ((np.zeros((3, 0)), 2, 0), {}, table, "factors"),
+        ((np.zeros((4, 2, 2)), 2, 0), {}, table, "factors"),
+        ((nan, 2, 0), {}, "factors has a missing or non-finite value in row 11, column 2",
+         "factors"),
+        ((data, 5, 0), {}, "n_states must be a whole number from 2 to 4 (got 5)", "n_states"),
+        ((data[:10], 3, 0), {}, f"factors needs at least {regime_min_rows(3, 3)} rows for 3 "
+         "states and 3 factors (has 10)", "factors"),
+        ((data, 2, -1), {}, "seed must be a non-negative whole number", "seed"),
+        ((data, 2, 0), {"n_iter": 0}, "n_iter must be a positive whole number", "n_iter"),
+        ((data, 2, 0), {"n_init": 0}, "n_init must be a whole number from 1 to 20", "n_init"),
+        ((data, 2, 0), {"tol": 0.0}, "tol must be a positive number", "tol"),
+        ((const, 2, 0), {}, "factors column 3 is constant", "factors"),
+        ((data, 2, 0), {"min_covar": -1.0}, "min_covar must be a positive number", "min_covar"),
+        ((data, 3, 0), {"init": fit}, "init has 2 states and 3 factors, not 3 and 3", "init"),
+    ]
+    for args, kwargs, text, argument in cases:
+        raises_exactly(text, argument, fit_regime, *args, **kwargs)
+    raises_exactly("factors has 2 columns but the regime model 3", "factors",
+                   filtered_probs, fit, data[:, :2])
+    raises_exactly("factors has no rows", "factors", smoothed_probs, fit, data[:0])
+    half = np.array([0.5, 0.5])
+    for gamma, text in [(np.array([0.5, 0.5, 0.0]), "gamma must have 2 state probabilities "
+                         "(has 3)"),
+                        (np.array([-0.5, 1.5]), "gamma must be finite and non-negative"),
+                        (np.array([0.5, 0.6]), "gamma must sum to 1 (sums to 1.1)")]:
+        raises_exactly(text, "gamma", forecast_probs, np.eye(2), gamma, 1)
+    raises_exactly("transmat must be square", "transmat", forecast_probs, np.ones((2, 3)) / 3,
+                   half, 1)
+    raises_exactly("transmat must sum to 1 (sums to 1.1)", "transmat", forecast_probs,
+                   np.array([[0.5, 0.6], [0.5, 0.5]]), half, 1)
+    raises_exactly("horizon must be a whole number of periods, 0 or more", "horizon",
+                   forecast_probs, np.eye(2), half, -1)
+    raises_exactly("means must be (S, k) and covs (S, k, k)", "covs", mixture_moments, half,
+                   np.zeros((2, 3)), np.array([np.eye(2)] * 2))
+    raises_exactly("probs must be one vector of state probabilities", "probs", mixture_moments,
+                   np.array([[0.5, 0.5]]), np.zeros((2, 3)), np.array([np.eye(3)] * 2))
+    y = data[:, :1] * 2.0
+    raises_exactly("excess_returns must have 300 rows like factors", "excess_returns",
+                   regime_betas, y[:-1], data, fit.smoothed, half)
+    raises_exactly("state_probs must be (300, S) like factors", "state_probs",
+                   regime_betas, y, data, fit.smoothed[:-1], half)
+    inf = y.copy()
+    inf[3, 0] = np.inf
+    raises_exactly("excess_returns has an infinite value", "excess_returns",
+                   regime_betas, inf, data, fit.smoothed, half)
+    raises_exactly("pi must have 2 state probabilities (has 3)", "pi",
+                   regime_betas, y, data, fit.smoothed, np.array([0.2, 0.3, 0.5]))
+    with pytest.raises(ConvergenceError) as exc:
+        fit_regime(data, 2, seed=0, n_iter=2, tol=1e-12)
+    assert re.fullmatch(r"regime model did not converge in 2 EM iterations \(last gain "
+                        r"[0-9.e+]+\); raise n_iter", str(exc.value))
+    assert exc.value.argument == "n_iter"
