@@ -490,3 +490,41 @@ def test_every_infeasible_target_by_its_text():
                    "at 1; use method hedge to reach target_beta 0", "target_beta", beta_neutral,
                    two([0.5, 0.5]), two([1.0, 1.0]), Labelled(np.eye(2) * 0.04, ("AAA", "BBB")),
                    0.0, "reweight", kind=InfeasibleError)
+
+
+@pytest.mark.parametrize(("seed", "long_only", "cap"), [(31, True, 0.3), (32, False, 0.25)])
+def test_clarabel_fallback_and_its_polish_reach_the_active_set_optimum(seed, long_only, cap):
+    """The reweight's fallback (used when the active set does not settle), on its own."""
+    from scipy.optimize import minimize
+
+    from xlfuncs.core import _beta
+
+    rng = np.random.default_rng(seed)
+    n = 12
+    f = rng.normal(0.8, 0.4, (n, 3)) * 0.12
+    s = f @ f.T + np.diag(rng.uniform(0.01, 0.06, n))
+    sn = s / np.diag(s).mean()
+    b = rng.normal(1.0, 0.3, n)
+    w = rng.dirichlet(np.ones(n)) if long_only else rng.normal(1 / n, 0.1, n)
+    a = np.vstack([b, np.ones(n)])
+    lb = np.zeros(n) if long_only else np.full(n, -cap)
+    ub = np.full(n, cap)
+    lo, hi = lp_range(b, w.sum(), lb[0], cap)
+    rhs = np.array([lo + 0.2 * (hi - lo), w.sum()])  # a target the bounds bend the answer for
+    x_cl = _beta._clarabel(sn, a, rhs, w, lb, ub)
+    x_po = _beta._polish(sn, a, rhs, w, x_cl, lb, ub)
+    start = _beta._kkt(sn, a, rhs, w, np.zeros(n, dtype=bool), np.empty(0))[0]
+    x_as = _beta._active_set(sn, a, rhs, w, lb, ub, start)
+    assert x_po is not None and x_as is not None
+    assert ((np.abs(x_as - lb) < 1e-12) | (np.abs(x_as - ub) < 1e-12)).sum() >= 2  # bounds bind
+    assert np.abs(x_po - x_as).max() < 1e-10
+    assert np.abs(x_cl - x_as).max() < 1e-5
+    assert (x_cl >= lb).all() and (x_cl <= ub).all()
+    # and an independent general-purpose solver agrees
+    ref = minimize(lambda x: (x - w) @ sn @ (x - w), w, jac=lambda x: 2 * sn @ (x - w),
+                   constraints=[{"type": "eq", "fun": lambda x: a @ x - rhs, "jac": lambda x: a}],
+                   bounds=list(zip(lb, ub, strict=True)), method="SLSQP",
+                   options={"ftol": 1e-14, "maxiter": 500})
+    assert np.abs(ref.x - x_po).max() < 1e-6
+    # a point off the optimum is not "polished" into one
+    assert _beta._polish(sn, a, rhs, w, np.clip(w, lb, ub), lb, ub) is None
