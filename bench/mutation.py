@@ -156,7 +156,11 @@ def _codes(workdir: Path, module: str) -> dict[str, int | None]:
     meta = workdir / "mutants" / "xlfuncs" / f"{module}.meta"
     if not meta.exists():
         return {}
-    return json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    try:
+        return json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    except (ValueError, KeyError):
+        sys.exit(f"{meta} is damaged (a run killed while writing it): delete "
+                 f"{workdir / 'mutants'} and run again")
 
 
 def _alive(workdir: Path, module: str) -> list[str]:
@@ -175,9 +179,11 @@ def run_mutmut(workdir: Path, names: list[str], timeout: float) -> bool:
         proc.wait(timeout=timeout)
         return True
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # Ctrl+C: mutmut stops after the mutant it is on and keeps its results (a SIGTERM
+        # can land while it rewrites its result file and leave it empty)
+        os.killpg(proc.pid, signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
