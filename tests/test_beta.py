@@ -528,3 +528,49 @@ def test_clarabel_fallback_and_its_polish_reach_the_active_set_optimum(seed, lon
     assert np.abs(ref.x - x_po).max() < 1e-6
     # a point off the optimum is not "polished" into one
     assert _beta._polish(sn, a, rhs, w, np.clip(w, lb, ub), lb, ub) is None
+
+
+def test_result_fields_and_the_edges_of_the_settings():
+    cov = Labelled(C3, T3)
+    hedged = beta_neutral(H3, E3, cov, 0.25)
+    assert (hedged.method, hedged.solver, hedged.reachable) == ("hedge", "exact", None)
+    assert hedged.current[-1] == 0.0 and hedged.tickers[-1] == HEDGE_TICKER  # a new line
+    assert 0.0 <= hedged.seconds < 60.0
+    assert hedged.table()[-1] == [HEDGE_TICKER, 0.0, float(hedged.new[-1])]
+    # an unbounded reweight is the exact solve of its KKT system
+    free = beta_neutral(H3, E3, cov, 0.8, "reweight")
+    assert (free.method, free.solver) == ("reweight", "exact")
+    # max_weight = 1 (100%) is a weight, not a percentage; 0 is refused
+    capped = beta_neutral(H3, E3, cov, 0.8, "reweight", max_weight=1.0)
+    np.testing.assert_allclose(capped.new, free.new, rtol=0, atol=1e-15)
+    raises_exactly("max_weight must be a positive number (got 0)", "max_weight", beta_neutral,
+                   H3, E3, cov, 0.8, "reweight", max_weight=0.0)
+    raises_exactly("max_weight 1.5 is 150% of the portfolio: write 0.015 or 1.5% for 1.5 "
+                   "percent", "max_weight", beta_neutral, H3, E3, cov, 0.8, "reweight",
+                   max_weight=1.5)
+    # a zero weight is long
+    zero = beta_neutral(Labelled(np.array([0.6, 0.4, 0.0]), T3), E3, cov, 0.9, "reweight",
+                        long_only=True)
+    assert (zero.new >= 0).all() and zero.beta_after == pytest.approx(0.9, abs=1e-12)
+    # holdings summing to 0.8: the beta every mix of same-beta assets keeps is 0.8
+    raises_exactly("every holding has the same beta (1), so reweighting keeps the portfolio beta "
+                   "at 0.8; use method hedge to reach target_beta 0", "target_beta", beta_neutral,
+                   two([0.5, 0.3]), two([1.0, 1.0]), Labelled(np.eye(2) * 0.04, ("AAA", "BBB")),
+                   0.0, "reweight", kind=InfeasibleError)
+
+
+def test_an_upper_bound_alone_is_kept_by_the_active_set():
+    """Long-short with a cap that only the largest position hits: the exact solve breaks it."""
+    cov = Labelled(C3, T3)
+    b = (C3 @ E3.values) / (E3.values @ C3 @ E3.values)
+    free = beta_neutral(H3, E3, cov, 1.3, "reweight")
+    cap = float(np.sort(free.new)[-1]) - 0.05
+    assert cap > 0 and (free.new > -cap).all()  # only the top breaks the cap
+    res = beta_neutral(H3, E3, cov, 1.3, "reweight", max_weight=cap)
+    assert res.solver == "active-set"
+    assert res.new.max() <= cap + 1e-15 and res.new.sum() == pytest.approx(1.0, abs=1e-14)
+    assert b @ res.new == pytest.approx(1.3, abs=1e-12)
+    # the capped position sits at the cap; the rest is the exact solve of the other two
+    x_ref, _ = reference_qp(pd.Series(H3.values, T3), pd.Series(E3.values, T3),
+                            pd.DataFrame(C3, T3, T3), 1.3, False, cap)
+    np.testing.assert_allclose(res.new, x_ref, atol=1e-6)
