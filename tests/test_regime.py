@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -423,8 +424,8 @@ def test_every_error_by_its_text(data, fit):
         raises_exactly(text, "gamma", forecast_probs, np.eye(2), gamma, 1)
     raises_exactly("transmat must be square", "transmat", forecast_probs, np.ones((2, 3)) / 3,
                    half, 1)
-    raises_exactly("transmat must sum to 1 (sums to 1.1)", "transmat", forecast_probs,
-                   np.array([[0.5, 0.6], [0.5, 0.5]]), half, 1)
+    raises_exactly("transmat must sum to 1 in row 2 (sums to 1.1)", "transmat", forecast_probs,
+                   np.array([[0.5, 0.5], [0.5, 0.6]]), half, 1)
     raises_exactly("horizon must be a whole number of periods, 0 or more", "horizon",
                    forecast_probs, np.eye(2), half, -1)
     raises_exactly("means must be (S, k) and covs (S, k, k)", "covs", mixture_moments, half,
@@ -447,3 +448,86 @@ def test_every_error_by_its_text(data, fit):
     assert re.fullmatch(r"regime model did not converge in 2 EM iterations \(last gain "
                         r"[0-9.e+]+\); raise n_iter", str(exc.value))
     assert exc.value.argument == "n_iter"
+
+
+@pytest.mark.parametrize("n_states", [2, 3, 4])
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_min_rows_counts_the_free_parameters(n_states, k):
+    """Start (S - 1), transitions (S(S - 1)), means (S k), full covariances (S k(k+1)/2)."""
+    free = {"start": n_states - 1, "trans": n_states * (n_states - 1), "means": n_states * k,
+            "covs": n_states * len(np.triu_indices(k)[0])}
+    try:  # hmmlearn's own count, where it is installed
+        from hmmlearn.hmm import GaussianHMM
+
+        model = GaussianHMM(n_states, covariance_type="full")
+        model.n_features = k
+        free = model._get_n_fit_scalars_per_param()
+    except ImportError:
+        pass
+    numbers = sum(free.values())
+    expected = max(n_states * (k + 1), math.ceil(numbers / k))
+    assert regime_min_rows(n_states, k) == expected
+
+
+def test_fit_accepts_exactly_the_minimum_rows(data):
+    need = regime_min_rows(2, 3)
+    try:
+        fit_regime(data[:need], 2, seed=0)
+    except ConvergenceError:
+        pass  # so few rows may not fit well; they are not refused as input
+
+
+def test_warm_start_from_its_own_optimum_stays_there(fit, data):
+    again = fit_regime(data, 2, seed=0, init=fit)
+    assert again.n_iter <= 2  # the first gain is already below tol
+    assert again.log_likelihood == pytest.approx(fit.log_likelihood, abs=1e-3)
+
+
+def test_probabilities_from_a_sheet_and_their_renormalisation(fit, data):
+    p = fit.transmat
+    gamma = np.array([0.25, 0.75 + 4e-7])  # within the tolerance of summing to 1
+    got = forecast_probs(p.tolist(), np.array(gamma, dtype=object), 3)
+    expected = (gamma / gamma.sum()) @ np.linalg.matrix_power(p, 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    assert got.sum() == pytest.approx(1.0, abs=1e-15)
+    tiny = forecast_probs(np.eye(2), np.array([1.0 + 1e-9, -1e-9]), 0)
+    assert (tiny >= 0).all() and tiny.sum() == pytest.approx(1.0, abs=1e-15)
+    raises_exactly("horizon must be a whole number of periods, 0 or more", "horizon",
+                   forecast_probs, p, gamma, True)
+    means = np.array([[0.01, 0.0], [-0.02, 0.01]], dtype=object)
+    covs = np.array([np.eye(2) * 0.001, np.eye(2) * 0.004], dtype=object)
+    mean, cov = mixture_moments(np.array([0.3, 0.7], dtype=object), means, covs)
+    mu = np.array([[0.01, 0.0], [-0.02, 0.01]])
+    m = 0.3 * mu[0] + 0.7 * mu[1]
+    np.testing.assert_allclose(mean, m, rtol=1e-15)
+    np.testing.assert_allclose(cov, 0.3 * (np.eye(2) * 0.001 + np.outer(mu[0], mu[0]))
+                               + 0.7 * (np.eye(2) * 0.004 + np.outer(mu[1], mu[1]))
+                               - np.outer(m, m), rtol=1e-12, atol=1e-18)
+    raises_exactly("probs must have 2 state probabilities (has 3)", "probs", mixture_moments,
+                   np.array([0.2, 0.3, 0.5]), mu, np.array([np.eye(2)] * 2))
+
+
+def test_regime_betas_fields_and_inputs_from_a_sheet(fit, data):
+    rng = np.random.default_rng(4)
+    y = data @ rng.normal(1.0, 0.3, (3, 2)) + rng.normal(0.0, 0.02, (len(data), 2))
+    pi = np.array([0.4, 0.6])
+    res = regime_betas(y, data, fit.smoothed, pi)
+    as_cells = regime_betas(y.astype(object), data, fit.smoothed.astype(object),
+                            pi.astype(object))
+    np.testing.assert_allclose(as_cells.loadings, res.loadings, rtol=0, atol=0)
+    np.testing.assert_array_equal(res.probs, pi)
+    assert res.fallback.dtype == bool and not res.fallback.any()
+    for s in range(2):
+        for i in range(2):
+            w = fit.smoothed[:, s]
+            design = np.column_stack([np.ones(len(data)), data])
+            resid = y[:, i] - design @ res.state_loadings[s][:, i]
+            # weighted residual variance, degrees of freedom from the effective rows
+            assert res.state_resid_var[s, i] > 0
+            assert res.state_resid_var[s, i] == pytest.approx(
+                (w * resid**2).sum() / w.sum(), rel=0.1)
+    bad = fit.smoothed.copy()
+    bad[5] = [0.5, 0.6]
+    # the row at fault is named, with its own sum
+    raises_exactly("state_probs must sum to 1 in row 6 (sums to 1.1)", "state_probs",
+                   regime_betas, y, data, bad, pi)
