@@ -466,7 +466,8 @@ def test_min_rows_counts_the_free_parameters(n_states, k):
         pass
     numbers = sum(free.values())
     expected = max(n_states * (k + 1), math.ceil(numbers / k))
-    assert regime_min_rows(n_states, k) == expected
+    got = regime_min_rows(n_states, k)
+    assert got == expected and type(got) is int  # it is printed in messages: 16, not 16.0
 
 
 def test_fit_accepts_exactly_the_minimum_rows(data):
@@ -505,6 +506,10 @@ def test_probabilities_from_a_sheet_and_their_renormalisation(fit, data):
                                - np.outer(m, m), rtol=1e-12, atol=1e-18)
     raises_exactly("probs must have 2 state probabilities (has 3)", "probs", mixture_moments,
                    np.array([0.2, 0.3, 0.5]), mu, np.array([np.eye(2)] * 2))
+    # probabilities off 1 by less than the tolerance are renormalised, not used as given
+    off = np.array([0.3, 0.7 + 6e-7])
+    mean_off, _ = mixture_moments(off, mu, np.array([np.eye(2)] * 2))
+    np.testing.assert_allclose(mean_off, (off / off.sum()) @ mu, rtol=1e-14)
 
 
 def test_regime_betas_fields_and_inputs_from_a_sheet(fit, data):
@@ -516,6 +521,10 @@ def test_regime_betas_fields_and_inputs_from_a_sheet(fit, data):
                             pi.astype(object))
     np.testing.assert_allclose(as_cells.loadings, res.loadings, rtol=0, atol=0)
     np.testing.assert_array_equal(res.probs, pi)
+    one = regime_betas(y, data[:, 0], fit.smoothed, pi)  # one factor as a plain vector
+    np.testing.assert_array_equal(one.loadings, regime_betas(y, data[:, :1], fit.smoothed,
+                                                             pi).loadings)
+    assert one.loadings.shape == (2, 2)
     assert res.fallback.dtype == bool and not res.fallback.any()
     for s in range(2):
         for i in range(2):
