@@ -574,3 +574,20 @@ def test_an_upper_bound_alone_is_kept_by_the_active_set():
     x_ref, _ = reference_qp(pd.Series(H3.values, T3), pd.Series(E3.values, T3),
                             pd.DataFrame(C3, T3, T3), 1.3, False, cap)
     np.testing.assert_allclose(res.new, x_ref, atol=1e-6)
+
+
+def test_a_target_at_the_end_of_the_range_is_the_lps_vertex():
+    """At the top of the reachable range only one portfolio is feasible (the LP's optimum):
+    the exact and active-set solves are singular there, and Clarabel's answer is it."""
+    from scipy.optimize import linprog
+
+    b = (C3 @ E3.values) / (E3.values @ C3 @ E3.values)
+    lp = linprog(-b, A_eq=np.ones((1, 3)), b_eq=[1.0], bounds=[(-0.6, 0.6)] * 3, method="highs")
+    top = float(b @ lp.x)
+    res = beta_neutral(H3, E3, Labelled(C3, T3), top, "reweight", max_weight=0.6)
+    assert res.solver == "clarabel"
+    np.testing.assert_allclose(res.new, lp.x, atol=1e-7)
+    assert res.beta_after == pytest.approx(top, abs=1e-9)
+    assert res.new.sum() == pytest.approx(1.0, abs=1e-9)
+    d = res.new - H3.values
+    assert res.tracking_variance == pytest.approx(d @ C3 @ d, rel=1e-12)
