@@ -591,3 +591,32 @@ def test_a_target_at_the_end_of_the_range_is_the_lps_vertex():
     assert res.new.sum() == pytest.approx(1.0, abs=1e-9)
     d = res.new - H3.values
     assert res.tracking_variance == pytest.approx(d @ C3 @ d, rel=1e-12)
+
+
+def test_inputs_as_cells_and_an_existing_hedge_line_in_a_reweight():
+    cov = Labelled(C3, T3)
+    ref = beta_neutral(H3, E3, cov, 0.8, "reweight")
+    as_cells = beta_neutral(Labelled(H3.values.astype(object), T3),
+                            Labelled(E3.values.astype(object), T3),
+                            Labelled(C3.astype(object), T3), 0.8, "reweight")
+    np.testing.assert_array_equal(as_cells.new, ref.new)
+    assert 0.0 <= ref.seconds < 60.0
+    unlabelled = "needs tickers (ticker and weight columns) so assets are matched by ticker"
+    raises_exactly(f"holdings {unlabelled}", "holdings", beta_neutral, Labelled(H3.values), E3,
+                   cov)
+    raises_exactly(f"etf_weights {unlabelled}", "etf_weights", beta_neutral, H3,
+                   Labelled(E3.values), cov)
+    # a covariance in large units with rounding-level asymmetry is symmetric enough
+    big = C3 * 1e6
+    big[0, 1] += 1e-4
+    np.testing.assert_allclose(beta_neutral(H3, E3, Labelled(big, T3), 0.8, "reweight").new,
+                               ref.new, rtol=1e-9)
+    # an existing hedge line is one more position: the ETF basket, with beta 1
+    held = Labelled(np.array([0.5, 0.3, 0.2, -0.3]), (*T3, HEDGE_TICKER))
+    res = beta_neutral(held, E3, cov, 0.2, "reweight")
+    wf = E3.values / E3.values.sum()
+    b = (C3 @ wf) / (wf @ C3 @ wf)
+    assert b @ res.new[:3] + res.new[3] == pytest.approx(0.2, abs=1e-12)
+    assert res.new.sum() == pytest.approx(0.7, abs=1e-14)
+    change = res.new[:3] - held.values[:3] + (res.new[3] - held.values[3]) * wf
+    assert res.tracking_variance == pytest.approx(change @ C3 @ change, rel=1e-10)
