@@ -49,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "bench" / "mutation.toml"
 MUTMUT = Path(sys.executable).with_name("mutmut")
+ALSO_COPY = ("README.md",)
 
 # mutmut's exit codes (mutmut/stats.py), grouped for the score
 KILLED = {1: "killed", 3: "killed", 37: "killed"}
@@ -112,11 +113,16 @@ def prepare(workdir: Path, module: str, tests: list[str]) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     _sync(ROOT / "xlfuncs", workdir / "xlfuncs")
     _sync(ROOT / "tests", workdir / "tests")
+    for name in ALSO_COPY:  # files of the repository some tests read
+        if not (workdir / name).exists() or not filecmp.cmp(ROOT / name, workdir / name,
+                                                            shallow=False):
+            shutil.copy2(ROOT / name, workdir / name)
     settings = {
         "source_paths": ["xlfuncs"],
         "only_mutate": [f"xlfuncs/{module}"],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "--hypothesis-seed=0"],
+        "also_copy": list(ALSO_COPY),
         "use_git_change_detection": False,
         "process_isolation": "fork",
     }
