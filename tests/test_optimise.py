@@ -626,3 +626,18 @@ def test_tiny_negative_eigenvalues_are_clipped(inputs):
     res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4).solve(
         f_mat, noisy, e, mu, caps=caps)
     assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
+
+
+def test_settings_are_stored_as_numbers_and_a_failure_reports_no_iterations(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1)
+    assert (spec.tev, spec.max_weight, spec.turnover) == (0.05, 0.25, 1.0)
+    assert all(type(v) is float for v in (spec.tev, spec.max_weight, spec.turnover))
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool))
+    assert res.status == "failed" and res.iterations == 0
+    raises_exactly("give exactly one of b (benchmark weights) or benchmark_exposure", "b",
+                   tracking_error, np.full(30, 1 / 30), caps / caps.sum(), f_mat, sf, e, 12,
+                   benchmark_exposure=np.zeros(4))
+    raises_exactly("caps must have a positive total over the stocks with an industry", "caps",
+                   sector_weights, np.zeros(30), np.arange(30) % 3, 3)
