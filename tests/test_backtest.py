@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 
 from xlfuncs.cli import main
 from xlfuncs.core import BacktestConfig, run_backtest
@@ -328,3 +331,61 @@ def test_cli_allow_gaps_reads_a_missing_month_as_no_data(tmp_path, capsys):
     assert "xlfuncs backtest --allow-gaps reads it as missing" in capsys.readouterr().err
     assert main([*argv, "--allow-gaps"]) == 0
     assert "1 missing row(s) inside listed lives read as not available" in capsys.readouterr().out
+
+
+def test_every_configuration_error_by_its_text():
+    cases = [
+        (dict(mode="sharpe"), "mode", "mode must be one of tev, gamma, sector (got 'sharpe')"),
+        (dict(tev=(0.0,)), "tev", "tev budgets must be above 0"),
+        (dict(tev=(4.0,)), "tev", "tev budget 4 is 400% a year: write 0.04 or 4% for 4 percent"),
+        (dict(tev=()), "tev", "tev needs at least one budget for mode tev, e.g. 0.04"),
+        (dict(mode="gamma", tev=()), "gamma",
+         "gamma needs at least one value for mode gamma, e.g. 5"),
+        (dict(mode="sector", tev=(), gamma=()), "tev",
+         "mode sector needs tev budgets or gamma values"),
+        (dict(model="garch"), "model",
+         "model must be sample, ewma[:HALFLIFE] or regime (got 'garch')"),
+        (dict(model="sample:5"), "model", "model sample takes no parameter (got 'sample:5')"),
+        (dict(model="ewma:abc"), "model",
+         'model ewma half-life must be a number of periods (got "abc")'),
+        (dict(n_states=5), "n_states", "n_states must be a whole number from 2 to 4 (got 5)"),
+        (dict(horizon=0), "horizon", "horizon must be a whole number from 1 to 120 (got 0)"),
+        (dict(beta_window=5), "beta_window", "beta_window must be a whole number of at least 12 "
+         "periods, or blank for an expanding window (got 5)"),
+        (dict(start="31/01/2010"), "start",
+         "start must be a date written year first, such as 2010-01-31 (got '31/01/2010')"),
+        (dict(start="2011-01-31", end="2010-01-31"), "start",
+         "start 2011-01-31 is after end 2010-01-31"),
+        (dict(benchmark="spy"), "benchmark", "benchmark must be auto, caps or market (got 'spy')"),
+        (dict(workers=0), "workers", "workers must be a whole number of at least 1 (got 0)"),
+    ]
+    for kwargs, argument, text in cases:
+        raises_exactly(text, argument, BacktestConfig, **kwargs)
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(BacktestConfig)))
+    for settings, argument, text in [
+        ({"colour": "red"}, "colour", f"unknown setting 'colour' (known: {known})"),
+        ({"max_weight": "0.1, 0.2"}, "max_weight", "max_weight must be one number (got "
+         "'0.1, 0.2')"),
+        ({"start": 2010}, "start", "start must be a date such as 2010-01-31 (got 2010)"),
+        ({"mode": "sector", "tev": "0.02", "gamma": "5"}, "gamma",
+         "mode sector sweeps tev budgets or gamma values, not both: clear one"),
+        ({"tev": "abc"}, "tev", "tev must be numbers (got 'abc')"),
+        ({"tev": "-0.02"}, "tev", "tev must be positive numbers (got -0.02)"),
+    ]:
+        raises_exactly(text, argument, BacktestConfig.from_mapping, settings)
+    assert BacktestConfig.from_mapping({"tev": "2%; 4%"}).tev == (0.02, 0.04)
+
+
+def test_every_data_error_of_a_run_by_its_text(data):
+    no_caps = dataclasses.replace(data, caps=None, source="prices.csv",
+                                  benchmark=pd.Series(0.0, index=data.dates))
+    raises_exactly("mode sector needs market caps; prices.csv has none", "mode", run_backtest,
+                   no_caps, small(mode="sector"))
+    raises_exactly("benchmark caps needs market caps; prices.csv has none", "benchmark",
+                   run_backtest, no_caps, small(benchmark="caps"))
+    no_market = dataclasses.replace(data, factors=data.factors.rename(columns={"Mkt-RF": "X"}))
+    raises_exactly("the benchmark is the market, but the factors have no Mkt-RF column",
+                   "factors", run_backtest, no_market, small(benchmark="market"))
+    raises_exactly(f"the data has {data.n_periods} periods: not enough for min_history 600 and "
+                   "one period to earn", "min_history", run_backtest, data,
+                   small(min_history=600))

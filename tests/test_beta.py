@@ -8,6 +8,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -358,3 +359,264 @@ def test_fuzz_beta_udfs_from_valid_inputs():
                              out), out
         else:
             assert out[0][0] == "ticker" and all(np.isfinite(r[2]) for r in out[1:])
+
+
+def change_variance(etf_w: pd.Series, cov: pd.DataFrame, hedge_change: float,
+                    asset_change: pd.Series | None = None) -> float:
+    """Variance of a change of holdings, traded asset by asset: the ETF line as its basket."""
+    d = (etf_w / etf_w.sum()).reindex(cov.index).fillna(0.0) * hedge_change
+    if asset_change is not None:
+        d = d.add(asset_change.reindex(cov.index).fillna(0.0))
+    return float(d @ cov @ d)
+
+
+@pytest.mark.parametrize(("seed", "target", "long_only"),
+                         [(11, 0.0, True), (12, 0.4, True), (13, -0.3, False), (14, 2.5, False)])
+def test_hedge_tracking_variance_is_that_of_the_etf_basket_traded(seed, target, long_only):
+    holdings, etf_w, cov = make_problem(seed, long_only=long_only)
+    res = beta_neutral(labelled(holdings), labelled(etf_w), labelled_cov(cov), target)
+    beta_p = float(reference_betas(etf_w, cov).reindex(holdings.index) @ holdings)
+    assert res.new[-1] == pytest.approx(target - beta_p, rel=1e-12)
+    expected = change_variance(etf_w, cov, res.new[-1])
+    assert res.tracking_variance == pytest.approx(expected, rel=1e-10)
+    assert res.tracking_error == pytest.approx(np.sqrt(expected), rel=1e-10)
+    # an existing hedge line is resized: only the change counts
+    with_hedge = pd.concat([holdings, pd.Series({HEDGE_TICKER: -0.25})])
+    again = beta_neutral(labelled(with_hedge), labelled(etf_w), labelled_cov(cov), target)
+    change = again.new[-1] - again.current[-1]
+    assert change == pytest.approx(target - (beta_p - 0.25), rel=1e-12)
+    assert again.tracking_variance == pytest.approx(change_variance(etf_w, cov, change),
+                                                    rel=1e-10)
+
+
+# --------------------------------------------------------------------------- every error,
+# by its text and the argument it names
+
+T3 = ("AAA", "BBB", "CCC")
+C3 = np.array([[0.04, 0.01, 0.0], [0.01, 0.09, 0.02], [0.0, 0.02, 0.16]])
+H3 = Labelled(np.array([0.5, 0.3, 0.2]), T3)
+E3 = Labelled(np.array([0.2, 0.3, 0.5]), T3)
+
+
+def changed(c: np.ndarray, i: int, j: int, value: float) -> Labelled:
+    c = c.copy()
+    c[i, j] = value
+    return Labelled(c, T3)
+
+
+def two(w, tickers=("AAA", "BBB")) -> Labelled:
+    return Labelled(np.array(w, dtype=float), tickers)
+
+
+HEDGE_ONLY = "applies to method reweight; hedge keeps every holding as it is"
+INPUT_ERRORS = [
+    ((H3, E3, Labelled(C3)), {}, "cov", "cov needs tickers (in its first row and column, e.g. "
+     "from HIST_COV with a header) so assets are matched by ticker"),
+    ((two([0.5, 0.5], ("AAA", "aaa")), E3, Labelled(C3, T3)), {}, "holdings",
+     "holdings has the ticker AAA twice"),
+    ((two([0.5, np.nan]), E3, Labelled(C3, T3)), {}, "holdings",
+     "holdings has a non-finite weight for BBB"),
+    ((H3, E3, Labelled(C3[:, :2], T3)), {}, "cov", "cov must be square (it is 3x2)"),
+    ((H3, E3, changed(C3, 1, 2, np.inf)), {}, "cov", "cov has a non-finite value at BBB/CCC"),
+    ((H3, E3, changed(C3, 0, 2, 0.005)), {}, "cov",
+     "cov is not symmetric (AAA/CCC is 0.005 but CCC/AAA is 0)"),
+    ((H3, E3, changed(C3, 2, 2, -0.01)), {}, "cov", "cov has a negative variance for CCC (-0.01)"),
+    ((H3, two([0.5, 0.5], ("AAA", HEDGE_TICKER)), Labelled(C3, T3)), {}, "etf_weights",
+     "etf_weights cannot hold the ETF (hedge) line"),
+    ((H3, two([0.5, -0.5]), Labelled(C3, T3)), {}, "etf_weights",
+     "etf_weights must add up to a positive total (they add up to 0)"),
+    ((two([0.5, 0.5], ("AAA", "ZZZ")), E3, Labelled(C3, T3)), {}, "cov",
+     "cov has no row for ZZZ (in holdings)"),
+    ((two([0.5, 0.5]), Labelled(np.array([0.5, 0.3, 0.2]), ("XXX", "YYY", "CCC")),
+      Labelled(C3, T3)), {}, "cov", "cov has no row for XXX (in etf_weights) and 1 more"),
+    ((H3, Labelled(np.array([1.0]), ("AAA",)), Labelled(C3 * (np.arange(3) > 0)[:, None]
+                                                        * (np.arange(3) > 0), T3)), {}, "cov",
+     "cov gives the ETF zero variance (w' cov w = 0); its betas are undefined"),
+    ((H3, E3, Labelled(C3, T3)), {"method": "neutral"}, "method",
+     'method must be one of hedge, reweight (got "neutral")'),
+    ((H3, E3, Labelled(C3, T3)), {"target_beta": float("nan")}, "target_beta",
+     "target_beta must be a finite number"),
+    ((H3, E3, Labelled(C3, T3)), {"long_only": True}, "long_only", f"long_only {HEDGE_ONLY}"),
+    ((H3, E3, Labelled(C3, T3)), {"max_weight": 0.5}, "max_weight", f"max_weight {HEDGE_ONLY}"),
+    ((H3, E3, Labelled(C3, T3)), {"method": "reweight", "max_weight": -0.1}, "max_weight",
+     "max_weight must be a positive number (got -0.1)"),
+    ((H3, E3, Labelled(C3, T3)), {"method": "reweight", "max_weight": 40}, "max_weight",
+     "max_weight 40 is 4000% of the portfolio: write 0.4 or 40% for 40 percent"),
+    ((Labelled(np.array([0.5, 0.7, -0.2]), T3), E3, Labelled(C3, T3)),
+     {"method": "reweight", "long_only": True}, "holdings",
+     "holdings has a negative weight for CCC (-0.2) but long_only is TRUE"),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "argument", "text"), INPUT_ERRORS)
+def test_every_input_error_by_its_text(args, kwargs, argument, text):
+    raises_exactly(text, argument, beta_neutral, *args, **kwargs)
+
+
+def test_non_psd_error_names_the_eigenvalue_and_the_asset():
+    c = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]) * 0.04
+    vals, vecs = np.linalg.eigh(c)
+    worst = T3[int(np.abs(vecs[:, 0]).argmax())]
+    raises_exactly(f"cov is not positive semidefinite (eigenvalue {vals[0]:.3g}, mostly {worst}); "
+                   "estimate it from one returns table, e.g. HIST_COV with ledoit-wolf", "cov",
+                   beta_neutral, H3, E3, Labelled(c, T3))
+
+
+def lp_range(b: np.ndarray, total: float, lo: float | None, hi: float | None):
+    """Lowest and highest beta'x with sum x = total inside [lo, hi]: two LPs with scipy."""
+    from scipy.optimize import linprog
+
+    ends = [linprog(s * b, A_eq=np.ones((1, len(b))), b_eq=[total], bounds=[(lo, hi)] * len(b),
+                    method="highs").fun for s in (1.0, -1.0)]
+    return ends[0], -ends[1]
+
+
+def test_every_infeasible_target_by_its_text():
+    b = ((C3 @ E3.values) / (E3.values @ C3 @ E3.values))
+    cov = Labelled(C3, T3)
+    raises_exactly("long_only and max_weight 0.2 cannot hold the holdings' total weight 1 "
+                   "(3 positions can sum to 0 to 0.6)", "max_weight", beta_neutral, H3, E3, cov,
+                   0.5, "reweight", True, 0.2, kind=InfeasibleError)
+    lo, hi = lp_range(b, 1.0, 0.0, None)
+    assert (lo, hi) == pytest.approx((b.min(), b.max()), rel=1e-9)
+    raises_exactly(f"target_beta -0.5 cannot be reached with long_only: the holdings' beta can "
+                   f"range from {lo:.4g} to {hi:.4g}", "target_beta", beta_neutral, H3, E3, cov,
+                   -0.5, "reweight", True, kind=InfeasibleError)
+    lo, hi = lp_range(b, 1.0, -0.6, 0.6)
+    raises_exactly(f"target_beta 5 cannot be reached with max_weight 0.6: the holdings' beta can "
+                   f"range from {lo:.4g} to {hi:.4g}", "target_beta", beta_neutral, H3, E3, cov,
+                   5.0, "reweight", False, 0.6, kind=InfeasibleError)
+    raises_exactly("every holding has the same beta (1), so reweighting keeps the portfolio beta "
+                   "at 1; use method hedge to reach target_beta 0", "target_beta", beta_neutral,
+                   two([0.5, 0.5]), two([1.0, 1.0]), Labelled(np.eye(2) * 0.04, ("AAA", "BBB")),
+                   0.0, "reweight", kind=InfeasibleError)
+
+
+@pytest.mark.parametrize(("seed", "long_only", "cap"), [(31, True, 0.3), (32, False, 0.25)])
+def test_clarabel_fallback_and_its_polish_reach_the_active_set_optimum(seed, long_only, cap):
+    """The reweight's fallback (used when the active set does not settle), on its own."""
+    from scipy.optimize import minimize
+
+    from xlfuncs.core import _beta
+
+    rng = np.random.default_rng(seed)
+    n = 12
+    f = rng.normal(0.8, 0.4, (n, 3)) * 0.12
+    s = f @ f.T + np.diag(rng.uniform(0.01, 0.06, n))
+    sn = s / np.diag(s).mean()
+    b = rng.normal(1.0, 0.3, n)
+    w = rng.dirichlet(np.ones(n)) if long_only else rng.normal(1 / n, 0.1, n)
+    a = np.vstack([b, np.ones(n)])
+    lb = np.zeros(n) if long_only else np.full(n, -cap)
+    ub = np.full(n, cap)
+    lo, hi = lp_range(b, w.sum(), lb[0], cap)
+    rhs = np.array([lo + 0.2 * (hi - lo), w.sum()])  # a target the bounds bend the answer for
+    x_cl = _beta._clarabel(sn, a, rhs, w, lb, ub)
+    x_po = _beta._polish(sn, a, rhs, w, x_cl, lb, ub)
+    start = _beta._kkt(sn, a, rhs, w, np.zeros(n, dtype=bool), np.empty(0))[0]
+    x_as = _beta._active_set(sn, a, rhs, w, lb, ub, start)
+    assert x_po is not None and x_as is not None
+    assert ((np.abs(x_as - lb) < 1e-12) | (np.abs(x_as - ub) < 1e-12)).sum() >= 2  # bounds bind
+    assert np.abs(x_po - x_as).max() < 1e-10
+    assert np.abs(x_cl - x_as).max() < 1e-5
+    assert (x_cl >= lb).all() and (x_cl <= ub).all()
+    # and an independent general-purpose solver agrees
+    ref = minimize(lambda x: (x - w) @ sn @ (x - w), w, jac=lambda x: 2 * sn @ (x - w),
+                   constraints=[{"type": "eq", "fun": lambda x: a @ x - rhs, "jac": lambda x: a}],
+                   bounds=list(zip(lb, ub, strict=True)), method="SLSQP",
+                   options={"ftol": 1e-14, "maxiter": 500})
+    assert np.abs(ref.x - x_po).max() < 1e-6
+    # a point off the optimum is not "polished" into one
+    assert _beta._polish(sn, a, rhs, w, np.clip(w, lb, ub), lb, ub) is None
+
+
+def test_result_fields_and_the_edges_of_the_settings():
+    cov = Labelled(C3, T3)
+    hedged = beta_neutral(H3, E3, cov, 0.25)
+    assert (hedged.method, hedged.solver, hedged.reachable) == ("hedge", "exact", None)
+    assert hedged.current[-1] == 0.0 and hedged.tickers[-1] == HEDGE_TICKER  # a new line
+    assert 0.0 <= hedged.seconds < 60.0
+    assert hedged.table()[-1] == [HEDGE_TICKER, 0.0, float(hedged.new[-1])]
+    # an unbounded reweight is the exact solve of its KKT system
+    free = beta_neutral(H3, E3, cov, 0.8, "reweight")
+    assert (free.method, free.solver) == ("reweight", "exact")
+    # max_weight = 1 (100%) is a weight, not a percentage; 0 is refused
+    capped = beta_neutral(H3, E3, cov, 0.8, "reweight", max_weight=1.0)
+    np.testing.assert_allclose(capped.new, free.new, rtol=0, atol=1e-15)
+    raises_exactly("max_weight must be a positive number (got 0)", "max_weight", beta_neutral,
+                   H3, E3, cov, 0.8, "reweight", max_weight=0.0)
+    raises_exactly("max_weight 1.5 is 150% of the portfolio: write 0.015 or 1.5% for 1.5 "
+                   "percent", "max_weight", beta_neutral, H3, E3, cov, 0.8, "reweight",
+                   max_weight=1.5)
+    # a zero weight is long
+    zero = beta_neutral(Labelled(np.array([0.6, 0.4, 0.0]), T3), E3, cov, 0.9, "reweight",
+                        long_only=True)
+    assert (zero.new >= 0).all() and zero.beta_after == pytest.approx(0.9, abs=1e-12)
+    # holdings summing to 0.8: the beta every mix of same-beta assets keeps is 0.8
+    raises_exactly("every holding has the same beta (1), so reweighting keeps the portfolio beta "
+                   "at 0.8; use method hedge to reach target_beta 0", "target_beta", beta_neutral,
+                   two([0.5, 0.3]), two([1.0, 1.0]), Labelled(np.eye(2) * 0.04, ("AAA", "BBB")),
+                   0.0, "reweight", kind=InfeasibleError)
+
+
+def test_an_upper_bound_alone_is_kept_by_the_active_set():
+    """Long-short with a cap that only the largest position hits: the exact solve breaks it."""
+    cov = Labelled(C3, T3)
+    b = (C3 @ E3.values) / (E3.values @ C3 @ E3.values)
+    free = beta_neutral(H3, E3, cov, 1.3, "reweight")
+    cap = float(np.sort(free.new)[-1]) - 0.05
+    assert cap > 0 and (free.new > -cap).all()  # only the top breaks the cap
+    res = beta_neutral(H3, E3, cov, 1.3, "reweight", max_weight=cap)
+    assert res.solver == "active-set"
+    assert res.new.max() <= cap + 1e-15 and res.new.sum() == pytest.approx(1.0, abs=1e-14)
+    assert b @ res.new == pytest.approx(1.3, abs=1e-12)
+    # the capped position sits at the cap; the rest is the exact solve of the other two
+    x_ref, _ = reference_qp(pd.Series(H3.values, T3), pd.Series(E3.values, T3),
+                            pd.DataFrame(C3, T3, T3), 1.3, False, cap)
+    np.testing.assert_allclose(res.new, x_ref, atol=1e-6)
+
+
+def test_a_target_at_the_end_of_the_range_is_the_lps_vertex():
+    """At the top of the reachable range only one portfolio is feasible (the LP's optimum):
+    the exact and active-set solves are singular there, and Clarabel's answer is it."""
+    from scipy.optimize import linprog
+
+    b = (C3 @ E3.values) / (E3.values @ C3 @ E3.values)
+    lp = linprog(-b, A_eq=np.ones((1, 3)), b_eq=[1.0], bounds=[(-0.6, 0.6)] * 3, method="highs")
+    top = float(b @ lp.x)
+    res = beta_neutral(H3, E3, Labelled(C3, T3), top, "reweight", max_weight=0.6)
+    assert res.solver == "clarabel"
+    np.testing.assert_allclose(res.new, lp.x, atol=1e-7)
+    assert res.beta_after == pytest.approx(top, abs=1e-9)
+    assert res.new.sum() == pytest.approx(1.0, abs=1e-9)
+    d = res.new - H3.values
+    assert res.tracking_variance == pytest.approx(d @ C3 @ d, rel=1e-12)
+
+
+def test_inputs_as_cells_and_an_existing_hedge_line_in_a_reweight():
+    cov = Labelled(C3, T3)
+    ref = beta_neutral(H3, E3, cov, 0.8, "reweight")
+    as_cells = beta_neutral(Labelled(H3.values.astype(object), T3),
+                            Labelled(E3.values.astype(object), T3),
+                            Labelled(C3.astype(object), T3), 0.8, "reweight")
+    np.testing.assert_array_equal(as_cells.new, ref.new)
+    assert 0.0 <= ref.seconds < 60.0
+    unlabelled = "needs tickers (ticker and weight columns) so assets are matched by ticker"
+    raises_exactly(f"holdings {unlabelled}", "holdings", beta_neutral, Labelled(H3.values), E3,
+                   cov)
+    raises_exactly(f"etf_weights {unlabelled}", "etf_weights", beta_neutral, H3,
+                   Labelled(E3.values), cov)
+    # a covariance in large units with rounding-level asymmetry is symmetric enough
+    big = C3 * 1e6
+    big[0, 1] += 1e-4
+    np.testing.assert_allclose(beta_neutral(H3, E3, Labelled(big, T3), 0.8, "reweight").new,
+                               ref.new, rtol=1e-9)
+    # an existing hedge line is one more position: the ETF basket, with beta 1
+    held = Labelled(np.array([0.5, 0.3, 0.2, -0.3]), (*T3, HEDGE_TICKER))
+    res = beta_neutral(held, E3, cov, 0.2, "reweight")
+    wf = E3.values / E3.values.sum()
+    b = (C3 @ wf) / (wf @ C3 @ wf)
+    assert b @ res.new[:3] + res.new[3] == pytest.approx(0.2, abs=1e-12)
+    assert res.new.sum() == pytest.approx(0.7, abs=1e-14)
+    change = res.new[:3] - held.values[:3] + (res.new[3] - held.values[3]) * wf
+    assert res.tracking_variance == pytest.approx(change @ C3 @ change, rel=1e-10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,16 @@ def test_hedge_from_prices(files, tmp_path, capsys):
         Labelled(cov.to_numpy(), tuple(cov.index)),
     )
     assert abs(after) < 1e-10
+    # the printed tracking error: the hedge's ETF basket traded asset by asset, annualised
+    # as the covariance from 252 daily prices is
+    printed = re.search(r"tracking error of the change: (\d+\.\d{6}) \((\d+\.\d{2})%\) a year "
+                        r"\(252 periods per year\)", text)
+    assert printed, text
+    wf = (etf.set_index("ticker")["weight"] / etf["weight"].sum()).reindex(cov.index).fillna(0)
+    d = wf * got["new weight"].iloc[-1]
+    te = float(np.sqrt(d @ cov @ d))
+    assert float(printed.group(1)) == pytest.approx(te, abs=5e-7)
+    assert float(printed.group(2)) == pytest.approx(100 * te, abs=5e-3)
 
 
 def test_reweight_from_a_cov_file_in_another_order(files, tmp_path, capsys):

@@ -11,6 +11,8 @@ import errno
 import os
 import re
 import shlex
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -154,6 +156,31 @@ def test_a_really_read_only_folder(sector, tmp_path, capsys):
         ro.chmod(0o755)
     assert code == 2
     assert "cannot write" in one_line(err) and "permission denied" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0
+                    or shutil.which("chattr") is None,
+                    reason="as root (CI): needs chattr to make a folder that refuses root")
+def test_a_folder_that_refuses_root(sector, tmp_path, capsys):
+    """The permission-denied path for real as root: an immutable folder and file (chattr +i)."""
+    ro = tmp_path / "immutable"
+    ro.mkdir()
+    old = ro / "x.csv"
+    old.write_text("old\n")
+    if subprocess.run(["chattr", "+i", str(old), str(ro)], capture_output=True).returncode:
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        code, out, err = run(capsys, *implied_args(*sector), "--out", str(old))
+        code_new, _, err_new = run(capsys, *implied_args(*sector), "--out", str(ro / "y.csv"))
+        left = sorted(p.name for p in ro.iterdir())
+    finally:
+        subprocess.run(["chattr", "-i", str(ro), str(old)], check=True)
+    assert (code, code_new) == (2, 2) and out == ""
+    assert one_line(err) == (f"xlfuncs: error: cannot write {old}: operation not permitted "
+                             "(the file is read-only)")
+    new = ro / "y.csv"
+    assert one_line(err_new) == f"xlfuncs: error: cannot write {new}: operation not permitted"
+    assert old.read_text() == "old\n" and left == ["x.csv"]
 
 
 def test_etf_holdings_out_is_a_folder(tmp_path, capsys):

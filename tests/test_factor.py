@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 
 from xlfuncs.core._factor import (
     factor_moments,
@@ -262,25 +263,58 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 
 def test_bad_inputs_give_one_readable_error():
     y, f, *_ = make_data(60, 3, seed=12)
+    day0 = y.index[0]
+    dup_date = y.copy()
+    dup_date.index = [day0, *y.index[:-1]]
+    model = fit_factor_model(y, f)
     cases = [
-        (lambda: fit_factor_model(y.to_numpy(), f), "excess_returns must be a table"),
-        (lambda: fit_factor_model(y, f.iloc[1:]), "factors has no row for 2000-01-31"),
-        (lambda: fit_factor_model(y, f.iloc[::-1]), "factors must be sorted by date"),
-        (lambda: fit_factor_model(y, f, min_obs=4), "min_obs must be at least 5"),
-        (lambda: fit_factor_model(y, f, window=0), "window must be a positive"),
-        (lambda: fit_factor_model(y, f, asof=y.index[0] - pd.Timedelta(days=1)),
-         "no row dated on or before"),
-        (lambda: fit_factor_model(y, f, weights=np.ones(5)), "weights must have one value"),
-        (lambda: fit_factor_model(y, f, weights=-np.ones(60)), "weights must be finite"),
-        (lambda: factor_moments(f, "garch"), "ledoit-wolf, regime (got \"garch\")"),
-        (lambda: factor_moments(f.iloc[:1]), "at least 2 rows"),
-        (lambda: factor_moments(f, "ewma", halflife=0), "halflife"),
-        (lambda: factor_moments(f, "regime", n_states=5), "n_states"),
+        (lambda: fit_factor_model(y.to_numpy(), f), "excess_returns",
+         "excess_returns must be a table with dates in its index (a DataFrame)"),
+        (lambda: fit_factor_model(y.iloc[:, :0], f), "excess_returns",
+         "excess_returns has no columns"),
+        (lambda: fit_factor_model(dup_date, f), "excess_returns",
+         f"excess_returns has the date {day0} twice"),
+        (lambda: fit_factor_model(y, f.iloc[1:]), "factors", f"factors has no row for {day0}"),
+        (lambda: fit_factor_model(y, f.iloc[::-1]), "factors",
+         "factors must be sorted by date, oldest first"),
+        (lambda: fit_factor_model(y, f, min_obs=4), "min_obs",
+         "min_obs must be at least 5 for 3 factors (it is 4)"),
+        (lambda: fit_factor_model(y, f, min_obs=4.5), "min_obs", "min_obs must be a whole number"),
+        (lambda: fit_factor_model(y, f, window=0), "window",
+         "window must be a positive whole number of rows or blank"),
+        (lambda: fit_factor_model(y, f, asof=day0 - pd.Timedelta(days=1)), "excess_returns",
+         f"excess_returns has no row dated on or before {day0 - pd.Timedelta(days=1)}"),
+        (lambda: fit_factor_model(y, f, asof="abc"), "asof",
+         "asof 'abc' cannot be compared with the dates of excess_returns"),
+        (lambda: fit_factor_model(y, f, weights=np.ones(5)), "weights",
+         "weights must have one value per row of excess_returns (60)"),
+        (lambda: fit_factor_model(y, f, weights=pd.Series(1.0, index=y.index[1:])), "weights",
+         f"weights has no value for {day0}"),
+        (lambda: fit_factor_model(y, f, weights=-np.ones(60)), "weights",
+         "weights must be finite and non-negative"),
+        (lambda: fit_factor_model(y, f, weights=np.zeros(60)), "weights",
+         "weights are all zero in the window"),
+        (lambda: factor_moments(f, "garch"), "method", "method must be one of sample, ewma, "
+         'ewma:HALFLIFE, ledoit-wolf, regime (got "garch")'),
+        (lambda: factor_moments(f.iloc[:1]), "factors", "factors needs at least 2 rows (has 1)"),
+        (lambda: factor_moments(f, "ewma", halflife=0), "halflife",
+         "halflife must be a positive number of periods"),
+        (lambda: factor_moments(f, "ewma", halflife="x"), "halflife",
+         "halflife must be a positive number of periods"),
+        (lambda: factor_moments(f, "regime", n_states=5), "n_states",
+         "n_states must be a whole number from 2 to 4 (got 5)"),
+        (lambda: per_period_budget(-0.1, 12), "tev",
+         "tev must be a non-negative annual tracking error"),
+        (lambda: per_period_budget(0.05, 0), "periods_per_year",
+         "periods_per_year must be a positive number"),
+        (lambda: per_period_to_annual(np.zeros(2), np.eye(2), 0), "periods_per_year",
+         "periods_per_year must be a positive number"),
+        (lambda: model.expected_excess(np.zeros(2)), "factor_mean",
+         "factor_mean must have 3 values"),
+        (lambda: model.covariance(np.eye(2)), "factor_cov", "factor_cov must be 3x3"),
     ]
-    for call, text in cases:
-        with pytest.raises(InputError) as exc:
-            call()
-        assert text in one_line(exc), (text, str(exc.value))
+    for call, argument, text in cases:
+        raises_exactly(text, argument, call)
     nan = f.copy()
     nan.iloc[10, 1] = np.nan
     with pytest.raises(InputError) as exc:

@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
+from errors_check import raises_exactly
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -129,8 +130,9 @@ def test_the_log_space_path_takes_over_when_scaling_underflows():
 
 def test_a_row_no_state_can_explain_is_an_error():
     log_b = np.array([[0.0, -np.inf], [-np.inf, 0.0]])
-    with pytest.raises(ConvergenceError, match="row 2 zero probability"):
-        _hmm.forward_backward(log_b, np.array([1.0, 0.0]), np.eye(2))
+    raises_exactly("regime model gives row 2 zero probability", "factors",
+                   _hmm.forward_backward, log_b, np.array([1.0, 0.0]), np.eye(2),
+                   kind=ConvergenceError)
 
 
 def test_log_emissions_are_gaussian_log_densities():
@@ -143,8 +145,8 @@ def test_log_emissions_are_gaussian_log_densities():
                                 for s in range(2)])
     np.testing.assert_allclose(_hmm.log_emissions(x, means, covs), expected, rtol=1e-12)
     covs[1] = np.ones((3, 3))  # singular
-    with pytest.raises(ConvergenceError, match="state 1 has a singular covariance"):
-        _hmm.log_emissions(x, means, covs)
+    raises_exactly("regime model state 1 has a singular covariance", "factors",
+                   _hmm.log_emissions, x, means, covs, kind=ConvergenceError)
 
 
 def test_one_m_step_is_the_posterior_weighted_estimate():
@@ -182,7 +184,10 @@ def test_em_never_lowers_the_likelihood_and_stops_at_tol():
     assert gains.min() > -1e-8
     assert gains[-1] < 1e-6 and (gains[:-1] >= 1e-6).all()
     short = _hmm.em(x, init, 1e-5, n_iter=2, tol=1e-6)
-    assert not short.converged and short.n_iter == 2
+    assert short.converged is False and short.n_iter == 2
+    # from the optimum, the second iteration's gain is already below tol: two iterations
+    again = _hmm.em(x, res.params, 1e-5, n_iter=500, tol=1e-6)
+    assert again.converged is True and again.n_iter == 2
 
 
 def test_more_cold_starts_never_end_lower():
@@ -199,3 +204,42 @@ def test_more_cold_starts_never_end_lower():
     again = fit_regime(x, 3, seed=4, n_init=6)
     np.testing.assert_array_equal(again.means, many.means)
     assert again.start == many.start
+
+
+@pytest.mark.parametrize("path", ["scaled", "log"])
+def test_forward_only_passes_give_the_likelihood(path):
+    rng = np.random.default_rng(12)
+    start, trans = random_model(rng, 3)
+    log_b = rng.normal(0.0, 4.0, (6, 3)) - 20.0
+    loglik, filtered, _, _ = brute_force(log_b, start, trans)
+    passes = _hmm._scaled_passes if path == "scaled" else _hmm._log_passes
+    post = passes(log_b, start, trans, False)
+    assert post.smoothed is None and post.xi_sum is None
+    assert post.log_likelihood == pytest.approx(loglik, rel=1e-13)
+    np.testing.assert_allclose(post.filtered, filtered, rtol=1e-10, atol=1e-14)
+
+
+def test_m_step_rows_with_little_or_no_weight():
+    """A from-state with under one expected transition is still estimated; one with none keeps
+    its old row; a state with no weight at all is an error."""
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [1.0, 3.0]])
+    gamma = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.5, 0.45, 0.05], [0.3, 0.6, 0.1]])
+    xi = np.array([[1.2, 0.9, 0.05], [0.05, 0.15, 0.1], [0.0, 0.0, 0.0]])  # rows: 2.15, .3, 0
+    old = _hmm.HmmParams(np.full(3, 1 / 3), np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1],
+                                                     [0.25, 0.25, 0.5]]),
+                         np.zeros((3, 2)), np.array([np.eye(2)] * 3))
+    post = _hmm.Posteriors(gamma, gamma, xi, 0.0)
+    got = _hmm._m_step(x, post, 0.01, old)
+    np.testing.assert_allclose(got.transmat[0], xi[0] / 2.15, rtol=1e-14)
+    np.testing.assert_allclose(got.transmat[1], xi[1] / 0.3, rtol=1e-14)
+    np.testing.assert_array_equal(got.transmat[2], old.transmat[2])
+    np.testing.assert_allclose(got.startprob, gamma[0], rtol=1e-15)
+    w = gamma[:, 2]  # a state with 0.15 rows of weight is still estimated
+    np.testing.assert_allclose(got.means[2], (w[:, None] * x).sum(axis=0) / w.sum(), rtol=1e-13)
+    empty = gamma.copy()
+    empty[:, 1] += empty[:, 2]
+    empty[:, 2] = 0.0
+    raises_exactly("regime model fit failed: a state has no rows", "n_states", _hmm._m_step, x,
+                   _hmm.Posteriors(empty, empty, xi, 0.0), 0.01, old, kind=ConvergenceError)
+    with pytest.raises(ValueError, match=r"^the M-step needs the smoothed probabilities$"):
+        _hmm._m_step(x, _hmm.Posteriors(gamma, None, xi, 0.0), 0.01, old)

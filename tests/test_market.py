@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xlfuncs.core._market import MarketData, infer_periods_per_year, period_ends
+from xlfuncs.core._market import MarketData, date_slice, infer_periods_per_year, period_ends
 from xlfuncs.data.market import (
     CRSP_MISSING_RETURNS,
     SYNTHETIC_INDUSTRIES,
@@ -765,3 +766,53 @@ def test_factor_files_of_different_frequencies_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"factors files have different frequencies: m\.csv has "
                                          r"12 periods a year, d\.csv 252"):
         load_market("sample:5", factors=[tmp_path / "m.csv", tmp_path / "d.csv"])
+
+
+def test_every_other_market_data_error_by_its_text():
+    idx = MONTHS_2023[:4]
+    r = _small()["returns"]
+    nat = pd.DatetimeIndex([idx[0], pd.NaT, idx[2], idx[3]])
+    cases = [
+        (dict(returns=np.zeros((4, 2))), "returns",
+         "returns must be a pandas DataFrame (got ndarray)"),
+        (dict(returns=r.set_axis(["A", 1], axis=1)), "returns",
+         "returns column names must be text (got 1)"),
+        (dict(returns=r.set_axis(["A", "A"], axis=1)), "returns",
+         "returns has the column 'A' twice"),
+        (dict(returns=r.iloc[:0]), "returns", "returns have no periods"),
+        (dict(returns=r.iloc[:, :0]), "returns", "returns have no assets"),
+        (dict(returns=r.set_axis(nat)), "returns", "returns have a blank date"),
+        (dict(caps=_small()["caps"].set_axis(MONTHS_2023[1:5])), "caps",
+         "caps dates differ from the returns dates (first at 2023-01-31); they must share one "
+         "index"),
+        (dict(caps=_small()["caps"].assign(B=[5.0, np.inf, 4.9, 5.1])), "caps",
+         "caps of B on 2023-02-28 is inf; caps must be finite and >= 0"),
+        (dict(rf=[0.001] * 4), "rf", "rf must be a pandas Series (got list)"),
+        (dict(rf=pd.Series([True] * 4, index=idx)), "rf", "rf must hold numbers (dtype bool)"),
+        (dict(industries={"A": "Tech", "B": "Energy"}), "industries",
+         "industries must be a pandas Series (got dict)"),
+        (dict(industries=pd.Series(["Tech", "Energy", "X"], index=["A", "B", "A"])),
+         "industries", "industries lists A twice"),
+        (dict(industry_history=pd.DataFrame(index=idx[:2])), "industry_history",
+         "industry_history must be a table with the dates of returns"),
+        (dict(periods_per_year=True), "periods_per_year",
+         "periods_per_year must be a positive whole number (got True)"),
+    ]
+    for over, argument, text in cases:
+        raises_exactly(text, argument, MarketData, **_small(**over))
+    raises_exactly("dates needs at least 2 dates to tell the frequency (has 1)", "dates",
+                   infer_periods_per_year, [pd.Timestamp("2020-01-31")] * 3)
+    raises_exactly("dates are 15 days apart (median); expected daily, weekly, monthly, quarterly "
+                   "or annual dates", "dates", infer_periods_per_year,
+                   pd.date_range("2020-01-01", periods=5, freq="15D"))
+    m = MarketData(**_small())
+    raises_exactly('start is not a date: "abc"', "start", m.truncate, "abc", None)
+    raises_exactly("start (2023-04-30) is after end (2023-01-31)", "start", m.truncate,
+                   "2023-04-30", "2023-01-31")
+    gone = _small()
+    gone["returns"], gone["caps"] = gone["returns"] * np.nan, gone["caps"] * np.nan
+    raises_exactly("no asset is listed between start=2023-01-31 and end=2023-02-28", "end",
+                   MarketData(**gone).truncate, "2023-01-31", "2023-02-28")
+    with _raises(r"^cannot cut the dates at start=2023-01-15, end=2023-02-15: ") as info:
+        date_slice(pd.DatetimeIndex(["2023-02-28", "2023-01-31"]), "2023-01-15", "2023-02-15")
+    assert info.value.argument == "end"

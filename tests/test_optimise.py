@@ -7,6 +7,7 @@ import math
 import cvxpy as cp
 import numpy as np
 import pytest
+from errors_check import raises_exactly
 
 from xlfuncs.core._optimise import (
     ActiveOptimiser,
@@ -478,28 +479,45 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "argument", "text"),
     [
-        ({"mode": "sharpe", "tev": 0.05}, "mode", "mode must be one of tev, gamma, sector"),
-        ({"mode": "tev"}, "tev", "needs tev"),
-        ({"mode": "tev", "tev": -0.01}, "tev", "tev must be a positive"),
-        ({"mode": "tev", "tev": 0.0}, "tev", "tev must be a positive"),
-        ({"mode": "gamma", "gamma": -1.0}, "gamma", "gamma must be >= 0"),
-        ({"mode": "gamma"}, "gamma", "needs gamma"),
-        ({"mode": "tev", "tev": 0.05, "gamma": 1.0}, "gamma", "gamma applies"),
-        ({"mode": "sector"}, "tev", "exactly one of tev"),
-        ({"mode": "tev", "tev": 0.05, "periods_per_year": 0}, "periods_per_year", "positive"),
-        ({"mode": "tev", "tev": 0.05, "max_weight": 1.5}, "max_weight", "(0, 1]"),
-        ({"mode": "tev", "tev": 0.05, "turnover": -0.1}, "turnover", "turnover must be"),
-        ({"mode": "tev", "tev": 0.05, "cost": -0.001}, "cost", "cost must be >= 0"),
-        ({"mode": "tev", "tev": float("nan")}, "tev", "finite"),
-        ({"mode": "tev", "tev": 0.05, "long_only": False}, "max_weight", "needs max_weight"),
-        ({"mode": "tev", "tev": 0.05, "long_only": "yes"}, "long_only", "TRUE or FALSE"),
+        ({"mode": "sharpe", "tev": 0.05}, "mode", 'mode must be one of tev, gamma, sector (got '
+         '"sharpe")'),
+        ({"mode": "tev"}, "tev",
+         "mode tev needs tev, the annual tracking-error budget (e.g. 0.05)"),
+        ({"mode": "tev", "tev": -0.01}, "tev", "tev must be a positive annual tracking error, "
+         "e.g. 0.05 (got -0.01)"),
+        ({"mode": "tev", "tev": 0.0}, "tev", "tev must be a positive annual tracking error, e.g. "
+         "0.05 (got 0)"),
+        ({"mode": "gamma", "gamma": -1.0}, "gamma", "gamma must be >= 0 (got -1)"),
+        ({"mode": "gamma"}, "gamma", "mode gamma needs gamma, the risk aversion (e.g. 10)"),
+        ({"mode": "tev", "tev": 0.05, "gamma": 1.0}, "gamma", "gamma applies to mode gamma or "
+         "sector, not to mode tev"),
+        ({"mode": "gamma", "gamma": 1.0, "tev": 0.05}, "tev", "tev applies to mode tev or "
+         "sector, not to mode gamma"),
+        ({"mode": "sector"}, "tev", "mode sector needs exactly one of tev (TEV cap) or gamma "
+         "(risk aversion)"),
+        ({"mode": "sector", "tev": 0.05, "gamma": 1.0}, "tev", "mode sector needs exactly one of "
+         "tev (TEV cap) or gamma (risk aversion)"),
+        ({"mode": "tev", "tev": 0.05, "periods_per_year": 0}, "periods_per_year",
+         "periods_per_year must be positive, e.g. 12 for monthly (got 0)"),
+        ({"mode": "tev", "tev": 0.05, "max_weight": 1.5}, "max_weight",
+         "max_weight must be in (0, 1] (got 1.5)"),
+        ({"mode": "tev", "tev": 0.05, "turnover": -0.1}, "turnover",
+         "turnover must be a positive one-way fraction, e.g. 0.2 (got -0.1)"),
+        ({"mode": "tev", "tev": 0.05, "cost": -0.001}, "cost",
+         "cost must be >= 0 per unit traded (got -0.001)"),
+        ({"mode": "tev", "tev": 0.05, "cost": 10}, "cost", "cost 10 is 1000% of every amount "
+         "traded: write 0.001 (or 0.1%) for 10 basis points"),
+        ({"mode": "tev", "tev": float("nan")}, "tev", "tev must be a finite number (got nan)"),
+        ({"mode": "tev", "tev": "abc"}, "tev", "tev must be a number (got 'abc')"),
+        ({"mode": "tev", "tev": True}, "tev", "tev must be a number (got True)"),
+        ({"mode": "tev", "tev": 0.05, "long_only": False}, "max_weight",
+         "long_only FALSE needs max_weight, the largest absolute weight of one position"),
+        ({"mode": "tev", "tev": 0.05, "long_only": "yes"}, "long_only",
+         "long_only must be TRUE or FALSE (got 'yes')"),
     ],
 )
 def test_bad_spec_raises_one_line_input_error(kwargs, argument, text):
-    with pytest.raises(InputError) as info:
-        OptimiserSpec(**kwargs)
-    assert info.value.argument == argument
-    assert text in str(info.value) and "\n" not in str(info.value)
+    raises_exactly(text, argument, OptimiserSpec, **kwargs)
 
 
 def test_max_weight_infeasible_for_the_universe_size():
@@ -512,22 +530,92 @@ def test_max_weight_infeasible_for_the_universe_size():
 
 def test_bad_inputs_raise(inputs):
     f_mat, sf, e, mu, caps = inputs
-    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
-    with pytest.raises(InputError, match="loadings must be 4 x 30") as info:
-        opt.solve(f_mat.T, sf, e, mu, caps=caps)
-    assert info.value.argument == "loadings"
+    spec = OptimiserSpec("tev", tev=0.05)
+    for args, argument, text in [
+        (("x", 30, 4), "spec", "spec must be an OptimiserSpec"),
+        ((spec, 0, 4), "n_assets", "n_assets must be a positive integer (got 0)"),
+        ((spec, 30, 2.5), "n_loadings", "n_loadings must be a positive integer (got 2.5)"),
+        ((OptimiserSpec("sector", tev=0.05), 30, 4), "n_industries",
+         "mode sector needs n_industries, a positive integer (got None)"),
+        ((spec, 30, 4, 3), "n_industries", "n_industries applies to mode sector only"),
+        ((OptimiserSpec("sector", tev=0.05, max_weight=0.2), 30, 4, 3), "max_weight",
+         "max_weight 0.2 is infeasible for 3 industries: weights summing to 1 need max_weight "
+         ">= 1/3 = 0.3333"),
+    ]:
+        raises_exactly(text, argument, ActiveOptimiser, *args)
+    opt = ActiveOptimiser(spec, 30, 4)
+    sec = ActiveOptimiser(OptimiserSpec("sector", tev=0.05), 30, 4, 3)
     bad = f_mat.copy()
     bad[1, 4] = np.nan
-    with pytest.raises(InputError, match="tradable asset 4 "):
-        opt.solve(bad, sf, e, mu, caps=caps)
-    neg = sf.copy()
+    nan_cov, asym, neg = sf.copy(), sf.copy(), sf.copy()
+    nan_cov[1, 1] = np.nan
+    asym[1, 2] += 0.1
     neg[1, 1] = -1.0
-    with pytest.raises(InputError, match="not positive semidefinite"):
-        opt.solve(f_mat, neg, e, mu, caps=caps)
-    with pytest.raises(InputError, match="give benchmark weights"):
-        opt.solve(f_mat, sf, e, mu)
-    with pytest.raises(InputError, match="caps must be >= 0"):
-        opt.solve(f_mat, sf, e, mu, caps=-caps)
+    inf_mu, neg_e, nan_prev = mu.copy(), e.copy(), np.zeros(30)
+    inf_mu[1] = np.inf
+    neg_e[3] = -1.0
+    nan_prev[0] = np.nan
+    neg_caps = caps.copy()
+    neg_caps[2] = -1.0
+    off = np.zeros(30)
+    off[3] = 1.0  # the benchmark holds asset 3, which cannot be traded
+    untradable = np.arange(30) != 3
+    nan_e, nan_f = e.copy(), f_mat.copy()
+    nan_e[3] = np.nan
+    nan_f[1, 3] = np.nan
+    codes = "industries must be integer codes 0..2 (-1 for none)"
+    for solver, args, kwargs, argument, text in [
+        (opt, (f_mat.T, sf, e, mu), {"caps": caps}, "loadings",
+         "loadings must be 4 x 30 (loadings x assets; got 30 x 4)"),
+        (opt, (bad, sf, e, mu), {"caps": caps}, "loadings",
+         "loadings has a non-finite value for tradable asset 4 (0-based)"),
+        (opt, (f_mat, sf[:3, :3], e, mu), {"caps": caps}, "factor_cov",
+         "factor_cov must be 4 x 4 (got 3 x 3)"),
+        (opt, (f_mat, nan_cov, e, mu), {"caps": caps}, "factor_cov",
+         "factor_cov has a non-finite value at row 2, column 2"),
+        (opt, (f_mat, asym, e, mu), {"caps": caps}, "factor_cov", "factor_cov is not symmetric"),
+        (opt, (f_mat, neg, e, mu), {"caps": caps}, "factor_cov",
+         f"factor_cov is not positive semidefinite (eigenvalue {np.linalg.eigvalsh(neg)[0]:.3g})"),
+        (opt, (f_mat, sf, e, mu[:3]), {"caps": caps}, "factor_mean",
+         "factor_mean must have 4 values (got shape (3,))"),
+        (opt, (f_mat, sf, e, ["a"] * 4), {"caps": caps}, "factor_mean",
+         "factor_mean must be numbers"),
+        (opt, (f_mat, sf, e, inf_mu), {"caps": caps}, "factor_mean",
+         "factor_mean has a non-finite value"),
+        (opt, (f_mat, sf, e, mu), {"caps": caps, "tradable": np.ones(3)}, "tradable",
+         "tradable must be 30 booleans (got shape (3,))"),
+        (opt, (f_mat, sf, neg_e, mu), {"caps": caps}, "resid_var",
+         "resid_var has a negative variance"),
+        (opt, (f_mat, sf, e, mu), {"benchmark": caps / caps.sum(),
+                                   "benchmark_exposure": np.zeros(4)}, "benchmark",
+         "give benchmark (weights) or benchmark_exposure (a factor benchmark), not both"),
+        (opt, (f_mat, sf, e, mu), {"benchmark_exposure": np.r_[np.nan, 0.0, 0.0, 0.0]},
+         "benchmark_exposure", "benchmark_exposure has a non-finite value"),
+        (opt, (f_mat, sf, e, mu), {}, "benchmark", "give benchmark weights, benchmark_exposure "
+         "(a factor benchmark) or caps (cap-weighted benchmark)"),
+        (opt, (f_mat, sf, e, mu), {"caps": caps, "prev_weights": nan_prev}, "prev_weights",
+         "prev_weights has a non-finite value"),
+        (opt, (f_mat, sf, e, mu), {"caps": neg_caps}, "caps", "caps must be >= 0 (asset 2 has -1)"),
+        (opt, (f_mat, sf, nan_e, mu), {"benchmark": off, "tradable": untradable}, "resid_var",
+         "resid_var has a non-finite value for a benchmark asset"),
+        (opt, (nan_f, sf, e, mu), {"benchmark": off, "tradable": untradable}, "loadings",
+         "loadings has a non-finite value for a benchmark asset"),
+        (sec, (f_mat, sf, e, mu), {}, "caps", "mode sector needs caps and industries"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 3 + 0.5},
+         "industries", codes),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 4}, "industries",
+         codes),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.array(["a"] * 30,
+                                                                         dtype=object)},
+         "industries", codes),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(29) % 3}, "industries",
+         "industries must have 30 codes (got shape (29,))"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.ones((30, 2))}, "industries",
+         "industries must be 30 x 3 (got 30 x 2)"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.full((30, 3), 2.0)},
+         "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+    ]:
+        raises_exactly(text, argument, solver.solve, *args, **kwargs)
 
 
 def test_tiny_negative_eigenvalues_are_clipped(inputs):
@@ -538,3 +626,18 @@ def test_tiny_negative_eigenvalues_are_clipped(inputs):
     res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4).solve(
         f_mat, noisy, e, mu, caps=caps)
     assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
+
+
+def test_settings_are_stored_as_numbers_and_a_failure_reports_no_iterations(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1)
+    assert (spec.tev, spec.max_weight, spec.turnover) == (0.05, 0.25, 1.0)
+    assert all(type(v) is float for v in (spec.tev, spec.max_weight, spec.turnover))
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool))
+    assert res.status == "failed" and res.iterations == 0
+    raises_exactly("give exactly one of b (benchmark weights) or benchmark_exposure", "b",
+                   tracking_error, np.full(30, 1 / 30), caps / caps.sum(), f_mat, sf, e, 12,
+                   benchmark_exposure=np.zeros(4))
+    raises_exactly("caps must have a positive total over the stocks with an industry", "caps",
+                   sector_weights, np.zeros(30), np.arange(30) % 3, 3)

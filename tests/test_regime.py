@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 from scipy.stats import multivariate_normal
 
 from xlfuncs.core._factor import factor_moments
@@ -377,7 +381,162 @@ def test_degenerate_or_unconverged_fits_raise_convergence_error(data):
     iid = rng.normal(0.0, 0.04, (24, 2))  # no regimes; four states must collapse
     with pytest.raises(ConvergenceError) as exc:
         fit_regime(iid, 4, seed=0)
-    assert "degenerate" in one_line(exc)
+    assert re.fullmatch(r"regime model is degenerate: state [0-3] covers \d+\.\d rows, fewer "
+                        r"than 3; use fewer states or more rows", one_line(exc))
+    assert exc.value.argument == "n_states"
     with pytest.raises(ConvergenceError) as exc:
         fit_regime(data, 2, seed=0, n_iter=2, tol=1e-12)
     assert "did not converge in 2 EM iterations" in one_line(exc)
+
+
+def test_every_error_by_its_text(data, fit):
+    nan = data.copy()
+    nan[10, 1] = np.nan
+    const = data.copy()
+    const[:, 2] = 0.01
+    table = "factors must be a table (periods in rows, factors in columns)"
+    cases = [
+        ((np.zeros((3, 0)), 2, 0), {}, table, "factors"),
+        ((np.zeros((4, 2, 2)), 2, 0), {}, table, "factors"),
+        ((nan, 2, 0), {}, "factors has a missing or non-finite value in row 11, column 2",
+         "factors"),
+        ((data, 5, 0), {}, "n_states must be a whole number from 2 to 4 (got 5)", "n_states"),
+        ((data[:10], 3, 0), {}, f"factors needs at least {regime_min_rows(3, 3)} rows for 3 "
+         "states and 3 factors (has 10)", "factors"),
+        ((data, 2, -1), {}, "seed must be a non-negative whole number", "seed"),
+        ((data, 2, 0), {"n_iter": 0}, "n_iter must be a positive whole number", "n_iter"),
+        ((data, 2, 0), {"n_init": 0}, "n_init must be a whole number from 1 to 20", "n_init"),
+        ((data, 2, 0), {"tol": 0.0}, "tol must be a positive number", "tol"),
+        ((const, 2, 0), {}, "factors column 3 is constant", "factors"),
+        ((data, 2, 0), {"min_covar": -1.0}, "min_covar must be a positive number", "min_covar"),
+        ((data, 3, 0), {"init": fit}, "init has 2 states and 3 factors, not 3 and 3", "init"),
+    ]
+    for args, kwargs, text, argument in cases:
+        raises_exactly(text, argument, fit_regime, *args, **kwargs)
+    raises_exactly("factors has 2 columns but the regime model 3", "factors",
+                   filtered_probs, fit, data[:, :2])
+    raises_exactly("factors has no rows", "factors", smoothed_probs, fit, data[:0])
+    half = np.array([0.5, 0.5])
+    for gamma, text in [(np.array([0.5, 0.5, 0.0]), "gamma must have 2 state probabilities "
+                         "(has 3)"),
+                        (np.array([-0.5, 1.5]), "gamma must be finite and non-negative"),
+                        (np.array([0.5, 0.6]), "gamma must sum to 1 (sums to 1.1)")]:
+        raises_exactly(text, "gamma", forecast_probs, np.eye(2), gamma, 1)
+    raises_exactly("transmat must be square", "transmat", forecast_probs, np.ones((2, 3)) / 3,
+                   half, 1)
+    raises_exactly("transmat must sum to 1 in row 2 (sums to 1.1)", "transmat", forecast_probs,
+                   np.array([[0.5, 0.5], [0.5, 0.6]]), half, 1)
+    raises_exactly("horizon must be a whole number of periods, 0 or more", "horizon",
+                   forecast_probs, np.eye(2), half, -1)
+    raises_exactly("means must be (S, k) and covs (S, k, k)", "covs", mixture_moments, half,
+                   np.zeros((2, 3)), np.array([np.eye(2)] * 2))
+    raises_exactly("probs must be one vector of state probabilities", "probs", mixture_moments,
+                   np.array([[0.5, 0.5]]), np.zeros((2, 3)), np.array([np.eye(3)] * 2))
+    y = data[:, :1] * 2.0
+    raises_exactly("excess_returns must have 300 rows like factors", "excess_returns",
+                   regime_betas, y[:-1], data, fit.smoothed, half)
+    raises_exactly("state_probs must be (300, S) like factors", "state_probs",
+                   regime_betas, y, data, fit.smoothed[:-1], half)
+    inf = y.copy()
+    inf[3, 0] = np.inf
+    raises_exactly("excess_returns has an infinite value", "excess_returns",
+                   regime_betas, inf, data, fit.smoothed, half)
+    raises_exactly("pi must have 2 state probabilities (has 3)", "pi",
+                   regime_betas, y, data, fit.smoothed, np.array([0.2, 0.3, 0.5]))
+    with pytest.raises(ConvergenceError) as exc:
+        fit_regime(data, 2, seed=0, n_iter=2, tol=1e-12)
+    assert re.fullmatch(r"regime model did not converge in 2 EM iterations \(last gain "
+                        r"[0-9.e+]+\); raise n_iter", str(exc.value))
+    assert exc.value.argument == "n_iter"
+
+
+@pytest.mark.parametrize("n_states", [2, 3, 4])
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_min_rows_counts_the_free_parameters(n_states, k):
+    """Start (S - 1), transitions (S(S - 1)), means (S k), full covariances (S k(k+1)/2)."""
+    free = {"start": n_states - 1, "trans": n_states * (n_states - 1), "means": n_states * k,
+            "covs": n_states * len(np.triu_indices(k)[0])}
+    try:  # hmmlearn's own count, where it is installed
+        from hmmlearn.hmm import GaussianHMM
+
+        model = GaussianHMM(n_states, covariance_type="full")
+        model.n_features = k
+        free = model._get_n_fit_scalars_per_param()
+    except ImportError:
+        pass
+    numbers = sum(free.values())
+    expected = max(n_states * (k + 1), math.ceil(numbers / k))
+    got = regime_min_rows(n_states, k)
+    assert got == expected and type(got) is int  # it is printed in messages: 16, not 16.0
+
+
+def test_fit_accepts_exactly_the_minimum_rows(data):
+    need = regime_min_rows(2, 3)
+    try:
+        fit_regime(data[:need], 2, seed=0)
+    except ConvergenceError:
+        pass  # so few rows may not fit well; they are not refused as input
+
+
+def test_warm_start_from_its_own_optimum_stays_there(fit, data):
+    again = fit_regime(data, 2, seed=0, init=fit)
+    assert again.n_iter <= 2  # the first gain is already below tol
+    assert again.log_likelihood == pytest.approx(fit.log_likelihood, abs=1e-3)
+
+
+def test_probabilities_from_a_sheet_and_their_renormalisation(fit, data):
+    p = fit.transmat
+    gamma = np.array([0.25, 0.75 + 4e-7])  # within the tolerance of summing to 1
+    got = forecast_probs(p.tolist(), np.array(gamma, dtype=object), 3)
+    expected = (gamma / gamma.sum()) @ np.linalg.matrix_power(p, 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    assert got.sum() == pytest.approx(1.0, abs=1e-15)
+    tiny = forecast_probs(np.eye(2), np.array([1.0 + 1e-9, -1e-9]), 0)
+    assert (tiny >= 0).all() and tiny.sum() == pytest.approx(1.0, abs=1e-15)
+    raises_exactly("horizon must be a whole number of periods, 0 or more", "horizon",
+                   forecast_probs, p, gamma, True)
+    means = np.array([[0.01, 0.0], [-0.02, 0.01]], dtype=object)
+    covs = np.array([np.eye(2) * 0.001, np.eye(2) * 0.004], dtype=object)
+    mean, cov = mixture_moments(np.array([0.3, 0.7], dtype=object), means, covs)
+    mu = np.array([[0.01, 0.0], [-0.02, 0.01]])
+    m = 0.3 * mu[0] + 0.7 * mu[1]
+    np.testing.assert_allclose(mean, m, rtol=1e-15)
+    np.testing.assert_allclose(cov, 0.3 * (np.eye(2) * 0.001 + np.outer(mu[0], mu[0]))
+                               + 0.7 * (np.eye(2) * 0.004 + np.outer(mu[1], mu[1]))
+                               - np.outer(m, m), rtol=1e-12, atol=1e-18)
+    raises_exactly("probs must have 2 state probabilities (has 3)", "probs", mixture_moments,
+                   np.array([0.2, 0.3, 0.5]), mu, np.array([np.eye(2)] * 2))
+    # probabilities off 1 by less than the tolerance are renormalised, not used as given
+    off = np.array([0.3, 0.7 + 6e-7])
+    mean_off, _ = mixture_moments(off, mu, np.array([np.eye(2)] * 2))
+    np.testing.assert_allclose(mean_off, (off / off.sum()) @ mu, rtol=1e-14)
+
+
+def test_regime_betas_fields_and_inputs_from_a_sheet(fit, data):
+    rng = np.random.default_rng(4)
+    y = data @ rng.normal(1.0, 0.3, (3, 2)) + rng.normal(0.0, 0.02, (len(data), 2))
+    pi = np.array([0.4, 0.6])
+    res = regime_betas(y, data, fit.smoothed, pi)
+    as_cells = regime_betas(y.astype(object), data, fit.smoothed.astype(object),
+                            pi.astype(object))
+    np.testing.assert_allclose(as_cells.loadings, res.loadings, rtol=0, atol=0)
+    np.testing.assert_array_equal(res.probs, pi)
+    one = regime_betas(y, data[:, 0], fit.smoothed, pi)  # one factor as a plain vector
+    np.testing.assert_array_equal(one.loadings, regime_betas(y, data[:, :1], fit.smoothed,
+                                                             pi).loadings)
+    assert one.loadings.shape == (2, 2)
+    assert res.fallback.dtype == bool and not res.fallback.any()
+    for s in range(2):
+        for i in range(2):
+            w = fit.smoothed[:, s]
+            design = np.column_stack([np.ones(len(data)), data])
+            resid = y[:, i] - design @ res.state_loadings[s][:, i]
+            # weighted residual variance, degrees of freedom from the effective rows
+            assert res.state_resid_var[s, i] > 0
+            assert res.state_resid_var[s, i] == pytest.approx(
+                (w * resid**2).sum() / w.sum(), rel=0.1)
+    bad = fit.smoothed.copy()
+    bad[5] = [0.5, 0.6]
+    # the row at fault is named, with its own sum
+    raises_exactly("state_probs must sum to 1 in row 6 (sums to 1.1)", "state_probs",
+                   regime_betas, y, data, bad, pi)

@@ -11,9 +11,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 
 from xlfuncs import udfs
 from xlfuncs.core import RiskMethod, correlation, covariance, parse_risk_method
+from xlfuncs.core._risk import simple_returns
 from xlfuncs.errors import InputError
 
 METHODS = ("sample", "ewma", "ewma:2", "ledoit-wolf")
@@ -165,3 +167,51 @@ def test_risk_method_object_is_checked_too():
 
 def test_generic_message_still_for_unknown_methods():
     assert "must be one of" in str(_error(parse_risk_method, "garch"))
+
+
+def test_every_error_by_its_text():
+    r = np.random.default_rng(0).normal(0, 0.01, (20, 3))
+    half = "method ewma half-life must be at least 1 period (got {:g})"
+    lam = math.log(0.5) / math.log(0.94)  # RiskMetrics' lambda as a half-life
+    for text, message in [
+        ("ewma:abc", 'method ewma half-life must be a number of periods (got "abc")'),
+        ("garch", 'method must be one of sample, ewma, ewma:HALFLIFE, ledoit-wolf (got "garch")'),
+        ("ewma:0.94", half.format(0.94) + f"; if 0.94 is a RiskMetrics lambda, its half-life is "
+         f"{lam:.3g}: use ewma:{lam:.3g}"),
+        ("ewma:0.3", half.format(0.3) + "; as a RiskMetrics lambda it would be a half-life of "
+         f"{math.log(0.5) / math.log(0.3):.2g} periods, also under 1"),
+        ("ewma:-2", half.format(-2)),
+        ("ewma:inf", "method ewma half-life must be a finite number of periods (got inf)"),
+    ]:
+        raises_exactly(message, "method", parse_risk_method, text)
+    table = "returns must be a table (periods in rows, assets in columns)"
+    nan, total_loss = r.copy(), r.copy()
+    nan[3, 1] = np.nan
+    total_loss[4, 2] = -1.0
+    flat = r.copy()
+    flat[:, 1] = 0.01
+    for args, kwargs, argument, message in [
+        ((r[0],), {}, "returns", table),
+        ((np.zeros((2, 2, 2)),), {}, "returns", table),
+        ((r[:1],), {}, "returns", "returns needs at least 2 rows of returns (has 1)"),
+        ((nan,), {}, "returns", "returns has a non-finite value in row 4, column 2"),
+        ((total_loss,), {"columns": ["A", "B", "C"]}, "returns",
+         "returns has a return of -1 (≤ -100%) in C, row 5"),
+        ((total_loss,), {}, "returns", "returns has a return of -1 (≤ -100%) in column 3, row 5"),
+        ((r, RiskMethod("garch")), {}, "method",
+         'method must be one of sample, ewma, ledoit-wolf (got "garch")'),
+        ((r, "sample", 0), {}, "periods_per_year", "periods_per_year must be a positive number"),
+        ((np.abs(r) * 1e160, "sample", 12), {}, "returns", "returns are too large: their "
+         "covariance times periods_per_year overflows (returns are fractions, e.g. 0.01 for 1%)"),
+    ]:
+        raises_exactly(message, argument, covariance, *args, **kwargs)
+    raises_exactly("returns B has zero variance; its correlation is undefined", "returns",
+                   correlation, flat, columns=["A", "B", "C"])
+    raises_exactly("returns column 2 has zero variance; its correlation is undefined", "returns",
+                   correlation, flat)
+    raises_exactly("prices needs at least 2 rows of prices", "prices", simple_returns,
+                   [[1.0, 2.0]])
+    raises_exactly("prices has a price of 0 in B, row 2; prices must be positive", "prices",
+                   simple_returns, [[1.0, 2.0], [1.1, 0.0]], columns=["A", "B"])
+    raises_exactly("prices has a price of -3 in column 2, row 2; prices must be positive",
+                   "prices", simple_returns, [[1.0, 2.0], [1.1, -3.0]])

@@ -490,7 +490,7 @@ def _industry_codes(industries: np.ndarray, n: int, k: int) -> np.ndarray:
     try:
         code = np.asarray(arr, dtype=float)
     except (TypeError, ValueError):
-        raise InputError("industries must be integer codes 0..k-1 (-1 for none)",
+        raise InputError(f"industries must be integer codes 0..{k - 1} (-1 for none)",
                          "industries") from None
     code = np.where(np.isfinite(code), code, -1.0)
     if (code != np.round(code)).any() or (code < -1).any() or (code >= k).any():

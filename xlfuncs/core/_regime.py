@@ -465,9 +465,11 @@ def _check_probs(p: np.ndarray, n: int, name: str) -> np.ndarray:
         raise InputError(f"{name} must have {n} state probabilities (has {p.shape[-1]})", name)
     if not np.isfinite(p).all() or (p < -_PROB_TOL).any():
         raise InputError(f"{name} must be finite and non-negative", name)
-    sums = p.sum(axis=-1)
-    if (np.abs(sums - 1.0) > 1e-6).any():
-        raise InputError(f"{name} must sum to 1 (sums to {np.ravel(sums)[0]:.6g})", name)
+    sums = np.ravel(p.sum(axis=-1))
+    off = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
+    if off.size:
+        row = f" in row {off[0] + 1}" if p.ndim > 1 else ""
+        raise InputError(f"{name} must sum to 1{row} (sums to {sums[off[0]]:.6g})", name)
     p = np.clip(p, 0.0, None)
     return p / p.sum(axis=-1, keepdims=True)
 
