@@ -694,22 +694,29 @@ def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache]
 class _Strategy:
     """One strategy's walk: a decision at each rebalance date, drift and costs in between."""
 
-    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec):
+    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec,
+                 optimisers: dict | None = None):
         self.config, self.name, self.spec = config, name, spec
         self.book = _Book()
-        self.optimisers: dict[tuple[int, int], ActiveOptimiser] = {}
+        # Compiled problems, shared by the strategies walked together: the TEV budget and
+        # gamma are parameters of the compiled problem, so a sweep over them compiles each
+        # universe size once, not once per strategy.
+        self.optimisers: dict[tuple, ActiveOptimiser] = {} if optimisers is None else optimisers
+        self.structure = repr(replace(spec, tev=None if spec.tev is None else 1.0,
+                                      gamma=None if spec.gamma is None else 1.0))
 
     def decide(self, date: pd.Timestamp, est: Estimated) -> None:
         book, spec = self.book, self.spec
         if isinstance(est, str):
             book.failures.append((date, self.name, est))
             return
-        key = (len(est.assets), est.n_industries)
+        key = (self.structure, len(est.assets), est.n_industries)
         by_industry = spec.mode == "sector" or spec.industry_limited
         if key not in self.optimisers or not REUSE_PROBLEMS:
             self.optimisers[key] = ActiveOptimiser(
                 spec, len(est.assets), est.loadings.shape[0],
                 est.n_industries if by_industry else None, factor_names=est.factors)
+        self.optimisers[key].spec = spec  # this strategy's budget or gamma, filled at solve
         prev = None
         if book.weights is not None:
             prev = _previous_weights(book.weights, est.assets)
@@ -763,7 +770,8 @@ def _walk(job: _Job, names: Sequence[str],
     if estimates is None:
         raise ValueError("the decision stage needs the estimates")
     specs = config.specs(data.periods_per_year)
-    walks = [_Strategy(config, name, specs[name]) for name in names]
+    compiled: dict = {}
+    walks = [_Strategy(config, name, specs[name], compiled) for name in names]
     rebalance = set(job.dates)
     returns = data.returns
     for i in range(job.dates[0], data.n_periods - 1):
@@ -778,8 +786,8 @@ def _walk(job: _Job, names: Sequence[str],
     return {walk.name: walk.book for walk in walks}
 
 
-def _walk_one(job: _Job, name: str) -> _Book:
-    return _walk(job, [name])[name]
+def _walk_group(job: _Job, names: tuple[str, ...]) -> dict[str, _Book]:
+    return _walk(job, names)
 
 
 def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
@@ -889,9 +897,12 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         if executor.workers <= 1 or len(names) == 1:
             books = _walk(job, names, tracker.decided)
         else:
-            walked = executor.map(_walk_one, names, job,
-                                  lambda k: tracker.decided(len(dates)))
-            books = dict(zip(names, walked, strict=True))
+            # A group of strategies per worker, walked together: they share compiled problems.
+            groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
+            groups = [g for g in groups if g]
+            walked = executor.map(_walk_group, groups, job,
+                                  lambda k: tracker.decided(len(dates) * len(groups[k])))
+            books = {name: got[name] for got in walked for name in names if name in got}
     finally:
         if own:
             executor.close()
