@@ -536,8 +536,9 @@ def test_bad_inputs_raise(inputs):
         ((spec, 0, 4), "n_assets", "n_assets must be a positive integer (got 0)"),
         ((spec, 30, 2.5), "n_loadings", "n_loadings must be a positive integer (got 2.5)"),
         ((OptimiserSpec("sector", tev=0.05), 30, 4), "n_industries",
-         "mode sector needs n_industries, a positive integer (got None)"),
-        ((spec, 30, 4, 3), "n_industries", "n_industries applies to mode sector only"),
+         "mode sector and industry limits need n_industries, a positive integer (got None)"),
+        ((spec, 30, 4, 3), "n_industries",
+         "n_industries applies to mode sector or industry limits only"),
         ((OptimiserSpec("sector", tev=0.05, max_weight=0.2), 30, 4, 3), "max_weight",
          "max_weight 0.2 is infeasible for 3 industries: weights summing to 1 need max_weight "
          ">= 1/3 = 0.3333"),
