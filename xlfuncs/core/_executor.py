@@ -58,7 +58,20 @@ class Executor(Protocol):
         ...
 
 
-class SerialExecutor:
+class _Closing:
+    """``with executor:`` closes it at the end (a no-op where there is nothing to release)."""
+
+    def close(self) -> None:
+        """Release workers or connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialExecutor(_Closing):
     """Everything in this process, one item after another."""
 
     workers = 1
@@ -72,14 +85,6 @@ class SerialExecutor:
                 done(k)
         return out
 
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 _SHARED: dict[str, Any] = {}
@@ -118,7 +123,7 @@ def _context():
     return ctx
 
 
-class ProcessExecutor:
+class ProcessExecutor(_Closing):
     """A pool of local worker processes; ``shared`` reaches each worker once."""
 
     name = "processes"
@@ -146,14 +151,6 @@ class ProcessExecutor:
                     done(k)
         return out
 
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def check_scheduler(address: object) -> str:
@@ -165,7 +162,7 @@ def check_scheduler(address: object) -> str:
     return text
 
 
-class DaskExecutor:
+class DaskExecutor(_Closing):
     """Tasks on a ``dask.distributed`` cluster: the scheduler at ``address``.
 
     Connecting happens here, before any work: a scheduler that cannot be
@@ -213,12 +210,6 @@ class DaskExecutor:
     def close(self) -> None:
         """Disconnect (the cluster itself keeps running)."""
         self.client.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def make_executor(workers: int | None = None, scheduler: str | None = None,
