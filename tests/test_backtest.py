@@ -389,3 +389,28 @@ def test_every_data_error_of_a_run_by_its_text(data):
     raises_exactly(f"the data has {data.n_periods} periods: not enough for min_history 600 and "
                    "one period to earn", "min_history", run_backtest, data,
                    small(min_history=600))
+
+
+def test_chart_titles_follow_the_sweep_and_the_te_chart_draws_each_budget(data):
+    """The IR chart names what was swept; the rolling-TE chart has its axis label and budgets."""
+    import matplotlib.pyplot as plt
+
+    from xlfuncs.report import chart_figures
+
+    tev = run_backtest(data, small(tev=(0.02, 0.05), end=END))
+    gamma = run_backtest(data, small(mode="gamma", gamma=(2.0, 8.0), tev=(), end=END))
+    try:
+        charts = dict(chart_figures(tev))
+        ir, te = charts["ir_vs_tev.png"].axes[0], charts["rolling_te.png"].axes[0]
+        assert ir.get_title() == "Information ratio against the TEV budget"
+        assert te.get_ylabel() == "tracking error (annualised)"
+        levels = sorted(float(line.get_ydata()[0]) for line in te.get_lines()
+                        if line.get_linestyle() == "--")
+        assert levels == [0.02, 0.05]
+        g = dict(chart_figures(gamma))
+        assert g["ir_vs_tev.png"].axes[0].get_title() == "Information ratio against risk "\
+            "aversion gamma"
+        assert not [ln for ln in g["rolling_te.png"].axes[0].get_lines()
+                    if ln.get_linestyle() == "--"]  # no budget in a gamma sweep
+    finally:
+        plt.close("all")

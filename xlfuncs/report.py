@@ -164,16 +164,22 @@ def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
     ax.plot(budget, stats["information_ratio"].to_numpy(), marker="o")
     ax.set_xlabel(label)
     ax.set_ylabel("information ratio (annualised)")
-    ax.set_title("Information ratio against the budget")
+    swept = "the TEV budget" if label.startswith("TEV") else "risk aversion gamma"
+    ax.set_title(f"Information ratio against {swept}")
     ax.grid(alpha=0.3)
     figures.append((CHARTS[1], fig))
 
     _, fig, ax = _figure()
     a = r[strategies].sub(r["benchmark"], axis=0)
     rolling = a.rolling(ROLLING).std(ddof=1) * np.sqrt(result.periods_per_year)
+    specs = result.config.specs(result.periods_per_year)
     for name in strategies:
-        ax.plot(rolling.index, rolling[name], label=name)
-    ax.set_title(f"Rolling {ROLLING}-period tracking error (annualised)")
+        (line,) = ax.plot(rolling.index, rolling[name], label=name)
+        budget_te = specs[name].tev if name in specs else None
+        if budget_te is not None:  # the strategy's own budget, in its colour
+            ax.axhline(budget_te, color=line.get_color(), linestyle="--", linewidth=0.9)
+    ax.set_title(f"Rolling {ROLLING}-period tracking error (annualised); dashed: budgets")
+    ax.set_ylabel("tracking error (annualised)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     figures.append((CHARTS[2], fig))
