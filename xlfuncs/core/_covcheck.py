@@ -7,17 +7,31 @@ largest variance. Messages name the argument and the tickers at fault.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.linalg as sla
 
 from xlfuncs.errors import InputError
 
-__all__ = ["check_covariance", "check_psd"]
+__all__ = ["check_covariance", "check_psd", "check_symmetric"]
 
 _SYM_TOL = 1e-8  # relative to the largest |entry|
 _PSD_TOL = 1e-8  # negative eigenvalues allowed, relative to the largest variance
+
+
+def check_symmetric(m: np.ndarray, name: str, where: Callable[[int, int], str],
+                    tol: float) -> None:
+    """Raise naming the most asymmetric pair of ``m`` when it differs from ``m'`` by over ``tol``.
+
+    ``where(i, j)`` names entry ``(i, j)`` for the message (tickers or a cell position).
+    """
+    asym = np.abs(m - m.T)
+    if asym.size and asym.max() > tol:
+        i, j = np.unravel_index(int(asym.argmax()), asym.shape)
+        i, j = min(i, j), max(i, j)
+        raise InputError(f"{name} is not symmetric ({where(i, j)} is {m[i, j]:.6g} but "
+                         f"{where(j, i)} is {m[j, i]:.6g})", name)
 
 
 def check_covariance(s: np.ndarray, labels: Sequence[str], name: str = "cov") -> np.ndarray:
@@ -52,15 +66,7 @@ def check_covariance(s: np.ndarray, labels: Sequence[str], name: str = "cov") ->
         raise InputError(f"{name} has a non-finite value at {labels[i]}/{labels[j]}", name)
     scale = float(np.abs(s).max()) if s.size else 0.0
     scale = scale or 1.0
-    asym = np.abs(s - s.T)
-    if asym.size and asym.max() > _SYM_TOL * scale:
-        i, j = np.unravel_index(int(asym.argmax()), asym.shape)
-        i, j = min(i, j), max(i, j)
-        raise InputError(
-            f"{name} is not symmetric ({labels[i]}/{labels[j]} is {s[i, j]:.6g} but "
-            f"{labels[j]}/{labels[i]} is {s[j, i]:.6g})",
-            name,
-        )
+    check_symmetric(s, name, lambda i, j: f"{labels[i]}/{labels[j]}", _SYM_TOL * scale)
     neg = np.flatnonzero(np.diag(s) < 0)
     if neg.size:
         i = int(neg[0])

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from xlfuncs.core._covcheck import check_symmetric
 from xlfuncs.core._lstsq import threadpools
 from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError
 
@@ -206,15 +207,7 @@ def validate_correlation(
         raise InputError(
             f"{name} diagonal must be 1 ({_where(i, i, labels)} is {c[i, i]:.6g})", name
         )
-    asym = np.abs(c - c.T)
-    if asym.max() > _SYM_TOL:
-        i, j = np.unravel_index(int(asym.argmax()), asym.shape)
-        i, j = min(i, j), max(i, j)
-        raise InputError(
-            f"{name} is not symmetric ({_where(i, j, labels)} is {c[i, j]:.6g} "
-            f"but {_where(j, i, labels)} is {c[j, i]:.6g})",
-            name,
-        )
+    check_symmetric(c, name, lambda i, j: _where(i, j, labels), _SYM_TOL)
     out = np.abs(c) - 1.0
     if out.max() > _SYM_TOL:
         i, j = np.unravel_index(int(out.argmax()), out.shape)
