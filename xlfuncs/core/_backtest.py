@@ -818,7 +818,6 @@ class _Progress:
     def __init__(self, progress: Progress | None, n_dates: int, n_strategies: int):
         self.progress, self.total = progress, n_dates * (1 + n_strategies)
         self.done = 0
-        self.n_dates = n_dates
 
     def estimated(self, n: int) -> None:
         self._add(n, "estimating")

@@ -46,7 +46,6 @@ class Executor(Protocol):
     """What the backtest needs of an executor."""
 
     workers: int
-    name: str
 
     def map(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
             done: Done | None = None) -> list[Any]:
@@ -75,7 +74,6 @@ class SerialExecutor(_Closing):
     """Everything in this process, one item after another."""
 
     workers = 1
-    name = "serial"
 
     def map(self, fn, items, shared, done=None):
         out = []
@@ -126,8 +124,6 @@ def _context():
 class ProcessExecutor(_Closing):
     """A pool of local worker processes; ``shared`` reaches each worker once."""
 
-    name = "processes"
-
     def __init__(self, workers: int):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a whole number of at least 1 (got {workers!r})",
@@ -168,8 +164,6 @@ class DaskExecutor(_Closing):
     Connecting happens here, before any work: a scheduler that cannot be
     reached, or a missing ``dask.distributed`` package, is one clear error.
     """
-
-    name = "dask"
 
     def __init__(self, address: str, timeout: float | None = None, retries: int = 2):
         self.address = check_scheduler(address)
