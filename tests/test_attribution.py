@@ -203,3 +203,14 @@ def test_risk_split_and_contributions_match_the_full_covariance():
     assert sum(shares) == pytest.approx(1.0, rel=1e-12)
     assert [expo[f] for f in ("MKT", "SMB", "HML")] == pytest.approx(list(fa[1:]), rel=1e-12)
     assert expo["industry: B"] == pytest.approx(a[ind == 1].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("GFC=2008-13:2009-03", "GFC has '2008-13', which is not a date"),
+    ("GFC=2008-02-30:2009", "GFC has '2008-02-30', which is not a date"),
+    ([("GFC", "2008-01")], r"must be NAME=START:END items, or \(name, start, end\) triples"),
+    (5, r"must be NAME=START:END items, or \(name, start, end\) triples"),
+])
+def test_windows_that_are_not_dates_are_one_readable_error(value, text):
+    with pytest.raises(InputError, match=text):
+        parse_windows(value)

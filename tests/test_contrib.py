@@ -379,3 +379,17 @@ def test_factor_exposures_bad_input_is_one_line(book, history, mutate, message):
         assert not is_error(out)
     else:
         assert is_error(out) and message in out, out
+
+
+def test_lengths_that_do_not_match_are_one_readable_error():
+    """A benchmark, labels or cov of another length: an InputError naming it, no traceback."""
+    s = np.diag([0.04, 0.09, 0.01])
+    w = np.array([0.5, 0.3, 0.2])
+    with pytest.raises(InputError, match=r"benchmark must have 3 values, one per asset \(has 2\)"):
+        core.risk_contributions(w, s, benchmark=[0.5, 0.5])
+    with pytest.raises(InputError, match="labels has 2 names for 3 assets"):
+        core.risk_contributions(w, s, labels=["A", "B"])
+    asym = np.diag([0.04, 0.09, 0.01, 0.02])
+    asym[3, 0] = 0.5
+    with pytest.raises(InputError, match="weights has 3 values but cov has 4 assets"):
+        core.risk_contributions(w, asym, labels=["A", "B", "C"])

@@ -282,3 +282,21 @@ def test_an_impossible_limit_on_the_sheet_is_named_in_the_status(tmp_path):
     assert re.search(r"^Run failed: BtFactorNeutral: \d{4}-\d\d-\d\d: factor_neutral: the "
                      r"active exposure to (SMB|HML|Mom|Mkt-RF) cannot be within 0 to 0 \(the "
                      r"weight bounds allow -?[0-9.]+ to -?[0-9.]+\)$", run.status), run.status
+
+
+@pytest.mark.parametrize(("kwargs", "text"), [
+    ({"industry_limits": "Tech=0.03"}, r"industry_limits must be \(industry, limit\) pairs"),
+    ({"industry_limits": 0.05}, r"industry_limits must be \(industry, limit\) pairs"),
+    ({"industry_limits": [("Tech",)]}, r"industry_limits must be \(industry, limit\) pairs"),
+    ({"factor_bounds": "SMB"}, r"factor_bounds must be \(factor, lo, hi\) items"),
+    ({"factor_bounds": [3]}, r"factor_bounds must be \(factor, lo, hi\) items"),
+])
+def test_limits_of_the_wrong_shape_are_one_readable_error(kwargs, text):
+    with pytest.raises(InputError, match=text):
+        OptimiserSpec("tev", tev=0.04, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["industry_limits", "factor_bounds"])
+def test_a_lone_number_in_a_limit_cell_is_one_readable_error(name):
+    with pytest.raises(InputError, match=rf"{name} must be NAME=(VALUE|LO:HI) items"):
+        BacktestConfig.from_mapping({name: 0.05})

@@ -57,7 +57,10 @@ def _day(text: object, name: str, item: str) -> pd.Timestamp:
     if not re.fullmatch(r"\d{4}(-\d{1,2}(-\d{1,2})?)?", value):
         raise InputError(f"{name}: {item} needs dates written year first, such as 2008-01 "
                          f"(got {value!r})", name)
-    return pd.Timestamp(value)
+    try:
+        return pd.Timestamp(value)
+    except ValueError:  # 2008-13, 2008-02-30
+        raise InputError(f"{name}: {item} has {value!r}, which is not a date", name) from None
 
 
 def parse_windows(value: object, name: str = "windows") -> tuple[tuple[str, str, str], ...]:
@@ -88,9 +91,16 @@ def parse_windows(value: object, name: str = "windows") -> tuple[tuple[str, str,
     elif isinstance(value, Mapping):
         items = [(k, *v) for k, v in value.items()]
     else:
-        items = [tuple(v) for v in value]  # type: ignore[attr-defined]
+        try:
+            items = [tuple(v) for v in value]  # type: ignore[attr-defined]
+        except TypeError:
+            items = [(value,)]
     out = []
-    for key, start, end in items:
+    for item in items:
+        if len(item) != 3:
+            raise InputError(f"{name} must be NAME=START:END items, or (name, start, end) "
+                             f"triples (got {item!r})", name)
+        key, start, end = item
         first = _day(start, name, str(key))
         last_text = str(end).strip()
         last = _day(last_text, name, str(key))

@@ -90,7 +90,13 @@ def _named_values(value: object, name: str, pair: bool) -> tuple:
                                  f"{part.strip()!r})", name)
             items.append((key.strip(), rhs.split(":") if pair else rhs))
     else:
-        items = [(item[0], item[1:] if pair else item[1]) for item in value]  # type: ignore[attr-defined]
+        form = "NAME=LO:HI" if pair else "NAME=VALUE"
+        try:
+            items = [(item[0], item[1:] if pair else item[1])  # type: ignore[index]
+                     for item in value]  # type: ignore[attr-defined]
+        except (TypeError, IndexError, KeyError):  # a lone number, or items without a value
+            raise InputError(f"{name} must be {form} items separated by ; (got {value!r})",
+                             name) from None
     out = []
     for key, rhs in items:
         nums = list(rhs) if pair and not isinstance(rhs, str) else [rhs]

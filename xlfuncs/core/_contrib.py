@@ -58,11 +58,18 @@ _NEWTON_MAX = 200
 
 
 def _names(labels: Sequence[str] | None, n: int) -> tuple[str, ...]:
-    return tuple(labels) if labels is not None else tuple(f"asset {i + 1}" for i in range(n))
+    if labels is None:
+        return tuple(f"asset {i + 1}" for i in range(n))
+    if len(labels) != n:
+        raise InputError(f"labels has {len(labels)} names for {n} assets", "labels")
+    return tuple(labels)
 
 
 def _cov(cov: np.ndarray, labels: Sequence[str] | None, name: str) -> np.ndarray:
     s = np.asarray(cov, dtype=float)
+    if labels is not None and s.ndim == 2 and s.shape[0] != len(labels):
+        raise InputError(f"weights has {len(labels)} values but {name} has {s.shape[0]} "
+                         "assets", name)
     names = _names(labels, s.shape[0] if s.ndim else 0)
     s = check_covariance(s, names, name)
     check_psd(s, names, name)
@@ -70,6 +77,9 @@ def _cov(cov: np.ndarray, labels: Sequence[str] | None, name: str) -> np.ndarray
 
 
 def _finite(x: np.ndarray, labels: Sequence[str], name: str) -> np.ndarray:
+    if x.ndim != 1 or len(x) != len(labels):
+        raise InputError(f"{name} must have {len(labels)} values, one per asset (has "
+                         f"{x.size})", name)
     bad = np.flatnonzero(~np.isfinite(x))
     if bad.size:
         raise InputError(f"{name} has a non-finite value for {labels[bad[0]]}", name)
@@ -172,7 +182,7 @@ def risk_contributions(
 
     """
     w = np.asarray(weights, dtype=float)
-    names = _names(labels, len(w))
+    names = _names(labels, w.size)
     s = _cov(cov, names, "cov")
     if s.shape[0] != len(w):
         raise InputError(f"weights has {len(w)} values but cov has {s.shape[0]} assets", "cov")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,13 +213,28 @@ class OptimiserSpec:
                                _limit(self.industry_limit, "industry_limit"))
         pairs = (self.industry_limits.items() if isinstance(self.industry_limits, Mapping)
                  else self.industry_limits or ())
+        if isinstance(pairs, str) or not isinstance(pairs, Iterable):
+            raise InputError(f"industry_limits must be (industry, limit) pairs or a mapping "
+                             f"(got {self.industry_limits!r})", "industry_limits")
         limits = []
         for item in pairs:
+            if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 2:
+                raise InputError(f"industry_limits must be (industry, limit) pairs (got "
+                                 f"{item!r})", "industry_limits")
             name, value = item
             limits.append((str(name).strip(), _limit(value, "industry_limits", f" for {name}")))
         object.__setattr__(self, "industry_limits", tuple(limits))
-        items = (self.factor_bounds.items() if isinstance(self.factor_bounds, Mapping)
-                 else ((b[0], b[1:]) for b in self.factor_bounds or ()))
+        raw = self.factor_bounds or ()
+        if not isinstance(raw, Mapping) and not isinstance(raw, str) and isinstance(raw,
+                                                                                   Iterable):
+            raw = tuple(raw)
+        if not isinstance(raw, Mapping) and (
+                not isinstance(raw, tuple)
+                or any(isinstance(b, str) or not isinstance(b, Sequence) or len(b) < 2
+                       for b in raw)):
+            raise InputError(f"factor_bounds must be (factor, lo, hi) items or a mapping (got "
+                             f"{self.factor_bounds!r})", "factor_bounds")
+        items = (raw.items() if isinstance(raw, Mapping) else ((b[0], b[1:]) for b in raw))
         bounds = []
         for name, pair in items:
             pair = tuple(pair[0]) if len(pair) == 1 and isinstance(pair[0], tuple | list) else pair
