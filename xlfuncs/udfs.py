@@ -385,9 +385,9 @@ def RISK_BUDGET(cov, budgets=None, bounds=None):
     else:
         labels, s, bud = c.labels, c.values, None
     res = core.risk_budget(s, bud, _bounds(bounds), labels)
-    contrib = res.shares * res.vol
     rows: list[list[Any]] = [["ticker", "weight", "budget", "share of risk", "contribution"]]
-    for row in zip(res.labels, res.weights, res.budgets, res.shares, contrib, strict=True):
+    for row in zip(res.labels, res.weights, res.budgets, res.shares, res.contributions,
+                   strict=True):
         rows.append([row[0], *map(float, row[1:])])
     rows.append(["total", float(res.weights.sum()), float(res.budgets.sum()),
                  float(res.shares.sum()), res.vol])
@@ -440,8 +440,9 @@ def FACTOR_EXPOSURES(weights, returns, factors, benchmark=None):
     total = res.total_variance
     rows: list[list[Any]] = [["factor", "active exposure" if res.active else "exposure",
                               "variance", "% of variance"]]
-    for name, x, v in zip(res.factors, res.exposures, res.factor_contributions, strict=True):
-        rows.append([name, float(x), float(v), float(v / total)])
-    rows.append(["specific", "", res.specific_variance, res.specific_variance / total])
+    for name, x, v, share in zip(res.factors, res.exposures, res.factor_contributions,
+                                 res.factor_shares, strict=True):
+        rows.append([name, float(x), float(v), float(share)])
+    rows.append(["specific", "", res.specific_variance, res.specific_share])
     rows.append(["total", "", total, 1.0])
     return rows

@@ -240,6 +240,11 @@ class RiskBudget:
     method: str
     seconds: float
 
+    @property
+    def contributions(self) -> np.ndarray:
+        """Each asset's contribution to the volatility, ``shares * vol``; they sum to ``vol``."""
+        return self.shares * self.vol
+
 
 def _newton_budget(s: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """``y > 0`` with ``y_i (s y)_i = b_i``: damped Newton on the log-barrier objective."""
@@ -423,6 +428,16 @@ class FactorExposures:
     def total_variance(self) -> float:
         """Factor plus specific variance (per period)."""
         return self.factor_variance + self.specific_variance
+
+    @property
+    def factor_shares(self) -> np.ndarray:
+        """Each factor's share of the total variance, shape (k,)."""
+        return self.factor_contributions / self.total_variance
+
+    @property
+    def specific_share(self) -> float:
+        """The specific variance's share of the total."""
+        return self.specific_variance / self.total_variance
 
 
 def factor_exposures(
