@@ -472,10 +472,13 @@ def test_min_rows_counts_the_free_parameters(n_states, k):
 
 def test_fit_accepts_exactly_the_minimum_rows(data):
     need = regime_min_rows(2, 3)
+    with pytest.raises(InputError, match=f"factors needs at least {need} rows"):
+        fit_regime(data[:need - 1], 2, seed=0)
     try:
-        fit_regime(data[:need], 2, seed=0)
+        got = fit_regime(data[:need], 2, seed=0)
     except ConvergenceError:
-        pass  # so few rows may not fit well; they are not refused as input
+        return  # so few rows may not fit well; they are not refused as input
+    assert got.n_obs == need and np.isfinite(got.log_likelihood)
 
 
 def test_warm_start_from_its_own_optimum_stays_there(fit, data):

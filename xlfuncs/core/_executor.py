@@ -92,11 +92,11 @@ def _set_shared(shared: Any) -> None:
     _SHARED["value"] = shared
     # One BLAS/OpenMP thread per worker: the workers already use every core, and more
     # threads than cores only wait on each other.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a platform without threadpoolctl
-        return
-    _SHARED["limits"] = threadpool_limits(limits=1)
+    from xlfuncs.core._lstsq import threadpools
+
+    pools = threadpools()  # None where threadpoolctl is missing
+    if pools is not None:
+        _SHARED["limits"] = pools.limit(limits=1)
 
 
 def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:

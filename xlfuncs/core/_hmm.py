@@ -175,11 +175,7 @@ def _scan(m: np.ndarray, log_scale: np.ndarray, reverse: bool) -> tuple[np.ndarr
 
 def _log_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``log(exp(a) @ exp(b))`` for stacks of matrices, by log-sum-exp."""
-    s = a[..., :, :, None] + b[..., None, :, :]
-    top = s.max(axis=-2, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(top, axis=-2) + np.log(np.exp(s - top).sum(axis=-2))
+    return _lse(a[..., :, :, None] + b[..., None, :, :], axis=-2)
 
 
 def _log_scan(m: np.ndarray, reverse: bool) -> np.ndarray:

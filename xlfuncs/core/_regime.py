@@ -439,10 +439,8 @@ def _fit_from(x: np.ndarray, params: _hmm.HmmParams, floor: float, n_iter: int,
     covs = 0.5 * (covs + np.swapaxes(covs, 1, 2))
     transmat = p.transmat[np.ix_(order, order)]
     startprob = p.startprob[order]
-    post = _hmm.forward_backward(_hmm.log_emissions(x, means, covs), startprob, transmat)
+    post = _posteriors(means, covs, startprob, transmat, x, True)
     smoothed = post.smoothed
-    if smoothed is None:  # forward_backward smooths by default
-        raise ValueError("smoothed probabilities missing")
     occupancy = smoothed.sum(axis=0)
     thin = int(np.argmin(occupancy))
     if occupancy[thin] < k + 1:
