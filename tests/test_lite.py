@@ -252,3 +252,24 @@ def test_holdings_script_never_shows_the_token(lite_dir: Path):
     line = holdings_status(actions)
     assert line.startswith("Refresh failed: the API rejected the request (400)")
     assert not leaks(token, json.dumps(actions))
+
+
+def test_a_busy_api_with_no_time_left_is_named_as_busy_not_as_cors():
+    """A 503 whose Retry-After outlasts the deadline is the API's answer, not a CORS refusal."""
+    import asyncio
+
+    from lite_support import browser_fetch
+
+    from xlfuncs.config import Config
+    from xlfuncs.data.holdings_fetch import fetch_holdings_browser
+    from xlfuncs.errors import ApiStatusError
+
+    with FundApi() as api:
+        api.script([Reply(status=503, headers={**CORS, "Retry-After": "5"})])
+        config = Config(base_url=api.url, deadline=2.0)
+        with pytest.raises(ApiStatusError) as info:
+            asyncio.run(fetch_holdings_browser("quant", config=config, fetch=browser_fetch))
+        assert api.hits == 1
+    text = str(info.value)
+    assert "503" in text and "more than the" in text and "s left of the 2 s limit" in text
+    assert "Access-Control-Allow-Origin" not in text

@@ -910,18 +910,7 @@ class HoldingsClient:
                                  time.perf_counter() - began, _plural(attempts, "attempt"))
                         if 200 <= answer.status < 300:
                             return answer
-                        retried = attempts - 1
-                        if answer.status not in RETRY_STATUSES or attempts > self.config.retries:
-                            raise self._status_error(answer, fund, retried)
-                        after = _retry_after(answer.headers.get("Retry-After"))
-                        if after is not None and after > MAX_RETRY_AFTER:
-                            raise self._status_error(answer, fund, retried)
-                        wait = self._backoff(attempts) if after is None else after
-                        if wait and wait >= deadline.remaining():
-                            note = (f", more than the {_seconds(deadline.remaining())} s left of "
-                                    f"the {deadline.seconds:g} s limit" if after is not None
-                                    else f"; {self._no_time(attempts)}")
-                            raise self._status_error(answer, fund, retried, note=note)
+                        wait = self._status_wait(answer, fund, attempts, deadline.remaining())
                     log.info("POST %s: attempt %d failed, retrying in %.2f s", url, attempts,
                              wait)
                     time.sleep(wait)
@@ -957,6 +946,26 @@ class HoldingsClient:
         if failures <= 1:
             return 0.0
         return min(BACKOFF_MAX, self.config.backoff * 2 ** (failures - 1))
+
+    def _status_wait(self, answer: _Answer, fund: str, attempts: int, remaining: float) -> float:
+        """After an answer that is not 2xx: the wait before the next attempt, or its error.
+
+        Shared by the requests and the browser transports: only 429/5xx are retried,
+        at most ``retries`` times, never for longer than the deadline leaves.
+        """
+        retried = attempts - 1
+        if answer.status not in RETRY_STATUSES or attempts > self.config.retries:
+            raise self._status_error(answer, fund, retried)
+        after = _retry_after(answer.headers.get("Retry-After"))
+        if after is not None and after > MAX_RETRY_AFTER:
+            raise self._status_error(answer, fund, retried)
+        wait = self._backoff(attempts) if after is None else after
+        if wait and wait >= remaining:
+            note = (f", more than the {_seconds(remaining)} s left of the "
+                    f"{self.config.deadline:g} s limit" if after is not None
+                    else f"; {self._no_time(attempts)}")
+            raise self._status_error(answer, fund, retried, note=note)
+        return wait
 
     def _no_time(self, attempts: int) -> str:
         return (f"no time for another attempt within the {self.config.deadline:g} s limit "

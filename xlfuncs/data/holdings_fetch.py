@@ -38,13 +38,10 @@ from xlfuncs.config import Config, load_config
 from xlfuncs.data.holdings import (
     ENDPOINT,
     MAX_BODY,
-    MAX_RETRY_AFTER,
-    RETRY_STATUSES,
     HoldingsClient,
     HoldingsSnapshot,
     Progress,
     _Answer,
-    _retry_after,
 )
 from xlfuncs.errors import ApiConnectionError, ApiError, ApiResponseError, ApiTimeoutError
 
@@ -127,14 +124,8 @@ class BrowserHoldingsClient(HoldingsClient):
                     raise ApiResponseError(
                         f"the API at {self.config.base_url} redirected elsewhere: set "
                         "XLFUNCS_API_URL to the address it moved to", status=0)
-                retried = attempts - 1
-                if answer.status not in RETRY_STATUSES or attempts > self.config.retries:
-                    raise self._status_error(answer, fund, retried)
-                after = _retry_after(answer.headers.get("Retry-After"))
-                if after is not None and after > MAX_RETRY_AFTER:
-                    raise self._status_error(answer, fund, retried)
-                wait = self._backoff(attempts) if after is None else after
-            if wait and wait >= end_at - time.monotonic():
+                wait = self._status_wait(answer, fund, attempts, end_at - time.monotonic())
+            if wait and wait >= end_at - time.monotonic():  # a fetch that failed: no time left
                 raise ApiTimeoutError(f"{self._refused(attempts)}; {self._no_time(attempts)}")
             log.info("POST %s: attempt %d failed, retrying in %.2f s", url, attempts, wait)
             await asyncio.sleep(wait)
