@@ -33,11 +33,12 @@ import math
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from xlfuncs.core._activeqp import ActiveQP, QPSolution
 from xlfuncs.core._factor import per_period_budget
 from xlfuncs.errors import ConvergenceError, InfeasibleError, InputError, XlfuncsError
 
@@ -320,7 +321,8 @@ class OptimResult:
         Wall-clock time of :meth:`ActiveOptimiser.solve` (filling the
         parameters and the solver).
     iterations : int
-        Interior-point iterations (0 when the solver did not run).
+        Interior-point iterations plus the active-set solver's linear solves
+        (0 when no solver ran).
     date : object
         The date passed to ``solve`` (None when none was).
     turnover : float
@@ -329,7 +331,12 @@ class OptimResult:
         The industry weights ``u`` (sector mode only).
     solver_status : str
         The solver's own status (``optimal``, ``optimal_inaccurate``,
-        ``infeasible``, ``solver_error``, ``not solved`` ...).
+        ``infeasible``, ``solver_error``, ``not solved`` ...); ``exact`` for
+        an answer of the active-set solver (:mod:`xlfuncs.core._activeqp`).
+    warm : tuple or None
+        ``(state, t)``: which assets sit at a bound and the risk parameter of
+        an exact answer, to start the next date's solve from
+        (``solve(..., warm=...)``); None otherwise.
     error : XlfuncsError or None
         The failure as an exception (:class:`~xlfuncs.errors.InfeasibleError`
         or :class:`~xlfuncs.errors.ConvergenceError`), ready to raise.
@@ -348,6 +355,7 @@ class OptimResult:
     turnover: float = math.nan
     industry_weights: np.ndarray | None = None
     solver_status: str = ""
+    warm: tuple[np.ndarray, float] | None = field(default=None, repr=False, compare=False)
     error: XlfuncsError | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -617,6 +625,9 @@ class ActiveOptimiser:
                              and len(factor_names) == self.m - 1 else None)
         self._factor_rows = self._rows_of(factor_names)
         self._limits_checked = False
+        # the last date's inputs (a copy) and their checked form: the strategies of a
+        # sweep solve the same date one after another
+        self._memo: tuple | None = None
         n_dec = self.k if self.k is not None else self.n
         what = "industries" if self.k is not None else "assets"
         if spec.max_weight is not None and spec.max_weight * n_dec < 1 - 1e-12:
@@ -732,8 +743,9 @@ class ActiveOptimiser:
     # ------------------------------------------------------------------ inputs
 
     def _inputs(self, loadings, factor_cov, resid_var, factor_mean, benchmark,
-                benchmark_exposure, tradable, prev_weights, caps, industries,
+                benchmark_exposure, tradable, caps, industries,
                 industry_names=None) -> _Inputs:
+        """The date's numbers, checked (everything but the previous weights)."""
         n, m, spec = self.n, self.m, self.spec
         f_mat = np.asarray(loadings, dtype=float)
         if f_mat.shape != (m, n):
@@ -812,12 +824,6 @@ class ActiveOptimiser:
                 e = e.copy()
                 e[off] = e_b[off]
 
-        prev = None
-        if prev_weights is not None:
-            prev = _vector(prev_weights, n, "prev_weights")
-            if not np.isfinite(prev).all():
-                raise InputError("prev_weights has a non-finite value", "prev_weights")
-
         bound = spec.max_weight if spec.max_weight is not None else 1.0
         if self.k is not None:
             if mask.any():
@@ -831,7 +837,7 @@ class ActiveOptimiser:
             ub = np.where(mask, bound, 0.0)
             n_free = int(mask.sum())
         lb = np.zeros_like(ub) if spec.long_only else -ub
-        d = _Inputs(f_mat, root, e, mu, b, xb, lb, ub, prev, sigma, n_free, w_map)
+        d = _Inputs(f_mat, root, e, mu, b, xb, lb, ub, None, sigma, n_free, w_map)
         if spec.industry_limited:
             self._industry_bounds(d, code, mask, c if caps is not None else None,
                                   industry_names)
@@ -935,6 +941,7 @@ class ActiveOptimiser:
         industries: np.ndarray | None = None,
         industry_names: Sequence[str] | None = None,
         date: Any = None,
+        warm: tuple[np.ndarray, float] | None = None,
     ) -> OptimResult:
         """Optimise the weights for one date.
 
@@ -973,6 +980,9 @@ class ActiveOptimiser:
             The ``k`` industries' names, which ``industry_limits`` names.
         date : object, optional
             Named in the result and in failure reasons.
+        warm : tuple, optional
+            A previous answer's :attr:`OptimResult.warm`, the start of the
+            exact solver (the positions are this date's assets).
 
         Returns
         -------
@@ -988,12 +998,23 @@ class ActiveOptimiser:
             policy limits that admit no portfolio (naming the limit and the date).
 
         """
-        import cvxpy as cp
-
         t0 = time.perf_counter()
-        d = self._inputs(loadings, factor_cov, resid_var, factor_mean, benchmark,
-                         benchmark_exposure, tradable, prev_weights, caps, industries,
-                         industry_names)
+        given = (loadings, factor_cov, resid_var, factor_mean, benchmark, benchmark_exposure,
+                 tradable, caps, industries, industry_names)
+        if self._memo is not None and all(map(_same, self._memo[0], given)):
+            # the same date for another strategy of a sweep: the same checked numbers
+            d, exact = self._memo[1], self._memo[2]
+        else:
+            d = self._inputs(*given)
+            exact = self._exact_problem(d)
+            self._memo = (tuple(np.array(x) if isinstance(x, np.ndarray) else x
+                                for x in given), d, exact)
+        prev = None
+        if prev_weights is not None:
+            prev = _vector(prev_weights, self.n, "prev_weights")
+            if not np.isfinite(prev).all():
+                raise InputError("prev_weights has a non-finite value", "prev_weights")
+        d = replace(d, prev=prev)
         if not self._limits_checked and (self.spec.industry_limited or self.spec.factor_limited):
             problem = self._limit_problem(d, date)
             if problem is not None:
@@ -1002,6 +1023,45 @@ class ActiveOptimiser:
         early = self._precheck(d, date)
         if early is not None:
             return self._failed(early, date, t0, "not solved", 0)
+        sol = self._exact_solve(exact, warm) if exact is not None and warm is not None else None
+        status, iters = "exact", 0
+        if sol is None:
+            got = self._clarabel(d, date, t0)
+            if isinstance(got, OptimResult):
+                return got
+            raw, status, iters = got
+            if exact is not None:
+                # crossover: the interior-point answer tells which assets sit at a
+                # bound; the active-set solver then finds the exact answer from there
+                sol = self._exact_solve(exact, (exact.state_near(raw - d.b), math.nan))
+        if sol is not None:
+            raw, status, iters = d.b + sol.a, "exact", iters + sol.iterations
+        x = self._clean(raw, d)
+        w = d.w_map @ x if d.w_map is not None else x
+        te_pp = self._te_per_period(w, d)
+        problems = self._violations(raw, w, te_pp, d)
+        if problems:
+            err = ConvergenceError(
+                f"{_when(date)}the solver's answer ({status}) fails the checks: "
+                f"{problems[0]}; loosen the constraints or check the inputs' scale")
+            return self._failed(err, date, t0, status, iters)
+        budget = self.spec.te_budget
+        binding = budget is not None and te_pp >= budget * (1 - _BINDING_REL_TOL)
+        active = float(d.mu @ (d.f_mat @ w - d.xb))
+        turnover = (0.5 * float(np.abs(w - d.prev).sum()) if d.prev is not None else math.nan)
+        return OptimResult(
+            weights=w, status="optimal", reason="",
+            tracking_error=te_pp * math.sqrt(self.spec.periods_per_year),
+            active_return=active, te_binding=bool(binding),
+            solve_seconds=time.perf_counter() - t0, iterations=iters, date=date,
+            turnover=turnover, industry_weights=x if d.w_map is not None else None,
+            solver_status=status, warm=(sol.state, sol.t) if sol is not None else None)
+
+    def _clarabel(self, d: _Inputs, date: Any, t0: float
+                  ) -> tuple[np.ndarray, str, int] | OptimResult:
+        """The interior-point solve of the compiled problem: the raw answer, or a failure."""
+        import cvxpy as cp
+
         self._fill(d)
         try:
             # warm_start=False: cvxpy's compiled problem is reused, but Clarabel is set
@@ -1027,27 +1087,35 @@ class ActiveOptimiser:
             err = ConvergenceError(f"{_when(date)}the solver stopped with status {status}; "
                                    "check the inputs' scale (per-period moments)")
             return self._failed(err, date, t0, status, iters)
-        raw = np.asarray(self._x.value, dtype=float)
-        x = self._clean(raw, d)
-        w = d.w_map @ x if d.w_map is not None else x
-        te_pp = self._te_per_period(w, d)
-        problems = self._violations(raw, w, te_pp, d)
-        if problems:
-            err = ConvergenceError(
-                f"{_when(date)}the solver's answer ({status}) fails the checks: "
-                f"{problems[0]}; loosen the constraints or check the inputs' scale")
-            return self._failed(err, date, t0, status, iters)
-        budget = self.spec.te_budget
-        binding = budget is not None and te_pp >= budget * (1 - _BINDING_REL_TOL)
-        active = float(d.mu @ (d.f_mat @ w - d.xb))
-        turnover = (0.5 * float(np.abs(w - d.prev).sum()) if d.prev is not None else math.nan)
-        return OptimResult(
-            weights=w, status="optimal", reason="",
-            tracking_error=te_pp * math.sqrt(self.spec.periods_per_year),
-            active_return=active, te_binding=bool(binding),
-            solve_seconds=time.perf_counter() - t0, iterations=iters, date=date,
-            turnover=turnover, industry_weights=x if d.w_map is not None else None,
-            solver_status=status)
+        return np.asarray(self._x.value, dtype=float), status, iters
+
+    def _exact_problem(self, d: _Inputs) -> ActiveQP | None:
+        """The date's problem for the active-set solver, when it has that form.
+
+        That form: TEV cap or risk aversion over stock weights with benchmark
+        weights inside the universe, bounds and the budget only (no turnover,
+        cost or policy limits, which the interior-point solver handles).
+        """
+        spec = self.spec
+        if (d.w_map is not None or spec.turnover is not None or spec.cost > 0
+                or spec.industry_limited or spec.factor_limited):
+            return None
+        movable = d.ub > d.lb
+        if not (d.e[movable] > 0).all() or (d.b[~movable] != 0).any():
+            return None
+        if not np.array_equal(d.xb, d.f_mat @ d.b):  # a factor benchmark
+            return None
+        return ActiveQP(d.root @ d.f_mat, d.e, d.f_mat.T @ d.mu, d.lb - d.b, d.ub - d.b)
+
+    def _exact_solve(self, qp: ActiveQP, warm: tuple[np.ndarray, float]) -> QPSolution | None:
+        state, t = warm
+        state = np.asarray(state)
+        if state.shape != (self.n,):
+            return None
+        if self.spec.risk == "tev":
+            return qp.at_te(float(self.spec.te_budget), state, t)
+        gamma = float(self.spec.gamma)
+        return qp.at_t(0.5 / gamma, state) if gamma > 0 else None  # gamma 0: a linear program
 
     # ------------------------------------------------------------------ checks
 
@@ -1237,6 +1305,17 @@ class ActiveOptimiser:
             solve_seconds=time.perf_counter() - t0, iterations=iters, date=date,
             industry_weights=np.full(self.k, nan) if self.k is not None else None,
             solver_status=solver_status, error=err)
+
+
+def _same(kept: Any, given: Any) -> bool:
+    """``given`` equals the kept copy of an input (arrays by value, the rest by ==)."""
+    if isinstance(kept, np.ndarray) or isinstance(given, np.ndarray):
+        return (isinstance(kept, np.ndarray) and isinstance(given, np.ndarray)
+                and kept.dtype == given.dtype and np.array_equal(kept, given))
+    try:
+        return bool(kept == given) if kept is not None or given is not None else True
+    except (TypeError, ValueError):
+        return False
 
 
 def _when(date: Any) -> str:

@@ -1,0 +1,243 @@
+"""The exact active-set solver of the factor-form problem, against cvxpy and its own KKT."""
+
+from __future__ import annotations
+
+import math
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from xlfuncs.core._activeqp import FREE, KKT_TOL, LOWER, UPPER, ActiveQP
+from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec
+
+A = 12  # periods a year
+
+
+def _problem(seed: int, n: int = 120, m: int = 5):
+    """A date's inputs shaped like the backtest's: alpha row, 4 factors, cap benchmark."""
+    rng = np.random.default_rng(seed)
+    F = rng.normal(size=(m, n))
+    F[0] *= 0.002  # per-period alphas
+    F[1] = 1.0 + 0.3 * rng.normal(size=n)  # market betas
+    root = rng.normal(size=(m - 1, m - 1)) * 0.02
+    S = np.zeros((m, m))
+    S[1:, 1:] = root @ root.T
+    lam, vec = np.linalg.eigh(S)
+    R = np.sqrt(np.clip(lam, 0, None))[:, None] * vec.T
+    e = rng.uniform(0.03, 0.12, n) ** 2
+    mu = np.r_[1.0, rng.normal(0.005, 0.003, m - 1)]
+    caps = rng.lognormal(0, 1.5, n)
+    return F, S, R, e, mu, caps / caps.sum()
+
+
+def _reference(F, R, e, mu, b, lb, ub, *, te=None, gamma=None):
+    """The same problem in cvxpy, solved by Clarabel at tight tolerances."""
+    x = cp.Variable(len(b))
+    a = x - b
+    parts = cp.hstack([R @ F @ a, cp.multiply(np.sqrt(e), a)])
+    cons = [cp.sum(x) == 1, x >= lb, x <= ub]
+    if te is not None:
+        prob = cp.Problem(cp.Maximize(mu @ F @ a), [*cons, cp.norm(parts, 2) <= te])
+    else:
+        prob = cp.Problem(cp.Maximize(mu @ F @ a - gamma * cp.sum_squares(parts)), cons)
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-10)
+    assert prob.status == cp.OPTIMAL
+    return x.value
+
+
+def _kkt_ok(F, R, e, mu, b, lb, ub, w, t):
+    """Optimality of ``w`` for ``min 1/2 a'Qa - t g'a`` from the dense Q, independently."""
+    a = w - b
+    Q = (R @ F).T @ (R @ F) + np.diag(e)
+    grad = Q @ a - t * (F.T @ mu)  # + nu - lam_lo + lam_hi = 0
+    free = (w > lb + 1e-10) & (w < ub - 1e-10)
+    low, high = w <= lb + 1e-10, w >= ub - 1e-10
+    scale = 1e-10 * max(1.0, np.abs(grad).max())
+    if free.any():
+        nu = -float(np.mean(grad[free]))
+        assert np.abs(grad[free] + nu).max() < scale
+    else:  # every asset at a bound: some budget multiplier must fit both sides
+        nu = -float(grad[low].min(initial=np.inf))
+        assert nu <= -float(grad[high].max(initial=-np.inf)) + scale
+    lam = grad + nu
+    assert (lam[low] >= -scale).all()  # at the lower bound: raising it would not gain
+    assert (lam[high] <= scale).all()
+    assert abs(w.sum() - 1) < 1e-12 and (w >= lb - 1e-12).all() and (w <= ub + 1e-12).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("tev", [0.01, 0.04, 0.1])
+def test_te_cap_is_the_exact_optimum(seed, tev):
+    F, _, R, e, mu, b = _problem(seed)
+    lb, ub = np.zeros_like(b), np.ones_like(b)
+    qp = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    te = tev / math.sqrt(A)
+    # from the interior-point answer's bound set (as the optimiser does on a first date)
+    ref = _reference(F, R, e, mu, b, lb, ub, te=te)
+    sol = qp.at_te(te, qp.state_near(ref - b))
+    assert sol is not None and sol.binding
+    w = b + sol.a
+    got_te = math.sqrt(sol.a @ (R @ F).T @ (R @ F) @ sol.a + e @ sol.a**2)
+    assert got_te == pytest.approx(te, rel=1e-12)
+    assert (mu @ F @ sol.a) >= (mu @ F @ (ref - b)) - 1e-12  # never worse than Clarabel
+    assert np.abs(w - ref).max() < 1e-5
+    _kkt_ok(F, R, e, mu, b, lb, ub, w, sol.t)
+    # and from nothing at all: every asset free
+    cold = qp.at_te(te)
+    if cold is not None:  # the cold start may give up; then the optimiser uses Clarabel
+        assert np.abs(cold.a - sol.a).max() < 1e-12
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("gamma", [2.0, 20.0, 200.0])
+def test_risk_aversion_is_the_exact_optimum(seed, gamma):
+    F, _, R, e, mu, b = _problem(seed)
+    lb, ub = np.zeros_like(b), np.full_like(b, 0.05)
+    qp = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    ref = _reference(F, R, e, mu, b, lb, ub, gamma=gamma)
+    sol = qp.at_t(0.5 / gamma, qp.state_near(ref - b))
+    assert sol is not None
+    w = b + sol.a
+    assert np.abs(w - ref).max() < 1e-5  # Clarabel's own accuracy; the KKT check is exact
+    _kkt_ok(F, R, e, mu, b, lb, ub, w, 0.5 / gamma)
+    assert (sol.state[w >= ub - 1e-12] == UPPER).all()  # the cap at 5% is used
+
+
+def test_a_warm_start_from_another_date_gives_the_same_answer():
+    F, _, R, e, mu, b = _problem(1)
+    F2, _, _, e2, _, _ = _problem(2)
+    lb, ub = np.zeros_like(b), np.ones_like(b)
+    te = 0.05 / math.sqrt(A)
+    day1 = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    first = day1.at_te(te, day1.state_near(_reference(F, R, e, mu, b, lb, ub, te=te) - b))
+    # a nearby date: loadings and residuals move a little
+    Fn, en = 0.9 * F + 0.1 * F2, 0.9 * e + 0.1 * e2
+    day2 = ActiveQP(R @ Fn, en, Fn.T @ mu, lb - b, ub - b)
+    ref = _reference(Fn, R, en, mu, b, lb, ub, te=te)
+    warm = day2.at_te(te, first.state, first.t)
+    crossover = day2.at_te(te, day2.state_near(ref - b))
+    assert warm is not None and crossover is not None
+    assert np.abs(warm.a - crossover.a).max() < 1e-13
+    assert warm.iterations < 20
+
+
+def test_a_budget_above_the_frontier_is_not_binding():
+    F, _, R, e, mu, b = _problem(3, n=40)
+    lb, ub = np.zeros_like(b), np.ones_like(b)
+    qp = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    best = int(np.argmax(F.T @ mu))  # the linear program's answer: all in the best asset
+    corner = -b.copy()
+    corner[best] += 1.0
+    te_corner = math.sqrt(corner @ (R @ F).T @ (R @ F) @ corner + e @ corner**2)
+    start = np.full(len(b), LOWER, dtype=np.int8)
+    start[best] = FREE
+    sol = qp.at_te(2.0 * te_corner, start, 1.0)
+    assert sol is not None and not sol.binding and math.isinf(sol.t)
+    assert np.abs(sol.a - corner).max() < 1e-12
+
+
+def test_a_budget_below_the_least_risk_the_bounds_allow_is_not_answered():
+    F, _, R, e, mu, b = _problem(4, n=40)
+    ub = np.full_like(b, 0.5 * b.max())  # the largest benchmark weight cannot be held
+    lb = np.zeros_like(b)
+    qp = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    low = qp.at_t(0.0)
+    assert low is not None
+    least = math.sqrt(low.a @ (R @ F).T @ (R @ F) @ low.a + e @ low.a**2)
+    assert least > 0
+    assert qp.at_te(0.5 * least) is None
+
+
+def test_bad_problems_are_refused():
+    F, _, R, e, mu, b = _problem(0, n=10)
+    with pytest.raises(ValueError, match="disagree"):
+        ActiveQP(R @ F, e[:-1], F.T @ mu, -b, 1 - b)
+    with pytest.raises(ValueError, match="e > 0"):
+        ActiveQP(R @ F, np.where(np.arange(10) == 3, 0.0, e), F.T @ mu, -b, 1 - b)
+    qp = ActiveQP(R @ F, e, F.T @ mu, -b, 1 - b)
+    with pytest.raises(ValueError, match="t must be"):
+        qp.at_t(-1.0)
+    with pytest.raises(ValueError, match="te must be"):
+        qp.at_te(0.0)
+
+
+def test_the_optimiser_answers_exactly_and_starts_from_its_last_answer():
+    F, S, R, e, mu, b = _problem(5)
+    spec = OptimiserSpec("tev", tev=0.04)
+    opt = ActiveOptimiser(spec, len(b), F.shape[0])
+    first = opt.solve(F, S, e, mu, benchmark=b)
+    assert first.solver_status == "exact" and first.warm is not None
+    assert first.tracking_error == pytest.approx(0.04, rel=1e-12)
+    F2 = F.copy()
+    F2[0] = 0.95 * F[0] + 0.05 * _problem(6)[0][0]  # next month's alphas
+    second = opt.solve(F2, S, e, mu, benchmark=b, warm=first.warm)
+    ref = _reference(F2, R, e, mu, b, np.zeros_like(b), np.ones_like(b),
+                     te=0.04 / math.sqrt(A))
+    assert second.solver_status == "exact"
+    assert np.abs(second.weights - ref).max() < 1e-5
+    assert second.tracking_error == pytest.approx(0.04, rel=1e-12)
+    _kkt_ok(F2, R, e, mu, b, np.zeros_like(b), np.ones_like(b), second.weights,
+            second.warm[1])
+
+
+def test_an_inaccurate_interior_point_answer_is_made_exact(monkeypatch):
+    F, S, R, e, mu, b = _problem(7)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), len(b), F.shape[0])
+    real = opt._prob.solve
+
+    def rough(*args, **kwargs):  # stop the interior point early
+        kwargs.update(max_iter=8)
+        real(*args, **kwargs)
+        opt._prob._status = cp.OPTIMAL_INACCURATE
+
+    monkeypatch.setattr(opt._prob, "solve", rough)
+    res = opt.solve(F, S, e, mu, benchmark=b)
+    ref = _reference(F, R, e, mu, b, np.zeros_like(b), np.ones_like(b),
+                     te=0.05 / math.sqrt(A))
+    assert res.ok and res.solver_status == "exact"
+    assert np.abs(res.weights - ref).max() < 1e-5
+    assert res.tracking_error == pytest.approx(0.05, rel=1e-12)
+
+
+def test_problems_the_active_set_solver_does_not_take_go_to_clarabel():
+    F, S, _, e, mu, b = _problem(8)
+    for spec in (OptimiserSpec("tev", tev=0.04, turnover=0.2),
+                 OptimiserSpec("tev", tev=0.04, cost=0.001)):
+        res = ActiveOptimiser(spec, len(b), F.shape[0]).solve(F, S, e, mu, benchmark=b,
+                                                             prev_weights=b)
+        assert res.ok and res.solver_status == "optimal" and res.warm is None
+    exposure = np.zeros(F.shape[0])
+    exposure[1] = 1.0  # the market as the benchmark: no benchmark weights
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.04), len(b), F.shape[0]).solve(
+        F, S, e, mu, benchmark_exposure=exposure)
+    assert res.ok and res.solver_status == "optimal"
+    assert KKT_TOL == 1e-9
+
+
+def test_walking_the_path_piece_by_piece_stays_optimal_and_te_rises():
+    # the homotopy the TE search falls back on: from the benchmark (t = 0), each
+    # crossing gives the next piece's free set, optimal on the whole piece
+    F, _, R, e, mu, b = _problem(9, n=30)
+    lb, ub = np.zeros_like(b), np.full_like(b, 0.2)
+    qp = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    state, t, last_te, pieces = qp.start_state(), 0.0, -1.0, 0
+    while pieces < 200:
+        piece = qp._piece(state)
+        _, _, hi, j = qp._events(piece, state, t)
+        mid = t + 1.0 if math.isinf(hi) else 0.5 * (t + hi)
+        sol = qp._answer(piece, state, mid, False)
+        assert sol is not None
+        _kkt_ok(F, R, e, mu, b, lb, ub, b + sol.a, mid)
+        te = math.sqrt(sol.a @ (R @ F).T @ (R @ F) @ sol.a + e @ sol.a**2)
+        assert te >= last_te - 1e-15
+        last_te, pieces = te, pieces + 1
+        if j < 0:
+            break
+        state, t = qp._cross(piece, state, j, True), hi
+    assert 10 < pieces < 200 and j < 0
+    # the end: the highest expected active return within the bounds, a linear program
+    x = cp.Variable(len(b))
+    cp.Problem(cp.Maximize((F.T @ mu) @ x), [cp.sum(x) == 1, x >= lb, x <= ub]).solve(
+        solver=cp.CLARABEL)
+    assert np.abs(b + sol.a - x.value).max() < 1e-6

@@ -1,0 +1,349 @@
+"""An exact active-set solver for the factor-form active-risk problem of one date.
+
+With active weights ``a = w - b``, the risk ``TE^2 = a' Q a`` where
+``Q = G' G + diag(e)`` (``G = R F``: the loadings under a root of the factor
+covariance, ``m x n`` with ``m`` small) and the expected active return
+``g' a`` (``g = F' mu``), the risk-aversion problem of SPEC 3.4 is, for
+``t = 1 / (2 gamma)``,
+
+    minimise  1/2 a' Q a - t g' a   s.t.  sum(a) = 0,  l <= a <= u      (P_t)
+
+(``l = lb - b``, ``u = ub - b``). ``Q`` is positive definite, so the answer
+``a(t)`` is unique, and it is piecewise affine in ``t``: on each piece the
+assets at a bound stay there and the others ("free") solve the equality-
+constrained problem, whose only coupling is through ``G a`` and the budget
+multiplier, an ``(m + 1) x (m + 1)`` system (the Woodbury form of ``Q``). The
+TEV-cap problem (maximise ``g' a`` s.t. ``TE <= tau``) is solved, whenever the
+cap binds, by ``a(t)`` at the ``t`` with ``TE(t) = tau`` (its multiplier is
+``1 / (2 t)``); ``TE(t)`` grows with ``t`` and is quadratic on each piece.
+
+:meth:`ActiveQP.at_t` finds the free set at a given ``t`` by primal-dual
+active-set iterations (every asset whose bound or multiplier is violated
+changes side at once); :meth:`ActiveQP.at_te` searches ``t`` with a
+safeguarded Newton step that is exact once the piece is found (the root of
+the piece's quadratic). Each costs O(n m^2) per iteration, a few iterations
+from a good start, against an interior-point solve of the whole cone problem.
+Every answer is rebuilt from scratch for its free set and checked against
+the optimality conditions to ``1e-9``; None means "not found here", and the
+caller falls back to a general solver.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ActiveQP", "QPSolution"]
+
+FREE, LOWER, UPPER = 0, -1, 1
+# Optimality is accepted when bounds, multipliers and the budget hold to this
+# (weight units).
+KKT_TOL = 1e-9
+_MAX_SWEEPS = 25  # active-set iterations at one t
+_MAX_STEPS = 80  # steps of the search for the t of a TE target (pieces when walking)
+
+
+@dataclass(frozen=True)
+class QPSolution:
+    """One answer: the active weights, the free set, ``t`` and the work done."""
+
+    a: np.ndarray  # (n,) active weights
+    state: np.ndarray  # (n,) int8: FREE, LOWER or UPPER
+    t: float  # 1 / (2 gamma); inf for the end of the frontier
+    binding: bool  # a TE target: the cap binds
+    iterations: int  # linear solves
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """The affine solution for one free set: ``y(t) = t y1 + y0``, ``a~(t) = t alpha + beta``."""
+
+    y1: np.ndarray
+    y0: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    te2: tuple[float, float, float]  # TE^2(t) = c2 t^2 + c1 t + c0
+
+
+class ActiveQP:
+    """Problem ``P_t`` of one date, for any ``t`` or TE target.
+
+    Parameters
+    ----------
+    G : ndarray of shape (m, n)
+        ``R F``, so that the factor risk of ``a`` is ``||G a||^2``.
+    e : ndarray of shape (n,)
+        Residual variances; > 0 wherever ``lower < upper``.
+    g : ndarray of shape (n,)
+        Expected active return per unit of active weight, ``F' mu``.
+    lower, upper : ndarray of shape (n,)
+        Bounds of the active weights, ``lower <= upper`` (equal: a fixed
+        asset). ``sum`` of the answer is 0.
+
+    """
+
+    def __init__(self, G: np.ndarray, e: np.ndarray, g: np.ndarray, lower: np.ndarray,
+                 upper: np.ndarray):
+        self.G = np.asarray(G, dtype=float)
+        m, n = self.G.shape
+        self.e = np.asarray(e, dtype=float)
+        self.g = np.asarray(g, dtype=float)
+        self.lower = np.asarray(lower, dtype=float)
+        self.upper = np.asarray(upper, dtype=float)
+        if not (self.e.shape == self.g.shape == self.lower.shape == self.upper.shape == (n,)):
+            raise ValueError("G, e, g, lower and upper disagree on the number of assets")
+        self.fixed = self.lower >= self.upper
+        if (self.lower > self.upper).any() or not (self.e[~self.fixed] > 0).all():
+            raise ValueError("ActiveQP needs lower <= upper and e > 0 for every asset that "
+                             "can move")
+        self.m, self.n = m, n
+        self.H = np.vstack([self.G, np.ones((1, n))])  # G, then the budget row
+        safe_e = np.where(self.fixed, 1.0, self.e)
+        self.Hs = self.H / safe_e
+        self.inv_e = 1.0 / safe_e
+        self.solves = 0
+
+    # ------------------------------------------------------------------ pieces
+
+    def start_state(self) -> np.ndarray:
+        """Every asset free except the fixed ones (held at their lower bound)."""
+        return np.where(self.fixed, LOWER, FREE).astype(np.int8)
+
+    def state_near(self, a: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+        """The free set an approximate answer ``a`` suggests (within ``tol`` of a bound)."""
+        a = np.asarray(a, dtype=float)
+        state = np.where(a <= self.lower + tol, LOWER,
+                         np.where(a >= self.upper - tol, UPPER, FREE)).astype(np.int8)
+        state[self.fixed] = LOWER
+        return state
+
+    def _bound_values(self, state: np.ndarray) -> np.ndarray:
+        return np.where(state == LOWER, self.lower, np.where(state == UPPER, self.upper, 0.0))
+
+    def _piece(self, state: np.ndarray) -> _Piece | None:
+        """The affine solution of the free set ``state == FREE``, from scratch."""
+        free = state == FREE
+        if not free.any():
+            return None
+        self.solves += 1
+        hs = self.Hs[:, free]
+        K = hs @ self.H[:, free].T
+        K[np.arange(self.m), np.arange(self.m)] += 1.0
+        fixed_a = self._bound_values(state)
+        rhs = np.column_stack([hs @ self.g[free], self.H @ fixed_a])
+        try:
+            y = np.linalg.solve(K, rhs)
+        except np.linalg.LinAlgError:
+            return None
+        p = self.H.T @ y
+        alpha = (self.g - p[:, 0]) * self.inv_e
+        beta = -p[:, 1] * self.inv_e
+        m = self.m
+        z1, z0 = y[:m, 0], y[:m, 1]
+        ea = np.where(free, self.e * alpha, 0.0)
+        eb = np.where(free, self.e * beta, 0.0)
+        c2 = float(z1 @ z1 + ea @ alpha)
+        c1 = float(2.0 * (z1 @ z0 + ea @ beta))
+        c0 = float(z0 @ z0 + eb @ beta + (self.e * fixed_a) @ fixed_a)
+        return _Piece(y[:, 0], y[:, 1], alpha, beta, (c2, c1, c0))
+
+    def _events(self, piece: _Piece, state: np.ndarray, t: float
+                ) -> tuple[float, int, float, int]:
+        """Where ``state`` stops being optimal around ``t``: ``(lo, i_lo, hi, i_hi)``.
+
+        Going up in ``t``, a free asset falls to its lower bound or rises to its
+        upper one, or an asset at a bound sees its unconstrained weight come back
+        inside; going down, the reverse. ``i`` is the asset (-1: none, and then
+        ``lo = 0`` or ``hi = inf``).
+        """
+        alpha, beta = piece.alpha, piece.beta
+        free, movable = state == FREE, ~self.fixed
+        low, high = (state == LOWER) & movable, (state == UPPER) & movable
+        # a slope at rounding level is no slope (one free asset, held by the budget)
+        tiny = 1e-12 * float(np.abs(alpha[movable]).max(initial=0.0))
+        up, down = alpha > tiny, alpha < -tiny
+        with np.errstate(divide="ignore", invalid="ignore"):
+            to_l = (self.lower - beta) / alpha
+            to_u = (self.upper - beta) / alpha
+        ahead = np.where((free & down) | (low & up), to_l,
+                         np.where((free & up) | (high & down), to_u, np.inf))
+        behind = np.where((free & up) | (low & down), to_l,
+                          np.where((free & down) | (high & up), to_u, -np.inf))
+        # an event a rounding error behind t (two assets reaching a bound together) is at t
+        slack = 1e-9 * max(1.0, abs(t))
+        ahead = np.where(np.isnan(ahead) | (ahead < t - slack), np.inf, np.maximum(ahead, t))
+        behind = np.where(np.isnan(behind) | (behind > t + slack), -np.inf,
+                          np.minimum(behind, t))
+        i_hi, i_lo = int(np.argmin(ahead)), int(np.argmax(behind))
+        hi, lo = float(ahead[i_hi]), float(behind[i_lo])
+        return (max(lo, 0.0), i_lo if lo > -np.inf else -1,
+                hi, i_hi if hi < np.inf else -1)
+
+    def _cross(self, piece: _Piece, state: np.ndarray, j: int, forward: bool) -> np.ndarray:
+        """The free set of the next piece along the path: asset ``j`` changes side."""
+        new = state.copy()
+        if state[j] != FREE:
+            new[j] = FREE
+        else:
+            falls = (piece.alpha[j] < 0) == forward
+            new[j] = LOWER if falls else UPPER
+        return new
+
+    # ------------------------------------------------------------------ one t
+
+    def _settle(self, t: float, state: np.ndarray) -> tuple[np.ndarray, _Piece] | None:
+        """The optimal free set at ``t`` by primal-dual active-set sweeps from ``state``."""
+        state = state.copy()
+        state[self.fixed] = LOWER
+        seen: set[bytes] = set()
+        for _ in range(_MAX_SWEEPS):
+            piece = self._piece(state)
+            if piece is None:
+                # nothing free: free the assets whose multipliers allow it, else give up
+                return None
+            raw = piece.alpha * t + piece.beta if math.isfinite(t) else piece.beta
+            free, low, high = state == FREE, state == LOWER, state == UPPER
+            new = state.copy()
+            new[free & (raw < self.lower - KKT_TOL)] = LOWER
+            new[free & (raw > self.upper + KKT_TOL)] = UPPER
+            new[low & ~self.fixed & (raw > self.lower + KKT_TOL)] = FREE
+            new[high & ~self.fixed & (raw < self.upper - KKT_TOL)] = FREE
+            if np.array_equal(new, state):
+                return state, piece
+            key = new.tobytes()
+            if key in seen:  # a cycle: give up here
+                return None
+            seen.add(key)
+            state = new
+        return None
+
+    def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool
+                ) -> QPSolution | None:
+        """The weights of ``piece`` at ``t``, checked against the optimality conditions."""
+        finite = math.isfinite(t)
+        if not finite and np.abs(piece.alpha[state == FREE]).max(initial=0.0) > KKT_TOL:
+            return None  # the end of the frontier must be a flat piece
+        raw = piece.alpha * t + piece.beta if finite else piece.beta
+        free, low, high = state == FREE, state == LOWER, state == UPPER
+        a = np.where(free, raw, self._bound_values(state))
+        z = (piece.y1 * t + piece.y0)[: self.m] if finite else piece.y0[: self.m]
+        tol = KKT_TOL
+        movable_low, movable_high = low & ~self.fixed, high & ~self.fixed
+        if finite:  # an asset at a bound would not gain by leaving it
+            held = (bool((raw[movable_low] <= self.lower[movable_low] + tol).all())
+                    and bool((raw[movable_high] >= self.upper[movable_high] - tol).all()))
+        else:  # at the end of the frontier the slopes decide
+            held = (bool((piece.alpha[movable_low] <= tol).all())
+                    and bool((piece.alpha[movable_high] >= -tol).all()))
+        ok = (held and abs(float(a.sum())) <= tol
+              and float(np.abs(self.G @ a - z).max(initial=0.0))
+              <= tol * (1.0 + float(np.abs(z).max(initial=0.0)))
+              and bool((a[free] >= self.lower[free] - tol).all())
+              and bool((a[free] <= self.upper[free] + tol).all()))
+        if not ok:
+            return None
+        return QPSolution(np.clip(a, self.lower, self.upper), state, t, binding, self.solves)
+
+    def at_t(self, t: float, state: np.ndarray | None = None) -> QPSolution | None:
+        """The answer of ``P_t`` (``t = 1 / (2 gamma)``), from the free set ``state``."""
+        if not t >= 0:
+            raise ValueError("t must be >= 0")
+        self.solves = 0
+        got = self._settle(t, self.start_state() if state is None else state)
+        return None if got is None else self._answer(got[1], got[0], t, False)
+
+    # ------------------------------------------------------------------ a TE target
+
+    def at_te(self, te: float, state: np.ndarray | None = None, t: float | None = None
+              ) -> QPSolution | None:
+        """The TEV-cap answer for ``TE <= te`` (same units as ``sqrt(e)``).
+
+        The cap binds unless even the end of the frontier (the highest expected
+        active return within the bounds) has less tracking error; then that end
+        is the answer, with ``binding`` False. ``state`` and ``t`` are a start
+        (e.g. the previous date's); None when the target is below the least
+        tracking error the bounds allow, or the search fails.
+        """
+        if not te > 0:
+            raise ValueError("te must be > 0")
+        self.solves = 0
+        target = te * te
+        state = self.start_state() if state is None else state
+        if t is None or not (t > 0 and math.isfinite(t)):
+            first = self._piece(state)
+            if first is None:
+                return None
+            c2, c1, c0 = first.te2
+            t = _rising_root(c2, c1, c0 - target)
+            t = t if math.isfinite(t) and t > 0 else 1.0
+        below, above = 0.0, math.inf  # TE(below) <= te < TE(above)
+        valid = None  # the last optimal (piece, state, t)
+        walking = False
+        for _ in range(_MAX_STEPS):
+            if walking:  # the state is optimal at t by construction
+                piece = self._piece(state)
+                if piece is None:
+                    return None
+            else:
+                got = self._settle(t, state)
+                if got is None:
+                    if valid is None:
+                        return None
+                    # a long jump the active-set sweeps cannot settle: walk the path
+                    # instead, a piece at a time, from the last optimal point
+                    walking = True
+                    piece, state, t_ok = valid
+                    lo, i_lo, hi, i_hi = self._events(piece, state, t_ok)
+                    forward = t > t_ok
+                    j, t = (i_hi, hi) if forward else (i_lo, lo)
+                    if j < 0:
+                        return None
+                    state = self._cross(piece, state, j, forward)
+                    continue
+                state, piece = got
+            valid = (piece, state, t)
+            c2, c1, c0 = piece.te2
+            now = c2 * t * t + c1 * t + c0
+            lo, i_lo, hi, i_hi = self._events(piece, state, t)
+            if hi == math.inf and abs(c2) * t * t + abs(c1) * t <= 1e-10 * max(c0, 1e-300):
+                if now <= target:  # the flat end of the frontier is within the cap
+                    return self._answer(piece, state, math.inf, False)
+            root = _rising_root(c2, c1, c0 - target)
+            if lo <= root <= hi:
+                return self._answer(piece, state, root, True)
+            if walking:
+                forward = now < target
+                j, t = (i_hi, hi) if forward else (i_lo, lo)
+                if j < 0:
+                    return None
+                state = self._cross(piece, state, j, forward)
+                continue
+            if now <= target:
+                below = max(below, t)
+            else:
+                above = min(above, t)
+            if below < root < above:
+                step = root  # a Newton step: exact once the piece is the right one
+            elif math.isfinite(above):
+                step = 0.5 * (below + above)
+            else:
+                step = 2.0 * max(t, hi if math.isfinite(hi) else t)
+            if step == t:
+                return None
+            t = step
+        return None
+
+
+def _rising_root(c2: float, c1: float, c0: float) -> float:
+    """The larger root of ``c2 t^2 + c1 t + c0`` (inf: none, or a line that never rises)."""
+    if c2 > 0:
+        disc = c1 * c1 - 4.0 * c2 * c0
+        if disc < 0:
+            return math.inf
+        s = math.sqrt(disc)
+        return (-c1 + s) / (2.0 * c2) if c1 <= 0 else (-2.0 * c0) / (c1 + s)
+    if c1 > 0:
+        return -c0 / c1
+    return math.inf
