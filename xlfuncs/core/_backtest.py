@@ -516,9 +516,9 @@ class _Estimator:
 class _Book:
     """One strategy's running state."""
 
-    weights: pd.Series | None = None  # current (drifted) weights by asset
+    weights: np.ndarray | None = None  # current (drifted) weights over the data's columns
     returns: dict = field(default_factory=dict)
-    decided: list = field(default_factory=list)
+    decided: list = field(default_factory=list)  # (date, name, columns held, weights)
     ex_ante: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     exposures: list = field(default_factory=list)  # (date, name, {factor/industry: active})
@@ -528,7 +528,17 @@ class _Book:
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
 
 
-def _previous_weights(held: pd.Series, assets: Sequence[str]) -> np.ndarray | None:
+def _sum(x: np.ndarray) -> float:
+    """The sum of the non-zero entries, in column order.
+
+    Sums over the data's columns would group the same holdings differently when
+    the data have other columns (a shorter run lists fewer stocks), and the last
+    bits of a return would then depend on the end date.
+    """
+    return float(x[x != 0].sum())
+
+
+def _previous_weights(held: np.ndarray, assets: np.ndarray) -> np.ndarray | None:
     """The holdings the optimiser starts from, over today's tradable assets.
 
     A holding that left the universe (delisted, or no longer enough history) is
@@ -536,10 +546,11 @@ def _previous_weights(held: pd.Series, assets: Sequence[str]) -> np.ndarray | No
     proportion, so that the turnover limit and the trading cost in the
     objective bind only the trades the optimiser chooses. (The accounting still
     counts the forced trades as turnover.) None when nothing held is tradable:
-    the portfolio is built afresh.
+    the portfolio is built afresh. ``held`` is over the data's columns,
+    ``assets`` today's tradable columns.
     """
-    prev = held.reindex(assets).fillna(0.0).to_numpy()
-    total, before = float(prev.sum()), float(held.sum())
+    prev = held[assets]
+    total, before = float(prev.sum()), _sum(held)
     if total <= 1e-12:
         return None
     return prev * (before / total) if abs(total - before) > 1e-12 else prev
@@ -700,9 +711,10 @@ def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache]
 class _Strategy:
     """One strategy's walk: a decision at each rebalance date, drift and costs in between."""
 
-    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec,
+    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec, n_columns: int,
                  optimisers: dict | None = None):
         self.config, self.name, self.spec = config, name, spec
+        self.n_columns = n_columns
         self.book = _Book()
         # Compiled problems, shared by the strategies walked together: the TEV budget and
         # gamma are parameters of the compiled problem, so a sweep over them compiles each
@@ -710,8 +722,13 @@ class _Strategy:
         self.optimisers: dict[tuple, ActiveOptimiser] = {} if optimisers is None else optimisers
         self.structure = repr(replace(spec, tev=None if spec.tev is None else 1.0,
                                       gamma=None if spec.gamma is None else 1.0))
+        # the last exact answer's bound set over the data's columns, and its risk
+        # parameter: where the next date's active-set solve starts (this strategy's
+        # own, so any grouping of strategies gives the same answers)
+        self.warm: tuple[np.ndarray, float] | None = None
 
-    def decide(self, date: pd.Timestamp, est: Estimated) -> None:
+    def decide(self, date: pd.Timestamp, est: Estimated, cols: np.ndarray | None) -> None:
+        """The decision at ``date``; ``cols`` are the estimate's assets' data columns."""
         book, spec = self.book, self.spec
         if isinstance(est, str):
             book.failures.append((date, self.name, est))
@@ -725,26 +742,39 @@ class _Strategy:
         self.optimisers[key].spec = spec  # this strategy's budget or gamma, filled at solve
         prev = None
         if book.weights is not None:
-            prev = _previous_weights(book.weights, est.assets)
+            prev = _previous_weights(book.weights, cols)
+        warm = None
+        if self.warm is not None:
+            warm = (self.warm[0][cols], self.warm[1])
         res = self.optimisers[key].solve(
             est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
             benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
             prev_weights=prev, caps=est.caps,
             industries=est.industries if by_industry else None,
-            industry_names=est.industry_names, date=date)
+            industry_names=est.industry_names, date=date, warm=warm)
+        self.warm = None
+        if res.warm is not None:
+            states = np.zeros(self.n_columns, dtype=np.int8)
+            states[cols] = res.warm[0]
+            self.warm = (states, res.warm[1])
         if not res.ok:
             book.failures.append((date, self.name, res.reason))
             if book.weights is None and est.benchmark is not None:
-                book.weights = pd.Series(est.benchmark, index=est.assets)
+                book.weights = np.zeros(self.n_columns)
+                book.weights[cols] = est.benchmark
             return
-        new = pd.Series(res.weights, index=est.assets)
-        new = new[new.abs() > 1e-10]
-        old = book.weights if book.weights is not None else pd.Series(dtype=float)
-        traded = new.sub(old, fill_value=0.0).abs().sum()
-        book.turnover[date] = traded / 2.0 if book.weights is not None else math.nan
+        kept = np.abs(res.weights) > 1e-10
+        new = np.zeros(self.n_columns)
+        new[cols[kept]] = res.weights[kept]
+        if book.weights is not None:
+            book.turnover[date] = _sum(np.abs(new - book.weights)) / 2.0
+            traded = 2.0 * book.turnover[date]
+        else:
+            book.turnover[date] = math.nan
+            traded = _sum(np.abs(new))
         book.holdings[date] = int((new > 1e-6).sum())
         book.weights = new
-        book.decided.append((date, self.name, new))
+        book.decided.append((date, self.name, cols[kept], res.weights[kept]))
         book.ex_ante.append((date, self.name, res.tracking_error, res.te_binding,
                              res.active_return))
         expo, risk = active_risk(est.loadings, est.factor_cov, est.resid_var, res.weights,
@@ -754,18 +784,17 @@ class _Strategy:
         book.risk.append((date, self.name, risk))
         book.cost_due = self.config.cost * traded
 
-    def earn(self, date: pd.Timestamp, returns: pd.Series) -> None:
-        """Earn one period's ``returns`` (dated ``date``) and drift the weights."""
+    def earn(self, date: pd.Timestamp, returns: np.ndarray) -> None:
+        """Earn one period's ``returns`` (over the data's columns, dated ``date``) and drift."""
         book = self.book
         if book.weights is None:
             return
-        r = returns.reindex(book.weights.index)
-        if r.isna().any():
-            r = r.fillna(0.0)  # delisted during the period: its return is not in the data
-        gross = float((book.weights * r).sum())
+        # a holding delisted during the period has no return in the data: 0
+        r = np.where(np.isnan(returns), 0.0, returns)
+        gross = _sum(book.weights * r)
         book.returns[date] = gross - book.cost_due
         book.cost_due = 0.0
-        total = float(book.weights.sum()) + gross
+        total = _sum(book.weights) + gross
         book.weights = book.weights * (1.0 + r) / (total if total else 1.0)
 
 
@@ -777,16 +806,19 @@ def _walk(job: _Job, names: Sequence[str],
         raise ValueError("the decision stage needs the estimates")
     specs = config.specs(data.periods_per_year)
     compiled: dict = {}
-    walks = [_Strategy(config, name, specs[name], compiled) for name in names]
+    columns = data.returns.columns
+    walks = [_Strategy(config, name, specs[name], len(columns), compiled) for name in names]
     rebalance = set(job.dates)
-    returns = data.returns
+    returns = data.returns.to_numpy(dtype=float)
     for i in range(job.dates[0], data.n_periods - 1):
         if i in rebalance:
+            est = estimates[i]
+            cols = None if isinstance(est, str) else columns.get_indexer(est.assets)
             for walk in walks:
-                walk.decide(data.dates[i], estimates[i])
+                walk.decide(data.dates[i], est, cols)
             if tick is not None:
                 tick(len(walks))
-        nxt = returns.iloc[i + 1]
+        nxt = returns[i + 1]
         for walk in walks:
             walk.earn(data.dates[i + 1], nxt)
     return {walk.name: walk.book for walk in walks}
@@ -925,8 +957,9 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         got = books[name].returns if books[name].decided else {}
         returns[name] = pd.Series(got, dtype=float).reindex(index)
     returns.index.name = "date"
-    rows = [(d, s, a, float(w)) for name in names for d, s, ws in books[name].decided
-            for a, w in ws.items()]
+    columns = data.returns.columns
+    rows = [(d, s, columns[c], float(w)) for name in names for d, s, cs, ws in books[name].decided
+            for c, w in zip(cs, ws, strict=True)]
     weights = pd.DataFrame(rows, columns=["date", "strategy", "asset", "weight"])
     ex_ante = pd.DataFrame([row for name in names for row in books[name].ex_ante],
                            columns=["date", "strategy", "tracking_error", "te_binding",
