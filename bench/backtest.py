@@ -127,13 +127,18 @@ def months_run(data: MarketData, reuse: bool, tev=(0.04,), workers: int = 1) -> 
 
 
 def sweep_run(data: MarketData, tev, model: str, months: int, executor) -> float:
-    """Seconds of a sweep over the last ``months`` rebalances, from an empty estimate cache."""
+    """Seconds of a sweep over the last ``months`` rebalances, from an empty estimate cache.
+
+    The executor is closed at the end (its worker processes stop), as ``xlfuncs
+    backtest`` does; a process pool's start-up is part of the time.
+    """
     start = data.dates[data.n_periods - 1 - months]
     cfg = BacktestConfig(tev=tuple(tev), model=model, min_history=MIN_HISTORY,
                          start=str(start.date()))
     _backtest.MEMORY_CACHE.clear()
     t0 = time.perf_counter()
-    run_backtest(data, cfg, executor=executor)
+    with executor:
+        run_backtest(data, cfg, executor=executor)
     return time.perf_counter() - t0
 
 

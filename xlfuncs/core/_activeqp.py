@@ -64,7 +64,19 @@ class _Piece:
     y0: np.ndarray
     alpha: np.ndarray
     beta: np.ndarray
-    te2: tuple[float, float, float]  # TE^2(t) = c2 t^2 + c1 t + c0
+    free: np.ndarray  # 1.0 for the free assets, 0.0 for the others
+    fixed_a: np.ndarray  # the weights of the assets at a bound (0 for the free ones)
+    e: np.ndarray
+
+    @property
+    def te2(self) -> tuple[float, float, float]:
+        """``TE^2(t) = c2 t^2 + c1 t + c0`` on the piece (``G a = z``, the first ``m`` of ``y``)."""
+        m = len(self.y1) - 1
+        z1, z0 = self.y1[:m], self.y0[:m]
+        ea = self.e * self.free * self.alpha
+        eb = self.e * self.free * self.beta
+        return (float(z1 @ z1 + ea @ self.alpha), float(2.0 * (z1 @ z0 + ea @ self.beta)),
+                float(z0 @ z0 + eb @ self.beta + (self.e * self.fixed_a) @ self.fixed_a))
 
 
 class ActiveQP:
@@ -103,6 +115,8 @@ class ActiveQP:
         safe_e = np.where(self.fixed, 1.0, self.e)
         self.Hs = self.H / safe_e
         self.inv_e = 1.0 / safe_e
+        self._eye = np.zeros((m + 1, m + 1))
+        self._eye[np.arange(m), np.arange(m)] = 1.0  # K = [[I + sum G G'/e, .], [., .]]
         self.solves = 0
 
     # ------------------------------------------------------------------ pieces
@@ -124,30 +138,24 @@ class ActiveQP:
 
     def _piece(self, state: np.ndarray) -> _Piece | None:
         """The affine solution of the free set ``state == FREE``, from scratch."""
-        free = state == FREE
+        free = (state == FREE).astype(float)
         if not free.any():
             return None
         self.solves += 1
-        hs = self.Hs[:, free]
-        K = hs @ self.H[:, free].T
-        K[np.arange(self.m), np.arange(self.m)] += 1.0
+        hs = self.Hs * free
+        K = hs @ self.H.T + self._eye
         fixed_a = self._bound_values(state)
-        rhs = np.column_stack([hs @ self.g[free], self.H @ fixed_a])
+        rhs = np.empty((self.m + 1, 2))
+        rhs[:, 0] = hs @ self.g
+        rhs[:, 1] = self.H @ fixed_a
         try:
             y = np.linalg.solve(K, rhs)
         except np.linalg.LinAlgError:
             return None
         p = self.H.T @ y
         alpha = (self.g - p[:, 0]) * self.inv_e
-        beta = -p[:, 1] * self.inv_e
-        m = self.m
-        z1, z0 = y[:m, 0], y[:m, 1]
-        ea = np.where(free, self.e * alpha, 0.0)
-        eb = np.where(free, self.e * beta, 0.0)
-        c2 = float(z1 @ z1 + ea @ alpha)
-        c1 = float(2.0 * (z1 @ z0 + ea @ beta))
-        c0 = float(z0 @ z0 + eb @ beta + (self.e * fixed_a) @ fixed_a)
-        return _Piece(y[:, 0], y[:, 1], alpha, beta, (c2, c1, c0))
+        beta = p[:, 1] * -self.inv_e
+        return _Piece(y[:, 0], y[:, 1], alpha, beta, free, fixed_a, self.e)
 
     def _events(self, piece: _Piece, state: np.ndarray, t: float
                 ) -> tuple[float, int, float, int]:

@@ -824,8 +824,9 @@ def _walk(job: _Job, names: Sequence[str],
     return {walk.name: walk.book for walk in walks}
 
 
-def _walk_group(job: _Job, names: tuple[str, ...]) -> dict[str, _Book]:
-    return _walk(job, names)
+def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict]) -> dict[str, _Book]:
+    names, estimates = group
+    return _walk(replace(job, estimates=estimates), names)
 
 
 def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
@@ -838,15 +839,18 @@ def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
             out[data.dates[i + 1]] = float(market.iloc[i + 1])
         return pd.Series(out, dtype=float)
     rebalance = set(job.dates)
-    bench_w: pd.Series | None = None
+    columns = data.returns.columns
+    returns = data.returns.to_numpy(dtype=float)
+    bench_w: np.ndarray | None = None  # over the data's columns
     for i in range(job.dates[0], data.n_periods - 1):
         est = estimates.get(i) if i in rebalance else None
         if est is not None and not isinstance(est, str) and est.benchmark is not None:
-            bench_w = pd.Series(est.benchmark, index=est.assets)
+            bench_w = np.zeros(len(columns))
+            bench_w[columns.get_indexer(est.assets)] = est.benchmark
         if bench_w is not None:
-            r = data.returns.iloc[i + 1].reindex(bench_w.index).fillna(0.0)
-            out[data.dates[i + 1]] = float((bench_w * r).sum())
-            bench_w = bench_w * (1.0 + r) / (1.0 + out[data.dates[i + 1]])
+            r = np.where(np.isnan(returns[i + 1]), 0.0, returns[i + 1])
+            out[data.dates[i + 1]] = got = _sum(bench_w * r)
+            bench_w = bench_w * (1.0 + r) / (1.0 + got)
     return pd.Series(out, dtype=float)
 
 
@@ -929,15 +933,18 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     caches: list[EstimateCache] = [MEMORY_CACHE] + ([cache] if cache is not None else [])
     tracker = _Progress(progress, len(dates), len(names))
     try:
-        job = _Job(data, config, tuple(dates))
-        job = replace(job, estimates=_estimate_all(job, executor, caches, tracker.estimated))
+        base = _Job(data, config, tuple(dates))
+        estimates = _estimate_all(base, executor, caches, tracker.estimated)
+        job = replace(base, estimates=estimates)
         if executor.workers <= 1 or len(names) == 1:
             books = _walk(job, names, tracker.decided)
         else:
             # A group of strategies per worker, walked together: they share compiled problems.
+            # The estimates travel with the groups, so the workers that estimated (holding
+            # the data already) walk too.
             groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
             groups = [g for g in groups if g]
-            walked = executor.map(_walk_group, groups, job,
+            walked = executor.map(_walk_group, [(g, estimates) for g in groups], base,
                                   lambda k: tracker.decided(len(dates) * len(groups[k])))
             books = {name: got[name] for got in walked for name in names if name in got}
     finally:
@@ -957,9 +964,9 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         got = books[name].returns if books[name].decided else {}
         returns[name] = pd.Series(got, dtype=float).reindex(index)
     returns.index.name = "date"
-    columns = data.returns.columns
-    rows = [(d, s, columns[c], float(w)) for name in names for d, s, cs, ws in books[name].decided
-            for c, w in zip(cs, ws, strict=True)]
+    columns = data.returns.columns.tolist()
+    rows = [(d, s, columns[c], w) for name in names for d, s, cs, ws in books[name].decided
+            for c, w in zip(cs.tolist(), ws.tolist(), strict=True)]
     weights = pd.DataFrame(rows, columns=["date", "strategy", "asset", "weight"])
     ex_ante = pd.DataFrame([row for name in names for row in books[name].ex_ante],
                            columns=["date", "strategy", "tracking_error", "te_binding",

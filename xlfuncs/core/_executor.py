@@ -122,31 +122,51 @@ def _context():
 
 
 class ProcessExecutor(_Closing):
-    """A pool of local worker processes; ``shared`` reaches each worker once."""
+    """A pool of local worker processes; ``shared`` reaches each worker once.
+
+    The pool lives until :meth:`close` and serves every ``map`` given the same
+    ``shared`` object (the estimation and the decisions of one backtest), so
+    workers start once per run, not once per stage.
+    """
 
     def __init__(self, workers: int):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a whole number of at least 1 (got {workers!r})",
                              "workers")
         self.workers = workers
+        self._pool: Any = None
+        self._shared: Any = None
+
+    def _pool_for(self, shared: Any) -> Any:
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None or self._shared is not shared:
+            self.close()
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context(),
+                                             initializer=_set_shared, initargs=(shared,))
+            self._shared = shared
+        return self._pool
 
     def map(self, fn, items, shared, done=None):
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
         if not items:
             return []
         out: list[Any] = [None] * len(items)
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)),
-                                 mp_context=_context(), initializer=_set_shared,
-                                 initargs=(shared,)) as pool:
-            futures = {pool.submit(_call_with_shared, fn, item): k for k, item in enumerate(items)}
-            for fut in as_completed(futures):
-                k = futures[fut]
-                out[k] = fut.result()
-                if done is not None:
-                    done(k)
+        pool = self._pool_for(shared)
+        futures = {pool.submit(_call_with_shared, fn, item): k for k, item in enumerate(items)}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            out[k] = fut.result()
+            if done is not None:
+                done(k)
         return out
 
+    def close(self) -> None:
+        """Stop the workers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._shared = None
 
 
 def check_scheduler(address: object) -> str:
@@ -181,6 +201,8 @@ class DaskExecutor(_Closing):
                                "`dask scheduler` and workers with `dask worker "
                                f"{self.address}`", "scheduler") from None
         self.retries = retries
+        self._shared: Any = None
+        self._handle: Any = None
         workers = self.client.scheduler_info().get("workers", {})
         self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
@@ -189,7 +211,12 @@ class DaskExecutor(_Closing):
 
         if not items:
             return []
-        handle = self.client.scatter(shared, broadcast=True)
+        if self._shared is not shared:
+            # once per shared object: scattering the same data again while the last
+            # copy is being released loses it on the workers
+            self._handle = self.client.scatter(shared, broadcast=True)
+            self._shared = shared
+        handle = self._handle
         futures = [self.client.submit(fn, handle, item, pure=False, retries=self.retries)
                    for item in items]
         index = {f.key: k for k, f in enumerate(futures)}
@@ -203,6 +230,7 @@ class DaskExecutor(_Closing):
 
     def close(self) -> None:
         """Disconnect (the cluster itself keeps running)."""
+        self._handle = self._shared = None
         self.client.close()
 
 
