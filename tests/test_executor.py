@@ -8,7 +8,7 @@ import sys
 import pytest
 from errors_check import raises_exactly
 
-from xlfuncs.core._executor import DaskExecutor, ProcessExecutor, check_scheduler
+from xlfuncs.core._executor import DaskExecutor, ProcessExecutor, SerialExecutor, check_scheduler
 from xlfuncs.errors import InputError, XlfuncsError
 
 
@@ -42,3 +42,26 @@ def test_a_scheduler_nobody_listens_on_is_one_error():
     assert str(info.value).endswith("); start it with `dask scheduler` and workers with "
                                     f"`dask worker {address}`")
     assert info.value.argument == "scheduler"
+
+
+def _count_up(shared: int, item: int, report) -> int:
+    """``item`` units of work, each reported as it is done."""
+    for _ in range(item):
+        report(1)
+    return shared * item
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(), ProcessExecutor(2)],
+                         ids=["serial", "processes"])
+def test_reports_of_a_running_item_reach_the_caller_before_its_end(executor):
+    items = [3, 5, 2, 4]
+    events: list[tuple] = []
+    out = executor.map(_count_up, items, 10, done=lambda k: events.append(("done", k)),
+                       tick=lambda k, n: events.append(("tick", k, n)))
+    assert out == [30, 50, 20, 40]
+    for k, units in enumerate(items):
+        at = [j for j, e in enumerate(events) if e[0] == "tick" and e[1] == k]
+        assert [events[j][2] for j in at] == [1] * units
+        assert max(at) < events.index(("done", k))  # every report before its end
+    # without a tick the function is called with (shared, item) only, as before
+    assert executor.map(int.__mul__, items, 2) == [6, 10, 4, 8]

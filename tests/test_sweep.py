@@ -156,6 +156,65 @@ def test_progress_counts_every_date_and_every_decision(data):
     assert len(seen) >= 2 * n  # a tick per date estimated and per date decided
 
 
+def test_each_progress_unit_is_a_date_estimated_or_a_strategy_date_decided(data, monkeypatch):
+    """Serial: at every callback the units done are exactly the work done so far."""
+    work = {"estimated": 0, "decided": 0}
+
+    def counted(cls, method, key):
+        real = getattr(cls, method)
+
+        def call(self, *args):
+            out = real(self, *args)
+            work[key] += 1
+            return out
+
+        monkeypatch.setattr(cls, method, call)
+
+    counted(_backtest._Estimator, "__call__", "estimated")
+    counted(_backtest._Strategy, "decide", "decided")
+    seen = []
+    cfg = config(tev=(0.02, 0.03, 0.05))
+    run_backtest(data, cfg, executor=SerialExecutor(),
+                 progress=lambda d, t, s: seen.append((d, t, s, dict(work))))
+    n = len(_backtest._rebalance_dates(data, cfg))
+    assert [(d, t) for d, t, _, _ in seen] == (
+        [(k, 4 * n) for k in range(1, n + 1)]  # a date estimated at a time
+        + [(n + 3 * k, 4 * n) for k in range(1, n + 1)])  # then a date of all three decided
+    for d, _, text, done in seen:
+        assert d == done["estimated"] + done["decided"]
+        assert text == ("estimating" if done["decided"] == 0 else "optimising")
+
+
+def test_worker_processes_report_progress_per_date(data):
+    """Two workers: a tick per date estimated and per date of each group of strategies."""
+    seen = []
+    cfg = config(tev=(0.02, 0.03, 0.05))
+    with ProcessExecutor(2) as pool:
+        run_backtest(data, cfg, executor=pool, progress=lambda d, t, s: seen.append((d, t, s)))
+    n = len(_backtest._rebalance_dates(data, cfg))
+    assert [t for _, t, _ in seen] == [4 * n] * len(seen)
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == 4 * n
+    steps = {(s, d - before) for (d, _, s), before in zip(seen, [0, *done[:-1]], strict=True)}
+    assert [s for _, _, s in seen].count("estimating") == n  # every date, not every chunk
+    # groups of strategies (0.02, 0.05) and (0.03): every date of each, not each group's end
+    assert [s for _, _, s in seen].count("optimising") == 2 * n
+    assert steps == {("estimating", 1), ("optimising", 2), ("optimising", 1)}
+
+
+def test_a_stage_counts_each_unit_once():
+    """Reports and task ends add up to the total, whichever arrives; nothing twice."""
+    seen = []
+    tracker = _backtest._Progress(lambda d, t, s: seen.append(d), n_dates=5, n_strategies=1)
+    stage = tracker.stage("optimising", [5, 5])
+    stage.tick(0, 2)
+    stage.finished(0)  # the 3 units not reported
+    stage.tick(0, 1)  # a late report of an ended task
+    stage.finished(1)  # an executor that reports nothing (Dask)
+    stage.tick(1, 9)
+    assert seen == [2, 5, 10]
+
+
 def test_make_executor_follows_the_settings():
     assert isinstance(make_executor(1), SerialExecutor)
     assert isinstance(make_executor(4, tasks=1), SerialExecutor)

@@ -154,6 +154,7 @@ class FormulaCell:
     cell: str
     text: str
     ref: str  # the cells it fills: a spill range for an array formula
+    array: bool = False  # an array formula (as Excel 365 writes a dynamic array)
 
     @property
     def where(self) -> str:
@@ -166,7 +167,7 @@ def formula_cells(book: openpyxl.Workbook) -> list[FormulaCell]:
         for row in ws.iter_rows():
             for c in row:
                 if isinstance(c.value, ArrayFormula):
-                    out.append(FormulaCell(ws.title, c.coordinate, c.value.text, c.value.ref))
+                    out.append(FormulaCell(ws.title, c.coordinate, c.value.text, c.value.ref, True))
                 elif c.data_type == "f":
                     out.append(FormulaCell(ws.title, c.coordinate, c.value, c.coordinate))
     return out
@@ -891,6 +892,68 @@ def test_libreoffice_opens_and_converts(soffice: str, name: str, tmp_path: Path)
             if fc.sheet == sheet
         }
         assert texts <= kept
+
+
+@pytest.fixture(scope="module")
+def saved_by_libreoffice(soffice: str, tmp_path_factory: pytest.TempPathFactory
+                         ) -> dict[str, tuple[openpyxl.Workbook, openpyxl.Workbook]]:
+    """Each shipped workbook with formulas: its cached values, and as LibreOffice shows it.
+
+    LibreOffice opens the file with a fresh profile (the default settings: never
+    recalculate an Excel 2007+ file on load) and saves what it shows, its
+    formulas' results included, as xlsx.
+    """
+    tmp = tmp_path_factory.mktemp("libreoffice")
+    out = {}
+    for name in SHEETS:
+        again = _convert(soffice, committed(name), "xlsx", tmp / "xlsx", tmp / "profile")
+        out[name] = (openpyxl.load_workbook(committed(name), data_only=True),
+                     openpyxl.load_workbook(again, data_only=True))
+    return out
+
+
+def _shown(books: tuple[openpyxl.Workbook, openpyxl.Workbook], cells: list[FormulaCell]
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The values ``cells`` fill, as stored and as LibreOffice shows them."""
+    ours, theirs = books
+    stored, shown = {}, {}
+    for fc in cells:
+        for row in ours[fc.sheet].iter_rows(**_bounds(fc.ref)):
+            for c in row:
+                where = f"{fc.sheet}!{c.coordinate}"
+                stored[where] = pytest.approx(c.value, rel=1e-12) if isinstance(
+                    c.value, float) else c.value
+                shown[where] = theirs[fc.sheet][c.coordinate].value
+    return stored, shown
+
+
+@pytest.mark.parametrize("name", SHEETS)
+def test_libreoffice_shows_the_stored_results_of_plain_formulas(
+        saved_by_libreoffice, name: str) -> None:
+    """A formula that is not an array formula keeps its cached result in LibreOffice.
+
+    LibreOffice does not recalculate it at load (its default for Excel files).
+    """
+    plain = [fc for fc in formula_cells(openpyxl.load_workbook(committed(name)))
+             if not fc.array]
+    assert plain, f"{name} has no plain formula to check"
+    stored, shown = _shown(saved_by_libreoffice[name], plain)
+    assert shown == stored
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "LibreOffice (7.4 here) drops the cached results of every array formula of an xlsx "
+    "file on opening (its OOXML import keeps cached values of plain and shared formulas "
+    "only) and recalculates them, whatever the Recalculation on File Load setting; it "
+    "cannot run xlfuncs, so a spilled result shows #VALUE! (#NAME? in a file without the "
+    "VBA wrappers, or where it reads a spill's name, _xlfn.ANCHORARRAY). Excel 365 stores "
+    "a spilling formula as an array formula (t=\"array\" with cm metadata), so no file "
+    "spills in Excel and shows the stored results in this LibreOffice."))
+@pytest.mark.parametrize("name", SHEETS)
+def test_libreoffice_shows_the_stored_spilled_results(saved_by_libreoffice, name: str) -> None:
+    spilled = [fc for fc in formula_cells(openpyxl.load_workbook(committed(name))) if fc.array]
+    stored, shown = _shown(saved_by_libreoffice[name], spilled)
+    assert shown == stored
 
 
 @pytest.mark.parametrize(("name", "spills"), [

@@ -16,7 +16,12 @@ never with every item:
   once, and a task lost with a worker is run again elsewhere (Dask retries it).
 
 ``map`` returns the results in the order of the items, whichever finished
-first, so the result of a sweep does not depend on the executor.
+first, so the result of a sweep does not depend on the executor. With a
+``tick`` callback, ``fn`` is called as ``fn(shared, item, report)`` and each
+``report(n)`` inside it (n units of the item's work done) reaches
+``tick(position, n)`` here while the item runs: at once in this process, through
+a pipe from a local worker (read between waits of at most
+:data:`TICK_POLL` seconds). Dask workers report nothing before the item's end.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ __all__ = [
 ]
 
 Done = Callable[[int], None]  # called with each item's position as it finishes
+Tick = Callable[[int, int], None]  # (item's position, units done) while the item runs
+TICK_POLL = 0.2  # seconds between reads of the workers' progress reports
 _SCHEDULER = re.compile(r"(tcp|tls|inproc|ucx|ws|wss)://\S+")
 CONNECT_TIMEOUT = 10.0  # seconds to reach a Dask scheduler before giving up
 
@@ -47,8 +54,8 @@ class Executor(Protocol):
 
     workers: int
 
-    def map(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
-            done: Done | None = None) -> list[Any]:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: Any,
+            done: Done | None = None, tick: Tick | None = None) -> list[Any]:
         """``[fn(shared, item) for item in items]``, wherever the executor runs them."""
         ...
 
@@ -75,10 +82,13 @@ class SerialExecutor(_Closing):
 
     workers = 1
 
-    def map(self, fn, items, shared, done=None):
+    def map(self, fn, items, shared, done=None, tick=None):
         out = []
         for k, item in enumerate(items):
-            out.append(fn(shared, item))
+            if tick is None:
+                out.append(fn(shared, item))
+            else:
+                out.append(fn(shared, item, lambda n, k=k: tick(k, n)))
             if done is not None:
                 done(k)
         return out
@@ -88,8 +98,9 @@ class SerialExecutor(_Closing):
 _SHARED: dict[str, Any] = {}
 
 
-def _set_shared(shared: Any) -> None:
+def _set_shared(shared: Any, reports: Any = None) -> None:
     _SHARED["value"] = shared
+    _SHARED["reports"] = reports  # where report(n) writes (position, n), or None
     # One BLAS/OpenMP thread per worker: the workers already use every core, and more
     # threads than cores only wait on each other.
     from xlfuncs.core._lstsq import threadpools
@@ -99,8 +110,17 @@ def _set_shared(shared: Any) -> None:
         _SHARED["limits"] = pools.limit(limits=1)
 
 
-def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
-    return fn(_SHARED["value"], item)
+def _call_with_shared(fn: Callable[..., Any], item: Any, k: int | None = None) -> Any:
+    reports = _SHARED["reports"]
+    if k is None or reports is None:
+        return fn(_SHARED["value"], item)
+    return fn(_SHARED["value"], item, lambda n: reports.put((k, n)))
+
+
+def _relay(reports: Any, tick: Tick | None) -> None:
+    """Pass on every report the workers have written so far."""
+    while reports is not None and tick is not None and not reports.empty():
+        tick(*reports.get())
 
 
 def _context():
@@ -136,37 +156,49 @@ class ProcessExecutor(_Closing):
         self.workers = workers
         self._pool: Any = None
         self._shared: Any = None
+        self._reports: Any = None
 
-    def _pool_for(self, shared: Any) -> Any:
+    def _pool_for(self, shared: Any) -> tuple[Any, Any]:
         from concurrent.futures import ProcessPoolExecutor
 
         if self._pool is None or self._shared is not shared:
             self.close()
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context(),
-                                             initializer=_set_shared, initargs=(shared,))
+            ctx = _context()
+            # A pipe written at once by report(n) (no feeder thread): a worker's reports
+            # are all in it before its result arrives, so an item's reports precede its done.
+            self._reports = ctx.SimpleQueue()
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                             initializer=_set_shared,
+                                             initargs=(shared, self._reports))
             self._shared = shared
-        return self._pool
+        return self._pool, self._reports
 
-    def map(self, fn, items, shared, done=None):
-        from concurrent.futures import as_completed
+    def map(self, fn, items, shared, done=None, tick=None):
+        from concurrent.futures import FIRST_COMPLETED, wait
 
         if not items:
             return []
         out: list[Any] = [None] * len(items)
-        pool = self._pool_for(shared)
-        futures = {pool.submit(_call_with_shared, fn, item): k for k, item in enumerate(items)}
-        for fut in as_completed(futures):
-            k = futures[fut]
-            out[k] = fut.result()
-            if done is not None:
-                done(k)
+        pool, reports = self._pool_for(shared)
+        futures = {pool.submit(_call_with_shared, fn, item, None if tick is None else k): k
+                   for k, item in enumerate(items)}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=None if tick is None else TICK_POLL,
+                                     return_when=FIRST_COMPLETED)
+            _relay(reports, tick)
+            for fut in sorted(finished, key=futures.__getitem__):
+                k = futures[fut]
+                out[k] = fut.result()
+                if done is not None:
+                    done(k)
         return out
 
     def close(self) -> None:
         """Stop the workers."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._shared = None
+        self._pool = self._shared = self._reports = None
 
 
 def check_scheduler(address: object) -> str:
@@ -206,7 +238,7 @@ class DaskExecutor(_Closing):
         workers = self.client.scheduler_info().get("workers", {})
         self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
-    def map(self, fn, items, shared, done=None):
+    def map(self, fn, items, shared, done=None, tick=None):
         from distributed import as_completed
 
         if not items:

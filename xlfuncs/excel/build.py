@@ -13,9 +13,13 @@ Each formula's result is computed while building, by calling the registered
 Python function on the workbook's own data exactly as xlwings would pass it,
 and stored as the cells' cached values: readers that do not calculate (file
 previews, pandas and openpyxl) show numbers, and the tests compare them. An
-error result stops the build. (LibreOffice, at least up to 7.4, recalculates
-every array formula when it opens a file, whatever is cached, so there the
-xlfuncs cells show an error, as in Excel without the xlwings add-in.)
+error result stops the build. (LibreOffice, at least up to 7.4, drops the
+cached results of every array formula when it opens an xlsx file, whatever its
+Recalculation on File Load setting, and recalculates them: there the xlfuncs
+cells show ``#VALUE!``, or ``#NAME?`` where they read a spill by its name.
+Excel 365 stores a dynamic array as an array formula (``t="array"`` and ``cm``
+metadata), so no file can spill in Excel and show the cached results there;
+plain formulas keep theirs.)
 
 The file is saved without a full recalculation at load (XlsxWriter's default):
 Excel opens it showing the cached results, and ``ThisWorkbook``'s
