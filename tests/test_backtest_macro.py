@@ -51,9 +51,14 @@ def test_a_run_writes_statistics_returns_and_charts(tmp_path):
     _, ref_range = wb.defined_names["BtStats"].attr_text.split("!")
     rows = [[c.value for c in r] for r in ws[ref_range.replace("$", "")]]
     assert rows[0][:3] == ["Strategy", "Annual return", "Annual volatility"]
-    assert [r[0] for r in rows[1:]] == ["tev=0.02", "tev=0.05"]
-    np.testing.assert_allclose([r[4] for r in rows[1:]],
+    assert [r[0] for r in rows[1:]] == ["benchmark", "tev=0.02", "tev=0.05"]
+    np.testing.assert_allclose([r[4] for r in rows[2:]],
                                ref.stats["tracking_error"].to_numpy(), rtol=1e-12)
+    # the benchmark's own row: its return, volatility, Sharpe, drawdown; no active figures
+    np.testing.assert_allclose(rows[1][1:4], ref.benchmark_stats[
+        ["ann_return", "ann_volatility", "sharpe"]].to_numpy(), rtol=1e-12)
+    assert rows[1][6] == pytest.approx(ref.benchmark_stats["max_drawdown"], rel=1e-12)
+    assert rows[1][4] is None and rows[1][5] is None
     returns = wb["BtReturns"]
     _, rref = wb.defined_names["BtReturns"].attr_text.split("!")
     grid = [[c.value for c in r] for r in returns[rref.replace("$", "")]]
@@ -76,7 +81,7 @@ def test_a_shorter_result_clears_the_longer_one(tmp_path):
     ws = wb["Backtest"]
     ref = wb.defined_names["BtStats"].attr_text.split("!")[1].replace("$", "")
     rows = [[c.value for c in r] for r in ws[ref]]
-    assert [r[0] for r in rows[1:]] == ["tev=0.03"]
+    assert [r[0] for r in rows[1:]] == ["benchmark", "tev=0.03"]
     below = ws.cell(ws[ref][-1][0].row + 1, 1).value
     assert below is None  # the old second and third rows are gone
     assert len(ws._images) == 3  # the charts were replaced, not added

@@ -51,6 +51,8 @@ def assert_same(a, b) -> None:
     pd.testing.assert_frame_equal(a.stats, b.stats, check_exact=True)
     pd.testing.assert_frame_equal(a.ex_ante, b.ex_ante, check_exact=True)
     pd.testing.assert_frame_equal(a.failures, b.failures, check_exact=True)
+    pd.testing.assert_frame_equal(a.exposures, b.exposures, check_exact=True)
+    pd.testing.assert_series_equal(a.benchmark_stats, b.benchmark_stats, check_exact=True)
 
 
 @pytest.fixture(scope="module")

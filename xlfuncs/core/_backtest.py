@@ -379,7 +379,12 @@ class BacktestResult:
     source : str
     seconds : float
     notes : tuple of str
-        What the data loader dropped, filled or assumed (``MarketData.notes``).
+        What the data loader dropped, filled or assumed (``MarketData.notes``),
+        and the factors the model used.
+    benchmark_stats : Series
+        The benchmark's own ``ann_return, ann_volatility, sharpe, max_drawdown``
+        over every period of ``returns`` (the conventions of ``stats``); its
+        active and trading statistics are NaN (against itself they mean nothing).
 
     """
 
@@ -395,6 +400,7 @@ class BacktestResult:
     notes: tuple[str, ...] = ()
     exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
     risk: pd.DataFrame = field(default_factory=pd.DataFrame)
+    benchmark_stats: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
     @property
     def strategies(self) -> list[str]:
@@ -956,4 +962,17 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
                 for key in ("exposures", "risk")}
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
                           config, data.source, int(data.periods_per_year), seconds,
-                          tuple(data.notes), per_date["exposures"], per_date["risk"])
+                          tuple(data.notes), per_date["exposures"], per_date["risk"],
+                          _benchmark_stats(returns, data.periods_per_year))
+
+
+#: The statistics of the benchmark's own row: the rest compare it with itself, or count trades.
+BENCHMARK_STATS = ("ann_return", "ann_volatility", "sharpe", "max_drawdown")
+
+
+def _benchmark_stats(returns: pd.DataFrame, periods_per_year: float) -> pd.Series:
+    """The benchmark's :data:`BENCHMARK_STATS` over every period; the other statistics NaN."""
+    bench = returns["benchmark"]
+    row = performance_stats(bench, bench, returns["rf"], periods_per_year).as_dict()
+    return pd.Series({k: v if k in BENCHMARK_STATS else math.nan for k, v in row.items()},
+                     name="benchmark", dtype=float)
