@@ -128,9 +128,10 @@ def test_a_broken_cache_file_is_estimated_again(data, tmp_path):
 # --------------------------------------------------------------------------- executors
 
 
-@pytest.mark.parametrize("model", ["sample", "regime"])
-def test_serial_and_process_sweeps_are_identical(data, model):
-    cfg = config(model=model, tev=(0.02, 0.03, 0.05))
+@pytest.mark.parametrize(("model", "betas"), [("sample", "ols"), ("regime", "ols"),
+                                             ("regime", "regime")])
+def test_serial_and_process_sweeps_are_identical(data, model, betas):
+    cfg = config(model=model, betas=betas, tev=(0.02, 0.03, 0.05))
     serial = run_backtest(data, cfg, executor=SerialExecutor())
     _backtest.MEMORY_CACHE.clear()
     with ProcessExecutor(2) as pool:
