@@ -208,7 +208,7 @@ def test_cli_reads_a_toml_configuration(tmp_path, capsys):
     rc = main(["backtest", "--config", str(config), "--quiet", "--out", str(tmp_path / "o")])
     assert rc == 0, capsys.readouterr().err
     stats = pd.read_csv(tmp_path / "o" / "stats.csv")
-    assert list(stats["strategy"]) == ["gamma=2", "gamma=20"]
+    assert list(stats["strategy"]) == ["benchmark", "gamma=2", "gamma=20"]
     config.write_text('[backtest]\nmode = "tev"\ntev = [0.02]\nwindow = 12\n')
     assert main(["backtest", "--config", str(config), "--quiet"]) == 2
     assert "unknown setting 'window'" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -51,9 +52,14 @@ def test_a_run_writes_statistics_returns_and_charts(tmp_path):
     _, ref_range = wb.defined_names["BtStats"].attr_text.split("!")
     rows = [[c.value for c in r] for r in ws[ref_range.replace("$", "")]]
     assert rows[0][:3] == ["Strategy", "Annual return", "Annual volatility"]
-    assert [r[0] for r in rows[1:]] == ["tev=0.02", "tev=0.05"]
-    np.testing.assert_allclose([r[4] for r in rows[1:]],
+    assert [r[0] for r in rows[1:]] == ["benchmark", "tev=0.02", "tev=0.05"]
+    np.testing.assert_allclose([r[4] for r in rows[2:]],
                                ref.stats["tracking_error"].to_numpy(), rtol=1e-12)
+    # the benchmark's own row: its return, volatility, Sharpe, drawdown; no active figures
+    np.testing.assert_allclose(rows[1][1:4], ref.benchmark_stats[
+        ["ann_return", "ann_volatility", "sharpe"]].to_numpy(), rtol=1e-12)
+    assert rows[1][6] == pytest.approx(ref.benchmark_stats["max_drawdown"], rel=1e-12)
+    assert rows[1][4] is None and rows[1][5] is None
     returns = wb["BtReturns"]
     _, rref = wb.defined_names["BtReturns"].attr_text.split("!")
     grid = [[c.value for c in r] for r in returns[rref.replace("$", "")]]
@@ -76,7 +82,7 @@ def test_a_shorter_result_clears_the_longer_one(tmp_path):
     ws = wb["Backtest"]
     ref = wb.defined_names["BtStats"].attr_text.split("!")[1].replace("$", "")
     rows = [[c.value for c in r] for r in ws[ref]]
-    assert [r[0] for r in rows[1:]] == ["tev=0.03"]
+    assert [r[0] for r in rows[1:]] == ["benchmark", "tev=0.03"]
     below = ws.cell(ws[ref][-1][0].row + 1, 1).value
     assert below is None  # the old second and third rows are gone
     assert len(ws._images) == 3  # the charts were replaced, not added
@@ -96,6 +102,9 @@ def test_a_shorter_result_clears_the_longer_one(tmp_path):
         ({"BtStart": "2030-01-31", "BtEnd": None},
          "Run failed: BtStart: start 2030-01-31 leaves nothing to run"),
         ({"BtStart": "2010-01-31", "BtEnd": "2005-01-31"}, "Run failed: BtStart: start"),
+        ({"BtFactorSet": "Mkt-RF, Quality"}, "Run failed: BtFactorSet: factor_set: no factor "
+         "'Quality'; the factors are Mkt-RF, SMB, HML, Mom"),
+        ({"BtBetas": "regime"}, "Run failed: BtBetas: betas regime needs model regime"),
     ],
 )
 def test_a_failed_run_changes_only_the_status(tmp_path, cells, message):
@@ -151,3 +160,18 @@ def test_the_regime_model_runs_from_the_sheet_as_from_the_core(tmp_path):
     assert grid[0] == ["date", "benchmark", "rf", "tev=0.03"]
     assert len(grid) == len(ref.returns) + 1 > 20
     np.testing.assert_allclose([g[3] for g in grid[1:]], ref.returns["tev=0.03"], rtol=1e-9)
+
+
+def test_the_factor_set_cell_chooses_the_model_factors(tmp_path):
+    path = prepared(tmp_path, BtTev="0.03", BtFactorSet="hml; Mkt-RF")
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok, run.status
+    data = load_market("sample:30", end="1996-12-31")
+    only = dataclasses.replace(data, factors=data.factors[["HML", "Mkt-RF"]])
+    ref = run_backtest(only, BacktestConfig(tev=(0.03,), end="1996-12-31"))
+    np.testing.assert_array_equal(run.result.weights["weight"], ref.weights["weight"])
+    wb = openpyxl.load_workbook(path)
+    cell = wb.defined_names["BtSource"].attr_text.split("!")[1].replace("$", "")
+    source = wb["Backtest"][cell].value
+    assert source.endswith("; model factors: HML, Mkt-RF (factor_set, of Mkt-RF, SMB, HML, Mom)")
+    assert source.count("cut to") == 1

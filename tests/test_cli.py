@@ -95,7 +95,7 @@ def test_demo_runs_on_bundled_data(tmp_path, capsys):
     assert "beta 0.00e+00" in text
     # the backtest part and the results workbook, written through the sheet interface
     stats = pd.read_csv(tmp_path / "backtest" / "stats.csv")
-    assert list(stats["strategy"]) == ["tev=0.02", "tev=0.05"]
+    assert list(stats["strategy"]) == ["benchmark", "tev=0.02", "tev=0.05"]
     import openpyxl
 
     path = tmp_path / "xlfuncs-demo.xlsx"
@@ -111,8 +111,9 @@ def test_demo_runs_on_bundled_data(tmp_path, capsys):
     assert rows[0] == ["Strategy", "Annual return", "Annual volatility", "Sharpe ratio",
                        "Tracking error", "Information ratio", "Max drawdown", "Turnover",
                        "Holdings (average)", "Hit rate", "IR per period"]
-    assert [r[0] for r in rows[1:]] == ["tev=0.02", "tev=0.05"]
-    assert rows[1][4] == pytest.approx(stats["tracking_error"][0], rel=1e-12)
+    assert [r[0] for r in rows[1:]] == ["benchmark", "tev=0.02", "tev=0.05"]
+    assert rows[1][4] is None  # the benchmark's tracking error against itself: blank
+    assert rows[2][4] == pytest.approx(stats["tracking_error"][1], rel=1e-12)
     assert number_formats(path, "DemoBacktest") == [
         "General", "0.00%", "0.00%", "0.00", "0.00%", "0.00", "0.00%", "0.00%", "0.0", "0.0%",
         "0.000"]

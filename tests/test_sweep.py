@@ -51,6 +51,8 @@ def assert_same(a, b) -> None:
     pd.testing.assert_frame_equal(a.stats, b.stats, check_exact=True)
     pd.testing.assert_frame_equal(a.ex_ante, b.ex_ante, check_exact=True)
     pd.testing.assert_frame_equal(a.failures, b.failures, check_exact=True)
+    pd.testing.assert_frame_equal(a.exposures, b.exposures, check_exact=True)
+    pd.testing.assert_series_equal(a.benchmark_stats, b.benchmark_stats, check_exact=True)
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,10 @@ def test_a_broken_cache_file_is_estimated_again(data, tmp_path):
 # --------------------------------------------------------------------------- executors
 
 
-@pytest.mark.parametrize("model", ["sample", "regime"])
-def test_serial_and_process_sweeps_are_identical(data, model):
-    cfg = config(model=model, tev=(0.02, 0.03, 0.05))
+@pytest.mark.parametrize(("model", "betas"), [("sample", "ols"), ("regime", "ols"),
+                                             ("regime", "regime")])
+def test_serial_and_process_sweeps_are_identical(data, model, betas):
+    cfg = config(model=model, betas=betas, tev=(0.02, 0.03, 0.05))
     serial = run_backtest(data, cfg, executor=SerialExecutor())
     _backtest.MEMORY_CACHE.clear()
     with ProcessExecutor(2) as pool:

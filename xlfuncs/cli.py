@@ -527,7 +527,7 @@ def cmd_holdings(args: argparse.Namespace) -> int:
 _BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
                    "cost", "workers", "scheduler", "benchmark", "rebalance_every", "min_history",
                    "industry_limit", "industry_limits", "factor_bounds", "factor_neutral",
-                   "windows")
+                   "windows", "factor_set", "betas")
 
 
 def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
@@ -818,6 +818,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "sweep over the same data only re-solves")
     p.add_argument("--out", help="folder for returns.csv, weights.csv, stats.csv and the charts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--factor-set", help='the factors the model uses, by their names in the '
+                   'factor file, e.g. "Mkt-RF, SMB, HML" (default: every factor)')
+    p.add_argument("--betas", help="loadings: ols (default) or regime (per-state weighted "
+                   "least squares mixed by the forecast state probabilities; --model regime)")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("doctor", help="check Python, xlwings, the add-ins and the configuration")

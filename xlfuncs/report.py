@@ -57,9 +57,17 @@ def conventions_table() -> pd.DataFrame:
 
 
 def stats_table(result: BacktestResult) -> pd.DataFrame:
-    """``strategy`` plus the backtest statistics, one row per strategy."""
+    """``strategy`` plus the backtest statistics: the benchmark's own row, then one per strategy.
+
+    The benchmark row has its return, volatility, Sharpe ratio and drawdown;
+    its active and trading statistics are blank.
+    """
     stats = result.stats.reindex(columns=list(STATS_COLUMNS))
-    return stats.reset_index().rename(columns={"index": "strategy"})
+    if len(result.benchmark_stats):
+        bench = result.benchmark_stats.reindex(list(STATS_COLUMNS)).to_frame().T
+        stats = pd.concat([bench, stats])
+    stats.index.name = "strategy"
+    return stats.reset_index()
 
 
 def crisis_table(result: BacktestResult, factors: pd.DataFrame | None = None

@@ -34,6 +34,8 @@ import pandas as pd
 from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
+from xlfuncs.core._factorset import parse_factor_set, select_factor_set
+from xlfuncs.core._loadings import BETA_METHODS, regime_loadings
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
 from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec
@@ -178,6 +180,14 @@ class BacktestConfig:
         Crisis windows for the per-window statistics, ``"2008-09=2008-01:2009-12;
         ..."``; blank: 1973-74, 1987, 2000-02, 2008-09 and 2020
         (:func:`~xlfuncs.core._attribution.parse_windows`).
+    factor_set : str or sequence of str
+        The factors the model uses, by their names in the factor file,
+        ``"Mkt-RF, SMB, HML"`` (case and spaces ignored); blank: every factor
+        (:mod:`xlfuncs.core._factorset`).
+    betas : {"ols", "regime"}
+        Loadings by least squares on the window, or the forecast-probability
+        mixture of per-state weighted least squares (needs ``model = regime``;
+        :mod:`xlfuncs.core._loadings`).
 
     """
 
@@ -206,6 +216,8 @@ class BacktestConfig:
     factor_bounds: Any = ()
     factor_neutral: bool = False
     windows: Any = ()
+    factor_set: Any = ()
+    betas: str = "ols"
 
     def __post_init__(self) -> None:
         mode = str(self.mode).strip().lower()
@@ -287,6 +299,14 @@ class BacktestConfig:
             neutral = bool(neutral)
         object.__setattr__(self, "factor_neutral", neutral)
         object.__setattr__(self, "windows", parse_windows(self.windows))
+        object.__setattr__(self, "factor_set", parse_factor_set(self.factor_set))
+        betas = str(self.betas).strip().lower()
+        if betas not in BETA_METHODS:
+            raise InputError(f"betas must be ols or regime (got {self.betas!r})", "betas")
+        if betas == "regime" and model != "regime":
+            raise InputError("betas regime needs model regime: the states weighting the "
+                             "betas are that model's", "betas")
+        object.__setattr__(self, "betas", betas)
         self.specs(12)  # the optimiser's own checks (max_weight, turnover, cost), before any work
 
     @classmethod
@@ -379,7 +399,12 @@ class BacktestResult:
     source : str
     seconds : float
     notes : tuple of str
-        What the data loader dropped, filled or assumed (``MarketData.notes``).
+        What the data loader dropped, filled or assumed (``MarketData.notes``),
+        and the factors the model used.
+    benchmark_stats : Series
+        The benchmark's own ``ann_return, ann_volatility, sharpe, max_drawdown``
+        over every period of ``returns`` (the conventions of ``stats``); its
+        active and trading statistics are NaN (against itself they mean nothing).
 
     """
 
@@ -395,6 +420,7 @@ class BacktestResult:
     notes: tuple[str, ...] = ()
     exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
     risk: pd.DataFrame = field(default_factory=pd.DataFrame)
+    benchmark_stats: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
     @property
     def strategies(self) -> list[str]:
@@ -488,6 +514,8 @@ class _Estimator:
             kwargs["warm_start"] = None  # a warm start that fails: fit afresh once
             moments = factor_moments(factors, method, **kwargs)
         self.warm = moments.regime
+        if cfg.betas == "regime":
+            model = regime_loadings(model, excess, factors, moments, cfg.beta_window)
         k = len(moments.factors)
         sigma = np.zeros((k + 1, k + 1))
         sigma[1:, 1:] = moments.cov
@@ -631,7 +659,7 @@ def _estimation_key(data: MarketData, config: BacktestConfig, chunk: tuple[int, 
     settings = (tuple(f.name for f in fields(_Estimate)),
                 config.model, config.n_states, config.horizon, config.seed, config.beta_window,
                 config.moments_window, config.min_obs, config.benchmark, REGIME_CHUNK
-                if config.model == "regime" else 0, chunk)
+                if config.model == "regime" else 0, chunk, config.factor_set, config.betas)
     return hashlib.sha256((data_fingerprint(data) + repr(settings)).encode()).hexdigest()
 
 
@@ -940,6 +968,7 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     config = config or BacktestConfig()
     if config.end is not None:
         data = data.truncate(None, config.end)
+    data = select_factor_set(data, config.factor_set)
     if config.mode == "sector" and data.caps is None:
         raise InputError(f"mode sector needs market caps; {data.source or 'the data'} has none",
                          "mode")
@@ -1027,4 +1056,17 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
                 for key in ("exposures", "risk")}
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
                           config, data.source, int(data.periods_per_year), seconds,
-                          tuple(data.notes), per_date["exposures"], per_date["risk"])
+                          tuple(data.notes), per_date["exposures"], per_date["risk"],
+                          _benchmark_stats(returns, data.periods_per_year))
+
+
+#: The statistics of the benchmark's own row: the rest compare it with itself, or count trades.
+BENCHMARK_STATS = ("ann_return", "ann_volatility", "sharpe", "max_drawdown")
+
+
+def _benchmark_stats(returns: pd.DataFrame, periods_per_year: float) -> pd.Series:
+    """The benchmark's :data:`BENCHMARK_STATS` over every period; the other statistics NaN."""
+    bench = returns["benchmark"]
+    row = performance_stats(bench, bench, returns["rf"], periods_per_year).as_dict()
+    return pd.Series({k: v if k in BENCHMARK_STATS else math.nan for k, v in row.items()},
+                     name="benchmark", dtype=float)

@@ -404,7 +404,9 @@ class MarketData:
                          f"{returns.index[0]:%Y-%m-%d} and {returns.index[-1]:%Y-%m-%d} dropped")
             returns = returns.loc[:, keep]
             caps = None if caps is None else caps.loc[:, keep]
-        notes.append(f"cut to {returns.index[0]:%Y-%m-%d} .. {returns.index[-1]:%Y-%m-%d}")
+        span = f"cut to {returns.index[0]:%Y-%m-%d} .. {returns.index[-1]:%Y-%m-%d}"
+        if not notes or notes[-1] != span:  # cut again to the same dates: one note
+            notes.append(span)
         return replace(
             self,
             returns=returns,

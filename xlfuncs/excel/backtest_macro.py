@@ -2,7 +2,8 @@
 
 ``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
 ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``, the
-policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral`` and ``BtWindows``,
+policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral``, ``BtWindows``, the
+model's ``BtFactorSet`` and ``BtBetas``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
@@ -50,6 +51,7 @@ PARAMETERS = {
     "BtBenchmark": "benchmark", "BtScheduler": "scheduler", "BtIndustryLimit": "industry_limit",
     "BtIndustryLimits": "industry_limits", "BtFactorBounds": "factor_bounds",
     "BtFactorNeutral": "factor_neutral", "BtWindows": "windows",
+    "BtFactorSet": "factor_set", "BtBetas": "betas",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
 CRISIS = "BtCrisis"
@@ -264,8 +266,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
                 else:
                     book.add_picture(at, chart, name)
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
-        # the data, and what its loader dropped, filled or assumed
-        write_cell(book, SOURCE, "; ".join([data.source, *data.notes]))
+        # the data, what its loader dropped, filled or assumed, and the model's factors
+        write_cell(book, SOURCE, "; ".join([data.source, *result.notes]))
         write_cell(book, STATUS, status)
         book.status(status)
         if save:

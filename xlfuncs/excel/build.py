@@ -1289,6 +1289,10 @@ def backtest_sheet() -> SheetSpec:
         InputValue("Crisis windows", "BtWindows", None, "",
                    note="e.g. GFC=2007-10:2009-03; blank = 1973-74, 1987, 2000-02, 2008-09, "
                    "2020 (sheet BtCrisis)"),
+        InputValue("Factor set", "BtFactorSet", None, "",
+                   note="factors the model uses, e.g. Mkt-RF, SMB, HML; blank = all"),
+        InputValue("Betas", "BtBetas", "ols", "",
+                   note="ols, or regime (per-state betas; needs model regime)"),
         Section("Last run"),
         InputValue("Status", "BtStatus", "Not run yet: click Run backtest on the xlfuncs tab",
                    ""),
