@@ -3,6 +3,7 @@
 ``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
 ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``, the
 policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral`` and ``BtWindows``,
+the data frequency and liquidity filters ``BtFrequency`` ... ``BtMinCap``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
@@ -50,6 +51,9 @@ PARAMETERS = {
     "BtBenchmark": "benchmark", "BtScheduler": "scheduler", "BtIndustryLimit": "industry_limit",
     "BtIndustryLimits": "industry_limits", "BtFactorBounds": "factor_bounds",
     "BtFactorNeutral": "factor_neutral", "BtWindows": "windows",
+    "BtFrequency": "frequency", "BtMinPrice": "min_price",
+    "BtMinDollarVolume": "min_dollar_volume", "BtVolumeWindow": "volume_window",
+    "BtMinCap": "min_cap",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
 CRISIS = "BtCrisis"
@@ -209,8 +213,11 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
         book.status("xlfuncs: loading the data...")
         try:
             data = load_market(_resolve(source, book) or "sample",
-                               factors=_resolve(factors, book), end=config.end)
+                               factors=_resolve(factors, book), end=config.end,
+                               frequency=config.frequency)
         except InputError as exc:  # name the cell the analyst typed the source in
+            if exc.argument == "frequency":
+                raise _in_cell(exc) from None
             cell = "BtFactors" if exc.argument == "factors" else "BtData"
             raise InputError(f"{cell}: {exc}", cell) from None
         total = len(config.specs(data.periods_per_year))
@@ -265,7 +272,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
                     book.add_picture(at, chart, name)
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
         # the data, and what its loader dropped, filled or assumed
-        write_cell(book, SOURCE, "; ".join([data.source, *data.notes]))
+        write_cell(book, SOURCE, "; ".join([data.source, *data.notes, *(
+            n for n in result.notes if n not in data.notes)]))
         write_cell(book, STATUS, status)
         book.status(status)
         if save:

@@ -1285,6 +1285,19 @@ def backtest_sheet() -> SheetSpec:
         InputValue("Crisis windows", "BtWindows", None, "",
                    note="e.g. GFC=2007-10:2009-03; blank = 1973-74, 1987, 2000-02, 2008-09, "
                    "2020 (sheet BtCrisis)"),
+        Section("Frequency and liquidity", "Daily data are compounded to the rebalance "
+                "frequency; the filters remove stocks from the universe at each date, judged on "
+                "data up to that date (counts in filters.csv and Data used)."),
+        InputValue("Frequency", "BtFrequency", None, "",
+                   note="monthly or weekly; blank = monthly for daily data"),
+        InputValue("Min price", "BtMinPrice", None, "0.00",
+                   note="at the rebalance date (needs prc); blank = none"),
+        InputValue("Min dollar volume", "BtMinDollarVolume", None, "#,##0",
+                   note="average |prc| x vol per period; blank = none"),
+        InputValue("Volume window", "BtVolumeWindow", None, "0",
+                   note="periods of that average; blank = a year"),
+        InputValue("Min market cap", "BtMinCap", None, "#,##0",
+                   note="in the data's units (CRSP: $ thousands); blank = none"),
         Section("Last run"),
         InputValue("Status", "BtStatus", "Not run yet: click Run backtest on the xlfuncs tab",
                    ""),
