@@ -383,3 +383,20 @@ def test_the_readme_workflow_parses_and_the_help_shows_it():
         if "--frequency" in argv:
             assert BacktestConfig.from_mapping({"frequency": args.frequency,
                                                 "min_price": args.min_price}).min_price == 5.0
+
+
+def test_weekly_periods_end_on_fridays_as_pandas_resamples_them(files):
+    """frequency weekly: the daily files compounded to Saturday-to-Friday weeks, both of them."""
+    data = load_market(str(files / "crsp_daily.csv"), factors=str(files / "ff_daily.csv"),
+                       frequency="weekly")
+    assert data.periods_per_year == 52 and (data.dates.day_of_week == 4).all()
+    daily = pd.read_csv(files / "crsp_daily.csv", dtype={"date": str})
+    one = daily[daily["permno"] == 10001 + GAP]
+    r = pd.Series(one["ret"].astype(float).to_numpy(),
+                  index=pd.to_datetime(one["date"], format="%Y%m%d"))
+    weekly = (1 + r).resample("W-FRI").prod(min_count=1) - 1
+    got = data.returns[str(10001 + GAP)]
+    np.testing.assert_allclose(got.to_numpy(), weekly.reindex(got.index).to_numpy(), rtol=1e-13)
+    rf = pd.Series(0.0001, index=pd.to_datetime(DAYS))
+    np.testing.assert_allclose(data.rf.to_numpy(), ((1 + rf).resample("W-FRI").prod() - 1)
+                               .reindex(data.dates).to_numpy(), rtol=1e-12)
