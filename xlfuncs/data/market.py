@@ -614,7 +614,7 @@ class _Table:
         try:
             if self.parquet:
                 return pd.read_parquet(self.path, columns=usecols)
-            return pd.read_csv(self.path, usecols=usecols, dtype=dict.fromkeys(text_cols, str),
+            return pd.read_csv(self.path, usecols=usecols, dtype=dict.fromkeys(text_cols, "category"),
                                skipinitialspace=True, encoding=self.encoding, low_memory=False)
         except (pd.errors.ParserError, OSError, ValueError) as exc:
             raise self._unreadable("Parquet" if self.parquet else "CSV", exc) from exc
