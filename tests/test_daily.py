@@ -305,7 +305,7 @@ def test_bad_settings_are_one_line_naming_the_setting(settings, argument, messag
 
 def test_a_filter_without_its_data_and_a_finer_frequency_are_errors():
     sample = load_market("sample:20")
-    raises_exactly("min_price needs prices (a prc column); " + sample.source + " has none",
+    raises_exactly("min_price needs prices (a prc column); the data have none",
                    "min_price", run_backtest, sample, BacktestConfig(min_price=5.0))
     raises_exactly("frequency weekly: the data are monthly; load them with that frequency "
                    "(load_market compounds daily data) or leave frequency blank",
@@ -318,7 +318,8 @@ def test_a_filter_without_its_data_and_a_finer_frequency_are_errors():
 @pytest.mark.parametrize(("flags", "message"), [
     (["--frequency", "daily"], "frequency must be monthly or weekly (got 'daily')"),
     (["--min-price", "-1"], "min_price must be a number of at least 0 (got -1.0)"),
-    (["--min-dollar-volume", "1e6"], "min_dollar_volume needs volumes (prc and vol columns); "),
+    (["--min-dollar-volume", "1e6"], "min_dollar_volume needs volumes (prc and vol columns); "
+     "the data have none"),
     (["--frequency", "weekly"], "frequency weekly: sample:20 is monthly data"),
 ])
 def test_cli_bad_input_is_one_line(flags, message, capsys):

@@ -55,8 +55,7 @@ def check_filters(data: MarketData, settings: dict[str, float | None]) -> None:
     """Every filter that is set has the data it reads; else one error naming the setting."""
     for name, panel in LIQUIDITY_FILTERS.items():
         if settings.get(name) is not None and getattr(data, panel) is None:
-            raise InputError(f"{name} needs {_NEEDS[panel]}; {data.source or 'the data'} has "
-                             "none", name)
+            raise InputError(f"{name} needs {_NEEDS[panel]}; the data have none", name)
 
 
 def liquidity_filter(data: MarketData, i: int, assets: Sequence[str],

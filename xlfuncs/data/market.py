@@ -614,7 +614,8 @@ class _Table:
         try:
             if self.parquet:
                 return pd.read_parquet(self.path, columns=usecols)
-            return pd.read_csv(self.path, usecols=usecols, dtype=dict.fromkeys(text_cols, "category"),
+            return pd.read_csv(self.path, usecols=usecols,
+                               dtype=dict.fromkeys(text_cols, "category"),
                                skipinitialspace=True, encoding=self.encoding, low_memory=False)
         except (pd.errors.ParserError, OSError, ValueError) as exc:
             raise self._unreadable("Parquet" if self.parquet else "CSV", exc) from exc
@@ -1100,9 +1101,10 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
         notes.append(f"{frequency_name(f_ppy)} factors and RF compounded to {frequency_name(ppy)}"
                      " periods (Mkt-RF as the compounded Mkt-RF + RF less the compounded RF)")
     elif f_ppy != ppy:
+        higher = " or a higher one (daily factors are compounded)" if f_ppy < ppy else ""
         raise InputError(f"factors are {frequency_name(f_ppy)} but the data are "
-                         f"{frequency_name(ppy)}: use factors of the data's frequency or a "
-                         "higher one (daily factors are compounded)", "factors")
+                         f"{frequency_name(ppy)}: use factors of the data's frequency{higher}",
+                         "factors")
     facs.index = period_ends(facs.index, ppy).as_unit("ns")
     rf.index = facs.index
     cut = date_slice(facs.index, start, end)
