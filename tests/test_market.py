@@ -403,9 +403,10 @@ def test_load_market_errors(tmp_path):
     with _raises(r"^the data \(2023-01-31 to 2023-06-30\) and the factors \(1949-01 to 2017-03\)"
                  r" have no dates in common; pass factors= a Ken French file covering the data$"):
         load_market(CRSP)
-    daily = "x\n\n,Mkt-RF,RF\n20230103,1,0\n20230104,1,0\n20230105,1,0\n"
-    with _raises(r"^factors have 252 periods per year but the data have 12"):
-        load_market(CRSP, factors=_write(tmp_path, daily, "daily.csv"))
+    quarterly = "x\n\n,Mkt-RF,RF\n202303,1,0\n202306,1,0\n202309,1,0\n"
+    with _raises(r"^factors are quarterly but the data are monthly: use factors of the data's "
+                 r"frequency or a higher one \(daily factors are compounded\)$"):
+        load_market(CRSP, factors=_write(tmp_path, quarterly, "quarterly.csv"))
     with _raises(r"^factors have no RF column \(the risk-free rate\); found: Mom$"):
         load_market(CRSP, factors=MOM)
     with _raises(r'^source must be "sample", "sample:N", "french12" or a path'):

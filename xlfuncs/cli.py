@@ -322,7 +322,7 @@ def _backtest_files() -> tuple[str, ...]:
 
     return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
             "regimes.csv", "exposures.csv", "risk.csv", "notes.txt", "failures.csv", *CHARTS,
-            EXPOSURE_CHART)
+            EXPOSURE_CHART, "filters.csv")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -527,7 +527,20 @@ def cmd_holdings(args: argparse.Namespace) -> int:
 _BACKTEST_FLAGS = ("mode", "tev", "gamma", "model", "start", "end", "max_weight", "turnover",
                    "cost", "workers", "scheduler", "benchmark", "rebalance_every", "min_history",
                    "industry_limit", "industry_limits", "factor_bounds", "factor_neutral",
-                   "windows", "factor_set", "betas")
+                   "windows", "factor_set", "betas", "frequency", "min_price",
+                   "min_dollar_volume", "volume_window", "min_cap")
+
+
+#: The research's workflow on daily CRSP and Ken French files (README, backtest section).
+DAILY_WORKFLOW = """\
+daily CRSP and Ken French files, compounded to months, with liquidity filters:
+  xlfuncs backtest --data crsp_daily.csv --factors F-F_Research_Data_Factors_daily.CSV \\
+      --frequency monthly --min-price 5 --min-dollar-volume 1e6 --out tev
+  xlfuncs backtest --data crsp_daily.csv --factors F-F_Research_Data_Factors_daily.CSV \\
+      --frequency monthly --min-price 5 --min-dollar-volume 1e6 --mode gamma \\
+      --gamma 1,5,20 --model regime --out gamma
+  xlfuncs backtest --config research.toml --out results  # the same keys in [backtest]
+"""
 
 
 def backtest_settings(args: argparse.Namespace) -> tuple[dict, str, str | None, str | None]:
@@ -617,7 +630,8 @@ def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source:
     from xlfuncs.data.market import load_market
     from xlfuncs.report import stats_table, write_results
 
-    data = load_market(source, factors=factors, end=config.end, allow_gaps=args.allow_gaps)
+    data = load_market(source, factors=factors, end=config.end, allow_gaps=args.allow_gaps,
+                       frequency=config.frequency)
     print(f"data: {_source_text(data)}, {data.n_assets} assets, {data.n_periods} periods "
           f"({data.dates[0].date()} to {data.dates[-1].date()})")
     for note in data.notes:  # what the loader dropped, filled or assumed
@@ -639,6 +653,8 @@ def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source:
     if len(result.failures):
         print(f"\n{len(result.failures)} rebalance dates failed; the first: "
               f"{result.failures['reason'].iloc[0]}")
+    for note in (n for n in result.notes if n not in data.notes):  # the run's own (filters)
+        print(f"  note: {note}")
     if out:
         with _writing(out):
             paths = write_results(result, out, data.factors)
@@ -780,7 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the Refresh holdings macro does")
     p.set_defaults(func=cmd_holdings)
 
-    p = sub.add_parser("backtest", help="walk-forward factor-model backtest")
+    p = sub.add_parser("backtest", help="walk-forward factor-model backtest",
+                       epilog=DAILY_WORKFLOW, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file with a [backtest] table of these settings")
     p.add_argument("--data", help="sample (default), sample:N (synthetic, N stocks), french12, "
                    "or a long CSV/Parquet file (date, permno/ticker, ret, mktcap or prc+shrout)")
@@ -822,6 +839,17 @@ def build_parser() -> argparse.ArgumentParser:
                    'factor file, e.g. "Mkt-RF, SMB, HML" (default: every factor)')
     p.add_argument("--betas", help="loadings: ols (default) or regime (per-state weighted "
                    "least squares mixed by the forecast state probabilities; --model regime)")
+    p.add_argument("--frequency", help="rebalance frequency, monthly or weekly: daily data and "
+                   "factors (CRSP, Ken French) are compounded to it; default monthly for daily "
+                   "or weekly data, else the data's own")
+    p.add_argument("--min-price", type=float, help="liquidity filter: the smallest price at a "
+                   "rebalance date (needs prc), e.g. 5")
+    p.add_argument("--min-dollar-volume", type=float, help="liquidity filter: the smallest "
+                   "average dollar volume (|prc| x vol) per period over --volume-window periods")
+    p.add_argument("--volume-window", type=int, help="periods of that average (default a year: "
+                   "12 monthly, 52 weekly)")
+    p.add_argument("--min-cap", type=float, help="liquidity filter: the smallest market cap, in "
+                   "the data's units (CRSP: $ thousands)")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("doctor", help="check Python, xlwings, the add-ins and the configuration")

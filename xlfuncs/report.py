@@ -228,11 +228,13 @@ def write_results(result: BacktestResult, out: str | Path,
     ``regimes.csv`` (per regime of the ``factors``, when given), ``exposures.csv``
     and ``risk.csv`` (active exposures and the tracking error's split at each
     rebalance) with ``active_exposures.png``,
-    ``notes.txt`` (the data and what its loader assumed), the charts, and
-    ``failures.csv``. Every file is written to a temporary name and
-    renamed when complete; a text cell of a CSV file never runs as a formula
-    (:func:`~xlfuncs._files.write_csv`). ``failures.csv`` is written only when a date failed
-    (an old one is removed).
+    ``notes.txt`` (the data and what its loader assumed), the charts,
+    ``failures.csv``, and ``filters.csv`` (``date, filter, removed``: the
+    stocks each liquidity filter removed at each rebalance). Every file is
+    written to a temporary name and renamed when complete; a text cell of a
+    CSV file never runs as a formula (:func:`~xlfuncs._files.write_csv`).
+    ``failures.csv`` is written only when a date failed (an old one is
+    removed); ``filters.csv`` only when a filter is set.
     """
     out = Path(out)
     written = []
@@ -266,4 +268,8 @@ def write_results(result: BacktestResult, out: str | Path,
         csv(result.failures, "failures.csv", False)
     else:
         (out / "failures.csv").unlink(missing_ok=True)
+    if len(result.filters):
+        csv(result.filters, "filters.csv", False)
+    else:
+        (out / "filters.csv").unlink(missing_ok=True)
     return written

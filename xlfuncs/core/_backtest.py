@@ -35,6 +35,15 @@ from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
 from xlfuncs.core._factorset import parse_factor_set, select_factor_set
+from xlfuncs.core._frequency import FREQUENCIES, frequency_name, frequency_ppy
+from xlfuncs.core._liquidity import (
+    LIQUIDITY_FILTERS,
+    check_filters,
+    check_minimum,
+    filter_note,
+    filter_table,
+    liquidity_filter,
+)
 from xlfuncs.core._loadings import BETA_METHODS, regime_loadings
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
@@ -188,6 +197,18 @@ class BacktestConfig:
         Loadings by least squares on the window, or the forecast-probability
         mixture of per-state weighted least squares (needs ``model = regime``;
         :mod:`xlfuncs.core._loadings`).
+    frequency : {"monthly", "weekly"} or None
+        The rebalance frequency the data are compounded to when they are given
+        more often (daily CRSP and Ken French files; the loader does it, see
+        :func:`~xlfuncs.data.market.load_market`). None: monthly for daily or
+        weekly data, else the data's own. The data a run gets must be at this frequency.
+    min_price, min_dollar_volume, min_cap : float or None
+        Liquidity filters on the tradable universe at each date, in the data's
+        units (:mod:`~xlfuncs.core._liquidity`): price at the date, average
+        dollar volume per period over ``volume_window`` periods, market cap.
+    volume_window : int or None
+        Periods of the dollar-volume average; None: a year (12 for monthly
+        data, 52 for weekly).
 
     """
 
@@ -218,6 +239,11 @@ class BacktestConfig:
     windows: Any = ()
     factor_set: Any = ()
     betas: str = "ols"
+    frequency: str | None = None
+    min_price: float | None = None
+    min_dollar_volume: float | None = None
+    volume_window: int | None = None
+    min_cap: float | None = None
 
     def __post_init__(self) -> None:
         mode = str(self.mode).strip().lower()
@@ -307,6 +333,17 @@ class BacktestConfig:
             raise InputError("betas regime needs model regime: the states weighting the "
                              "betas are that model's", "betas")
         object.__setattr__(self, "betas", betas)
+        if frequency_ppy(self.frequency) is not None:
+            object.__setattr__(self, "frequency", str(self.frequency).strip().lower())
+        else:
+            object.__setattr__(self, "frequency", None)
+        for name in LIQUIDITY_FILTERS:
+            object.__setattr__(self, name, check_minimum(getattr(self, name), name))
+        window = self.volume_window
+        if window is not None and not (isinstance(window, int | np.integer)
+                                       and not isinstance(window, bool) and 1 <= window <= 10_000):
+            raise InputError(f"volume_window must be a whole number of periods from 1 to 10000, "
+                             f"or blank for a year (got {window!r})", "volume_window")
         self.specs(12)  # the optimiser's own checks (max_weight, turnover, cost), before any work
 
     @classmethod
@@ -322,13 +359,13 @@ class BacktestConfig:
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
             if name in ("n_states", "horizon", "min_history", "min_obs", "rebalance_every", "seed",
-                        "workers", "beta_window", "moments_window"):
+                        "workers", "beta_window", "moments_window", "volume_window"):
                 if isinstance(value, float) and value.is_integer():
                     value = int(value)
                 elif isinstance(value, str) and value.strip().isdigit():
                     value = int(value.strip())
-            if name in ("max_weight", "turnover", "cost", "industry_limit") and isinstance(
-                    value, str):
+            if name in ("max_weight", "turnover", "cost", "industry_limit", *LIQUIDITY_FILTERS
+                        ) and isinstance(value, str):
                 numbers = _positive_list(value, name)
                 if len(numbers) != 1:
                     raise InputError(f"{name} must be one number (got {value!r})", name)
@@ -396,6 +433,9 @@ class BacktestResult:
         ``date, strategy, tracking_error`` (ex ante, annualised),
         ``factor_share, specific_share`` of the active variance and the three
         largest contributors with their shares of the tracking error.
+    filters : DataFrame
+        ``date, filter, removed``: how many tradable stocks each liquidity
+        filter removed at each rebalance date (empty without filters).
     source : str
     seconds : float
     notes : tuple of str
@@ -421,6 +461,7 @@ class BacktestResult:
     exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
     risk: pd.DataFrame = field(default_factory=pd.DataFrame)
     benchmark_stats: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    filters: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def strategies(self) -> list[str]:
@@ -448,6 +489,7 @@ class _Estimate:
     n_industries: int
     industry_names: tuple[str, ...] = ()  # the k industries, for industry limits by name
     factors: tuple[str, ...] = ()  # the loadings' rows after the constant
+    filtered: tuple[tuple[str, int], ...] = ()  # (liquidity filter, stocks it removed)
 
 
 def _market_row(factors: Sequence[str]) -> int:
@@ -482,6 +524,8 @@ class _Estimator:
         self.excess = data.returns.sub(data.rf, axis=0)
         self.warm = None
         self.use_caps = _uses_caps(data, config)
+        self.filters = {name: getattr(config, name) for name in LIQUIDITY_FILTERS}
+        self.volume_window = config.volume_window or data.periods_per_year
 
     def __call__(self, i: int) -> _Estimate:
         data, cfg = self.data, self.config
@@ -497,9 +541,16 @@ class _Estimator:
         if data.caps is not None:
             cap_now = data.caps.iloc[i][list(model.assets)].to_numpy(dtype=float)
             now &= np.isfinite(cap_now) & (cap_now > 0)
+        filtered: tuple[tuple[str, int], ...] = ()
+        if any(v is not None for v in self.filters.values()):
+            tradable = np.flatnonzero(now)
+            passed, filtered = liquidity_filter(data, i, [model.assets[j] for j in tradable],
+                                                self.filters, self.volume_window)
+            now[tradable[~passed]] = False
         keep = np.flatnonzero(now)
         if keep.size == 0:
-            raise InputError(f"no asset is tradable on {date.date()}", "data")
+            why = " after the liquidity filters" if filtered else ""
+            raise InputError(f"no asset is tradable on {date.date()}{why}", "data")
         assets = [model.assets[j] for j in keep]
         method = cfg.model
         kwargs: dict[str, Any] = {"window": cfg.moments_window}
@@ -534,7 +585,8 @@ class _Estimator:
             exposure[_market_row(moments.factors)] = 1.0
         return _Estimate(date, assets, loadings, sigma, model.resid_var[keep],
                          moments.mean_with_constant, benchmark, exposure, caps, codes,
-                         len(names), tuple(map(str, names)), tuple(map(str, moments.factors)))
+                         len(names), tuple(map(str, names)), tuple(map(str, moments.factors)),
+                         filtered)
 
 
 # --------------------------------------------------------------------------- the walk
@@ -642,7 +694,7 @@ def data_fingerprint(data: MarketData) -> str:
     """A hash of every number and label of ``data`` that an estimate reads."""
     h = hashlib.sha256()
     for frame in (data.returns, data.caps, data.factors, data.rf, data.industries,
-                  data.industry_history, data.benchmark):
+                  data.industry_history, data.benchmark, data.prices, data.dollar_volume):
         if frame is None:
             h.update(b"none")
             continue
@@ -659,7 +711,8 @@ def _estimation_key(data: MarketData, config: BacktestConfig, chunk: tuple[int, 
     settings = (tuple(f.name for f in fields(_Estimate)),
                 config.model, config.n_states, config.horizon, config.seed, config.beta_window,
                 config.moments_window, config.min_obs, config.benchmark, REGIME_CHUNK
-                if config.model == "regime" else 0, chunk, config.factor_set, config.betas)
+                if config.model == "regime" else 0, chunk, config.factor_set, config.betas,
+                tuple(getattr(config, name) for name in LIQUIDITY_FILTERS), config.volume_window)
     return hashlib.sha256((data_fingerprint(data) + repr(settings)).encode()).hexdigest()
 
 
@@ -977,6 +1030,12 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         raise InputError(f"start {config.start} leaves nothing to run: the data end on "
                          f"{data.dates[-1]:%Y-%m-%d} and a rebalance needs one period after it",
                          "start")
+    if config.frequency is not None and FREQUENCIES[config.frequency] != data.periods_per_year:
+        raise InputError(f"frequency {config.frequency}: the data are "
+                         f"{frequency_name(data.periods_per_year)}; load them with that frequency "
+                         "(load_market compounds daily data) or leave frequency blank",
+                         "frequency")
+    check_filters(data, {name: getattr(config, name) for name in LIQUIDITY_FILTERS})
     specs = config.specs(data.periods_per_year)
     names = list(specs)
     use_caps = _uses_caps(data, config)
@@ -1011,7 +1070,12 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         if own:
             executor.close()
     bench = _benchmark_returns(job, use_caps)
-    return _assemble(data, config, names, books, bench, time.perf_counter() - t0)
+    result = _assemble(data, config, names, books, bench, time.perf_counter() - t0)
+    done = [(data.dates[i], e) for i, e in sorted((job.estimates or {}).items())
+            if not isinstance(e, str)]
+    filters = filter_table([(d, e.filtered) for d, e in done])
+    note = filter_note(filters, [len(e.assets) for _, e in done])
+    return replace(result, filters=filters, notes=result.notes + ((note,) if note else ()))
 
 
 def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],

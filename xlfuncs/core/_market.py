@@ -230,13 +230,21 @@ class MarketData:
         time (a company moving to another SIC code); a backtest classifies at
         date t by the label of date t, never by a later one. None: ``industries``
         holds at every date.
+    prices : DataFrame of shape (n_periods, n_assets) or None
+        Price at the end of period ``t`` (CRSP ``|prc|``), NaN when unknown,
+        otherwise finite and > 0; for the liquidity filters. Same index and
+        columns as ``returns``.
+    dollar_volume : DataFrame of shape (n_periods, n_assets) or None
+        Dollar volume traded during period ``t`` (``|prc| x vol`` summed over
+        its days), NaN when unknown, otherwise finite and >= 0.
 
     Raises
     ------
     InputError
         On construction, when any of the above does not hold; the message names
         the input (``returns``, ``caps``, ``industries``, ``factors``, ``rf``,
-        ``benchmark``, ``periods_per_year``) and the problem.
+        ``benchmark``, ``periods_per_year``, ``prices``, ``dollar_volume``) and
+        the problem.
 
     """
 
@@ -250,6 +258,8 @@ class MarketData:
     source: str = ""
     notes: tuple[str, ...] = field(default=())
     industry_history: pd.DataFrame | None = None
+    prices: pd.DataFrame | None = None
+    dollar_volume: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         r = _check_frame(self.returns, "returns", None)
@@ -276,17 +286,21 @@ class MarketData:
             raise InputError(f"returns of {r.columns[j]} on {idx[i]:%Y-%m-%d} is "
                              f"{values[i, j]:.6g}; returns must be finite and > -1", "returns")
 
-        if self.caps is not None:
-            c = _check_frame(self.caps, "caps", idx)
+        for what, frame in (("caps", self.caps), ("prices", self.prices),
+                            ("dollar_volume", self.dollar_volume)):
+            if frame is None:
+                continue
+            c = _check_frame(frame, what, idx)
             if not c.columns.equals(r.columns):
-                raise InputError("caps columns must be the returns columns, in the same order",
-                                 "caps")
+                raise InputError(f"{what} columns must be the returns columns, in the same "
+                                 "order", what)
             cv = c.to_numpy(dtype=float)
-            bad = np.isinf(cv) | (cv < 0)
+            bad = np.isinf(cv) | (cv <= 0 if what == "prices" else cv < 0)
             if bad.any():
                 i, j = np.argwhere(bad)[0]
-                raise InputError(f"caps of {c.columns[j]} on {idx[i]:%Y-%m-%d} is {cv[i, j]:.6g};"
-                                 " caps must be finite and >= 0", "caps")
+                sign = "> 0" if what == "prices" else ">= 0"
+                raise InputError(f"{what} of {c.columns[j]} on {idx[i]:%Y-%m-%d} is "
+                                 f"{cv[i, j]:.6g}; {what} must be finite and {sign}", what)
 
         ind = self.industries
         if not isinstance(ind, pd.Series):
@@ -419,6 +433,10 @@ class MarketData:
             industry_history=(None if self.industry_history is None
                               else self.industry_history.iloc[cut].reindex(
                                   columns=returns.columns)),
+            prices=(None if self.prices is None
+                    else self.prices.iloc[cut].reindex(columns=returns.columns)),
+            dollar_volume=(None if self.dollar_volume is None
+                           else self.dollar_volume.iloc[cut].reindex(columns=returns.columns)),
         )
 
     def window(self, end: object) -> MarketData:

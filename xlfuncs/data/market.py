@@ -41,13 +41,20 @@ import functools
 import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._frequency import (
+    compound_factors,
+    compound_panels,
+    frequency_name,
+    frequency_ppy,
+    period_labels,
+)
 from xlfuncs.core._market import MarketData, date_slice, infer_periods_per_year, period_ends
 from xlfuncs.data.samples import sample_path
 from xlfuncs.errors import InputError
@@ -502,11 +509,17 @@ class LongPanels:
     industries : Series of shape (n_assets,)
         Asset id -> industry label (the most recent one in the window).
     periods_per_year : int
-        Inferred from the date spacing (12 monthly, 52 weekly, 252 daily).
+        Inferred from the date spacing (12 monthly, 52 weekly, 252 daily), or
+        the frequency the file was compounded to.
     source : str
         The file read.
     notes : tuple of str
         What was treated as missing, filled or assumed, one line each.
+    industry_history : DataFrame of shape (n_periods, n_assets) or None
+        Each date's label, when labels change (see :class:`MarketData`).
+    prices, dollar_volume : DataFrame of shape (n_periods, n_assets) or None
+        ``|prc|`` at the period end and the period's ``|prc| x vol`` (summed
+        over its days), when the file has ``prc`` (and ``vol``).
 
     """
 
@@ -517,6 +530,8 @@ class LongPanels:
     source: str = ""
     notes: tuple[str, ...] = ()
     industry_history: pd.DataFrame | None = None
+    prices: pd.DataFrame | None = None
+    dollar_volume: pd.DataFrame | None = None
 
 
 _COLUMN_NAMES = {
@@ -529,6 +544,7 @@ _COLUMN_NAMES = {
     "shrout": ("shrout",),
     "label": ("sector", "gics", "industry"),
     "sic": ("siccd", "sic", "hsiccd"),
+    "vol": ("vol",),
 }
 
 
@@ -598,7 +614,8 @@ class _Table:
         try:
             if self.parquet:
                 return pd.read_parquet(self.path, columns=usecols)
-            return pd.read_csv(self.path, usecols=usecols, dtype=dict.fromkeys(text_cols, str),
+            return pd.read_csv(self.path, usecols=usecols,
+                               dtype=dict.fromkeys(text_cols, "category"),
                                skipinitialspace=True, encoding=self.encoding, low_memory=False)
         except (pd.errors.ParserError, OSError, ValueError) as exc:
             raise self._unreadable("Parquet" if self.parquet else "CSV", exc) from exc
@@ -683,7 +700,7 @@ def _natural_order(ids: np.ndarray) -> np.ndarray:
 
 def read_long(source: object, *, id_col: str | None = None, industry_col: str | None = None,
               start: object = None, end: object = None, allow_gaps: bool = False,
-              name: str = "data") -> LongPanels:
+              name: str = "data", frequency: int | None = None) -> LongPanels:
     """Read long single-name data (one row per date and asset) into wide panels.
 
     Columns are matched by name, ignoring case and surrounding spaces:
@@ -706,6 +723,9 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
     siccd      SIC code, mapped to its division (:func:`sic_division`); or a
                ``sector``, ``gics`` or ``industry`` label (used as is, and
                preferred to ``siccd``); ``industry_col`` picks another
+    vol        optional: shares traded in the period; with ``prc`` it gives
+               the dollar volume ``|prc| x vol`` of the liquidity filters
+               (``prc`` alone gives the prices of ``min_price``)
     ========== ==============================================================
 
     ``date``, the id and ``ret`` are required. Without cap columns the caps
@@ -730,6 +750,12 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         those cells are NaN (counted in the notes).
     name : str
         The input's name, used in messages.
+    frequency : int, optional
+        Periods per year to compound to when the file is more frequent (12 or
+        52; :func:`~xlfuncs.core._frequency.compound_panels`): daily returns
+        are compounded, caps, prices and industries taken at each period's
+        last trading day, dollar volumes summed. A stock's missing days are
+        then not an error but counted in the notes.
 
     Returns
     -------
@@ -772,6 +798,8 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         have, lack = ("prc", "shrout") if prc_c is not None else ("shrout", "prc")
         raise InputError(f"{name} has {have} but no {lack}: market cap needs both "
                          "(|prc| x shrout) or a mktcap column", name)
+    vol_c = find("vol")  # shares traded: |prc| x vol is the dollar volume of the filters
+    price_c = prc_c  # prices for the liquidity filters, also beside a mktcap column
     if mktcap_c is not None:
         prc_c = shrout_c = None
     if industry_col:
@@ -783,8 +811,8 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             ind_c = find("sic")
             ind_is_sic = ind_c is not None
     dlret_c = find("dlret")  # CRSP's delisting return, in the month a stock leaves
-    usecols = [c for c in (date_c, id_c, ret_c, dlret_c, mktcap_c, prc_c, shrout_c, ind_c)
-               if c is not None]
+    usecols = [c for c in (date_c, id_c, ret_c, dlret_c, mktcap_c, price_c, shrout_c, ind_c,
+                           vol_c) if c is not None]
     text_cols = [date_c, id_c] + ([ind_c] if ind_c is not None and not ind_is_sic else [])
     table = tab.read(list(dict.fromkeys(usecols)), text_cols)
     notes: list[str] = []
@@ -866,6 +894,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         notes.append(f"{sum(codes.values())} missing return(s) read as not available ({parts})")
 
     caps_v: np.ndarray | None = None
+    prc: np.ndarray | None = None
     if mktcap_c is not None:
         caps_v, blanks = _numbers(table[mktcap_c], rows, name, mktcap_c)
         neg = caps_v < 0
@@ -893,6 +922,19 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             notes.append(f"{n_missing} market cap(s) not available (blank or zero prc/shrout)")
     else:
         notes.append(f"{name} has no market caps (no mktcap, prc or shrout column)")
+    price_v = volume_v = None
+    if price_c is not None:  # for the liquidity filters: |prc|, and |prc| x vol
+        if prc is None:
+            prc, _ = _numbers(table[price_c], rows, name, price_c)
+        price_v = np.abs(prc)
+        price_v[price_v == 0] = np.nan
+        if vol_c is not None:
+            vol, _ = _numbers(table[vol_c], rows, name, vol_c)
+            if (vol < 0).any():
+                i = int(np.flatnonzero(vol < 0)[0])
+                raise InputError(f"{name} row {rows[i]}, column {vol_c}: volume {vol[i]:.6g} is "
+                                 "negative", name)
+            volume_v = price_v * vol
 
     # pivot to wide
     calendar = ends.unique().sort_values().as_unit("ns")
@@ -917,7 +959,8 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
     last = shape[0] - 1 - present[::-1].argmax(axis=0)
     steps = np.arange(shape[0])[:, None]
     holes = (steps >= first) & (steps <= last) & ~present
-    if holes.any():
+    compounding = frequency is not None and frequency < ppy
+    if holes.any() and not compounding:  # compounded: the periods' missing days are counted
         if not allow_gaps:
             j = int(np.flatnonzero(holes.any(axis=0))[0])
             i = int(np.flatnonzero(holes[:, j])[0])
@@ -935,6 +978,12 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         caps_w = np.full(shape, np.nan)
         caps_w[t, a] = caps_v
         caps = pd.DataFrame(caps_w, index=returns.index, columns=columns)
+    wide = {}
+    for key, values in (("prices", price_v), ("dollar_volume", volume_v)):
+        if values is not None:
+            grid = np.full(shape, np.nan)
+            grid[t, a] = values
+            wide[key] = pd.DataFrame(grid, index=returns.index, columns=columns)
 
     # industries: the most recent label of each asset in the window
     if ind_c is None:
@@ -985,9 +1034,46 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             notes.append(f"{' and '.join(parts)} in the window: each date uses the label it "
                          f"had then ({NONCLASSIFIABLE} before the first)")
         industries = pd.Series(lab, index=columns, dtype=object)
-    return LongPanels(returns=returns, caps=caps, industries=industries.rename("industry"),
-                      periods_per_year=ppy, source=tab.label, notes=tuple(notes),
-                      industry_history=history if ind_c is not None else None)
+    panels = LongPanels(returns=returns, caps=caps, industries=industries.rename("industry"),
+                        periods_per_year=ppy, source=tab.label, notes=tuple(notes),
+                        industry_history=history if ind_c is not None else None,
+                        prices=wide.get("prices"), dollar_volume=wide.get("dollar_volume"))
+    return _compound(panels, frequency, allow_gaps, name) if compounding else panels
+
+
+# --------------------------------------------------------------------------- compounding
+
+
+def _compound(panels: LongPanels, ppy: int, allow_gaps: bool, name: str) -> LongPanels:
+    """Daily (or weekly) panels compounded to ``ppy`` periods a year (core/_frequency.py)."""
+    got = compound_panels(panels.returns, ppy, caps=panels.caps, prices=panels.prices,
+                          dollar_volume=panels.dollar_volume,
+                          industry_history=panels.industry_history)
+    returns, frames = got.returns, [got.caps, got.prices, got.dollar_volume,
+                                    got.industry_history]
+    notes = [*panels.notes, f"{frequency_name(panels.periods_per_year)} data compounded to "
+             f"{frequency_name(ppy)} periods ({len(panels.returns)} days, {len(returns)} periods)"]
+    if got.gaps:
+        notes.append(f"{got.gaps} stock-period(s) had missing days inside the stock's listed "
+                     f"life: compounded over the days they have ({got.empty} with none at all "
+                     "read as missing)")
+    gap = _calendar_gap(returns.index, ppy) if ppy == 12 else None
+    if gap is not None:
+        if not allow_gaps:
+            raise InputError(f"{name} has no rows between {_period_label(gap[0], ppy)} and "
+                             f"{_period_label(gap[1], ppy)} (a gap in the dates; "
+                             "xlfuncs backtest --allow-gaps reads it as missing)", name)
+        full = pd.date_range(returns.index[0], returns.index[-1], freq="ME").as_unit("ns")
+        notes.append(f"{len(full) - len(returns)} period(s) with no rows at all filled with "
+                     "missing values")
+        returns = returns.reindex(full)
+        frames = [None if f is None else f.reindex(full) for f in frames]
+    history = frames[3]
+    if history is not None:
+        history = history.ffill().fillna(NONCLASSIFIABLE)
+    return replace(panels, returns=returns.rename_axis("date"), caps=frames[0], prices=frames[1],
+                   dollar_volume=frames[2], industry_history=history, periods_per_year=ppy,
+                   notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------- assembly
@@ -996,14 +1082,29 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
 def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.Series,
               ppy: int, factor_frame: pd.DataFrame, *, start: object, end: object,
               source: str, notes: Sequence[str],
-              industry_history: pd.DataFrame | None = None) -> MarketData:
-    """Align data and factors on their common dates and cut to [start, end]."""
+              industry_history: pd.DataFrame | None = None,
+              prices: pd.DataFrame | None = None,
+              dollar_volume: pd.DataFrame | None = None) -> MarketData:
+    """Align data and factors on their common dates and cut to [start, end].
+
+    Factors more frequent than the data are compounded to the data's periods
+    (:func:`~xlfuncs.core._frequency.compound_factors`: the market as a total
+    return less the compounded RF); less frequent ones are an error.
+    """
     notes = list(notes)
     facs, rf = _split_rf(factor_frame)
     f_ppy = infer_periods_per_year(facs.index, "factors") if len(facs) >= 2 else ppy
-    if f_ppy != ppy:
-        raise InputError(f"factors have {f_ppy} periods per year but the data have {ppy}; use "
-                         "factor files of the data's frequency", "factors")
+    if f_ppy > ppy and ppy in (12, 52):
+        labels = period_labels(facs.index, ppy)
+        facs, rf = compound_factors(facs, rf, labels,
+                                    "Mkt-RF" if "Mkt-RF" in facs.columns else None)
+        notes.append(f"{frequency_name(f_ppy)} factors and RF compounded to {frequency_name(ppy)}"
+                     " periods (Mkt-RF as the compounded Mkt-RF + RF less the compounded RF)")
+    elif f_ppy != ppy:
+        higher = " or a higher one (daily factors are compounded)" if f_ppy < ppy else ""
+        raise InputError(f"factors are {frequency_name(f_ppy)} but the data are "
+                         f"{frequency_name(ppy)}: use factors of the data's frequency{higher}",
+                         "factors")
     facs.index = period_ends(facs.index, ppy).as_unit("ns")
     rf.index = facs.index
     cut = date_slice(facs.index, start, end)
@@ -1037,13 +1138,16 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
         notes.append(f"{int((~listed).sum())} asset(s) with no data on the common dates dropped")
         returns = returns.loc[:, listed]
         caps = None if caps is None else caps.loc[:, listed]
+    prices, dollar_volume = (None if f is None else f.loc[common, returns.columns]
+                             for f in (prices, dollar_volume))
     facs, rf = facs.loc[common], rf.loc[common]
     benchmark = (facs["Mkt-RF"] + rf).rename("market") if "Mkt-RF" in facs.columns else None
     history = (None if industry_history is None
                else industry_history.loc[common].reindex(columns=returns.columns))
     return MarketData(returns=returns, caps=caps, industries=industries.reindex(returns.columns),
                       factors=facs, rf=rf, periods_per_year=ppy, benchmark=benchmark,
-                      source=source, notes=tuple(notes), industry_history=history)
+                      source=source, notes=tuple(notes), industry_history=history,
+                      prices=prices, dollar_volume=dollar_volume)
 
 
 def _span(index: pd.DatetimeIndex) -> str:
@@ -1053,7 +1157,7 @@ def _span(index: pd.DatetimeIndex) -> str:
 def load_market(source: str | Path = "sample", *, factors: object = None, start: object = None,
                 end: object = None, id_col: str | None = None,
                 industry_col: str | None = None, allow_gaps: bool = False,
-                seed: int = DEFAULT_SEED) -> MarketData:
+                seed: int = DEFAULT_SEED, frequency: object = None) -> MarketData:
     """Market data for a backtest, from a sample or the user's files.
 
     Parameters
@@ -1077,6 +1181,11 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
         Passed to :func:`read_long` for a path.
     seed : int
         Seed of the synthetic universe.
+    frequency : {"monthly", "weekly"}, optional
+        The rebalance frequency: data and factors given more often (daily
+        CRSP and Ken French files) are compounded to it (:func:`read_long`,
+        :func:`~xlfuncs.core._frequency.compound_factors`). Blank: monthly
+        for data more frequent than monthly, else the data's own frequency.
 
     Returns
     -------
@@ -1087,10 +1196,12 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
     Raises
     ------
     InputError
-        An unknown source, an unreadable file, factors of another frequency or
-        with no dates in common with the data.
+        An unknown source, an unreadable file, factors less frequent than the
+        data or with no dates in common with the data, a frequency the data
+        are less frequent than.
 
     """
+    target = frequency_ppy(frequency)
     text = str(source).strip()
     low = text.lower()
     if low == "sample" or low.startswith("sample:"):
@@ -1099,6 +1210,7 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
             raise InputError(f"sample size must be a whole number from 1 to {MAX_SAMPLE} "
                              f'(got "{n_text}")', "source")
         universe = synthetic_universe(int(n_text), seed=seed, factors=factors)
+        _check_frequency(universe.periods_per_year, target, frequency, text)
         if start is None and end is None:
             return universe
         return universe.truncate(start, end)
@@ -1111,6 +1223,7 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
         if len(inds) == 0:
             raise InputError(f"the 12 industry portfolios ({_span(french_industries12().index)}) "
                              f"have no periods between start={start} and end={end}", "end")
+        _check_frequency(12, target, frequency, "french12")
         names = pd.Series(list(inds.columns), index=inds.columns, dtype=object)
         return _assemble(inds, None, names, 12, factor_frame, start=start, end=end,
                          source="Ken French 12 industry portfolios, monthly "
@@ -1123,12 +1236,22 @@ def load_market(source: str | Path = "sample", *, factors: object = None, start:
         raise InputError(f'source must be "sample", "sample:N", "french12" or a path to a CSV or '
                          f"Parquet file (not found: {text})", "source")
     panels = read_long(path, id_col=id_col, industry_col=industry_col, start=start, end=end,
-                       allow_gaps=allow_gaps)
+                       allow_gaps=allow_gaps, frequency=target or 12)
+    _check_frequency(panels.periods_per_year, target, frequency, path.name)
     src = factor_frame.attrs.get("source", "factors")
     return _assemble(panels.returns, panels.caps, panels.industries, panels.periods_per_year,
                      factor_frame, start=start, end=end,
                      source=f"{panels.source} with factors from {src}", notes=panels.notes,
-                     industry_history=panels.industry_history)
+                     industry_history=panels.industry_history, prices=panels.prices,
+                     dollar_volume=panels.dollar_volume)
+
+
+def _check_frequency(ppy: int, target: int | None, frequency: object, what: str) -> None:
+    """A rebalance frequency the data can be compounded to (not one finer than the data)."""
+    if target is not None and target != ppy:
+        raise InputError(f"frequency {str(frequency).strip().lower()}: {what} is "
+                         f"{frequency_name(ppy)} data; data can only be compounded to a lower "
+                         "frequency (leave frequency blank)", "frequency")
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -3,7 +3,8 @@
 ``RunPython "import xlfuncs.macros; xlfuncs.macros.run_backtest()"`` (the
 ribbon button) reads the named parameter cells ``BtData`` ... ``BtBenchmark``, the
 policy limits ``BtIndustryLimit`` ... ``BtFactorNeutral``, ``BtWindows``, the
-model's ``BtFactorSet`` and ``BtBetas``,
+model's ``BtFactorSet`` and ``BtBetas``, the data frequency and liquidity filters
+``BtFrequency`` ... ``BtMinCap``,
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
@@ -52,6 +53,9 @@ PARAMETERS = {
     "BtIndustryLimits": "industry_limits", "BtFactorBounds": "factor_bounds",
     "BtFactorNeutral": "factor_neutral", "BtWindows": "windows",
     "BtFactorSet": "factor_set", "BtBetas": "betas",
+    "BtFrequency": "frequency", "BtMinPrice": "min_price",
+    "BtMinDollarVolume": "min_dollar_volume", "BtVolumeWindow": "volume_window",
+    "BtMinCap": "min_cap",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
 CRISIS = "BtCrisis"
@@ -211,8 +215,11 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
         book.status("xlfuncs: loading the data...")
         try:
             data = load_market(_resolve(source, book) or "sample",
-                               factors=_resolve(factors, book), end=config.end)
+                               factors=_resolve(factors, book), end=config.end,
+                               frequency=config.frequency)
         except InputError as exc:  # name the cell the analyst typed the source in
+            if exc.argument == "frequency":
+                raise _in_cell(exc) from None
             cell = "BtFactors" if exc.argument == "factors" else "BtData"
             raise InputError(f"{cell}: {exc}", cell) from None
         total = len(config.specs(data.periods_per_year))
@@ -267,7 +274,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
                     book.add_picture(at, chart, name)
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
         # the data, what its loader dropped, filled or assumed, and the model's factors
-        write_cell(book, SOURCE, "; ".join([data.source, *result.notes]))
+        write_cell(book, SOURCE, "; ".join([data.source, *data.notes, *(
+            n for n in result.notes if n not in data.notes)]))
         write_cell(book, STATUS, status)
         book.status(status)
         if save:
