@@ -31,18 +31,19 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._anchor import anchor_gamma
 from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
-from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec
+from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec, OptimResult
 from xlfuncs.core._risk import parse_risk_method
 from xlfuncs.errors import ConvergenceError, InputError, XlfuncsError
 
 __all__ = ["BACKTEST_MODES", "BacktestConfig", "BacktestResult", "run_backtest"]
 
-BACKTEST_MODES = ("tev", "gamma", "sector")
+BACKTEST_MODES = ("tev", "gamma", "sector", "anchor")
 _MARKET_NAMES = ("mkt-rf", "mktrf", "mkt", "market")
 #: Keep each compiled optimiser and re-solve it when the next date has as many tradable
 #: assets (False rebuilds the cvxpy problem every date, the research's pattern; for bench/).
@@ -127,11 +128,16 @@ class BacktestConfig:
 
     Parameters
     ----------
-    mode : {"tev", "gamma", "sector"}
-        TEV cap, risk aversion, or sector rotation (industry weights, with the
-        TEV list, or the gamma list when no TEV list is given).
+    mode : {"tev", "gamma", "sector", "anchor"}
+        TEV cap, risk aversion, sector rotation (industry weights, with the
+        TEV list, or the gamma list when no TEV list is given), or risk
+        aversion anchored to a tracking-error target: at each rebalance the
+        gamma whose solution's ex-ante tracking error equals the target
+        (:func:`~xlfuncs.core._anchor.anchor_gamma`), one strategy per TEV,
+        named ``anchor tev=0.06``.
     tev : sequence of float
-        Annual tracking-error budgets, one strategy each (0.04 = 4% a year).
+        Annual tracking-error budgets (targets in mode anchor), one strategy
+        each (0.04 = 4% a year).
     gamma : sequence of float
         Risk aversions, one strategy each (``gamma`` mode).
     model : str
@@ -223,6 +229,9 @@ class BacktestConfig:
                              f"{t:g}% for {t:g} percent", "tev")
         if mode == "tev" and not self.tev:
             raise InputError("tev needs at least one budget for mode tev, e.g. 0.04", "tev")
+        if mode == "anchor" and not self.tev:
+            raise InputError("tev needs at least one tracking-error target for mode anchor, "
+                             "e.g. 0.06", "tev")
         if mode == "gamma" and not self.gamma:
             raise InputError("gamma needs at least one value for mode gamma, e.g. 5", "gamma")
         if mode == "sector" and not (self.tev or self.gamma):
@@ -319,6 +328,10 @@ class BacktestConfig:
                                      f"{value!r})", name)
                 value = pd.Timestamp(value).date().isoformat()
             clean[name] = value
+        if str(clean.get("mode", "")).strip().lower() == "anchor" and "tev" not in clean:
+            # the targets are the analyst's choice, never the default budgets
+            raise InputError("tev needs at least one tracking-error target for mode anchor, "
+                             "e.g. 0.06", "tev")
         if str(clean.get("mode", "")).strip().lower() == "sector" and "gamma" in clean:
             # A sector sweep is over the TEV budgets or over the gammas given, never
             # over the default budgets while the gammas are ignored.
@@ -339,11 +352,18 @@ class BacktestConfig:
             for g in self.gamma:
                 name = f"gamma={g:g}" if self.mode == "gamma" else f"sector gamma={g:g}"
                 out[name] = OptimiserSpec(mode=self.mode, gamma=g, **common)
+        elif self.mode == "anchor":  # the gamma problem; each date sets its gamma
+            for name in self.anchors():
+                out[name] = OptimiserSpec(mode="gamma", gamma=1.0, **common)
         else:
             for t in self.tev:
                 name = f"tev={t:g}" if self.mode == "tev" else f"sector tev={t:g}"
                 out[name] = OptimiserSpec(mode=self.mode, tev=t, **common)
         return out
+
+    def anchors(self) -> dict[str, float]:
+        """Mode anchor: strategy name -> annual tracking-error target (else empty)."""
+        return {f"anchor tev={t:g}": t for t in self.tev} if self.mode == "anchor" else {}
 
 
 @dataclass(frozen=True)
@@ -376,10 +396,15 @@ class BacktestResult:
         ``date, strategy, tracking_error`` (ex ante, annualised),
         ``factor_share, specific_share`` of the active variance and the three
         largest contributors with their shares of the tracking error.
+    gamma_path : DataFrame
+        Mode anchor: ``date, strategy, gamma, tracking_error`` (ex ante,
+        annualised), ``target, reached, solves`` at every rebalance; empty in
+        the other modes.
     source : str
     seconds : float
     notes : tuple of str
-        What the data loader dropped, filled or assumed (``MarketData.notes``).
+        What the data loader dropped, filled or assumed (``MarketData.notes``),
+        then the dates where an anchored strategy did not reach its target.
 
     """
 
@@ -395,6 +420,7 @@ class BacktestResult:
     notes: tuple[str, ...] = ()
     exposures: pd.DataFrame = field(default_factory=pd.DataFrame)
     risk: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gamma_path: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def strategies(self) -> list[str]:
@@ -526,6 +552,9 @@ class _Book:
     turnover: dict = field(default_factory=dict)
     holdings: dict = field(default_factory=dict)
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
+    gamma: float | None = None  # mode anchor: the last date's gamma (the next search's start)
+    gammas: list = field(default_factory=list)  # (date, name, gamma, TE, target, reached, solves)
+    not_reached: list = field(default_factory=list)  # (date, why)
 
 
 def _previous_weights(held: pd.Series, assets: Sequence[str]) -> np.ndarray | None:
@@ -710,6 +739,7 @@ class _Strategy:
         self.optimisers: dict[tuple, ActiveOptimiser] = {} if optimisers is None else optimisers
         self.structure = repr(replace(spec, tev=None if spec.tev is None else 1.0,
                                       gamma=None if spec.gamma is None else 1.0))
+        self.target = config.anchors().get(name)  # mode anchor: the annual TE target
 
     def decide(self, date: pd.Timestamp, est: Estimated) -> None:
         book, spec = self.book, self.spec
@@ -722,16 +752,32 @@ class _Strategy:
             self.optimisers[key] = ActiveOptimiser(
                 spec, len(est.assets), est.loadings.shape[0],
                 est.n_industries if by_industry else None, factor_names=est.factors)
-        self.optimisers[key].spec = spec  # this strategy's budget or gamma, filled at solve
+        optimiser = self.optimisers[key]
         prev = None
         if book.weights is not None:
             prev = _previous_weights(book.weights, est.assets)
-        res = self.optimisers[key].solve(
-            est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
-            benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
-            prev_weights=prev, caps=est.caps,
-            industries=est.industries if by_industry else None,
-            industry_names=est.industry_names, date=date)
+
+        def solve(spec: OptimiserSpec) -> OptimResult:
+            optimiser.spec = spec  # this strategy's budget or gamma, filled at solve
+            return optimiser.solve(
+                est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
+                benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
+                prev_weights=prev, caps=est.caps,
+                industries=est.industries if by_industry else None,
+                industry_names=est.industry_names, date=date)
+
+        if self.target is None:
+            res = solve(spec)
+        else:  # the gamma of this date's target, searched from the last date's
+            got = anchor_gamma(lambda g: solve(replace(spec, gamma=g)), self.target,
+                               book.gamma or spec.gamma or 1.0)
+            res = got.result
+            if res.ok:
+                book.gamma = got.gamma
+                book.gammas.append((date, self.name, got.gamma, res.tracking_error,
+                                    self.target, got.reached, got.solves))
+                if not got.reached:
+                    book.not_reached.append((date, got.reason))
         if not res.ok:
             book.failures.append((date, self.name, res.reason))
             if book.weights is None and est.benchmark is not None:
@@ -954,6 +1000,23 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
     per_date = {key: pd.DataFrame([{"date": d, "strategy": s, **row} for name in names
                                    for d, s, row in getattr(books[name], key)])
                 for key in ("exposures", "risk")}
+    gamma_path = pd.DataFrame([row for name in names for row in books[name].gammas],
+                              columns=["date", "strategy", "gamma", "tracking_error", "target",
+                                       "reached", "solves"])
+    notes = [*data.notes, *_anchor_notes(names, books)]
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
                           config, data.source, int(data.periods_per_year), seconds,
-                          tuple(data.notes), per_date["exposures"], per_date["risk"])
+                          tuple(notes), per_date["exposures"], per_date["risk"], gamma_path)
+
+
+def _anchor_notes(names: Sequence[str], books: Mapping[str, _Book]) -> list[str]:
+    """A line per anchored strategy that missed its target on some dates (the first named)."""
+    out = []
+    for name in names:
+        missed, book = books[name].not_reached, books[name]
+        if missed:
+            first, why = missed[0]
+            out.append(f"{name}: the tracking-error target was not reached on {len(missed)} "
+                       f"of {len(book.gammas)} rebalances (gamma.csv, column reached); the "
+                       f"first, {first:%Y-%m-%d}: {why}")
+    return out

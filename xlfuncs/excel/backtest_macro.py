@@ -7,8 +7,9 @@ checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
 (``BtReturns``), the crisis-window statistics (``BtCrisis``), the three
-charts (to the right of the parameters), and ``BtStatus``, ``BtRunAt``,
-``BtSource``. A failure changes only ``BtStatus`` (``Run failed: <reason>``).
+charts (a fourth in mode anchor, the gamma path; to the right of the
+parameters), and ``BtStatus``, ``BtRunAt``, ``BtSource``. A failure changes only
+``BtStatus`` (``Run failed: <reason>``).
 ``xlfuncs backtest`` writes the same results to files; both use :mod:`xlfuncs.report`.
 """
 
@@ -264,8 +265,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
                 else:
                     book.add_picture(at, chart, name)
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
-        # the data, and what its loader dropped, filled or assumed
-        write_cell(book, SOURCE, "; ".join([data.source, *data.notes]))
+        # the data, what its loader dropped, filled or assumed, and what the run noted
+        write_cell(book, SOURCE, "; ".join([data.source, *result.notes]))
         write_cell(book, STATUS, status)
         book.status(status)
         if save:
