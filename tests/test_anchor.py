@@ -235,3 +235,20 @@ def test_bad_targets_on_the_command_line_and_the_sheet(tmp_path, capsys):
     path = prepared(tmp_path, BtMode="anchor", BtTev="0")
     run = macros.run_backtest(OpenpyxlBook(path))
     assert run.status == "Run failed: BtTev: tev budgets must be above 0"
+
+
+def test_the_sheet_places_the_gamma_chart_with_the_others_and_notes_a_missed_target(tmp_path):
+    import openpyxl
+
+    path = prepared(tmp_path, BtMode="anchor", BtTev="0.04, 0.9", BtEnd="1993-06-30")
+    run = macros.run_backtest(OpenpyxlBook(path))
+    assert run.ok, run.status
+    assert run.status.startswith("OK: 2 strategies")
+    wb = openpyxl.load_workbook(path)
+    ws = wb["Backtest"]
+    assert len(ws._images) == 4  # cumulative, IR, rolling TE, and the gamma path
+    source = ws[wb.defined_names["BtSource"].attr_text.split("!")[1].replace("$", "")].value
+    n = len(run.result.gamma_path) // 2
+    assert (f"anchor tev=0.9: the tracking-error target was not reached on {n} of {n} "
+            "rebalances") in source
+    assert "anchor tev=0.04" not in source

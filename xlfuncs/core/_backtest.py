@@ -553,6 +553,7 @@ class _Book:
     holdings: dict = field(default_factory=dict)
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
     gamma: float | None = None  # mode anchor: the last date's gamma (the next search's start)
+    slope: float = 1.0  # and -d log TE / d log gamma near it (the first step's)
     gammas: list = field(default_factory=list)  # (date, name, gamma, TE, target, reached, solves)
     not_reached: list = field(default_factory=list)  # (date, why)
 
@@ -770,10 +771,10 @@ class _Strategy:
             res = solve(spec)
         else:  # the gamma of this date's target, searched from the last date's
             got = anchor_gamma(lambda g: solve(replace(spec, gamma=g)), self.target,
-                               book.gamma or spec.gamma or 1.0)
+                               book.gamma or spec.gamma or 1.0, book.slope)
             res = got.result
             if res.ok:
-                book.gamma = got.gamma
+                book.gamma, book.slope = got.gamma, got.slope
                 book.gammas.append((date, self.name, got.gamma, res.tracking_error,
                                     self.target, got.reached, got.solves))
                 if not got.reached:
