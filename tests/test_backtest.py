@@ -335,7 +335,8 @@ def test_cli_allow_gaps_reads_a_missing_month_as_no_data(tmp_path, capsys):
 
 def test_every_configuration_error_by_its_text():
     cases = [
-        (dict(mode="sharpe"), "mode", "mode must be one of tev, gamma, sector (got 'sharpe')"),
+        (dict(mode="sharpe"), "mode",
+         "mode must be one of tev, gamma, sector, anchor (got 'sharpe')"),
         (dict(tev=(0.0,)), "tev", "tev budgets must be above 0"),
         (dict(tev=(4.0,)), "tev", "tev budget 4 is 400% a year: write 0.04 or 4% for 4 percent"),
         (dict(tev=()), "tev", "tev needs at least one budget for mode tev, e.g. 0.04"),

@@ -318,11 +318,11 @@ _DEMO_FILES = ("implied_corr.csv", "implied_cov.csv", "beta_neutral.csv", "xlfun
 
 def _backtest_files() -> tuple[str, ...]:
     """The files ``write_results`` writes into a backtest's folder."""
-    from xlfuncs.report import CHARTS, EXPOSURE_CHART
+    from xlfuncs.report import CHARTS, EXPOSURE_CHART, GAMMA_CHART
 
     return ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
             "regimes.csv", "exposures.csv", "risk.csv", "notes.txt", "failures.csv", *CHARTS,
-            EXPOSURE_CHART, "filters.csv")
+            EXPOSURE_CHART, "filters.csv", "gamma.csv", GAMMA_CHART)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -600,7 +600,9 @@ def _check_sweep(table: dict, args: argparse.Namespace) -> None:
 
     mode = str(values.get("mode") or "tev").strip().lower()
     if given("gamma") and mode not in ("gamma", "sector"):
-        raise InputError(f"{named('gamma')} needs --mode gamma or sector", "gamma")
+        raise InputError(f"{named('gamma')} needs --mode gamma or sector" + (
+            ": mode anchor chooses gamma at each date from the --tev targets"
+            if mode == "anchor" else ""), "gamma")
     if given("tev") and mode == "gamma":
         raise InputError(f"{named('tev')} does not go with --mode gamma: the sweep is over "
                          "--gamma", "tev")
@@ -653,7 +655,7 @@ def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source:
     if len(result.failures):
         print(f"\n{len(result.failures)} rebalance dates failed; the first: "
               f"{result.failures['reason'].iloc[0]}")
-    for note in (n for n in result.notes if n not in data.notes):  # the run's own (filters)
+    for note in (n for n in result.notes if n not in data.notes):  # filters, targets
         print(f"  note: {note}")
     if out:
         with _writing(out):
@@ -805,8 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-gaps", action="store_true",
                    help="read a month missing inside a stock's listed life as no data (a data "
                         "file's gaps are errors otherwise); allow_gaps = true in --config")
-    p.add_argument("--mode", help="tev (default), gamma or sector")
-    p.add_argument("--tev", help="annual TEV budgets, e.g. 0.02,0.04,0.06")
+    p.add_argument("--mode", help="tev (default), gamma, sector or anchor (gamma chosen at each "
+                   "rebalance so that the ex-ante TE equals each --tev)")
+    p.add_argument("--tev", help="annual TEV budgets (targets with --mode anchor), e.g. "
+                   "0.02,0.04,0.06")
     p.add_argument("--gamma", help="risk aversions, e.g. 1,5,20 (with --mode gamma or sector)")
     p.add_argument("--model", help="factor moments: sample (default), ewma[:HALFLIFE], regime")
     p.add_argument("--start", help="first rebalance date, YYYY-MM-DD")

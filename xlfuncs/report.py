@@ -15,9 +15,9 @@ import pandas as pd
 from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
-__all__ = ["CHARTS", "EXPOSURE_CHART", "STATS_COLUMNS", "STATS_HEADERS", "conventions_table",
-           "crisis_format", "crisis_table", "save_charts", "save_exposure_chart", "stat_format",
-           "stats_table", "write_results"]
+__all__ = ["CHARTS", "EXPOSURE_CHART", "GAMMA_CHART", "STATS_COLUMNS", "STATS_HEADERS",
+           "conventions_table", "crisis_format", "crisis_table", "save_charts",
+           "save_exposure_chart", "stat_format", "stats_table", "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
@@ -33,6 +33,7 @@ STATS_HEADERS = {"strategy": "Strategy", "ann_return": "Annual return",
                  "avg_holdings": "Holdings (average)", "hit_rate": "Hit rate",
                  "ir_per_period": "IR per period"}
 CHARTS = ("cumulative.png", "ir_vs_tev.png", "rolling_te.png")
+GAMMA_CHART = "gamma.png"  # mode anchor: the gamma chosen at each rebalance
 ROLLING = 12  # periods in the rolling tracking error
 
 
@@ -103,13 +104,13 @@ def crisis_table(result: BacktestResult, factors: pd.DataFrame | None = None
     return windows, regimes, why
 
 
-def _figure():
+def _figure(panels: int = 1):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = plt.subplots(1, panels, figsize=(8, 4.5), dpi=100)
     return plt, fig, ax
 
 
@@ -127,6 +128,9 @@ def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
     By strategy name, as the run's settings define them: a strategy that never
     traded has no statistics row, and a gamma sweep ignores the TEV list.
     """
+    anchors = result.config.anchors()
+    if anchors:
+        return "TE target (annual)", [anchors[name] for name in result.stats.index]
     specs = result.config.specs(result.periods_per_year)
     uses_tev = bool(result.config.tev) and result.config.mode != "gamma"
     values = [specs[name].tev if uses_tev else specs[name].gamma for name in result.stats.index]
@@ -143,11 +147,16 @@ def save_charts(result: BacktestResult, out: Path) -> list[Path]:
 def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
     """Cumulative log return against the benchmark, IR against the TEV budget, rolling TE.
 
+    A gamma or anchor sweep's IR chart has a second panel, the IR against each
+    strategy's realised tracking error; an anchored run adds the gamma path
+    (:data:`GAMMA_CHART`).
+
     Returns
     -------
     list of (str, matplotlib.figure.Figure)
-        Each chart's file name (:data:`CHARTS`) and its figure, in memory (xlwings
-        Lite puts figures on the sheet without a file); the caller closes them.
+        Each chart's file name (:data:`CHARTS`, then :data:`GAMMA_CHART`) and its
+        figure, in memory (xlwings Lite puts figures on the sheet without a file);
+        the caller closes them.
 
     """
     r = result.returns
@@ -166,24 +175,38 @@ def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
     ax.grid(alpha=0.3)
     figures.append((CHARTS[0], fig))
 
-    _, fig, ax = _figure()
     stats = result.stats
     label, budget = chart_budgets(result)
-    ax.plot(budget, stats["information_ratio"].to_numpy(), marker="o")
+    realised = result.config.mode in ("gamma", "anchor")  # TE is an outcome: plot it too
+    _, fig, axes = _figure(2 if realised else 1)
+    ax = axes[0] if realised else axes
+    ir = stats["information_ratio"].to_numpy()
+    ax.plot(budget, ir, marker="o")
     ax.set_xlabel(label)
     ax.set_ylabel("information ratio (annualised)")
-    swept = "the TEV budget" if label.startswith("TEV") else "risk aversion gamma"
+    swept = {"TEV": "the TEV budget", "TE ": "the TE target"}.get(label[:3], "risk aversion gamma")
     ax.set_title(f"Information ratio against {swept}")
     ax.grid(alpha=0.3)
+    if realised:
+        other = axes[1]
+        other.plot(stats["tracking_error"].to_numpy(), ir, marker="o")
+        for x, y, value in zip(stats["tracking_error"], ir, budget, strict=True):
+            other.annotate(f"{value:g}", (x, y), textcoords="offset points", xytext=(4, 4),
+                           fontsize=7)
+        other.set_xlabel("realised tracking error (annualised)")
+        other.set_title("against the realised tracking error")
+        other.grid(alpha=0.3)
+        fig.tight_layout()
     figures.append((CHARTS[1], fig))
 
     _, fig, ax = _figure()
     a = r[strategies].sub(r["benchmark"], axis=0)
     rolling = a.rolling(ROLLING).std(ddof=1) * np.sqrt(result.periods_per_year)
     specs = result.config.specs(result.periods_per_year)
+    anchors = result.config.anchors()
     for name in strategies:
         (line,) = ax.plot(rolling.index, rolling[name], label=name)
-        budget_te = specs[name].tev if name in specs else None
+        budget_te = anchors.get(name, specs[name].tev if name in specs else None)
         if budget_te is not None:  # the strategy's own budget, in its colour
             ax.axhline(budget_te, color=line.get_color(), linestyle="--", linewidth=0.9)
     ax.set_title(f"Rolling {ROLLING}-period tracking error (annualised); dashed: budgets")
@@ -191,7 +214,28 @@ def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     figures.append((CHARTS[2], fig))
+    if len(result.gamma_path):
+        figures.append((GAMMA_CHART, _gamma_figure(result)))
     return figures
+
+
+def _gamma_figure(result: BacktestResult) -> Any:
+    """Mode anchor: the gamma chosen at each rebalance (log scale); x: the target missed."""
+    _, fig, ax = _figure()
+    path = result.gamma_path
+    for name in result.strategies:
+        rows = path[path["strategy"] == name]
+        (line,) = ax.plot(rows["date"], rows["gamma"], label=name, linewidth=1.2)
+        missed = rows[~rows["reached"].astype(bool)]
+        if len(missed):
+            ax.plot(missed["date"], missed["gamma"], linestyle="none", marker="x",
+                    color=line.get_color(), label=f"{name}: target not reached")
+    ax.set_yscale("log")
+    ax.set_title("Risk aversion gamma at each rebalance, anchored to the TE target")
+    ax.set_ylabel("gamma (log scale)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
 
 
 EXPOSURE_CHART = "active_exposures.png"
@@ -229,12 +273,14 @@ def write_results(result: BacktestResult, out: str | Path,
     and ``risk.csv`` (active exposures and the tracking error's split at each
     rebalance) with ``active_exposures.png``,
     ``notes.txt`` (the data and what its loader assumed), the charts,
-    ``failures.csv``, and ``filters.csv`` (``date, filter, removed``: the
-    stocks each liquidity filter removed at each rebalance). Every file is
-    written to a temporary name and renamed when complete; a text cell of a
-    CSV file never runs as a formula (:func:`~xlfuncs._files.write_csv`).
-    ``failures.csv`` is written only when a date failed (an old one is
-    removed); ``filters.csv`` only when a filter is set.
+    ``failures.csv``, ``gamma.csv`` (mode anchor: the gamma and ex-ante
+    tracking error at each rebalance) and ``filters.csv`` (``date, filter,
+    removed``: the stocks each liquidity filter removed at each rebalance).
+    Every file is written to a temporary name and renamed when complete; a
+    text cell of a CSV file never runs as a formula
+    (:func:`~xlfuncs._files.write_csv`). ``failures.csv`` is written only when
+    a date failed (an old one is removed); ``filters.csv`` only when a filter
+    is set.
     """
     out = Path(out)
     written = []
@@ -262,6 +308,11 @@ def write_results(result: BacktestResult, out: str | Path,
     atomic_write(notes, lambda p: Path(p).write_text(
         f"{result.source}\n" + "".join(f"- {n}\n" for n in lines), encoding="utf-8"))
     written.append(notes)
+    if len(result.gamma_path):
+        csv(result.gamma_path, "gamma.csv", False)
+    else:
+        for name in ("gamma.csv", GAMMA_CHART):  # an earlier anchored run's
+            (out / name).unlink(missing_ok=True)
     written += save_charts(result, out)
     written.append(save_exposure_chart(result, out))
     if len(result.failures):

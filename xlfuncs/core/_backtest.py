@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._anchor import Anchored, anchor_gamma
 from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
 from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
@@ -47,13 +48,13 @@ from xlfuncs.core._liquidity import (
 from xlfuncs.core._loadings import BETA_METHODS, regime_loadings
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
-from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec
+from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec, OptimResult
 from xlfuncs.core._risk import parse_risk_method
 from xlfuncs.errors import ConvergenceError, InputError, XlfuncsError
 
 __all__ = ["BACKTEST_MODES", "BacktestConfig", "BacktestResult", "run_backtest"]
 
-BACKTEST_MODES = ("tev", "gamma", "sector")
+BACKTEST_MODES = ("tev", "gamma", "sector", "anchor")
 _MARKET_NAMES = ("mkt-rf", "mktrf", "mkt", "market")
 #: Keep each compiled optimiser and re-solve it when the next date has as many tradable
 #: assets (False rebuilds the cvxpy problem every date, the research's pattern; for bench/).
@@ -138,11 +139,16 @@ class BacktestConfig:
 
     Parameters
     ----------
-    mode : {"tev", "gamma", "sector"}
-        TEV cap, risk aversion, or sector rotation (industry weights, with the
-        TEV list, or the gamma list when no TEV list is given).
+    mode : {"tev", "gamma", "sector", "anchor"}
+        TEV cap, risk aversion, sector rotation (industry weights, with the
+        TEV list, or the gamma list when no TEV list is given), or risk
+        aversion anchored to a tracking-error target: at each rebalance the
+        gamma whose solution's ex-ante tracking error equals the target
+        (:func:`~xlfuncs.core._anchor.anchor_gamma`), one strategy per TEV,
+        named ``anchor tev=0.06``.
     tev : sequence of float
-        Annual tracking-error budgets, one strategy each (0.04 = 4% a year).
+        Annual tracking-error budgets (targets in mode anchor), one strategy
+        each (0.04 = 4% a year).
     gamma : sequence of float
         Risk aversions, one strategy each (``gamma`` mode).
     model : str
@@ -261,6 +267,9 @@ class BacktestConfig:
                              f"{t:g}% for {t:g} percent", "tev")
         if mode == "tev" and not self.tev:
             raise InputError("tev needs at least one budget for mode tev, e.g. 0.04", "tev")
+        if mode == "anchor" and not self.tev:
+            raise InputError("tev needs at least one tracking-error target for mode anchor, "
+                             "e.g. 0.06", "tev")
         if mode == "gamma" and not self.gamma:
             raise InputError("gamma needs at least one value for mode gamma, e.g. 5", "gamma")
         if mode == "sector" and not (self.tev or self.gamma):
@@ -376,6 +385,10 @@ class BacktestConfig:
                                      f"{value!r})", name)
                 value = pd.Timestamp(value).date().isoformat()
             clean[name] = value
+        if str(clean.get("mode", "")).strip().lower() == "anchor" and "tev" not in clean:
+            # the targets are the analyst's choice, never the default budgets
+            raise InputError("tev needs at least one tracking-error target for mode anchor, "
+                             "e.g. 0.06", "tev")
         if str(clean.get("mode", "")).strip().lower() == "sector" and "gamma" in clean:
             # A sector sweep is over the TEV budgets or over the gammas given, never
             # over the default budgets while the gammas are ignored.
@@ -396,11 +409,18 @@ class BacktestConfig:
             for g in self.gamma:
                 name = f"gamma={g:g}" if self.mode == "gamma" else f"sector gamma={g:g}"
                 out[name] = OptimiserSpec(mode=self.mode, gamma=g, **common)
+        elif self.mode == "anchor":  # the gamma problem; each date sets its gamma
+            for name in self.anchors():
+                out[name] = OptimiserSpec(mode="gamma", gamma=1.0, **common)
         else:
             for t in self.tev:
                 name = f"tev={t:g}" if self.mode == "tev" else f"sector tev={t:g}"
                 out[name] = OptimiserSpec(mode=self.mode, tev=t, **common)
         return out
+
+    def anchors(self) -> dict[str, float]:
+        """Mode anchor: strategy name -> annual tracking-error target (else empty)."""
+        return {f"anchor tev={t:g}": t for t in self.tev} if self.mode == "anchor" else {}
 
 
 @dataclass(frozen=True)
@@ -436,11 +456,16 @@ class BacktestResult:
     filters : DataFrame
         ``date, filter, removed``: how many tradable stocks each liquidity
         filter removed at each rebalance date (empty without filters).
+    gamma_path : DataFrame
+        Mode anchor: ``date, strategy, gamma, tracking_error`` (ex ante,
+        annualised), ``target, reached, solves`` at every rebalance; empty in
+        the other modes.
     source : str
     seconds : float
     notes : tuple of str
         What the data loader dropped, filled or assumed (``MarketData.notes``),
-        and the factors the model used.
+        the factors the model used, then the dates where an anchored strategy did
+        not reach its target.
     benchmark_stats : Series
         The benchmark's own ``ann_return, ann_volatility, sharpe, max_drawdown``
         over every period of ``returns`` (the conventions of ``stats``); its
@@ -462,6 +487,7 @@ class BacktestResult:
     risk: pd.DataFrame = field(default_factory=pd.DataFrame)
     benchmark_stats: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     filters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gamma_path: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def strategies(self) -> list[str]:
@@ -606,6 +632,10 @@ class _Book:
     turnover: dict = field(default_factory=dict)
     holdings: dict = field(default_factory=dict)
     cost_due: float = 0.0  # cost of the last rebalance, paid from the next period's return
+    gamma: float | None = None  # mode anchor: the last date's gamma (the next search's start)
+    slope: float = 1.0  # and -d log TE / d log gamma near it (the first step's)
+    gammas: list = field(default_factory=list)  # (date, name, gamma, TE, target, reached, solves)
+    not_reached: list = field(default_factory=list)  # (date, why)
 
 
 def _sum(x: np.ndarray) -> float:
@@ -804,6 +834,21 @@ class _Strategy:
         # parameter: where the next date's active-set solve starts (this strategy's
         # own, so any grouping of strategies gives the same answers)
         self.warm: tuple[np.ndarray, float] | None = None
+        self.target = config.anchors().get(name)  # mode anchor: the annual TE target
+        # mode anchor: the TE cap at the target, whose exact answer carries its gamma
+        self.capped = (None if self.target is None
+                       else replace(spec, mode="tev", tev=self.target, gamma=None))
+
+    def _optimiser(self, spec: OptimiserSpec, est: _Estimate, by_industry: bool
+                   ) -> ActiveOptimiser:
+        """The compiled problem of ``spec``'s structure for this date's universe size."""
+        structure = self.structure if spec is self.spec else repr(replace(spec, tev=1.0))
+        key = (structure, len(est.assets), est.n_industries)
+        if key not in self.optimisers or not REUSE_PROBLEMS:
+            self.optimisers[key] = ActiveOptimiser(
+                spec, len(est.assets), est.loadings.shape[0],
+                est.n_industries if by_industry else None, factor_names=est.factors)
+        return self.optimisers[key]
 
     def decide(self, date: pd.Timestamp, est: Estimated, cols: np.ndarray | None) -> None:
         """The decision at ``date``; ``cols`` are the estimate's assets' data columns."""
@@ -811,25 +856,35 @@ class _Strategy:
         if isinstance(est, str):
             book.failures.append((date, self.name, est))
             return
-        key = (self.structure, len(est.assets), est.n_industries)
         by_industry = spec.mode == "sector" or spec.industry_limited
-        if key not in self.optimisers or not REUSE_PROBLEMS:
-            self.optimisers[key] = ActiveOptimiser(
-                spec, len(est.assets), est.loadings.shape[0],
-                est.n_industries if by_industry else None, factor_names=est.factors)
-        self.optimisers[key].spec = spec  # this strategy's budget or gamma, filled at solve
+        optimiser = self._optimiser(spec, est, by_industry)
         prev = None
         if book.weights is not None:
             prev = _previous_weights(book.weights, cols)
         warm = None
         if self.warm is not None:
             warm = (self.warm[0][cols], self.warm[1])
-        res = self.optimisers[key].solve(
-            est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
-            benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
-            prev_weights=prev, caps=est.caps,
-            industries=est.industries if by_industry else None,
-            industry_names=est.industry_names, date=date, warm=warm)
+
+        def solve(spec: OptimiserSpec, optimiser: ActiveOptimiser = optimiser,
+                  warm: tuple | None = None) -> OptimResult:
+            optimiser.spec = spec  # this strategy's budget or gamma, filled at solve
+            return optimiser.solve(
+                est.loadings, est.factor_cov, est.resid_var, est.factor_mean,
+                benchmark=est.benchmark, benchmark_exposure=est.benchmark_exposure,
+                prev_weights=prev, caps=est.caps,
+                industries=est.industries if by_industry else None,
+                industry_names=est.industry_names, date=date, warm=warm)
+
+        if self.target is None:
+            res = solve(spec, warm=warm)
+        else:
+            res, got = self._anchored(solve, est, by_industry, warm)
+            if res.ok:
+                book.gamma, book.slope = got.gamma, got.slope
+                book.gammas.append((date, self.name, got.gamma, res.tracking_error,
+                                    self.target, got.reached, got.solves))
+                if not got.reached:
+                    book.not_reached.append((date, got.reason))
         self.warm = None
         if res.warm is not None:
             states = np.zeros(self.n_columns, dtype=np.int8)
@@ -861,6 +916,28 @@ class _Strategy:
         book.exposures.append((date, self.name, expo))
         book.risk.append((date, self.name, risk))
         book.cost_due = self.config.cost * traded
+
+    def _anchored(self, solve: Callable, est: _Estimate, by_industry: bool,
+                  warm: tuple | None) -> tuple[OptimResult, Anchored]:
+        """Mode anchor: the answer whose ex-ante TE is the target, and its gamma.
+
+        The TEV cap at the target binds at the gamma problem's answer for
+        ``gamma = 1 / (2 t)``, ``t`` the risk parameter of the exact active-set
+        answer (the same optimality conditions), so one exact solve gives both;
+        where that is not available (a problem the active-set solver does not
+        take, or a target beyond the frontier) gamma is searched
+        (:func:`~xlfuncs.core._anchor.anchor_gamma`).
+        """
+        assert self.capped is not None and self.target is not None
+        capped = solve(self.capped, self._optimiser(self.capped, est, by_industry), warm)
+        t = capped.warm[1] if capped.ok and capped.warm is not None else math.nan
+        if capped.te_binding and 0.0 < t < math.inf:
+            return capped, Anchored(capped, 0.5 / t, True, capped.iterations, "",
+                                    self.book.slope)
+        book = self.book
+        got = anchor_gamma(lambda g: solve(replace(self.spec, gamma=g)), self.target,
+                           book.gamma or self.spec.gamma or 1.0, book.slope)
+        return got.result, got
 
     def earn(self, date: pd.Timestamp, returns: np.ndarray) -> None:
         """Earn one period's ``returns`` (over the data's columns, dated ``date``) and drift."""
@@ -1118,10 +1195,14 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
     per_date = {key: pd.DataFrame([{"date": d, "strategy": s, **row} for name in names
                                    for d, s, row in getattr(books[name], key)])
                 for key in ("exposures", "risk")}
+    gamma_path = pd.DataFrame([row for name in names for row in books[name].gammas],
+                              columns=["date", "strategy", "gamma", "tracking_error", "target",
+                                       "reached", "solves"])
+    notes = [*data.notes, *_anchor_notes(names, books)]
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
                           config, data.source, int(data.periods_per_year), seconds,
-                          tuple(data.notes), per_date["exposures"], per_date["risk"],
-                          _benchmark_stats(returns, data.periods_per_year))
+                          tuple(notes), per_date["exposures"], per_date["risk"],
+                          _benchmark_stats(returns, data.periods_per_year), gamma_path=gamma_path)
 
 
 #: The statistics of the benchmark's own row: the rest compare it with itself, or count trades.
@@ -1134,3 +1215,16 @@ def _benchmark_stats(returns: pd.DataFrame, periods_per_year: float) -> pd.Serie
     row = performance_stats(bench, bench, returns["rf"], periods_per_year).as_dict()
     return pd.Series({k: v if k in BENCHMARK_STATS else math.nan for k, v in row.items()},
                      name="benchmark", dtype=float)
+
+
+def _anchor_notes(names: Sequence[str], books: Mapping[str, _Book]) -> list[str]:
+    """A line per anchored strategy that missed its target on some dates (the first named)."""
+    out = []
+    for name in names:
+        missed, book = books[name].not_reached, books[name]
+        if missed:
+            first, why = missed[0]
+            out.append(f"{name}: the tracking-error target was not reached on {len(missed)} "
+                       f"of {len(book.gammas)} rebalances (gamma.csv, column reached); the "
+                       f"first, {first:%Y-%m-%d}: {why}")
+    return out

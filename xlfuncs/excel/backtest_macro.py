@@ -9,8 +9,9 @@ checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
 (``BtReturns``), the crisis-window statistics (``BtCrisis``), the three
-charts (to the right of the parameters), and ``BtStatus``, ``BtRunAt``,
-``BtSource``. A failure changes only ``BtStatus`` (``Run failed: <reason>``).
+charts (a fourth in mode anchor, the gamma path; to the right of the
+parameters), and ``BtStatus``, ``BtRunAt``, ``BtSource``. A failure changes only
+``BtStatus`` (``Run failed: <reason>``).
 ``xlfuncs backtest`` writes the same results to files; both use :mod:`xlfuncs.report`.
 """
 
@@ -273,7 +274,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
                 else:
                     book.add_picture(at, chart, name)
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
-        # the data, what its loader dropped, filled or assumed, and the model's factors
+        # the data, what its loader dropped, filled or assumed, the model's factors, and
+        # what the run noted
         write_cell(book, SOURCE, "; ".join([data.source, *data.notes, *(
             n for n in result.notes if n not in data.notes)]))
         write_cell(book, STATUS, status)

@@ -1259,9 +1259,11 @@ def backtest_sheet() -> SheetSpec:
         InputValue("Data", "BtData", "sample", "", note="sample, sample:N, french12 or a file"),
         InputValue("Factors file", "BtFactors", None, "",
                    note="blank = the bundled Fama-French factors"),
-        InputValue("Mode", "BtMode", "tev", "", note="tev, gamma or sector"),
+        InputValue("Mode", "BtMode", "tev", "",
+                   note="tev, gamma, sector or anchor (gamma set each date to meet the TEV)"),
         InputValue("TEV budgets", "BtTev", "0.02, 0.04, 0.06", "",
-                   note="annual tracking-error budgets, one strategy each"),
+                   note="annual tracking-error budgets (targets in mode anchor), one strategy "
+                   "each"),
         InputValue("Gammas", "BtGamma", None, "", note="risk aversions (mode gamma)"),
         InputValue("Model", "BtModel", "sample", "",
                    note="factor moments: sample, ewma, ewma:24 or regime"),
