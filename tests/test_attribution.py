@@ -8,7 +8,13 @@ import pytest
 
 from xlfuncs.cli import main
 from xlfuncs.core import BacktestConfig, filtered_probs, fit_regime
-from xlfuncs.core._attribution import DEFAULT_WINDOWS, parse_windows, regime_stats
+from xlfuncs.core._attribution import (
+    DEFAULT_WINDOWS,
+    REGIME_REFIT,
+    parse_windows,
+    regime_states,
+    regime_stats,
+)
 from xlfuncs.data.market import load_market
 from xlfuncs.errors import InputError
 
@@ -64,26 +70,60 @@ def test_window_statistics_equal_a_recomputation_from_returns_csv(run):
                                                                  rel=1e-9)
 
 
+def classify(factors: pd.DataFrame, first: pd.Timestamp, n_states: int = 2) -> pd.Series:
+    """Each date's regime written out: refit every REGIME_REFIT dates from ``first`` on the
+    rows up to that date (warm from the last fit), then the state of highest filtered
+    probability from the rows up to the date, numbered by market variance, calmest first."""
+    start = factors.index.get_loc(first)
+    fit, out = None, {}
+    for p in range(start, len(factors)):
+        if (p - start) % REGIME_REFIT == 0:
+            fit = fit_regime(factors.iloc[: p + 1], n_states, 0, init=fit)
+            calm_first = list(np.argsort(fit.covs[:, 0, 0]))
+        gamma = filtered_probs(fit, factors.iloc[: p + 1])[-1]
+        out[factors.index[p]] = calm_first.index(int(gamma.argmax()))
+    return pd.Series(out)
+
+
+def by_decision(returns: pd.DataFrame, factors: pd.DataFrame) -> pd.Series:
+    """The regime of each period earned, from its decision date (the factor row before it)."""
+    decisions = [factors.index[factors.index < d][-1] for d in returns.index]
+    states = classify(factors.loc[:decisions[-1]], decisions[0])
+    return pd.Series(states.loc[decisions].to_numpy(), index=returns.index)
+
+
 def test_regimes_classify_each_period_by_the_filtered_state_at_its_decision(run):
     returns = pd.read_csv(run / "returns.csv", index_col="date", parse_dates=True)
-    table = pd.read_csv(run / "regimes.csv")
+    table = pd.read_csv(run / "regimes.csv", parse_dates=["start", "end"])
     factors = load_market("sample:25", end="2010-12-31").factors
-    first_decision = factors.index[factors.index < returns.index[0]][-1]
-    fit = fit_regime(factors.loc[:first_decision], 2, 0)
-    calm = int(np.argmin(fit.covs[:, 0, 0]))
-    # the state of each decision date from the rows up to that date only
-    state = {}
-    for d in returns.index:
-        t = factors.index[factors.index < d][-1]
-        state[d] = int(filtered_probs(fit, factors.loc[:t])[-1].argmax()) != calm
-    groups = pd.Series(state)
-    for s, label in ((0, "regime 1 of 2 (calmest)"), (1, "regime 2 of 2 (most volatile)")):
-        inside = returns[groups.reindex(returns.index).to_numpy() == s]
-        row = table[(table["window"] == label) & (table["strategy"] == "tev=0.03")].iloc[0]
-        assert row["periods"] == len(inside) > 10
-        ref = stats_of(inside["tev=0.03"], inside["benchmark"])
-        assert row["tracking_error"] == pytest.approx(ref["tracking_error"], rel=1e-9)
-        assert row["ann_return"] == pytest.approx(ref["ann_return"], rel=1e-9)
+    groups = by_decision(returns, factors)
+    labels = ("regime 1 of 2 (calmest)", "regime 2 of 2 (most volatile)")
+    assert list(table["window"].unique()) == list(labels)
+    for s, label in enumerate(labels):
+        inside = returns[groups.to_numpy() == s]
+        assert len(inside) > 30
+        for strategy in ("benchmark", "tev=0.03", "tev=0.06"):
+            row = table[(table["window"] == label) & (table["strategy"] == strategy)].iloc[0]
+            assert row["periods"] == len(inside)
+            assert (row["start"], row["end"]) == (inside.index[0], inside.index[-1])
+            ref = stats_of(inside[strategy], inside["benchmark"])
+            keys = ["total_return", "ann_return", "ann_volatility", "max_drawdown"]
+            if strategy != "benchmark":
+                keys += ["tracking_error", "information_ratio"]
+            for key in keys:
+                assert row[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), (label, key)
+
+
+def test_truncating_the_factors_leaves_every_earlier_regime_unchanged():
+    factors = load_market("sample:25", end="2010-12-31").factors
+    first = factors.index[59]
+    full = regime_states(factors, first)
+    assert full.index[0] == first and full.index[-1] == factors.index[-1]
+    assert set(full) == {0, 1}
+    # the first date, either side of a refit, a refit date itself, far on
+    for p in (59, 70, 71, 72, 83, 150, 151):
+        t = factors.index[p]
+        pd.testing.assert_series_equal(regime_states(factors.loc[:t], first), full.loc[:t])
 
 
 def test_later_factor_rows_do_not_change_earlier_regimes():
