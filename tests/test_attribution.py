@@ -152,7 +152,12 @@ def test_windows_text_and_defaults():
             parse_windows(text)
 
 
-def test_the_sheet_shows_the_crisis_table(tmp_path):
+def named_grid(wb, name: str) -> list[list]:
+    sheet, ref = wb.defined_names[name].attr_text.split("!")
+    return [[c.value for c in r] for r in wb[sheet.strip("'")][ref.replace("$", "")]]
+
+
+def sheet_run(tmp_path, cells: dict, drop: tuple[str, ...] = ()):
     import shutil
     from pathlib import Path
 
@@ -164,15 +169,29 @@ def test_the_sheet_shows_the_crisis_table(tmp_path):
     path = tmp_path / "Backtest.xlsm"
     shutil.copy(Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm", path)
     book = OpenpyxlBook(path)
-    for name, value in {"BtData": "sample:25", "BtEnd": "2010-12-31", "BtTev": "0.03",
-                        "BtWindows": "GFC=2007-10:2009-03"}.items():
+    for name in drop:  # as in a workbook built before the name existed
+        book.clear(book.name_range(name))
+        del book.workbook.defined_names[name]
+    for name, value in cells.items():
         write_cell(book, name, value)
     book.save()
     run = macros.run_backtest(OpenpyxlBook(path))
     assert run.ok, run.status
-    wb = openpyxl.load_workbook(path)
-    sheet, ref = wb.defined_names["BtCrisis"].attr_text.split("!")
-    grid = [[c.value for c in r] for r in wb[sheet.strip("'")][ref.replace("$", "")]]
+    return run, path, openpyxl.load_workbook(path)
+
+
+def test_the_sheet_shows_the_crisis_and_regime_tables_and_the_exposure_chart(tmp_path):
+    import zipfile
+
+    from openpyxl.utils.cell import column_index_from_string, get_column_letter
+
+    from xlfuncs.excel.backtest_macro import CHART_ROWS
+    from xlfuncs.excel.sheets import _image_cell
+    from xlfuncs.report import save_exposure_chart
+
+    run, path, wb = sheet_run(tmp_path, {"BtData": "sample:25", "BtEnd": "2010-12-31",
+                                         "BtTev": "0.03", "BtWindows": "GFC=2007-10:2009-03"})
+    grid = named_grid(wb, "BtCrisis")
     assert grid[0][:3] == ["window", "strategy", "start"]
     labels = [(g[0], g[1]) for g in grid[1:]]
     assert labels == [("GFC", "benchmark"), ("GFC", "tev=0.03")]
@@ -180,6 +199,61 @@ def test_the_sheet_shows_the_crisis_table(tmp_path):
     te = grid[2][grid[0].index("tracking_error")]
     assert te == pytest.approx(stats_of(r["tev=0.03"], r["benchmark"])["tracking_error"],
                                rel=1e-12)
+    # the regimes beside the windows, on the same rows, as the CLI's regimes.csv
+    assert wb.defined_names["BtRegimes"].attr_text == "'BtCrisis'!$M$3:$W$7"
+    grid = named_grid(wb, "BtRegimes")
+    assert grid[0] == ["regime", *grid[0][1:]] and grid[0][1:] == named_grid(wb, "BtCrisis")[0][1:]
+    returns = run.result.returns
+    groups = by_decision(returns, load_market("sample:25", end="2010-12-31").factors)
+    rows = {(g[0], g[1]): dict(zip(grid[0], g, strict=True)) for g in grid[1:]}
+    assert list(rows) == [(f"regime {s + 1} of 2 ({tag})", name)
+                          for s, tag in enumerate(("calmest", "most volatile"))
+                          for name in ("benchmark", "tev=0.03")]
+    for (label, name), row in rows.items():
+        inside = returns[groups.to_numpy() == int(label[7]) - 1]
+        assert row["periods"] == len(inside)
+        assert row["start"] == inside.index[0].to_pydatetime()
+        ref = stats_of(inside[name], inside["benchmark"])
+        for key in ("total_return", "ann_volatility", "max_drawdown",
+                    *(("tracking_error", "information_ratio") if name != "benchmark" else ())):
+            assert row[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), (label, key)
+        if name == "benchmark":
+            assert row["tracking_error"] is None
+    ws = wb["BtCrisis"]
+    assert [c.number_format for c in ws["M4:W4"][0]] == [c.number_format for c in ws["A4:K4"][0]]
+    # four charts stacked right of the parameters, the fourth the active exposures
+    data_row = int(wb.defined_names["BtData"].attr_text.split("$")[-1])
+    stats_last = wb.defined_names["BtStats"].attr_text.split(":")[1].split("$")[1]
+    col = get_column_letter(column_index_from_string(stats_last) + 2)
+    cells = sorted((_image_cell(im) for im in wb["Backtest"]._images),
+                   key=lambda c: int(c.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+    assert cells == [f"{col}{data_row + k * CHART_ROWS}" for k in range(4)]
+    media = [zipfile.ZipFile(path).read(n) for n in zipfile.ZipFile(path).namelist()
+             if n.startswith("xl/media/")]
+    assert save_exposure_chart(run.result, tmp_path).read_bytes() in media
+
+
+def test_a_workbook_without_a_regime_table_gets_one_beside_the_crisis_windows(tmp_path):
+    _, _, wb = sheet_run(tmp_path, {"BtData": "sample:25", "BtEnd": "1996-12-31",
+                                    "BtTev": "0.03"}, drop=("BtRegimes",))
+    assert wb.defined_names["BtRegimes"].attr_text == "'BtCrisis'!$M$3:$W$7"
+    assert [g[:2] for g in named_grid(wb, "BtRegimes")] == [
+        ["regime", "strategy"], ["regime 1 of 2 (calmest)", "benchmark"],
+        ["regime 1 of 2 (calmest)", "tev=0.03"], ["regime 2 of 2 (most volatile)", "benchmark"],
+        ["regime 2 of 2 (most volatile)", "tev=0.03"]]
+
+
+def test_regimes_the_model_cannot_fit_are_said_on_the_sheet():
+    from xlfuncs.core import run_backtest
+    from xlfuncs.excel.backtest_macro import _crisis_grids
+
+    data = load_market("sample:25", end="1996-12-31")
+    result = run_backtest(data, BacktestConfig(tev=(0.03,), min_history=36, end="1996-12-31",
+                                               workers=1))
+    windows, regimes = _crisis_grids(result, data.factors)
+    assert regimes[0] == ["regime", *windows[0][1:]]
+    assert regimes[1][0].startswith("no regime statistics: regime model is degenerate")
+    assert regimes[1][1:] == [None] * 10 and len(regimes) == 2
 
 
 def test_too_short_a_history_for_regimes_is_said_not_hidden(tmp_path):
