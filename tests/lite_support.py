@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import importlib.abc
+import importlib.util
 import sys
 import urllib.error
 import urllib.request
@@ -44,10 +45,13 @@ BLOCKED = ("hmmlearn", "win32com", "win32api", "pywintypes", "pythoncom", "pyope
            "dask", "distributed")
 
 
+_ABSENT: set[str] = set(BLOCKED)  # with the installed modules Pyodide does not have
+
+
 class _Guard(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         top = name.partition(".")[0]
-        if top in BLOCKED:
+        if top in _ABSENT:
             raise ModuleNotFoundError(f"{name} is not available in Pyodide (xlwings Lite)",
                                       name=name)
         return None
@@ -72,12 +76,19 @@ def install_guard() -> None:
     import threading
 
     sys.meta_path.insert(0, _Guard())
-    # installed but not in Pyodide: absent, as importlib.util.find_spec sees it too
+    # installed but not in Pyodide: absent to an import, to importlib.util.find_spec and
+    # to sys.modules (scikit-learn looks pyarrow up there: a None entry would be "loaded")
     for found in pkgutil.iter_modules():
         top = found.name
         if top in BLOCKED or (top not in sys.stdlib_module_names and "sysconfigdata" not in top
                               and top not in PYODIDE_MODULES and top not in sys.modules):
-            sys.modules[top] = None  # type: ignore[assignment]
+            _ABSENT.add(top)
+    find_spec = importlib.util.find_spec
+
+    def pyodide_find_spec(name: str, package: str | None = None) -> Any:
+        return None if name.partition(".")[0] in _ABSENT else find_spec(name, package)
+
+    importlib.util.find_spec = pyodide_find_spec
     threading.Thread.start = _no("starting a thread")  # type: ignore[method-assign]
     _thread.start_new_thread = _no("starting a thread")
     subprocess.Popen.__init__ = _no("starting a process")  # type: ignore[method-assign]

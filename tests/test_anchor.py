@@ -246,7 +246,7 @@ def test_the_sheet_places_the_gamma_chart_with_the_others_and_notes_a_missed_tar
     assert run.status.startswith("OK: 2 strategies")
     wb = openpyxl.load_workbook(path)
     ws = wb["Backtest"]
-    assert len(ws._images) == 4  # cumulative, IR, rolling TE, and the gamma path
+    assert len(ws._images) == 5  # cumulative, IR, rolling TE, the gamma path, the exposures
     source = ws[wb.defined_names["BtSource"].attr_text.split("!")[1].replace("$", "")].value
     n = len(run.result.gamma_path) // 2
     assert (f"anchor tev=0.9: the tracking-error target was not reached on {n} of {n} "

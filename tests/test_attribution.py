@@ -8,7 +8,13 @@ import pytest
 
 from xlfuncs.cli import main
 from xlfuncs.core import BacktestConfig, filtered_probs, fit_regime
-from xlfuncs.core._attribution import DEFAULT_WINDOWS, parse_windows, regime_stats
+from xlfuncs.core._attribution import (
+    DEFAULT_WINDOWS,
+    REGIME_REFIT,
+    parse_windows,
+    regime_states,
+    regime_stats,
+)
 from xlfuncs.data.market import load_market
 from xlfuncs.errors import InputError
 
@@ -64,26 +70,60 @@ def test_window_statistics_equal_a_recomputation_from_returns_csv(run):
                                                                  rel=1e-9)
 
 
+def classify(factors: pd.DataFrame, first: pd.Timestamp, n_states: int = 2) -> pd.Series:
+    """Each date's regime written out: refit every REGIME_REFIT dates from ``first`` on the
+    rows up to that date (warm from the last fit), then the state of highest filtered
+    probability from the rows up to the date, numbered by market variance, calmest first."""
+    start = factors.index.get_loc(first)
+    fit, out = None, {}
+    for p in range(start, len(factors)):
+        if (p - start) % REGIME_REFIT == 0:
+            fit = fit_regime(factors.iloc[: p + 1], n_states, 0, init=fit)
+            calm_first = list(np.argsort(fit.covs[:, 0, 0]))
+        gamma = filtered_probs(fit, factors.iloc[: p + 1])[-1]
+        out[factors.index[p]] = calm_first.index(int(gamma.argmax()))
+    return pd.Series(out)
+
+
+def by_decision(returns: pd.DataFrame, factors: pd.DataFrame) -> pd.Series:
+    """The regime of each period earned, from its decision date (the factor row before it)."""
+    decisions = [factors.index[factors.index < d][-1] for d in returns.index]
+    states = classify(factors.loc[:decisions[-1]], decisions[0])
+    return pd.Series(states.loc[decisions].to_numpy(), index=returns.index)
+
+
 def test_regimes_classify_each_period_by_the_filtered_state_at_its_decision(run):
     returns = pd.read_csv(run / "returns.csv", index_col="date", parse_dates=True)
-    table = pd.read_csv(run / "regimes.csv")
+    table = pd.read_csv(run / "regimes.csv", parse_dates=["start", "end"])
     factors = load_market("sample:25", end="2010-12-31").factors
-    first_decision = factors.index[factors.index < returns.index[0]][-1]
-    fit = fit_regime(factors.loc[:first_decision], 2, 0)
-    calm = int(np.argmin(fit.covs[:, 0, 0]))
-    # the state of each decision date from the rows up to that date only
-    state = {}
-    for d in returns.index:
-        t = factors.index[factors.index < d][-1]
-        state[d] = int(filtered_probs(fit, factors.loc[:t])[-1].argmax()) != calm
-    groups = pd.Series(state)
-    for s, label in ((0, "regime 1 of 2 (calmest)"), (1, "regime 2 of 2 (most volatile)")):
-        inside = returns[groups.reindex(returns.index).to_numpy() == s]
-        row = table[(table["window"] == label) & (table["strategy"] == "tev=0.03")].iloc[0]
-        assert row["periods"] == len(inside) > 10
-        ref = stats_of(inside["tev=0.03"], inside["benchmark"])
-        assert row["tracking_error"] == pytest.approx(ref["tracking_error"], rel=1e-9)
-        assert row["ann_return"] == pytest.approx(ref["ann_return"], rel=1e-9)
+    groups = by_decision(returns, factors)
+    labels = ("regime 1 of 2 (calmest)", "regime 2 of 2 (most volatile)")
+    assert list(table["window"].unique()) == list(labels)
+    for s, label in enumerate(labels):
+        inside = returns[groups.to_numpy() == s]
+        assert len(inside) > 30
+        for strategy in ("benchmark", "tev=0.03", "tev=0.06"):
+            row = table[(table["window"] == label) & (table["strategy"] == strategy)].iloc[0]
+            assert row["periods"] == len(inside)
+            assert (row["start"], row["end"]) == (inside.index[0], inside.index[-1])
+            ref = stats_of(inside[strategy], inside["benchmark"])
+            keys = ["total_return", "ann_return", "ann_volatility", "max_drawdown"]
+            if strategy != "benchmark":
+                keys += ["tracking_error", "information_ratio"]
+            for key in keys:
+                assert row[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), (label, key)
+
+
+def test_truncating_the_factors_leaves_every_earlier_regime_unchanged():
+    factors = load_market("sample:25", end="2010-12-31").factors
+    first = factors.index[59]
+    full = regime_states(factors, first)
+    assert full.index[0] == first and full.index[-1] == factors.index[-1]
+    assert set(full) == {0, 1}
+    # the first date, either side of a refit, a refit date itself, far on
+    for p in (59, 70, 71, 72, 83, 150, 151):
+        t = factors.index[p]
+        pd.testing.assert_series_equal(regime_states(factors.loc[:t], first), full.loc[:t])
 
 
 def test_later_factor_rows_do_not_change_earlier_regimes():
@@ -112,7 +152,12 @@ def test_windows_text_and_defaults():
             parse_windows(text)
 
 
-def test_the_sheet_shows_the_crisis_table(tmp_path):
+def named_grid(wb, name: str) -> list[list]:
+    sheet, ref = wb.defined_names[name].attr_text.split("!")
+    return [[c.value for c in r] for r in wb[sheet.strip("'")][ref.replace("$", "")]]
+
+
+def sheet_run(tmp_path, cells: dict, drop: tuple[str, ...] = ()):
     import shutil
     from pathlib import Path
 
@@ -124,15 +169,29 @@ def test_the_sheet_shows_the_crisis_table(tmp_path):
     path = tmp_path / "Backtest.xlsm"
     shutil.copy(Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm", path)
     book = OpenpyxlBook(path)
-    for name, value in {"BtData": "sample:25", "BtEnd": "2010-12-31", "BtTev": "0.03",
-                        "BtWindows": "GFC=2007-10:2009-03"}.items():
+    for name in drop:  # as in a workbook built before the name existed
+        book.clear(book.name_range(name))
+        del book.workbook.defined_names[name]
+    for name, value in cells.items():
         write_cell(book, name, value)
     book.save()
     run = macros.run_backtest(OpenpyxlBook(path))
     assert run.ok, run.status
-    wb = openpyxl.load_workbook(path)
-    sheet, ref = wb.defined_names["BtCrisis"].attr_text.split("!")
-    grid = [[c.value for c in r] for r in wb[sheet.strip("'")][ref.replace("$", "")]]
+    return run, path, openpyxl.load_workbook(path)
+
+
+def test_the_sheet_shows_the_crisis_and_regime_tables_and_the_exposure_chart(tmp_path):
+    import zipfile
+
+    from openpyxl.utils.cell import column_index_from_string, get_column_letter
+
+    from xlfuncs.excel.backtest_macro import CHART_ROWS
+    from xlfuncs.excel.sheets import _image_cell
+    from xlfuncs.report import save_exposure_chart
+
+    run, path, wb = sheet_run(tmp_path, {"BtData": "sample:25", "BtEnd": "2010-12-31",
+                                         "BtTev": "0.03", "BtWindows": "GFC=2007-10:2009-03"})
+    grid = named_grid(wb, "BtCrisis")
     assert grid[0][:3] == ["window", "strategy", "start"]
     labels = [(g[0], g[1]) for g in grid[1:]]
     assert labels == [("GFC", "benchmark"), ("GFC", "tev=0.03")]
@@ -140,6 +199,61 @@ def test_the_sheet_shows_the_crisis_table(tmp_path):
     te = grid[2][grid[0].index("tracking_error")]
     assert te == pytest.approx(stats_of(r["tev=0.03"], r["benchmark"])["tracking_error"],
                                rel=1e-12)
+    # the regimes beside the windows, on the same rows, as the CLI's regimes.csv
+    assert wb.defined_names["BtRegimes"].attr_text == "'BtCrisis'!$M$3:$W$7"
+    grid = named_grid(wb, "BtRegimes")
+    assert grid[0] == ["regime", *grid[0][1:]] and grid[0][1:] == named_grid(wb, "BtCrisis")[0][1:]
+    returns = run.result.returns
+    groups = by_decision(returns, load_market("sample:25", end="2010-12-31").factors)
+    rows = {(g[0], g[1]): dict(zip(grid[0], g, strict=True)) for g in grid[1:]}
+    assert list(rows) == [(f"regime {s + 1} of 2 ({tag})", name)
+                          for s, tag in enumerate(("calmest", "most volatile"))
+                          for name in ("benchmark", "tev=0.03")]
+    for (label, name), row in rows.items():
+        inside = returns[groups.to_numpy() == int(label[7]) - 1]
+        assert row["periods"] == len(inside)
+        assert row["start"] == inside.index[0].to_pydatetime()
+        ref = stats_of(inside[name], inside["benchmark"])
+        for key in ("total_return", "ann_volatility", "max_drawdown",
+                    *(("tracking_error", "information_ratio") if name != "benchmark" else ())):
+            assert row[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), (label, key)
+        if name == "benchmark":
+            assert row["tracking_error"] is None
+    ws = wb["BtCrisis"]
+    assert [c.number_format for c in ws["M4:W4"][0]] == [c.number_format for c in ws["A4:K4"][0]]
+    # four charts stacked right of the parameters, the fourth the active exposures
+    data_row = int(wb.defined_names["BtData"].attr_text.split("$")[-1])
+    stats_last = wb.defined_names["BtStats"].attr_text.split(":")[1].split("$")[1]
+    col = get_column_letter(column_index_from_string(stats_last) + 2)
+    cells = sorted((_image_cell(im) for im in wb["Backtest"]._images),
+                   key=lambda c: int(c.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+    assert cells == [f"{col}{data_row + k * CHART_ROWS}" for k in range(4)]
+    media = [zipfile.ZipFile(path).read(n) for n in zipfile.ZipFile(path).namelist()
+             if n.startswith("xl/media/")]
+    assert save_exposure_chart(run.result, tmp_path).read_bytes() in media
+
+
+def test_a_workbook_without_a_regime_table_gets_one_beside_the_crisis_windows(tmp_path):
+    _, _, wb = sheet_run(tmp_path, {"BtData": "sample:25", "BtEnd": "1996-12-31",
+                                    "BtTev": "0.03"}, drop=("BtRegimes",))
+    assert wb.defined_names["BtRegimes"].attr_text == "'BtCrisis'!$M$3:$W$7"
+    assert [g[:2] for g in named_grid(wb, "BtRegimes")] == [
+        ["regime", "strategy"], ["regime 1 of 2 (calmest)", "benchmark"],
+        ["regime 1 of 2 (calmest)", "tev=0.03"], ["regime 2 of 2 (most volatile)", "benchmark"],
+        ["regime 2 of 2 (most volatile)", "tev=0.03"]]
+
+
+def test_regimes_the_model_cannot_fit_are_said_on_the_sheet():
+    from xlfuncs.core import run_backtest
+    from xlfuncs.excel.backtest_macro import _crisis_grids
+
+    data = load_market("sample:25", end="1996-12-31")
+    result = run_backtest(data, BacktestConfig(tev=(0.03,), min_history=36, end="1996-12-31",
+                                               workers=1))
+    windows, regimes = _crisis_grids(result, data.factors)
+    assert regimes[0] == ["regime", *windows[0][1:]]
+    assert regimes[1][0].startswith("no regime statistics: regime model is degenerate")
+    assert regimes[1][1:] == [None] * 10 and len(regimes) == 2
 
 
 def test_too_short_a_history_for_regimes_is_said_not_hidden(tmp_path):

@@ -66,7 +66,7 @@ def test_a_run_writes_statistics_returns_and_charts(tmp_path):
     assert grid[0] == ["date", "benchmark", "rf", "tev=0.02", "tev=0.05"]
     assert len(grid) == len(ref.returns) + 1
     np.testing.assert_allclose([g[3] for g in grid[1:]], ref.returns["tev=0.02"], rtol=1e-12)
-    assert len(ws._images) == 3
+    assert len(ws._images) == 4  # the three charts and the active exposures
     assert ws[wb.defined_names["BtStatus"].attr_text.split("!")[1].replace("$", "")].value \
         == run.status
 
@@ -85,7 +85,7 @@ def test_a_shorter_result_clears_the_longer_one(tmp_path):
     assert [r[0] for r in rows[1:]] == ["benchmark", "tev=0.03"]
     below = ws.cell(ws[ref][-1][0].row + 1, 1).value
     assert below is None  # the old second and third rows are gone
-    assert len(ws._images) == 3  # the charts were replaced, not added
+    assert len(ws._images) == 4  # the charts were replaced, not added
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,7 @@ def test_backtest_script_runs_serially_under_the_guard(lite_dir: Path):
     col, row = coordinate_from_string(where.attr_text.split("!")[1].replace("$", ""))
     status = _status(actions, row, column_index_from_string(col))
     assert status and str(status[-1]).lstrip("'").startswith("OK: "), status
-    assert sum(a["func"] == "addPicture" for a in actions) == 3
+    assert sum(a["func"] == "addPicture" for a in actions) == 4  # with the active exposures
 
 
 def refresh_in_lite(lite_dir: Path, api: FundApi, **env: str) -> list[dict]:

@@ -16,8 +16,9 @@ from xlfuncs._files import atomic_write, write_csv
 from xlfuncs.core import BacktestResult
 
 __all__ = ["CHARTS", "EXPOSURE_CHART", "GAMMA_CHART", "STATS_COLUMNS", "STATS_HEADERS",
-           "conventions_table", "crisis_format", "crisis_table", "save_charts",
-           "save_exposure_chart", "stat_format", "stats_table", "write_results"]
+           "conventions_table", "crisis_format", "crisis_table", "exposure_figure",
+           "save_charts", "save_exposure_chart", "stat_format", "stats_table",
+           "write_results"]
 
 STATS_COLUMNS = ("ann_return", "ann_volatility", "sharpe", "tracking_error", "information_ratio",
                  "max_drawdown", "turnover", "avg_holdings", "hit_rate", "ir_per_period")
@@ -44,7 +45,7 @@ def stat_format(column: str) -> str:
 
 def crisis_format(column: str) -> str:
     """The number format a column of the crisis and regime table shows in Excel."""
-    fixed = {"start": "yyyy-mm-dd", "end": "yyyy-mm-dd", "window": "General",
+    fixed = {"start": "yyyy-mm-dd", "end": "yyyy-mm-dd", "window": "General", "regime": "General",
              "strategy": "General", "periods": "0"}
     return fixed.get(column, stat_format(column))
 
@@ -75,10 +76,12 @@ def crisis_table(result: BacktestResult, factors: pd.DataFrame | None = None
                  ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
     """Statistics inside the crisis windows, and per regime when ``factors`` are given.
 
-    The regimes come from a hidden Markov model of ``factors`` fitted on the
-    history before the first decision (``n_states`` and ``seed`` of the run's
-    settings), each period classified by the filtered probability at its
-    decision date (:func:`~xlfuncs.core._attribution.regime_stats`).
+    The regimes come from a hidden Markov model of ``factors`` fitted on an
+    expanding window, refitted every
+    :data:`~xlfuncs.core._attribution.REGIME_REFIT` periods (``n_states`` and
+    ``seed`` of the run's settings), each period classified by the filtered
+    probability at its decision date under the fit made by then
+    (:func:`~xlfuncs.core._attribution.regime_stats`).
 
     Returns
     -------
@@ -241,8 +244,15 @@ def _gamma_figure(result: BacktestResult) -> Any:
 EXPOSURE_CHART = "active_exposures.png"
 
 
-def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
-    """Active factor exposures at each rebalance: a colour per factor, a line style per strategy."""
+def exposure_figure(result: BacktestResult) -> Any:
+    """Active factor exposures at each rebalance: a colour per factor, a line style per strategy.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        In memory (see :func:`chart_figures`); the caller closes it.
+
+    """
     plt, fig, ax = _figure()
     expo = result.exposures
     factors = [c for c in expo.columns if c not in ("date", "strategy")
@@ -260,7 +270,14 @@ def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
     if factors:
         ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
-    return _save(plt, fig, out / EXPOSURE_CHART)
+    return fig
+
+
+def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
+    """Write :func:`exposure_figure` as ``active_exposures.png`` into ``out``."""
+    import matplotlib.pyplot as plt
+
+    return _save(plt, exposure_figure(result), out / EXPOSURE_CHART)
 
 
 def write_results(result: BacktestResult, out: str | Path,

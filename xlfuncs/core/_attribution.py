@@ -7,13 +7,17 @@ periods earned inside a named date window. A window the returns do not reach
 (fewer than 2 periods inside it) is left out.
 
 **Regimes.** The same statistics within each state of a Gaussian hidden Markov
-model of the factor returns. No look-ahead: the model is fitted once on the
-factor returns up to the first decision date (the history before the
-backtest), and each period ``t + 1`` is classified by the state whose
-*filtered* probability ``P(s_t | rows up to t)`` is highest at the decision
-date ``t`` (never by a smoothed probability, which would read later rows).
-States are numbered by the volatility of the first factor (the market),
-calmest first.
+model of the factor returns, fitted on an expanding window
+(:func:`regime_states`). No look-ahead: the model is fitted on the factor
+returns up to the first decision date (the history before the backtest) and
+refitted on the rows up to the decision date every :data:`REGIME_REFIT`
+periods after it, each refit warm-started from the one before; each period
+``t + 1`` is classified by the state whose *filtered* probability
+``P(s_t | rows up to t)``, under the latest fit made at or before ``t``, is
+highest at the decision date ``t`` (never by a smoothed probability, which
+would read later rows). States are numbered by the volatility of the first
+factor (the market) in each fit, calmest first, so a label means the same
+across refits.
 
 **Active exposures and risk per rebalance** (:func:`active_risk`): the active
 factor exposures ``f = F w - x_b``, the active industry weights, and the split
@@ -32,11 +36,11 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs.core._metrics import performance_stats
-from xlfuncs.core._regime import filtered_probs, fit_regime
-from xlfuncs.errors import InputError
+from xlfuncs.core._regime import RegimeFit, filtered_probs, fit_regime
+from xlfuncs.errors import ConvergenceError, InputError
 
-__all__ = ["DEFAULT_WINDOWS", "WINDOW_COLUMNS", "active_risk", "parse_windows", "regime_stats",
-           "window_stats"]
+__all__ = ["DEFAULT_WINDOWS", "REGIME_REFIT", "WINDOW_COLUMNS", "active_risk", "parse_windows",
+           "regime_states", "regime_stats", "window_stats"]
 
 #: The default crisis windows: name, first and last day (calendar years).
 DEFAULT_WINDOWS: tuple[tuple[str, str, str], ...] = (
@@ -49,6 +53,8 @@ DEFAULT_WINDOWS: tuple[tuple[str, str, str], ...] = (
 #: The columns of :func:`window_stats` and :func:`regime_stats`.
 WINDOW_COLUMNS = ("window", "strategy", "start", "end", "periods", "total_return", "ann_return",
                   "ann_volatility", "tracking_error", "information_ratio", "max_drawdown")
+#: Periods between refits of the regime model of :func:`regime_states`.
+REGIME_REFIT = 12
 _STATS = ("ann_return", "ann_volatility", "tracking_error", "information_ratio", "max_drawdown")
 
 
@@ -164,6 +170,73 @@ def window_stats(returns: pd.DataFrame, windows: Sequence[tuple[str, str, str]],
     return pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
 
 
+def _refit(rows: pd.DataFrame, n_states: int, seed: int, last: RegimeFit | None) -> RegimeFit:
+    """The fit on ``rows``: warm from ``last``, else cold; ``last`` kept if both fail."""
+    if last is not None:
+        try:
+            return fit_regime(rows, n_states, seed, init=last)
+        except ConvergenceError:
+            pass
+    try:
+        return fit_regime(rows, n_states, seed)
+    except ConvergenceError:
+        if last is None:
+            raise
+        return last  # still a fit made on earlier rows only
+
+
+def regime_states(factors: pd.DataFrame, first: pd.Timestamp, n_states: int = 2, seed: int = 0,
+                  every: int = REGIME_REFIT) -> pd.Series:
+    """The regime of each date from ``first`` on, by an expanding-window fit (no look-ahead).
+
+    The model is fitted on the rows up to ``first``, then refitted on the rows up
+    to every ``every``-th date after it (warm-started from the previous fit; a
+    refit that fails starts cold, and if that fails too the previous fit stays).
+    Date ``t`` gets the state of highest filtered probability
+    ``P(s_t | rows up to t)`` under the latest fit made at or before ``t``, so
+    rows after ``t`` never change it.
+
+    Parameters
+    ----------
+    factors : DataFrame
+        Factor returns per period, oldest first (the first column the market),
+        no missing values.
+    first : Timestamp
+        The first date classified (the first decision date); a row of ``factors``.
+    n_states : int
+        States of the hidden Markov model (2-4).
+    seed : int
+        Seed of the cold fits' initialisation.
+    every : int
+        Periods between refits.
+
+    Returns
+    -------
+    Series of int
+        Index the dates of ``factors`` from ``first`` on; values ``0 .. n_states - 1``,
+        numbered by the variance of the first factor in the fit used, calmest first.
+
+    Raises
+    ------
+    InputError
+        Too few rows up to ``first`` for the model.
+    ConvergenceError
+        The first fit failed.
+
+    """
+    x = factors
+    begin0 = int(x.index.get_loc(first))
+    states = np.empty(len(x) - begin0, dtype=int)
+    fit: RegimeFit | None = None
+    for begin in range(begin0, len(x), every):
+        stop = min(begin + every, len(x))
+        fit = _refit(x.iloc[: begin + 1], n_states, seed, fit)
+        probs = filtered_probs(fit, x.iloc[:stop])[begin:]  # row t reads rows up to t only
+        rank = np.argsort(np.argsort(fit.covs[:, 0, 0], kind="stable"))  # calmest market first
+        states[begin - begin0: stop - begin0] = rank[probs.argmax(axis=1)]
+    return pd.Series(states, index=x.index[begin0:])
+
+
 def regime_stats(returns: pd.DataFrame, factors: pd.DataFrame, periods_per_year: float,
                  n_states: int = 2, seed: int = 0) -> pd.DataFrame:
     """The SPEC 3.5 statistics within each regime, classified without look-ahead.
@@ -186,7 +259,9 @@ def regime_stats(returns: pd.DataFrame, factors: pd.DataFrame, periods_per_year:
     -------
     DataFrame
         Columns :data:`WINDOW_COLUMNS` with ``window`` the regime, e.g.
-        ``regime 1 of 2 (calmest)``; a row per regime met and strategy.
+        ``regime 1 of 2 (calmest)``; a row per regime met and strategy. Each
+        period earned at ``t + 1`` is in the regime of its decision date ``t``
+        (:func:`regime_states`).
 
     Raises
     ------
@@ -199,17 +274,13 @@ def regime_stats(returns: pd.DataFrame, factors: pd.DataFrame, periods_per_year:
     decided = f.index[f.index < earned[0]]
     if len(decided) == 0:
         raise InputError("regimes: the factors start after the backtest", "factors")
-    fit = fit_regime(f.loc[: decided[-1]], n_states, seed)
-    probs = filtered_probs(fit, f)  # row t uses rows up to t only
-    order = np.argsort(fit.covs[:, 0, 0])  # calmest market first
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    state = pd.Series(rank[probs.argmax(axis=1)], index=f.index)
     # the period earned at t+1 belongs to the state at its decision date t
     pos = f.index.get_indexer(earned)
     if (pos <= 0).any():
         raise InputError("regimes: the factors have no row for a decision date", "factors")
-    at_decision = state.iloc[pos - 1].to_numpy()
+    last = f.index[pos[-1] - 1]
+    state = regime_states(f.loc[:last], decided[-1], n_states, seed)
+    at_decision = state.loc[f.index[pos - 1]].to_numpy()
     strategies = [c for c in returns.columns if c not in ("benchmark", "rf")]
     rows: list[dict[str, Any]] = []
     for s in range(n_states):

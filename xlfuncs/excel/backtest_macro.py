@@ -8,9 +8,11 @@ model's ``BtFactorSet`` and ``BtBetas``, the data frequency and liquidity filter
 checks every setting, loads the data and runs
 :func:`xlfuncs.core.run_backtest` with progress in the status bar. Only then
 does it write: the statistics table (``BtStats``), the returns table
-(``BtReturns``), the crisis-window statistics (``BtCrisis``), the three
-charts (a fourth in mode anchor, the gamma path; to the right of the
-parameters), and ``BtStatus``, ``BtRunAt``, ``BtSource``. A failure changes only
+(``BtReturns``), the crisis-window statistics (``BtCrisis``) and beside them the
+per-regime statistics (``BtRegimes``), the charts (to the right of the
+parameters: the three of :func:`xlfuncs.report.chart_figures`, the gamma path
+in mode anchor, and the active exposures), and ``BtStatus``, ``BtRunAt``,
+``BtSource``. A failure changes only
 ``BtStatus`` (``Run failed: <reason>``).
 ``xlfuncs backtest`` writes the same results to files; both use :mod:`xlfuncs.report`.
 """
@@ -59,7 +61,7 @@ PARAMETERS = {
     "BtMinCap": "min_cap",
 }
 STATUS, RUN_AT, SOURCE, STATS, RETURNS = "BtStatus", "BtRunAt", "BtSource", "BtStats", "BtReturns"
-CRISIS = "BtCrisis"
+CRISIS, REGIMES = "BtCrisis", "BtRegimes"
 FAILED = "Run failed: "
 CHART_ROWS = 24  # rows between the charts stacked to the right of the parameters (a chart
                  # is about 430 px tall; a row 20 px)
@@ -120,40 +122,55 @@ def _returns_grid(result: BacktestResult) -> list[list[Any]]:
     return [["date", *map(str, r.columns)], *rows]
 
 
-def _crisis_grid(result: BacktestResult) -> list[list[Any]]:
-    """The crisis windows' statistics (the regimes' are the command line's regimes.csv).
+def _crisis_grids(result: BacktestResult, factors: Any) -> tuple[list[list[Any]], ...]:
+    """The crisis windows' statistics, and the regimes' (``regime`` heads the first column).
 
-    No regime model is fitted here: a hidden Markov fit in this long-lived process
-    makes a later run's worker processes hang (forked after sklearn's KMeans ran).
+    Without regime statistics (too short a history for the model) the regimes'
+    first row says why.
     """
     import pandas as pd
 
     from xlfuncs.report import crisis_table
 
-    table, _, _ = crisis_table(result)
+    windows, regimes, why = crisis_table(result, factors)
 
     def cell(v: Any) -> Any:
         if isinstance(v, pd.Timestamp):
             return v.to_pydatetime()
         return None if isinstance(v, float) and v != v else v
 
-    rows = [[cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
-    return [list(table.columns), *(rows or [[None] * len(table.columns)])]
+    def grid(table: pd.DataFrame, first: str, empty: list[Any]) -> list[list[Any]]:
+        rows = [[cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
+        return [[first, *table.columns[1:]], *(rows or [empty])]
+
+    blank = [None] * len(windows.columns)
+    return (grid(windows, "window", blank),
+            grid(windows.iloc[:0] if regimes is None else regimes, "regime",
+                 [why or None, *blank[1:]]))
+
+
+def _regimes_area(book: Book, crisis: Area) -> Area:
+    """Where the regimes' table is: its name, else (a workbook built before it) beside BtCrisis."""
+    if REGIMES in book.names():
+        return book.name_range(REGIMES)
+    col = crisis.last_col + 2
+    return Area(crisis.sheet, crisis.first_row, col, crisis.first_row, col)
 
 
 def _formats(name: str, header: list[Any]) -> list[str]:
     """The number format of each column of a results table below its header."""
     from xlfuncs.report import STATS_COLUMNS, crisis_format, stat_format
 
-    if name == CRISIS:
+    if name in (CRISIS, REGIMES):
         return [crisis_format(str(c)) for c in header]
     if name == STATS:
         return [stat_format(c) for c in ("strategy", *STATS_COLUMNS)]
     return ["yyyy-mm-dd", *["0.00%"] * (len(header) - 1)]
 
 
-def _place(book: Book, name: str, grid: list[list[Any]]) -> tuple[Area, Area]:
-    old = book.name_range(name)
+def _place(book: Book, name: str, grid: list[list[Any]],
+           old: Area | None = None) -> tuple[Area, Area]:
+    old = old or book.name_range(name)
     new = Area.block(old.sheet, old.first_row, old.first_col, len(grid), len(grid[0]))
     check_room(book, old, new, name)
     return old, new
@@ -187,7 +204,13 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
 
     """
     from xlfuncs.data.market import load_market
-    from xlfuncs.report import chart_figures, save_charts
+    from xlfuncs.report import (
+        EXPOSURE_CHART,
+        chart_figures,
+        exposure_figure,
+        save_charts,
+        save_exposure_chart,
+    )
 
     if book is None:
         try:
@@ -233,19 +256,22 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
         except InputError as exc:
             raise _in_cell(exc) from None
         stats, returns = _stats_grid(result), _returns_grid(result)
-        crisis = _crisis_grid(result)
+        crisis, regimes = _crisis_grids(result, data.factors)
         stats_old, stats_new = _place(book, STATS, stats)
         ret_old, ret_new = _place(book, RETURNS, returns)
         crisis_old, crisis_new = _place(book, CRISIS, crisis)
+        reg_old, reg_new = _place(book, REGIMES, regimes, _regimes_area(book, crisis_old))
         # a book that takes figures (xlwings Lite, no files there) gets them in memory
         add_figure = getattr(book, "add_figure", None)
         with contextlib.ExitStack() as stack:
             if callable(add_figure):
-                charts: list[tuple[str, Any]] = chart_figures(result)
+                charts: list[tuple[str, Any]] = [*chart_figures(result),
+                                                 (EXPOSURE_CHART, exposure_figure(result))]
                 stack.callback(_close, [fig for _, fig in charts])
             else:
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="xlfuncs-charts-"))
-                charts = [(p.name, p) for p in save_charts(result, Path(tmp))]
+                charts = [(p.name, p) for p in (*save_charts(result, Path(tmp)),
+                                                save_exposure_chart(result, Path(tmp)))]
             failed = len(result.failures)
             status = (f"OK: {total} strateg{'y' if total == 1 else 'ies'}, "
                       f"{len(result.returns)} periods, "
@@ -254,7 +280,8 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
             wrote = True
             for name, old, new, grid in ((STATS, stats_old, stats_new, stats),
                                          (RETURNS, ret_old, ret_new, returns),
-                                         (CRISIS, crisis_old, crisis_new, crisis)):
+                                         (CRISIS, crisis_old, crisis_new, crisis),
+                                         (REGIMES, reg_old, reg_new, regimes)):
                 book.write_block(new.sheet, new.first_row, new.first_col, grid)
                 if new.height > 1:  # every row formatted, however many the run gives
                     for j, fmt in enumerate(_formats(name, grid[0])):

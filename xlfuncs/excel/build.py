@@ -193,6 +193,9 @@ class InputTable:
     total_label: str = ""
     total: tuple[ExcelFormula | None, ...] = ()
     name: str = ""  # names the whole table, header row included
+    # beside the table before it (same header row, one blank column between), so
+    # that each grows downwards on its own
+    beside: bool = False
 
 
 @dataclass(frozen=True)
@@ -543,6 +546,7 @@ class _SheetWriter:
     names: dict[str, Grid]
     row: int = 0
     closed: bool = False  # after a Band nothing may be written below
+    last_table: tuple[int, int] = (0, 0)  # the last input table's header row and its next column
     widths: dict[int, float] = field(default_factory=dict)  # what each column must show
 
     def _fit(self, col: int, text: str, bold: bool = False, wrap: bool = False) -> None:
@@ -648,31 +652,36 @@ class _SheetWriter:
         if len(length) != 1:
             raise ValueError("the columns of an input table must have the same length")
         n = length.pop()
-        self.sheet.set_row(self.row, 30)  # room for two lines of a wrapped header
+        below = self.row
+        head, left = self.last_table if b.beside else (self.row, _LABEL_COL)
+        if b.beside:
+            left += 1
+        self.sheet.set_row(head, 30)  # room for two lines of a wrapped header
         for j, c in enumerate(b.columns):
             kind = "number_header" if c.num_format else "header"
-            self.sheet.write_string(self.row, _LABEL_COL + j, c.header, self.styles(kind))
-            self._fit(_LABEL_COL + j, c.header, bold=True, wrap=True)
-        top = self.row + 1
+            self.sheet.write_string(head, left + j, c.header, self.styles(kind))
+            self._fit(left + j, c.header, bold=True, wrap=True)
+        top = head + 1
         for j, c in enumerate(b.columns):
             kind = (("input" if c.num_format else "input_label") if c.is_input
                     else ("result" if c.num_format else "label"))
             for i, v in enumerate(c.values):
-                self._cell(top + i, _LABEL_COL + j, v, self.styles(kind, c.num_format))
-                self._fit(_LABEL_COL + j, display_text(v, c.num_format),
+                self._cell(top + i, left + j, v, self.styles(kind, c.num_format))
+                self._fit(left + j, display_text(v, c.num_format),
                           bold=kind in ("label", "input_label"))
             if c.name:
-                self._define(c.name, top, _LABEL_COL + j, [[_as_written(v)] for v in c.values])
+                self._define(c.name, top, left + j, [[_as_written(v)] for v in c.values])
         if b.name:
             grid = [[c.header for c in b.columns]]
             grid += [[_as_written(c.values[i]) for c in b.columns] for i in range(n)]
-            self._define(b.name, top - 1, _LABEL_COL, grid)
-        self.row = top + n
+            self._define(b.name, top - 1, left, grid)
+        self.row = max(below, top + n)
+        self.last_table = (head, left + len(b.columns))
         if b.total_label:
-            self.sheet.write_string(self.row, _LABEL_COL, b.total_label, self.styles("label"))
+            self.sheet.write_string(self.row, left, b.total_label, self.styles("label"))
             for j, (c, f) in enumerate(zip(b.columns, b.total, strict=False)):
                 if f is not None:
-                    self._formula(self.row, _LABEL_COL + j, f, c.num_format)
+                    self._formula(self.row, left + j, f, c.num_format)
             self.row += 1
 
     def input_value(self, b: InputValue) -> None:
@@ -1350,19 +1359,24 @@ def backtest_returns_sheet() -> SheetSpec:
 
 
 def backtest_crisis_sheet() -> SheetSpec:
-    """The BtCrisis sheet: statistics inside the crisis windows."""
+    """The BtCrisis sheet: statistics inside the crisis windows and within each regime."""
     from xlfuncs.core._attribution import WINDOW_COLUMNS
+
+    def table(first: str, name: str, beside: bool) -> InputTable:
+        return InputTable(tuple(Column(c, (None,), crisis_format(c), is_input=False)
+                                for c in (first, *WINDOW_COLUMNS[1:])), name=name, beside=beside)
 
     return SheetSpec(
         name="BtCrisis",
         code_name="BtCrisisSheet",
-        title="Crisis windows",
+        title="Crisis windows and regimes",
         subtitle="Each strategy and the benchmark inside the crisis windows the data reach "
-        "(BtWindows on the Backtest sheet). Written by Run backtest; per-regime statistics "
-        "are in the command line's regimes.csv.",
-        blocks=(InputTable(tuple(Column(c, (None,), crisis_format(c), is_input=False)
-                                 for c in WINDOW_COLUMNS), name="BtCrisis"),),
-        column_widths=((0, 0, 28.0), (1, 1, 14.0), (2, 12, 11.0)),
+        "(BtWindows on the Backtest sheet) and, to the right, within each regime of the "
+        "factor returns (a hidden Markov model refitted as the backtest goes, no look-ahead). "
+        "Written by Run backtest.",
+        blocks=(table("window", "BtCrisis", False), table("regime", "BtRegimes", True)),
+        column_widths=((0, 0, 28.0), (1, 1, 14.0), (2, 10, 11.0), (11, 11, 3.0),
+                       (12, 12, 28.0), (13, 13, 14.0), (14, 22, 11.0)),
         freeze_rows=3,
     )
 
