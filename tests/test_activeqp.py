@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -181,23 +182,46 @@ def test_the_optimiser_answers_exactly_and_starts_from_its_last_answer():
             second.warm[1])
 
 
-def test_an_inaccurate_interior_point_answer_is_made_exact(monkeypatch):
-    F, S, R, e, mu, b = _problem(7)
+def test_a_rough_interior_point_answer_is_made_exact():
+    # the crossover the optimiser uses where the active-set search does not answer
+    # alone: the free set of an interior-point answer stopped early, then exact
+    F, _, R, e, mu, b = _problem(7)
+    lb, ub = np.zeros_like(b), np.ones_like(b)
+    te = 0.05 / math.sqrt(A)
+    x = cp.Variable(len(b))
+    a = x - b
+    parts = cp.hstack([R @ F @ a, cp.multiply(np.sqrt(e), a)])
+    rough = cp.Problem(cp.Maximize(mu @ F @ a), [cp.sum(x) == 1, x >= 0,
+                                                 cp.norm(parts, 2) <= te])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rough.solve(solver=cp.CLARABEL, max_iter=8)
+    qp = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b)
+    sol = qp.at_te(te, qp.state_near(x.value - b))
+    ref = _reference(F, R, e, mu, b, lb, ub, te=te)
+    assert sol is not None and sol.binding
+    assert np.abs(x.value - ref).max() > 1e-4  # the rough answer was rough
+    assert np.abs(b + sol.a - ref).max() < 1e-5
+    _kkt_ok(F, R, e, mu, b, lb, ub, b + sol.a, sol.t)
+
+
+def test_a_first_date_needs_no_interior_point_solve(monkeypatch):
+    # from the benchmark (t = 0) the path is walked and jumped to the budget
+    F, S, R, e, mu, b = _problem(10)
     opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), len(b), F.shape[0])
-    real = opt._prob.solve
-
-    def rough(*args, **kwargs):  # stop the interior point early
-        kwargs.update(max_iter=8)
-        real(*args, **kwargs)
-        opt._prob._status = cp.OPTIMAL_INACCURATE
-
-    monkeypatch.setattr(opt._prob, "solve", rough)
+    monkeypatch.setattr(opt, "_clarabel", None)  # any call would fail
     res = opt.solve(F, S, e, mu, benchmark=b)
     ref = _reference(F, R, e, mu, b, np.zeros_like(b), np.ones_like(b),
                      te=0.05 / math.sqrt(A))
     assert res.ok and res.solver_status == "exact"
     assert np.abs(res.weights - ref).max() < 1e-5
-    assert res.tracking_error == pytest.approx(0.05, rel=1e-12)
+    gamma = OptimiserSpec("gamma", gamma=20.0)
+    opt = ActiveOptimiser(gamma, len(b), F.shape[0])
+    monkeypatch.setattr(opt, "_clarabel", None)
+    res = opt.solve(F, S, e, mu, benchmark=b)
+    ref = _reference(F, R, e, mu, b, np.zeros_like(b), np.ones_like(b), gamma=20.0)
+    assert res.ok and res.solver_status == "exact"
+    assert np.abs(res.weights - ref).max() < 1e-5
 
 
 def test_problems_the_active_set_solver_does_not_take_go_to_clarabel():

@@ -439,8 +439,9 @@ def test_no_tradable_asset(inputs):
 
 
 def test_solver_error_becomes_a_failed_result(inputs, monkeypatch):
+    # a cost keeps the problem with the interior-point solver (see test_activeqp.py)
     f_mat, sf, e, mu, caps = inputs
-    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, cost=1e-4), 30, 4)
 
     def boom(*args, **kwargs):
         raise cp.error.SolverError("Solver 'CLARABEL' failed.")

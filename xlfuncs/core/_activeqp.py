@@ -42,7 +42,9 @@ FREE, LOWER, UPPER = 0, -1, 1
 # (weight units).
 KKT_TOL = 1e-9
 _MAX_SWEEPS = 25  # active-set iterations at one t
-_MAX_STEPS = 80  # steps of the search for the t of a TE target (pieces when walking)
+_MAX_STEPS = 60  # Newton steps of the search for the t of a TE target
+_MAX_WALK = 4  # and pieces walked, at most this many per asset
+_WALK_JUMP = 16  # while walking, a Newton step is tried again every this many pieces
 
 
 @dataclass(frozen=True)
@@ -255,14 +257,60 @@ class ActiveQP:
         return QPSolution(np.clip(a, self.lower, self.upper), state, t, binding, self.solves)
 
     def at_t(self, t: float, state: np.ndarray | None = None) -> QPSolution | None:
-        """The answer of ``P_t`` (``t = 1 / (2 gamma)``), from the free set ``state``."""
+        """The answer of ``P_t`` (``t = 1 / (2 gamma)``), from the free set ``state``.
+
+        Without ``state``, or when the active-set sweeps do not settle from it,
+        the path is walked from the benchmark (``t = 0``) with a jump to ``t``
+        tried every few pieces.
+        """
         if not t >= 0:
             raise ValueError("t must be >= 0")
         self.solves = 0
-        got = self._settle(t, self.start_state() if state is None else state)
+        if state is not None:
+            got = self._settle(t, state)
+            if got is not None:
+                return self._answer(got[1], got[0], t, False)
+        origin = self._origin()
+        if origin is None:
+            return None if state is not None else self._settled(t, self.start_state())
+        piece, state = origin
+        here = 0.0
+        for walked in range(1, _MAX_WALK * self.n + 1):
+            _, _, hi, j = self._events(piece, state, here)
+            if t <= hi:
+                return self._answer(piece, state, t, False)
+            if j < 0:
+                return None
+            state, here = self._cross(piece, state, j, True), hi
+            if walked % _WALK_JUMP == 0:
+                got = self._settle(t, state)
+                if got is not None:
+                    return self._answer(got[1], got[0], t, False)
+            piece = self._piece(state)
+            if piece is None:
+                return None
+        return None
+
+    def _settled(self, t: float, state: np.ndarray) -> QPSolution | None:
+        got = self._settle(t, state)
         return None if got is None else self._answer(got[1], got[0], t, False)
 
     # ------------------------------------------------------------------ a TE target
+
+    def _origin(self) -> tuple[_Piece, np.ndarray] | None:
+        """The free set at ``t = 0``, where the answer is the benchmark (``a = 0``).
+
+        None when the benchmark breaks a bound (e.g. a weight above
+        ``max_weight``): the path then does not start at 0.
+        """
+        movable = ~self.fixed
+        if ((self.lower[movable] > 0).any() or (self.upper[movable] < 0).any()
+                or self.lower[self.fixed].any()):
+            return None
+        state = np.where(self.lower == 0, LOWER,
+                         np.where(self.upper == 0, UPPER, FREE)).astype(np.int8)
+        piece = self._piece(state)
+        return None if piece is None else (piece, state)
 
     def at_te(self, te: float, state: np.ndarray | None = None, t: float | None = None
               ) -> QPSolution | None:
@@ -271,46 +319,45 @@ class ActiveQP:
         The cap binds unless even the end of the frontier (the highest expected
         active return within the bounds) has less tracking error; then that end
         is the answer, with ``binding`` False. ``state`` and ``t`` are a start
-        (e.g. the previous date's); None when the target is below the least
-        tracking error the bounds allow, or the search fails.
+        (e.g. the previous date's). Without them the search starts from the
+        benchmark (``t = 0``). Newton steps on the piece's quadratic jump ahead;
+        where the active-set sweeps cannot settle a jump, the path is walked a
+        piece at a time from the last optimal point, with a jump tried again
+        every few pieces. None when the target is below the least tracking
+        error the bounds allow, or the search fails.
         """
         if not te > 0:
             raise ValueError("te must be > 0")
         self.solves = 0
         target = te * te
-        state = self.start_state() if state is None else state
+        valid = None  # the last optimal (piece, state, t)
+        if state is None:
+            origin = self._origin()
+            state = self.start_state() if origin is None else origin[1]
+            if origin is not None:
+                valid = (origin[0], origin[1], 0.0)
         if t is None or not (t > 0 and math.isfinite(t)):
-            first = self._piece(state)
+            first = valid[0] if valid is not None else self._piece(state)
             if first is None:
                 return None
             c2, c1, c0 = first.te2
             t = _rising_root(c2, c1, c0 - target)
             t = t if math.isfinite(t) and t > 0 else 1.0
         below, above = 0.0, math.inf  # TE(below) <= te < TE(above)
-        valid = None  # the last optimal (piece, state, t)
-        walking = False
-        for _ in range(_MAX_STEPS):
+        walking, since = False, 0  # walking the path; pieces walked since the last jump
+        for _ in range(_MAX_STEPS + _MAX_WALK * self.n):
             if walking:  # the state is optimal at t by construction
                 piece = self._piece(state)
                 if piece is None:
                     return None
-            else:
+            else:  # a jump: the sweeps settle the free set at t
                 got = self._settle(t, state)
                 if got is None:
                     if valid is None:
                         return None
-                    # a long jump the active-set sweeps cannot settle: walk the path
-                    # instead, a piece at a time, from the last optimal point
-                    walking = True
-                    piece, state, t_ok = valid
-                    lo, i_lo, hi, i_hi = self._events(piece, state, t_ok)
-                    forward = t > t_ok
-                    j, t = (i_hi, hi) if forward else (i_lo, lo)
-                    if j < 0:
-                        return None
-                    state = self._cross(piece, state, j, forward)
-                    continue
-                state, piece = got
+                    (piece, state, t), walking, since = valid, True, 0
+                else:
+                    state, piece = got
             valid = (piece, state, t)
             c2, c1, c0 = piece.te2
             now = c2 * t * t + c1 * t + c0
@@ -321,17 +368,19 @@ class ActiveQP:
             root = _rising_root(c2, c1, c0 - target)
             if lo <= root <= hi:
                 return self._answer(piece, state, root, True)
-            if walking:
+            if now <= target:
+                below = max(below, t)
+            else:
+                above = min(above, t)
+            if walking and since < _WALK_JUMP:  # cross to the next piece towards the target
+                since += 1
                 forward = now < target
                 j, t = (i_hi, hi) if forward else (i_lo, lo)
                 if j < 0:
                     return None
                 state = self._cross(piece, state, j, forward)
                 continue
-            if now <= target:
-                below = max(below, t)
-            else:
-                above = min(above, t)
+            walking = False  # jump again (from a walk: after a few pieces)
             if below < root < above:
                 step = root  # a Newton step: exact once the piece is the right one
             elif math.isfinite(above):

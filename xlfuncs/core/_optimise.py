@@ -634,7 +634,7 @@ class ActiveOptimiser:
             raise InputError(
                 f"max_weight {spec.max_weight:.4g} is infeasible for {n_dec} {what}: weights "
                 f"summing to 1 need max_weight >= 1/{n_dec} = {1 / n_dec:.4g}", "max_weight")
-        self._build()
+        self._cvx: tuple | None = None  # the cvxpy problem, built when first needed
 
     def _rows_of(self, factor_names: Sequence[str] | None
                  ) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -661,6 +661,27 @@ class ActiveOptimiser:
         return rows, np.array(lo), np.array(hi)
 
     # ------------------------------------------------------------------ build
+
+    @property
+    def _prob(self) -> Any:
+        """The compiled cvxpy problem, built on first use.
+
+        Importing cvxpy takes about a second, and the active-set solver answers
+        most dates without it.
+        """
+        if self._cvx is None:
+            self._build()
+        return self._cvx[0]
+
+    @property
+    def _p(self) -> dict[str, Any]:
+        self._prob  # noqa: B018 - builds it
+        return self._cvx[1]
+
+    @property
+    def _x(self) -> Any:
+        self._prob  # noqa: B018 - builds it
+        return self._cvx[2]
 
     def _build(self) -> None:
         import cvxpy as cp
@@ -727,18 +748,18 @@ class ActiveOptimiser:
         if spec.cost > 0:
             assert t is not None
             gain = gain - spec.cost * cp.sum(t)
-        self._te_con = None
+        te_con = None
         if spec.risk == "tev":
             p["budget"] = cp.Parameter(nonneg=True, name="te_budget")
-            self._te_con = cp.norm(cp.hstack(parts), 2) <= p["budget"]
-            cons.append(self._te_con)
+            te_con = cp.norm(cp.hstack(parts), 2) <= p["budget"]
+            cons.append(te_con)
             objective = cp.Maximize(gain)
         else:  # sqrt(gamma) is folded into R, se and seb
             objective = cp.Maximize(gain - cp.sum_squares(cp.hstack(parts)))
-        self._prob = cp.Problem(objective, cons)
-        if not self._prob.is_dpp():  # pragma: no cover - a build bug, not a user error
+        prob = cp.Problem(objective, cons)
+        if not prob.is_dpp():  # pragma: no cover - a build bug, not a user error
             raise RuntimeError("the optimiser's problem is not DPP")
-        self._p, self._x, self._f = p, x, f
+        self._cvx = (prob, p, x, f, te_con)
 
     # ------------------------------------------------------------------ inputs
 
@@ -1023,7 +1044,10 @@ class ActiveOptimiser:
         early = self._precheck(d, date)
         if early is not None:
             return self._failed(early, date, t0, "not solved", 0)
-        sol = self._exact_solve(exact, warm) if exact is not None and warm is not None else None
+        # the active-set solver, from the last answer's bound set or (a first date) from
+        # the benchmark; the interior-point solver where it does not answer
+        sol = (self._exact_solve(exact, warm if warm is not None else (None, math.nan))
+               if exact is not None else None)
         status, iters = "exact", 0
         if sol is None:
             got = self._clarabel(d, date, t0)
@@ -1107,11 +1131,13 @@ class ActiveOptimiser:
             return None
         return ActiveQP(d.root @ d.f_mat, d.e, d.f_mat.T @ d.mu, d.lb - d.b, d.ub - d.b)
 
-    def _exact_solve(self, qp: ActiveQP, warm: tuple[np.ndarray, float]) -> QPSolution | None:
+    def _exact_solve(self, qp: ActiveQP, warm: tuple[np.ndarray | None, float]
+                     ) -> QPSolution | None:
         state, t = warm
-        state = np.asarray(state)
-        if state.shape != (self.n,):
-            return None
+        if state is not None:
+            state = np.asarray(state)
+            if state.shape != (self.n,):
+                return None
         if self.spec.risk == "tev":
             return qp.at_te(float(self.spec.te_budget), state, t)
         gamma = float(self.spec.gamma)
