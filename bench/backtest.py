@@ -20,7 +20,8 @@ Rows:
   this process and in the workers. Each run starts with an
   empty estimate cache, so every ratio includes the estimation;
 * ``anchor`` (``--anchor``): one strategy with gamma anchored to a 6% TE target
-  (a Brent search per date) against one TEV-cap strategy at 6%, on ``sample:100``
+  (one exact TEV-cap solve per date, or a Brent search where the active-set
+  solver does not take the problem) against one TEV-cap strategy at 6%, on ``sample:100``
   over the last ``--months`` rebalances, serial: end to end from an empty
   estimate cache, and the decisions alone (estimates cached), with the solves
   per date of the anchored strategy.

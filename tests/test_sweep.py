@@ -154,7 +154,8 @@ def test_progress_counts_every_date_and_every_decision(data):
     cfg = config(tev=(0.02, 0.03, 0.05))
     run_backtest(data, cfg, executor=SerialExecutor(), progress=lambda d, t, s: seen.append((d, t)))
     n = len(_backtest._rebalance_dates(data, cfg))
-    assert seen[-1] == (n * 4, n * 4)
+    w = _backtest.ESTIMATE_UNITS["sample"]  # a date estimated costs w strategy-dates decided
+    assert seen[-1] == (n * (w + 3), n * (w + 3))
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert len(seen) >= 2 * n  # a tick per date estimated and per date decided
 
@@ -180,11 +181,13 @@ def test_each_progress_unit_is_a_date_estimated_or_a_strategy_date_decided(data,
     run_backtest(data, cfg, executor=SerialExecutor(),
                  progress=lambda d, t, s: seen.append((d, t, s, dict(work))))
     n = len(_backtest._rebalance_dates(data, cfg))
+    w = _backtest.ESTIMATE_UNITS["sample"]
+    total = (w + 3) * n
     assert [(d, t) for d, t, _, _ in seen] == (
-        [(k, 4 * n) for k in range(1, n + 1)]  # a date estimated at a time
-        + [(n + 3 * k, 4 * n) for k in range(1, n + 1)])  # then a date of all three decided
+        [(w * k, total) for k in range(1, n + 1)]  # a date estimated at a time
+        + [(w * n + 3 * k, total) for k in range(1, n + 1)])  # then a date of all three
     for d, _, text, done in seen:
-        assert d == done["estimated"] + done["decided"]
+        assert d == w * done["estimated"] + done["decided"]
         assert text == ("estimating" if done["decided"] == 0 else "optimising")
 
 
@@ -195,20 +198,22 @@ def test_worker_processes_report_progress_per_date(data):
     with ProcessExecutor(2) as pool:
         run_backtest(data, cfg, executor=pool, progress=lambda d, t, s: seen.append((d, t, s)))
     n = len(_backtest._rebalance_dates(data, cfg))
-    assert [t for _, t, _ in seen] == [4 * n] * len(seen)
+    w = _backtest.ESTIMATE_UNITS["sample"]
+    assert [t for _, t, _ in seen] == [(w + 3) * n] * len(seen)
     done = [d for d, _, _ in seen]
-    assert done == sorted(done) and done[-1] == 4 * n
+    assert done == sorted(done) and done[-1] == (w + 3) * n
     steps = {(s, d - before) for (d, _, s), before in zip(seen, [0, *done[:-1]], strict=True)}
     assert [s for _, _, s in seen].count("estimating") == n  # every date, not every chunk
     # groups of strategies (0.02, 0.05) and (0.03): every date of each, not each group's end
     assert [s for _, _, s in seen].count("optimising") == 2 * n
-    assert steps == {("estimating", 1), ("optimising", 2), ("optimising", 1)}
+    assert steps == {("estimating", w), ("optimising", 2), ("optimising", 1)}
 
 
 def test_a_stage_counts_each_unit_once():
     """Reports and task ends add up to the total, whichever arrives; nothing twice."""
     seen = []
     tracker = _backtest._Progress(lambda d, t, s: seen.append(d), n_dates=5, n_strategies=1)
+    assert tracker.total == 5 * (_backtest.ESTIMATE_UNITS["sample"] + 1)
     stage = tracker.stage("optimising", [5, 5])
     stage.tick(0, 2)
     stage.finished(0)  # the 3 units not reported

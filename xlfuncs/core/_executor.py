@@ -142,11 +142,17 @@ def _context():
 
 
 class ProcessExecutor(_Closing):
-    """A pool of local worker processes; ``shared`` reaches each worker once.
+    """Local worker processes and this one: ``workers`` items run at a time.
 
-    The pool lives until :meth:`close` and serves every ``map`` given the same
-    ``shared`` object (the estimation and the decisions of one backtest), so
-    workers start once per run, not once per stage.
+    This process is one of the ``workers``: it runs the last item itself and
+    then takes the items no worker has started yet, from the end, while
+    ``workers - 1`` processes take them from the front. So a small map does
+    not wait for processes to start (a fork server's first start imports the
+    numerical stack, about a second), and this process's warm state is used.
+    ``shared`` reaches each worker process once, through the pool's
+    initializer. The pool lives until :meth:`close` and serves every ``map``
+    given the same ``shared`` object (the estimation and the decisions of one
+    backtest), so workers start once per run, not once per stage.
     """
 
     def __init__(self, workers: int):
@@ -167,7 +173,7 @@ class ProcessExecutor(_Closing):
             # A pipe written at once by report(n) (no feeder thread): a worker's reports
             # are all in it before its result arrives, so an item's reports precede its done.
             self._reports = ctx.SimpleQueue()
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+            self._pool = ProcessPoolExecutor(max_workers=self.workers - 1, mp_context=ctx,
                                              initializer=_set_shared,
                                              initargs=(shared, self._reports))
             self._shared = shared
@@ -176,22 +182,46 @@ class ProcessExecutor(_Closing):
     def map(self, fn, items, shared, done=None, tick=None):
         from concurrent.futures import FIRST_COMPLETED, wait
 
+        from xlfuncs.core._lstsq import one_thread
+
         if not items:
             return []
         out: list[Any] = [None] * len(items)
-        pool, reports = self._pool_for(shared)
-        futures = {pool.submit(_call_with_shared, fn, item, None if tick is None else k): k
-                   for k, item in enumerate(items)}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=None if tick is None else TICK_POLL,
-                                     return_when=FIRST_COMPLETED)
+        remote: dict[Any, int] = {}
+        if self.workers > 1 and len(items) > 1:
+            pool, reports = self._pool_for(shared)
+            remote = {pool.submit(_call_with_shared, fn, item, None if tick is None else k): k
+                      for k, item in enumerate(items[:-1])}
+        else:
+            reports = None
+        by_item = {k: fut for fut, k in remote.items()}
+        pending = set(remote)
+
+        def collect(timeout: float | None) -> None:
+            nonlocal pending
+            finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             _relay(reports, tick)
-            for fut in sorted(finished, key=futures.__getitem__):
-                k = futures[fut]
+            for fut in sorted(finished, key=remote.__getitem__):
+                k = remote[fut]
                 out[k] = fut.result()
                 if done is not None:
                     done(k)
+
+        # this process: the last item, then each item not started elsewhere, from the end
+        k = len(items) - 1
+        while k >= 0 and (k not in by_item or by_item[k].cancel()):
+            pending.discard(by_item.get(k))
+            with one_thread():
+                out[k] = (fn(shared, items[k]) if tick is None
+                          else fn(shared, items[k], lambda n, k=k: tick(k, n)))
+            if done is not None:
+                done(k)
+            if pending:
+                collect(0)
+            k -= 1
+        while pending:
+            collect(None if tick is None else TICK_POLL)
+        _relay(reports, tick)
         return out
 
     def close(self) -> None:
