@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import cvxpy as cp
 import numpy as np
@@ -405,16 +406,19 @@ def test_max_weight_too_small_for_the_tradable_universe(inputs):
     assert np.isnan(res.weights).all() and res.weights.shape == (30,)
 
 
-def test_turnover_limit_unreachable(inputs):
+@pytest.mark.parametrize("limit", [0.2, 0.3])
+def test_turnover_limit_unreachable(inputs, limit):
     f_mat, sf, e, mu, caps = inputs
     prev = np.zeros(30)
     prev[0], prev[1:] = 0.5, 0.5 / 29
     tradable = np.ones(30, dtype=bool)
     tradable[0] = False  # half the portfolio left the universe: at least 0.5 must be sold
-    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=0.2), 30, 4).solve(
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=limit), 30, 4).solve(
         f_mat, sf, e, mu, caps=caps, tradable=tradable, prev_weights=prev)
     assert res.status == "failed"
-    assert "turnover limit unreachable" in res.reason and "0.5" in res.reason
+    assert res.reason == (f"turnover limit unreachable: {limit:g} one-way, but selling what left "
+                          "the universe and staying within the bounds needs at least 0.5; "
+                          "raise turnover")
     assert isinstance(res.error, InfeasibleError) and res.error.argument == "turnover"
 
 
@@ -429,6 +433,87 @@ def test_tev_budget_unreachable(inputs):
     assert res.reason.startswith("2021-06-30: the TEV budget 0.001 is unreachable")
     assert "raise tev" in res.reason
     assert res.error.argument == "tev"
+
+
+def lowest_te(f_mat, sf, e, tradable, *, b=None, x_b=None, prev=None, turnover=None):
+    """The lowest annual TE long-only weights on ``tradable`` allow, on the n x n covariance.
+
+    Against benchmark weights ``b`` or a factor benchmark's exposure ``x_b``; with
+    ``turnover`` the one-way trade from ``prev`` is limited too.
+    """
+    w = cp.Variable(len(e))
+    if b is not None:
+        risk = cp.quad_form(w - b, cp.psd_wrap(full_cov(f_mat, sf, e)))
+    else:
+        fx = f_mat @ w - x_b
+        risk = cp.quad_form(fx, cp.psd_wrap(sf)) + e @ cp.square(w)
+    cons = [cp.sum(w) == 1, w >= 0, w[~tradable] == 0]
+    if turnover is not None:
+        cons.append(cp.norm1(w - prev) <= 2 * turnover)
+    prob = cp.Problem(cp.Minimize(risk), cons)
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-10)
+    assert prob.status == cp.OPTIMAL
+    return math.sqrt(prob.value * PPY)
+
+
+@pytest.mark.parametrize("case", ["benchmark", "factor benchmark", "previous weights",
+                                  "binding turnover"])
+def test_an_unreachable_budget_names_the_lowest_te_the_constraints_allow(inputs, case):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    tradable = np.ones(30, dtype=bool)
+    tradable[np.argsort(b)[-3:]] = False  # the three largest benchmark names cannot be held
+    prev = np.full(30, 1 / 30) if case in ("previous weights", "binding turnover") else None
+    turnover = 0.2 if case == "binding turnover" else None
+    x_b = np.array([0.0, 1.0, 0.0, 0.0])
+    kw = {"benchmark_exposure": x_b} if case == "factor benchmark" else {"benchmark": b}
+    need = lowest_te(f_mat, sf, e, tradable, prev=prev, turnover=turnover,
+                     **({"x_b": x_b} if case == "factor benchmark" else {"b": b}))
+    if case == "binding turnover":  # the limit raises the lowest TE
+        assert need > 1.01 * lowest_te(f_mat, sf, e, tradable, b=b)
+    tev = 0.7 * need
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=tev, turnover=turnover), 30, 4).solve(
+        f_mat, sf, e, mu, tradable=tradable, prev_weights=prev, date="2021-06-30", **kw)
+    assert res.status == "failed" and isinstance(res.error, InfeasibleError)
+    assert res.error.argument == "tev"
+    head = f"2021-06-30: the TEV budget {tev:.4g} is unreachable: the lowest tracking error the "
+    tail = " a year; raise tev or relax max_weight/turnover"
+    assert res.reason.startswith(head + "constraints allow is ") and res.reason.endswith(tail)
+    said = float(res.reason[len(head + "constraints allow is "):-len(tail)])
+    assert said == pytest.approx(need, rel=1e-3)  # printed to 4 digits
+
+
+def test_limits_that_hold_with_an_unreachable_budget_are_not_blamed(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    spec = OptimiserSpec("tev", tev=0.001, factor_bounds={"SMB": (0.05, 0.1)})
+    opt = ActiveOptimiser(spec, 30, 4, factor_names=("Mkt-RF", "SMB", "HML"))
+    # the SMB bound holds alone and the benchmark is within the budget, but not both
+    res = opt.solve(f_mat, sf, e, mu, benchmark=caps / caps.sum(), date="2020-01-31")
+    assert res.status == "failed" and isinstance(res.error, InfeasibleError)
+    assert res.reason == ("2020-01-31: the constraints cannot all hold (solver says infeasible); "
+                          "relax tev, max_weight or turnover")
+    assert res.error.argument == "tev"
+
+
+def test_a_failed_date_carries_no_figures(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    t0 = time.perf_counter()
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool), date="2020-05-29")
+    assert res.status == "failed" and res.date == "2020-05-29"
+    assert np.isnan(res.weights).all() and res.weights.shape == (30,)
+    assert math.isnan(res.tracking_error) and math.isnan(res.active_return)
+    assert math.isnan(res.turnover) and res.te_binding is False
+    assert 0 <= res.solve_seconds <= time.perf_counter() - t0
+    assert res.industry_weights is None and res.solver_status == "not solved"
+    k = 3
+    sector = ActiveOptimiser(OptimiserSpec("sector", gamma=1.0), 30, 4, k).solve(
+        f_mat, sf, e, mu, caps=caps, industries=np.arange(30) % k,
+        tradable=np.zeros(30, dtype=bool))
+    assert sector.reason == ("there are no industries with tradable stocks; check the tradable "
+                             "mask")
+    assert sector.industry_weights.shape == (k,) and np.isnan(sector.industry_weights).all()
+    assert sector.date is None
 
 
 def test_no_tradable_asset(inputs):
@@ -448,7 +533,17 @@ def test_solver_error_becomes_a_failed_result(inputs, monkeypatch):
     monkeypatch.setattr(opt._prob, "solve", boom)
     res = opt.solve(f_mat, sf, e, mu, caps=caps, date="2022-01-31")
     assert res.status == "failed" and res.solver_status == "solver_error"
-    assert isinstance(res.error, ConvergenceError) and "2022-01-31" in res.reason
+    assert isinstance(res.error, ConvergenceError)
+    assert res.reason == ("2022-01-31: the solver failed (Solver 'CLARABEL' failed.); check the "
+                          "inputs' scale (per-period moments)")
+
+    def silent(*args, **kwargs):
+        raise cp.error.SolverError("")
+
+    monkeypatch.setattr(opt._prob, "solve", silent)  # no message: the exception's kind
+    res = opt.solve(f_mat, sf, e, mu, caps=caps)
+    assert res.reason == ("the solver failed (SolverError); check the inputs' scale "
+                          "(per-period moments)")
 
 
 def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
