@@ -213,6 +213,10 @@ def test_sector_weights_map():
     w2, u2 = sector_weights(caps, m01, 3)
     np.testing.assert_array_equal(w_map, w2)
     np.testing.assert_array_equal(u_b, u2)
+    # a code left empty (NaN) is no industry; caps are any positive scale
+    w3, u3 = sector_weights(caps / 100, np.array([0, 0, 1, 1, np.nan]), 3)
+    np.testing.assert_allclose(w3, w_map, rtol=1e-15)
+    np.testing.assert_allclose(u3, u_b, rtol=1e-15)
 
 
 @pytest.mark.parametrize("risk", ["tev", "gamma"])
@@ -435,19 +439,22 @@ def test_tev_budget_unreachable(inputs):
     assert res.error.argument == "tev"
 
 
-def lowest_te(f_mat, sf, e, tradable, *, b=None, x_b=None, prev=None, turnover=None):
+def lowest_te(f_mat, sf, e, tradable, *, b=None, x_b=None, prev=None, turnover=None,
+              w_map=None):
     """The lowest annual TE long-only weights on ``tradable`` allow, on the n x n covariance.
 
     Against benchmark weights ``b`` or a factor benchmark's exposure ``x_b``; with
-    ``turnover`` the one-way trade from ``prev`` is limited too.
+    ``turnover`` the one-way trade from ``prev`` is limited too; with ``w_map`` the
+    weights are ``w_map @ u`` for industry weights ``u``.
     """
-    w = cp.Variable(len(e))
+    u = cp.Variable(len(e) if w_map is None else w_map.shape[1])
+    w = u if w_map is None else w_map @ u
     if b is not None:
         risk = cp.quad_form(w - b, cp.psd_wrap(full_cov(f_mat, sf, e)))
     else:
         fx = f_mat @ w - x_b
         risk = cp.quad_form(fx, cp.psd_wrap(sf)) + e @ cp.square(w)
-    cons = [cp.sum(w) == 1, w >= 0, w[~tradable] == 0]
+    cons = [cp.sum(u) == 1, u >= 0, w[~tradable] == 0]
     if turnover is not None:
         cons.append(cp.norm1(w - prev) <= 2 * turnover)
     prob = cp.Problem(cp.Minimize(risk), cons)
@@ -457,22 +464,30 @@ def lowest_te(f_mat, sf, e, tradable, *, b=None, x_b=None, prev=None, turnover=N
 
 
 @pytest.mark.parametrize("case", ["benchmark", "factor benchmark", "previous weights",
-                                  "binding turnover"])
+                                  "binding turnover", "turnover from cash", "sector"])
 def test_an_unreachable_budget_names_the_lowest_te_the_constraints_allow(inputs, case):
     f_mat, sf, e, mu, caps = inputs
     b = caps / caps.sum()
     tradable = np.ones(30, dtype=bool)
     tradable[np.argsort(b)[-3:]] = False  # the three largest benchmark names cannot be held
     prev = np.full(30, 1 / 30) if case in ("previous weights", "binding turnover") else None
-    turnover = 0.2 if case == "binding turnover" else None
+    turnover = 0.2 if "turnover" in case else None
     x_b = np.array([0.0, 1.0, 0.0, 0.0])
     kw = {"benchmark_exposure": x_b} if case == "factor benchmark" else {"benchmark": b}
-    need = lowest_te(f_mat, sf, e, tradable, prev=prev, turnover=turnover,
-                     **({"x_b": x_b} if case == "factor benchmark" else {"b": b}))
+    ref = {"x_b": x_b} if case == "factor benchmark" else {"b": b}
+    mode, k, w_map = "tev", None, None
+    if case == "sector":  # industries cap-weighted over their tradable stocks
+        mode, k, ind = "sector", 4, np.arange(30) % 4
+        kw |= {"caps": caps, "industries": ind}
+        c = np.where(tradable, caps, 0.0)
+        w_map = np.eye(k)[ind] * c[:, None]
+        w_map /= w_map.sum(axis=0)
+    need = lowest_te(f_mat, sf, e, tradable, prev=prev, w_map=w_map,
+                     turnover=turnover if prev is not None else None, **ref)  # none from cash
     if case == "binding turnover":  # the limit raises the lowest TE
         assert need > 1.01 * lowest_te(f_mat, sf, e, tradable, b=b)
     tev = 0.7 * need
-    res = ActiveOptimiser(OptimiserSpec("tev", tev=tev, turnover=turnover), 30, 4).solve(
+    res = ActiveOptimiser(OptimiserSpec(mode, tev=tev, turnover=turnover), 30, 4, k).solve(
         f_mat, sf, e, mu, tradable=tradable, prev_weights=prev, date="2021-06-30", **kw)
     assert res.status == "failed" and isinstance(res.error, InfeasibleError)
     assert res.error.argument == "tev"
@@ -710,6 +725,15 @@ def test_bad_inputs_raise(inputs):
          "industries must be 30 x 3 (got 30 x 2)"),
         (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.full((30, 3), 2.0)},
          "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.full((30, 3), 0.25)},
+         "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.eye(3)[np.arange(30) % 3]
+                                   + np.eye(3)[(np.arange(30) + 1) % 3]},
+         "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 3 - 2},
+         "industries", codes),
+        (opt, (f_mat, sf, e, mu), {"caps": caps[:29]}, "caps",
+         "caps must have 30 values (got shape (29,))"),
     ]:
         raises_exactly(text, argument, solver.solve, *args, **kwargs)
 
