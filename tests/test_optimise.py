@@ -583,6 +583,91 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
     assert isinstance(bad.error, ConvergenceError)
 
 
+def answer_changed_to(opt, change):
+    """Let ``opt`` solve for real, then report the answer ``change(x)`` as optimal_inaccurate."""
+    real = opt._prob.solve
+
+    def solve(*args, **kwargs):
+        real(*args, **kwargs)
+        opt._prob._status = cp.OPTIMAL_INACCURATE
+        opt._x.value = change(opt._x.value.copy())
+    return solve
+
+
+def industry_active(w, b, ind):
+    return np.array([w[ind == j].sum() - b[ind == j].sum() for j in range(ind.max() + 1)])
+
+
+def moved(x, src, dst, amount):
+    x[src] -= amount
+    x[dst] += amount
+    return x
+
+
+@pytest.mark.parametrize("case", ["sum", "bound", "budget", "industry"])
+def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
+        inputs, monkeypatch, case):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    ind = np.arange(30) % 5
+    spec, k = {"sum": (OptimiserSpec("tev", tev=0.05), None),
+               "bound": (OptimiserSpec("tev", tev=0.08, max_weight=0.06), None),
+               "budget": (OptimiserSpec("tev", tev=0.05), None),
+               "industry": (OptimiserSpec("gamma", gamma=5.0, industry_limit=0.01), 5)}[case]
+    opt = ActiveOptimiser(spec, 30, 4, k)
+    kw = {"benchmark": b} | ({"industries": ind} if k else {})
+    x = opt.solve(f_mat, sf, e, mu, **kw).weights
+    top, low = int(np.argmax(x)), int(np.argmin(x))
+    if case == "sum":
+        change, text = (lambda v: v * 1.01), f"weights sum to {1.01 * x.sum():.8g}, not 1"
+    elif case == "bound":
+        assert x[top] == pytest.approx(0.06, abs=1e-8)
+        change = lambda v: moved(v, low, top, 1e-3)  # noqa: E731
+        text = "a weight is 0.001 outside its bounds"
+    elif case == "budget":  # 10% of the way to the TE-free optimum: over the budget, not 2x
+        change = lambda v: 0.9 * v + 0.1 * corner(f_mat, mu)  # noqa: E731
+        w = 0.9 * x + 0.1 * corner(f_mat, mu)
+        te = te_full(w / w.sum(), b, f_mat, sf, e) / math.sqrt(PPY)
+        assert 0.05 / math.sqrt(PPY) < te < 2 * 0.05 / math.sqrt(PPY)
+        text = f"tracking error {te:.6g} per period exceeds the budget {0.05 / math.sqrt(PPY):.6g}"
+    else:  # 0.02 from an industry's largest holding to another industry's
+        src = max(np.flatnonzero(ind == 0), key=lambda i: x[i])
+        dst = int(np.flatnonzero(ind == 1)[0])
+        change = lambda v: moved(v, src, dst, 0.02)  # noqa: E731
+        assert np.abs(industry_active(x, b, ind)).max() <= 0.01 + 1e-9
+        after = np.abs(industry_active(moved(x.copy(), src, dst, 0.02), b, ind)).max()
+        text = f"an industry weight is {after - 0.01:.3g} outside its limit"
+    monkeypatch.setattr(opt._prob, "solve", answer_changed_to(opt, change))
+    res = opt.solve(f_mat, sf, e, mu, date="2023-03-31", **kw)
+    assert res.status == "failed" and isinstance(res.error, ConvergenceError)
+    assert res.reason == (f"2023-03-31: the solver's answer (optimal_inaccurate) fails the checks: "
+                          f"{text}; loosen the constraints or check the inputs' scale")
+
+
+@pytest.mark.parametrize("scale", [1 - 3e-7, 1 + 3e-7])
+def test_an_answer_within_the_tolerances_is_cleaned_to_sum_to_one(inputs, monkeypatch, scale):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.08, max_weight=0.06), 30, 4)
+    x = opt.solve(f_mat, sf, e, mu, benchmark=b).weights
+    zero = int(np.argmin(x))
+    assert x[zero] < 1e-9
+
+    def off(v):  # every weight scaled, one a hair below 0 (all within 1e-6 of the bounds)
+        v = v * scale
+        v[zero] = -3e-7
+        return v
+
+    monkeypatch.setattr(opt._prob, "solve", answer_changed_to(opt, off))
+    res = opt.solve(f_mat, sf, e, mu, benchmark=b)
+    assert res.ok and res.solver_status == "optimal_inaccurate"
+    want = x * scale
+    want[zero] = 0.0
+    want = np.minimum(want, 0.06)
+    np.testing.assert_allclose(res.weights, want / want.sum(), rtol=1e-13, atol=0)
+    assert res.weights[zero] == 0.0 and res.weights.sum() == pytest.approx(1.0, abs=1e-15)
+
+
 # --------------------------------------------------------------------------- bad specs, inputs
 
 
