@@ -177,6 +177,28 @@ def test_an_unreachable_factor_bound_is_named_with_the_reachable_range(inputs):
                                    4).solve, f_mat, sf, e, mu, benchmark=b, tradable=tradable)
 
 
+def test_limits_that_hold_alone_but_not_together_are_named_together(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    ind = np.arange(30) % 3
+    smb = f_mat[2] - f_mat[2] @ b  # active SMB exposure of all weight in one asset
+    # industries held at the benchmark's weights reach at most the best stock per industry
+    within = sum(b[ind == j].sum() * smb[ind == j].max() for j in range(3))
+    assert within < smb.max() - 0.05
+    spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.0,
+                         factor_bounds={"SMB": ((within + smb.max()) / 2, smb.max())})
+    raises_exactly("1999-12-31: the industry and factor limits together admit no portfolio; "
+                   "loosen one", "industry_limit",
+                   ActiveOptimiser(spec, 30, 4, 3, factor_names=FACTORS).solve, f_mat, sf, e,
+                   mu, benchmark=b, industries=ind, date=pd.Timestamp("1999-12-31"))
+    # a bound out of reach alone is named with the range of the weight bounds alone
+    spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.0, factor_bounds={"SMB": (5, 6)})
+    raises_exactly(f"factor_bounds: the active exposure to SMB cannot be within 5 to 6 (the weight "
+                   f"bounds allow {smb.min():.4g} to {smb.max():.4g})", "factor_bounds",
+                   ActiveOptimiser(spec, 30, 4, 3, factor_names=FACTORS).solve, f_mat, sf, e,
+                   mu, benchmark=b, industries=ind)
+
+
 def test_a_limit_that_fails_on_a_later_date_fails_that_date_only(inputs):
     f_mat, sf, e, mu, caps = inputs
     b = caps / caps.sum()
