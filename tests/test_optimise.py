@@ -213,8 +213,9 @@ def test_sector_weights_map():
     w2, u2 = sector_weights(caps, m01, 3)
     np.testing.assert_array_equal(w_map, w2)
     np.testing.assert_array_equal(u_b, u2)
-    # a code left empty (NaN) is no industry; caps are any positive scale
-    w3, u3 = sector_weights(caps / 100, np.array([0, 0, 1, 1, np.nan]), 3)
+    # a code left empty (NaN) is no industry; caps are any positive scale, also as sheet
+    # cells (an object array)
+    w3, u3 = sector_weights((caps / 100).astype(object), np.array([0, 0, 1, 1, np.nan]), 3)
     np.testing.assert_allclose(w3, w_map, rtol=1e-15)
     np.testing.assert_allclose(u3, u_b, rtol=1e-15)
 
@@ -381,6 +382,20 @@ def test_unlisted_assets_get_zero_weight(inputs):
     assert res.ok
     assert (res.weights[~tradable] == 0.0).all()
     np.testing.assert_allclose(res.weights, corner(f_mat, mu, tradable), atol=1e-6)
+
+
+def test_a_zero_cap_leaves_the_asset_out_of_the_universe_and_the_benchmark(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    best = int(np.argmax(f_mat.T @ mu))
+    zero = caps.copy()
+    zero[best] = 0.0
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=0.0), 30, 4).solve(
+        f_mat, sf, e, mu, caps=zero)
+    tradable = np.arange(30) != best
+    np.testing.assert_allclose(res.weights, corner(f_mat, mu, tradable), atol=1e-6)
+    assert res.weights[best] == 0.0
+    b = zero / zero.sum()
+    assert res.active_return == pytest.approx(mu @ f_mat @ (res.weights - b), rel=1e-12)
 
 
 def test_benchmark_weight_on_an_unlisted_asset_stays_in_the_risk(inputs):
