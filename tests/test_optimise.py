@@ -275,6 +275,13 @@ def test_sector_mode_industry_without_tradable_stocks(inputs):
         f_mat, sf, e, mu, caps=caps, industries=ind, tradable=tradable)
     assert res.ok and res.industry_weights[2] == 0.0
     assert (res.weights[~tradable] == 0).all()
+    # with a TEV cap against all the caps: the untradable industry stays in the risk
+    b = caps / caps.sum()
+    capped = ActiveOptimiser(OptimiserSpec("sector", tev=0.03), 30, 4, 5).solve(
+        f_mat, sf, e, mu, caps=caps, industries=ind, tradable=tradable, benchmark=b)
+    assert capped.tracking_error == pytest.approx(te_full(capped.weights, b, f_mat, sf, e),
+                                                  rel=1e-12)
+    assert capped.te_binding and capped.tracking_error == pytest.approx(0.03, rel=1e-6)
 
 
 # --------------------------------------------------------------------------- options
@@ -325,6 +332,44 @@ def test_turnover_limit_and_costs(inputs):
     # a linear objective on the TE ellipsoid: the weights are as exact as sqrt(the gap)
     assert first.active_return == pytest.approx(free.active_return, rel=1e-7)
     np.testing.assert_allclose(first.weights, free.weights, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kw", "tev"), [({"max_weight": 0.06}, 0.05),
+                                         ({"long_only": False, "max_weight": 0.2}, 0.3)])
+def test_the_first_build_from_cash_has_no_turnover_limit(inputs, kw, tev):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    free = ActiveOptimiser(OptimiserSpec("tev", tev=tev, **kw), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    first = ActiveOptimiser(OptimiserSpec("tev", tev=tev, turnover=0.15, **kw), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    assert first.ok and 0.5 * np.abs(free.weights).sum() > 0.15  # a limit would bind
+    assert first.active_return == pytest.approx(free.active_return, rel=1e-7)
+    np.testing.assert_allclose(first.weights, free.weights, atol=1e-5)
+
+
+def test_sector_mode_turnover_limit_against_a_direct_solve(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    k = 5
+    ind = np.arange(30) % k
+    b = caps / caps.sum()
+    w_map, _ = sector_weights(caps, ind, k)
+    kw = {"caps": caps, "industries": ind, "prev_weights": b}
+    free = ActiveOptimiser(OptimiserSpec("sector", tev=0.03), 30, 4, k).solve(
+        f_mat, sf, e, mu, **kw)
+    res = ActiveOptimiser(OptimiserSpec("sector", tev=0.03, turnover=0.1), 30, 4, k).solve(
+        f_mat, sf, e, mu, **kw)
+    assert free.turnover > 0.2 and res.ok
+    assert res.turnover == pytest.approx(0.5 * np.abs(res.weights - b).sum(), rel=1e-12)
+    assert res.turnover <= 0.1 + 1e-7
+    u = cp.Variable(k)
+    w = w_map @ u
+    prob = cp.Problem(cp.Maximize(mu @ f_mat @ (w - b)), [
+        cp.sum(u) == 1, u >= 0, cp.norm1(w - b) <= 2 * 0.1,
+        cp.quad_form(w - b, cp.psd_wrap(full_cov(f_mat, sf, e))) <= 0.03**2 / PPY])
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == cp.OPTIMAL
+    assert res.active_return == pytest.approx(prob.value, rel=1e-5)
 
 
 def test_cost_is_deducted_in_the_objective(inputs):
@@ -419,10 +464,16 @@ def test_max_weight_too_small_for_the_tradable_universe(inputs):
     res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, max_weight=0.1), 30, 4).solve(
         f_mat, sf, e, mu, caps=caps, tradable=tradable, date="2020-03-31")
     assert res.status == "failed" and not res.ok
-    assert "2020-03-31" in res.reason and "max_weight too small" in res.reason
-    assert "raise max_weight" in res.reason and "\n" not in res.reason
+    assert res.reason == ("2020-03-31: max_weight too small for the tradable universe: 5 "
+                          "tradable assets at 0.1 hold at most 0.5; raise max_weight to at least "
+                          "0.2")
     assert isinstance(res.error, InfeasibleError) and res.error.argument == "max_weight"
     assert np.isnan(res.weights).all() and res.weights.shape == (30,)
+    # exactly enough: every tradable asset at max_weight
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.5, max_weight=0.2), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=tradable)
+    assert res.ok
+    np.testing.assert_allclose(res.weights, np.where(tradable, 0.2, 0.0), rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize("limit", [0.2, 0.3])
@@ -536,6 +587,8 @@ def test_a_failed_date_carries_no_figures(inputs):
     assert math.isnan(res.turnover) and res.te_binding is False
     assert 0 <= res.solve_seconds <= time.perf_counter() - t0
     assert res.industry_weights is None and res.solver_status == "not solved"
+    assert res.reason == "2020-05-29: there are no tradable assets; check the tradable mask"
+    assert type(res.error) is InfeasibleError and res.error.argument == "tradable"
     k = 3
     sector = ActiveOptimiser(OptimiserSpec("sector", gamma=1.0), 30, 4, k).solve(
         f_mat, sf, e, mu, caps=caps, industries=np.arange(30) % k,
@@ -619,7 +672,7 @@ def moved(x, src, dst, amount):
     return x
 
 
-@pytest.mark.parametrize("case", ["sum", "bound", "budget", "industry"])
+@pytest.mark.parametrize("case", ["sum", "bound", "budget", "industry", "factor", "turnover"])
 def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
         inputs, monkeypatch, case):
     f_mat, sf, e, mu, caps = inputs
@@ -628,9 +681,14 @@ def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
     spec, k = {"sum": (OptimiserSpec("tev", tev=0.05), None),
                "bound": (OptimiserSpec("tev", tev=0.08, max_weight=0.06), None),
                "budget": (OptimiserSpec("tev", tev=0.05), None),
-               "industry": (OptimiserSpec("gamma", gamma=5.0, industry_limit=0.01), 5)}[case]
-    opt = ActiveOptimiser(spec, 30, 4, k)
+               "industry": (OptimiserSpec("gamma", gamma=5.0, industry_limit=0.01), 5),
+               "factor": (OptimiserSpec("gamma", gamma=5.0, factor_bounds={"HML": (-0.02, 0.02)}),
+                          None),
+               "turnover": (OptimiserSpec("gamma", gamma=5.0, turnover=0.05), None)}[case]
+    opt = ActiveOptimiser(spec, 30, 4, k, factor_names=("Mkt-RF", "SMB", "HML"))
     kw = {"benchmark": b} | ({"industries": ind} if k else {})
+    if case == "turnover":
+        kw["prev_weights"] = b
     x = opt.solve(f_mat, sf, e, mu, **kw).weights
     top, low = int(np.argmax(x)), int(np.argmin(x))
     if case == "sum":
@@ -645,6 +703,20 @@ def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
         te = te_full(w / w.sum(), b, f_mat, sf, e) / math.sqrt(PPY)
         assert 0.05 / math.sqrt(PPY) < te < 2 * 0.05 / math.sqrt(PPY)
         text = f"tracking error {te:.6g} per period exceeds the budget {0.05 / math.sqrt(PPY):.6g}"
+    elif case == "factor":  # 0.02 from the lowest-HML holding to the highest-HML asset
+        hml = f_mat[3]
+        held = np.flatnonzero(x > 0.02)
+        src, dst = int(held[np.argmin(hml[held])]), int(np.argmax(hml))
+        change = lambda v: moved(v, src, dst, 0.02)  # noqa: E731
+        after = hml @ (moved(x.copy(), src, dst, 0.02) - b)
+        assert abs(hml @ (x - b)) <= 0.02 + 1e-7 and abs(after) > 0.02 + 1e-3
+        text = f"a factor exposure is {abs(after) - 0.02:.3g} outside its bounds"
+    elif case == "turnover":  # 0.01 more traded: the benchmark's largest name sold further
+        src, dst = int(np.argmax(b)), int(np.argmax(x - b))
+        assert x[src] < b[src] and 0.5 * np.abs(x - b).sum() == pytest.approx(0.05, abs=1e-7)
+        change = lambda v: moved(v, src, dst, 0.01)  # noqa: E731
+        to = 0.5 * np.abs(moved(x.copy(), src, dst, 0.01) - b).sum()
+        text = f"one-way turnover {to:.6g} exceeds the limit 0.05"
     else:  # 0.02 from an industry's largest holding to another industry's
         src = max(np.flatnonzero(ind == 0), key=lambda i: x[i])
         dst = int(np.flatnonzero(ind == 1)[0])
