@@ -286,17 +286,44 @@ def test_a_limit_of_a_whole_portfolio_is_accepted_and_a_limit_must_be_a_number()
                    industry_limits={"Tech": -0.1})
 
 
-@pytest.mark.parametrize(("kwargs", "text"), [
-    ({"industry_limit": 1.5}, "industry_limit must be an active weight from 0 to 1"),
-    ({"industry_limits": {"Tech": -0.1}}, "industry_limits for Tech must be"),
-    ({"factor_bounds": {"SMB": (0.2, -0.2)}}, "lo 0.2 is above hi -0.2"),
-    ({"factor_bounds": {"SMB": (0.2,)}}, "must be two numbers"),
-    ({"factor_bounds": {"SMB": (0, 1)}, "factor_neutral": True}, "clear factor_bounds"),
-    ({"factor_neutral": "yes"}, "factor_neutral must be TRUE or FALSE"),
+@pytest.mark.parametrize(("kwargs", "argument", "text"), [
+    ({"industry_limit": 1.5}, "industry_limit",
+     "industry_limit must be an active weight from 0 to 1, e.g. 0.05 (got 1.5)"),
+    ({"industry_limits": {"Tech": -0.1}}, "industry_limits",
+     "industry_limits for Tech must be an active weight from 0 to 1, e.g. 0.05 (got -0.1)"),
+    ({"industry_limits": [("Tech", "abc")]}, "industry_limits",
+     "industry_limits must be a number (got 'abc')"),
+    ({"factor_bounds": {"SMB": (0.2, -0.2)}}, "factor_bounds",
+     "factor_bounds for SMB: lo 0.2 is above hi -0.2"),
+    ({"factor_bounds": {"SMB": (0.2,)}}, "factor_bounds",
+     "factor_bounds for SMB must be two numbers, lo and hi"),
+    ({"factor_bounds": [("SMB", "x", 1)]}, "factor_bounds",
+     "factor_bounds must be a number (got 'x')"),
+    ({"factor_bounds": [("SMB", 0, "y")]}, "factor_bounds",
+     "factor_bounds must be a number (got 'y')"),
+    ({"factor_bounds": {"SMB": (0, 1)}, "factor_neutral": True}, "factor_bounds",
+     "factor_neutral holds every factor exposure at 0: clear factor_bounds, or factor_neutral"),
+    ({"factor_neutral": "yes"}, "factor_neutral",
+     "factor_neutral must be TRUE or FALSE (got 'yes')"),
 ])
-def test_bad_limits_are_one_line(kwargs, text):
-    with pytest.raises(InputError, match=text):
-        OptimiserSpec("tev", tev=0.05, **kwargs)
+def test_bad_limits_are_one_line(kwargs, argument, text):
+    raises_exactly(text, argument, OptimiserSpec, "tev", tev=0.05, **kwargs)
+
+
+def test_limits_are_stored_as_named_numbers():
+    spec = OptimiserSpec("tev", tev=0.05, industry_limits=[(" Tech ", "0.1"), ("Energy", 0)],
+                         factor_bounds=[("SMB", -0.1, 0.1), (" HML ", [0, "0.2"])],
+                         factor_neutral=np.bool_(False))
+    assert spec.industry_limits == (("Tech", 0.1), ("Energy", 0.0))
+    assert spec.factor_bounds == (("SMB", -0.1, 0.1), ("HML", 0.0, 0.2))
+    assert spec.factor_neutral is False and spec.industry_limited and spec.factor_limited
+    assert OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": [(-0.1, 0.1)]}).factor_bounds == (
+        ("SMB", -0.1, 0.1),)
+    plain = OptimiserSpec("tev", tev=0.05, industry_limits=None, factor_bounds=None)
+    assert plain.industry_limits == () and plain.factor_bounds == ()
+    assert not plain.industry_limited and not plain.factor_limited
+    neutral = OptimiserSpec("tev", tev=0.05, factor_neutral=np.bool_(True))
+    assert neutral.factor_neutral is True and neutral.factor_limited
 
 
 def test_factor_bounds_need_factor_names():
@@ -440,15 +467,27 @@ def test_an_impossible_limit_on_the_sheet_is_named_in_the_status(tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "text"), [
-    ({"industry_limits": "Tech=0.03"}, r"industry_limits must be \(industry, limit\) pairs"),
-    ({"industry_limits": 0.05}, r"industry_limits must be \(industry, limit\) pairs"),
-    ({"industry_limits": [("Tech",)]}, r"industry_limits must be \(industry, limit\) pairs"),
-    ({"factor_bounds": "SMB"}, r"factor_bounds must be \(factor, lo, hi\) items"),
-    ({"factor_bounds": [3]}, r"factor_bounds must be \(factor, lo, hi\) items"),
+    ({"industry_limits": "Tech=0.03"},
+     "industry_limits must be (industry, limit) pairs or a mapping (got 'Tech=0.03')"),
+    ({"industry_limits": 0.05},
+     "industry_limits must be (industry, limit) pairs or a mapping (got 0.05)"),
+    ({"industry_limits": [("Tech",)]}, "industry_limits must be (industry, limit) pairs (got "
+     "('Tech',))"),
+    ({"industry_limits": ["Tech"]}, "industry_limits must be (industry, limit) pairs (got "
+     "'Tech')"),
+    ({"industry_limits": [3]}, "industry_limits must be (industry, limit) pairs (got 3)"),
+    ({"factor_bounds": "SMB"},
+     "factor_bounds must be (factor, lo, hi) items or a mapping (got 'SMB')"),
+    ({"factor_bounds": [3]}, "factor_bounds must be (factor, lo, hi) items or a mapping (got [3])"),
+    ({"factor_bounds": ["SMB"]},
+     "factor_bounds must be (factor, lo, hi) items or a mapping (got ['SMB'])"),
+    ({"factor_bounds": [("SMB",)]},
+     "factor_bounds must be (factor, lo, hi) items or a mapping (got [('SMB',)])"),
+    ({"factor_bounds": 0.05}, "factor_bounds must be (factor, lo, hi) items or a mapping (got "
+     "0.05)"),
 ])
 def test_limits_of_the_wrong_shape_are_one_readable_error(kwargs, text):
-    with pytest.raises(InputError, match=text):
-        OptimiserSpec("tev", tev=0.04, **kwargs)
+    raises_exactly(text, next(iter(kwargs)), OptimiserSpec, "tev", tev=0.04, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["industry_limits", "factor_bounds"])
