@@ -920,6 +920,35 @@ def test_tiny_negative_eigenvalues_are_clipped(inputs):
     assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
 
 
+@pytest.mark.parametrize(("lowest", "ok"), [(-5e-12, True), (-1e-9, False)])
+def test_a_negative_eigenvalue_is_clipped_only_within_1e_8_of_the_largest(inputs, lowest, ok):
+    f_mat, _, e, mu, caps = inputs
+    vec = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
+    noisy = np.zeros((4, 4))  # the constant's row and column stay 0: eigenvalues 0, lowest,
+    noisy[1:, 1:] = vec @ np.diag([lowest, 1e-4, 1e-3]) @ vec.T  # 1e-4 and the largest 1e-3
+    noisy = 0.5 * (noisy + noisy.T)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    if ok:
+        res = opt.solve(f_mat, noisy, e, mu, caps=caps)
+        assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
+    else:
+        low = np.linalg.eigvalsh(noisy)[0]
+        raises_exactly(f"factor_cov is not positive semidefinite (eigenvalue {low:.3g})",
+                       "factor_cov", opt.solve, f_mat, noisy, e, mu, caps=caps)
+
+
+def test_a_factor_covariance_is_symmetric_to_1e_8_of_its_largest_entry(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    scale = np.abs(sf).max()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    rounded, skewed = sf.copy(), sf.copy()
+    rounded[1, 2] += 1e-10 * scale  # rounding: accepted
+    skewed[1, 2] += 1e-6 * scale
+    assert opt.solve(f_mat, rounded, e, mu, caps=caps).ok
+    raises_exactly("factor_cov is not symmetric", "factor_cov", opt.solve, f_mat, skewed, e, mu,
+                   caps=caps)
+
+
 def test_settings_are_stored_as_numbers_and_a_failure_reports_no_iterations(inputs):
     f_mat, sf, e, mu, caps = inputs
     spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1)
