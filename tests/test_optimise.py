@@ -616,7 +616,7 @@ def test_solver_error_becomes_a_failed_result(inputs, monkeypatch):
     monkeypatch.setattr(opt._prob, "solve", boom)
     res = opt.solve(f_mat, sf, e, mu, caps=caps, date="2022-01-31")
     assert res.status == "failed" and res.solver_status == "solver_error"
-    assert isinstance(res.error, ConvergenceError)
+    assert isinstance(res.error, ConvergenceError) and res.iterations == 0
     assert res.reason == ("2022-01-31: the solver failed (Solver 'CLARABEL' failed.); check the "
                           "inputs' scale (per-period moments)")
 
@@ -792,6 +792,11 @@ def test_an_answer_within_the_tolerances_is_cleaned_to_sum_to_one(inputs, monkey
         ({"mode": "tev", "tev": float("nan")}, "tev", "tev must be a finite number (got nan)"),
         ({"mode": "tev", "tev": "abc"}, "tev", "tev must be a number (got 'abc')"),
         ({"mode": "tev", "tev": True}, "tev", "tev must be a number (got True)"),
+        ({"mode": "tev", "tev": 0.05, "periods_per_year": "monthly"}, "periods_per_year",
+         "periods_per_year must be a number (got 'monthly')"),
+        ({"mode": "tev", "tev": 0.05, "max_weight": "abc"}, "max_weight",
+         "max_weight must be a number (got 'abc')"),
+        ({"mode": "tev", "tev": 0.05, "cost": "abc"}, "cost", "cost must be a number (got 'abc')"),
         ({"mode": "tev", "tev": 0.05, "long_only": False}, "max_weight",
          "long_only FALSE needs max_weight, the largest absolute weight of one position"),
         ({"mode": "tev", "tev": 0.05, "long_only": "yes"}, "long_only",
@@ -800,6 +805,14 @@ def test_an_answer_within_the_tolerances_is_cleaned_to_sum_to_one(inputs, monkey
 )
 def test_bad_spec_raises_one_line_input_error(kwargs, argument, text):
     raises_exactly(text, argument, OptimiserSpec, **kwargs)
+
+
+def test_max_weight_of_exactly_one_over_the_industries_holds_each_at_it(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    res = ActiveOptimiser(OptimiserSpec("sector", tev=0.5, max_weight=0.2), 30, 4, 5).solve(
+        f_mat, sf, e, mu, caps=caps, industries=np.arange(30) % 5)
+    assert res.ok
+    np.testing.assert_allclose(res.industry_weights, 0.2, rtol=0, atol=1e-8)
 
 
 def test_max_weight_infeasible_for_the_universe_size():
@@ -884,6 +897,8 @@ def test_bad_inputs_raise(inputs):
         (opt, (nan_f, sf, e, mu), {"benchmark": off, "tradable": untradable}, "loadings",
          "loadings has a non-finite value for a benchmark asset"),
         (sec, (f_mat, sf, e, mu), {}, "caps", "mode sector needs caps and industries"),
+        (ActiveOptimiser(OptimiserSpec("tev", tev=0.05, industry_limit=0.1), 30, 4, 3),
+         (f_mat, sf, e, mu), {"caps": caps}, "industries", "industry limits need industries"),
         (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 3 + 0.5},
          "industries", codes),
         (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 4}, "industries",
@@ -951,9 +966,11 @@ def test_a_factor_covariance_is_symmetric_to_1e_8_of_its_largest_entry(inputs):
 
 def test_settings_are_stored_as_numbers_and_a_failure_reports_no_iterations(inputs):
     f_mat, sf, e, mu, caps = inputs
-    spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1)
+    spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1, periods_per_year="52")
     assert (spec.tev, spec.max_weight, spec.turnover) == (0.05, 0.25, 1.0)
-    assert all(type(v) is float for v in (spec.tev, spec.max_weight, spec.turnover))
+    assert spec.periods_per_year == 52.0 and spec.te_budget == pytest.approx(0.05 / math.sqrt(52))
+    assert all(type(v) is float for v in (spec.tev, spec.max_weight, spec.turnover,
+                                          spec.periods_per_year))
     res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 30, 4).solve(
         f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool))
     assert res.status == "failed" and res.iterations == 0
