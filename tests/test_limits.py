@@ -275,6 +275,8 @@ def test_industry_limits_by_name_leave_the_other_industries_free(inputs):
 
 def test_a_limit_of_a_whole_portfolio_is_accepted_and_a_limit_must_be_a_number():
     assert OptimiserSpec("tev", tev=0.05, industry_limit=1).industry_limit == 1.0
+    typed = OptimiserSpec("tev", tev=0.05, industry_limit="0.05").industry_limit
+    assert type(typed) is float and typed == 0.05
     assert OptimiserSpec("tev", tev=0.05, industry_limits={"Tech": 1}).industry_limits == (
         ("Tech", 1.0),)
     raises_exactly("industry_limit must be a number (got 'abc')", "industry_limit",

@@ -484,9 +484,10 @@ def test_turnover_limit_unreachable(inputs, limit):
     tradable = np.ones(30, dtype=bool)
     tradable[0] = False  # half the portfolio left the universe: at least 0.5 must be sold
     res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=limit), 30, 4).solve(
-        f_mat, sf, e, mu, caps=caps, tradable=tradable, prev_weights=prev)
+        f_mat, sf, e, mu, caps=caps, tradable=tradable, prev_weights=prev, date="2020-02-28")
     assert res.status == "failed"
-    assert res.reason == (f"turnover limit unreachable: {limit:g} one-way, but selling what left "
+    assert res.reason == (f"2020-02-28: turnover limit unreachable: {limit:g} one-way, but "
+                          "selling what left "
                           "the universe and staying within the bounds needs at least 0.5; "
                           "raise turnover")
     assert isinstance(res.error, InfeasibleError) and res.error.argument == "turnover"
@@ -651,6 +652,28 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
     assert isinstance(bad.error, ConvergenceError)
 
 
+@pytest.mark.parametrize(("status", "text"), [
+    (cp.USER_LIMIT, "the solver stopped with status user_limit; check the inputs' scale "
+                    "(per-period moments)"),
+    (cp.UNBOUNDED, "the problem is unbounded; add max_weight"),
+])
+def test_a_solver_status_without_an_answer_fails_the_date(inputs, monkeypatch, status, text):
+    f_mat, sf, e, mu, caps = inputs
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    real = opt._prob.solve
+
+    def stopped(*args, **kwargs):
+        real(*args, **kwargs)
+        opt._prob._status = status
+
+    monkeypatch.setattr(opt._prob, "solve", stopped)
+    t0 = time.perf_counter()
+    res = opt.solve(f_mat, sf, e, mu, caps=caps, date="2023-01-31")
+    assert res.status == "failed" and type(res.error) is ConvergenceError
+    assert res.reason == f"2023-01-31: {text}" and res.solver_status == status
+    assert res.iterations > 0 and 0 < res.solve_seconds <= time.perf_counter() - t0
+
+
 def answer_changed_to(opt, change):
     """Let ``opt`` solve for real, then report the answer ``change(x)`` as optimal_inaccurate."""
     real = opt._prob.solve
@@ -813,6 +836,25 @@ def test_max_weight_of_exactly_one_over_the_industries_holds_each_at_it(inputs):
         f_mat, sf, e, mu, caps=caps, industries=np.arange(30) % 5)
     assert res.ok
     np.testing.assert_allclose(res.industry_weights, 0.2, rtol=0, atol=1e-8)
+
+
+def test_one_asset_and_the_alpha_row_alone_is_a_problem_too():
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 1, 1).solve(
+        np.array([[0.01]]), np.zeros((1, 1)), np.array([0.002]), np.array([1.0]),
+        benchmark=np.array([1.0]))
+    assert res.ok and res.weights.tolist() == [1.0]
+    assert res.tracking_error == 0.0 and res.active_return == 0.0
+
+
+def test_inputs_as_sheet_cells_give_the_same_answer(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    ref = opt.solve(f_mat, sf, e, mu, benchmark=b)
+    cells = [np.asarray(v).astype(object) for v in (f_mat, sf, e, mu, b)]
+    got = opt.solve(*cells[:4], benchmark=cells[4])
+    np.testing.assert_array_equal(got.weights, ref.weights)
+    assert got.tracking_error == ref.tracking_error
 
 
 def test_max_weight_infeasible_for_the_universe_size():
