@@ -332,9 +332,10 @@ def test_factor_bounds_need_factor_names():
     raises_exactly("factor_bounds needs the names of the 3 factors", "factor_bounds",
                    ActiveOptimiser, OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": (0, 1)}),
                    5, 4, factor_names=("Mkt-RF", "SMB"))
-    with pytest.raises(InputError, match="names Value, which is not a factor"):
-        ActiveOptimiser(OptimiserSpec("tev", tev=0.05, factor_bounds={"Value": (0, 1)}), 5, 4,
-                        factor_names=FACTORS)
+    raises_exactly("factor_bounds names Value, which is not a factor (the factors: Mkt-RF, SMB, "
+                   "HML)", "factor_bounds", ActiveOptimiser,
+                   OptimiserSpec("tev", tev=0.05, factor_bounds={"Value": (0, 1)}), 5, 4,
+                   factor_names=FACTORS)
 
 
 # --------------------------------------------------------------------------- backtest
