@@ -191,6 +191,14 @@ def test_limits_that_hold_alone_but_not_together_are_named_together(inputs):
                    "loosen one", "industry_limit",
                    ActiveOptimiser(spec, 30, 4, 3, factor_names=FACTORS).solve, f_mat, sf, e,
                    mu, benchmark=b, industries=ind, date=pd.Timestamp("1999-12-31"))
+    # two factor bounds that each hold alone: the best SMB and the best HML are other stocks
+    hml = f_mat[3] - f_mat[3] @ b
+    spec = OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": (0.9 * smb.max(), 10),
+                                                         "HML": (0.9 * hml.max(), 10)})
+    assert np.argmax(smb) != np.argmax(hml) and hml[np.argmax(smb)] < 0.9 * hml.max()
+    raises_exactly("the industry and factor limits together admit no portfolio; loosen one",
+                   "factor_bounds", ActiveOptimiser(spec, 30, 4, factor_names=FACTORS).solve,
+                   f_mat, sf, e, mu, benchmark=b)
     # a bound out of reach alone is named with the range of the weight bounds alone
     spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.0, factor_bounds={"SMB": (5, 6)})
     raises_exactly(f"factor_bounds: the active exposure to SMB cannot be within 5 to 6 (the weight "
