@@ -96,6 +96,12 @@ def load_config(path: Path = CONFIG) -> tuple[dict[str, list[str]], dict[str, Eq
     return modules, equivalent
 
 
+def load_deselected(path: Path = CONFIG) -> dict[str, list[str]]:
+    """The tests (pytest node ids) left out of each module's test files."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {m: list(v.get("deselect", [])) for m, v in data.get("modules", {}).items()}
+
+
 def _sync(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst``, rewriting only files that differ (mutmut goes by mtime)."""
     for path in src.rglob("*"):
@@ -108,8 +114,12 @@ def _sync(src: Path, dst: Path) -> None:
         shutil.copy2(path, target)
 
 
-def prepare(workdir: Path, module: str, tests: list[str]) -> Path:
-    """A copy of the tree in which mutmut mutates ``module`` only and runs ``tests``."""
+def prepare(workdir: Path, module: str, tests: list[str],
+            deselect: list[str] | None = None) -> Path:
+    """A copy of the tree in which mutmut mutates ``module`` only and runs ``tests``.
+
+    ``deselect`` names tests of those files that are not run (pytest node ids).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     _sync(ROOT / "xlfuncs", workdir / "xlfuncs")
     _sync(ROOT / "tests", workdir / "tests")
@@ -121,7 +131,8 @@ def prepare(workdir: Path, module: str, tests: list[str]) -> Path:
         "source_paths": ["xlfuncs"],
         "only_mutate": [f"xlfuncs/{module}"],
         "pytest_add_cli_args_test_selection": tests,
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "--hypothesis-seed=0"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "--hypothesis-seed=0",
+                                *(a for node in deselect or [] for a in ("--deselect", node))],
         "also_copy": list(ALSO_COPY),
         "use_git_change_detection": False,
         "process_isolation": "fork",
@@ -279,6 +290,7 @@ def report(outcomes: list[Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the mutation tests of the chosen modules and print the table."""
     modules, equivalent = load_config()
+    deselected = load_deselected()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--module", action="append", choices=sorted(modules), metavar="PATH",
                    help="a module under xlfuncs/, e.g. core/_metrics.py (repeat for more; "
@@ -297,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"mutmut is not installed beside {sys.executable} (pip install -e '.[mutation]')")
     outcomes = []
     for module in args.module or sorted(modules):
-        workdir = prepare(args.workdir / module.replace("/", "_"), module, modules[module])
+        workdir = prepare(args.workdir / module.replace("/", "_"), module, modules[module],
+                          deselected[module])
         names = None
         if args.sample is not None:
             every = mutant_names(workdir, module)

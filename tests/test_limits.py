@@ -8,12 +8,13 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
+from errors_check import raises_exactly
 
 from xlfuncs.cli import main
 from xlfuncs.core import BacktestConfig, run_backtest
 from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec, sector_weights
 from xlfuncs.data.market import load_market
-from xlfuncs.errors import InputError
+from xlfuncs.errors import InfeasibleError, InputError
 
 PPY = 12
 FACTORS = ("Mkt-RF", "SMB", "HML")
@@ -124,30 +125,225 @@ def test_infeasible_limits_are_named_with_the_date(inputs):
     ind = np.arange(30) % 3
     tradable = ind != 1
     spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.01)
-    with pytest.raises(InputError, match=r"industry_limit admits no portfolio .*: Finance has no "
-                                         r"tradable stock"):
-        ActiveOptimiser(spec, 30, 4, 3).solve(f_mat, sf, e, mu, benchmark=b, industries=ind,
-                                              tradable=tradable,
-                                              industry_names=("Energy", "Finance", "Tech"))
+    u_b = b[ind == 1].sum()
+    raises_exactly(f"industry_limit admits no portfolio within the weight bounds: Finance has no "
+                   f"tradable stock but {u_b:.4g} of the benchmark; raise it", "industry_limit",
+                   ActiveOptimiser(spec, 30, 4, 3).solve, f_mat, sf, e, mu, benchmark=b,
+                   industries=ind, tradable=tradable, industry_names=("Energy", "Finance", "Tech"))
+    # without names the industry is numbered from 1
+    raises_exactly(f"industry_limit admits no portfolio within the weight bounds: industry 2 has "
+                   f"no tradable stock but {u_b:.4g} of the benchmark; raise it", "industry_limit",
+                   ActiveOptimiser(spec, 30, 4, 3).solve, f_mat, sf, e, mu, benchmark=b,
+                   industries=ind, tradable=tradable)
 
 
-@pytest.mark.parametrize(("kwargs", "text"), [
-    ({"industry_limit": 1.5}, "industry_limit must be an active weight from 0 to 1"),
-    ({"industry_limits": {"Tech": -0.1}}, "industry_limits for Tech must be"),
-    ({"factor_bounds": {"SMB": (0.2, -0.2)}}, "lo 0.2 is above hi -0.2"),
-    ({"factor_bounds": {"SMB": (0.2,)}}, "must be two numbers"),
-    ({"factor_bounds": {"SMB": (0, 1)}, "factor_neutral": True}, "clear factor_bounds"),
-    ({"factor_neutral": "yes"}, "factor_neutral must be TRUE or FALSE"),
+def test_an_industry_beyond_the_weight_bounds_is_named_by_its_setting(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    ind = np.arange(30) % 3
+    tradable = ~((ind == 0) & (np.arange(30) > 6))  # Energy keeps 3 stocks, at most 0.3 at 0.1
+    assert b[ind == 0].sum() > 0.3 + 0.05
+    text = "{} admits no portfolio within the weight bounds; raise it"
+    for kw, setting in (({"industry_limit": 0.05}, "industry_limit"),
+                        ({"industry_limits": {"energy": 0.05}}, "industry_limits")):
+        spec = OptimiserSpec("tev", tev=0.05, max_weight=0.1, **kw)
+        raises_exactly(text.format(setting), setting, ActiveOptimiser(spec, 30, 4, 3).solve,
+                       f_mat, sf, e, mu, benchmark=b, industries=ind, tradable=tradable,
+                       industry_names=("Energy", "Finance", "Tech"))
+    # sector mode: three industries at most 0.34 each cannot all be within 0.01 of the caps'
+    spec = OptimiserSpec("sector", tev=0.05, industry_limit=0.01, max_weight=0.34)
+    raises_exactly(text.format("industry_limit"), "industry_limit",
+                   ActiveOptimiser(spec, 30, 4, 3).solve, f_mat, sf, e, mu, caps=caps,
+                   industries=ind)
+
+
+def test_an_unreachable_factor_bound_is_named_with_the_reachable_range(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    # long-only weights summing to 1 reach the exposures of single assets, and no further
+    spec = OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": (-0.05, 0.05), "HML": (5.0, 6.0)})
+    hml = f_mat[3] - f_mat[3] @ b
+    raises_exactly(f"factor_bounds: the active exposure to HML cannot be within 5 to 6 (the weight "
+                   f"bounds allow {hml.min():.4g} to {hml.max():.4g})", "factor_bounds",
+                   ActiveOptimiser(spec, 30, 4, factor_names=FACTORS).solve, f_mat, sf, e, mu,
+                   benchmark=b)
+    # two tradable assets cannot be neutral to every factor; unnamed factors are numbered
+    tradable = np.zeros(30, dtype=bool)
+    tradable[:2] = True
+    mkt = f_mat[1, :2] - f_mat[1] @ b  # the untradable part of the benchmark stays in it
+    raises_exactly(f"factor_neutral: the active exposure to factor 1 cannot be within 0 to 0 (the "
+                   f"weight bounds allow {mkt.min():.4g} to {mkt.max():.4g})", "factor_neutral",
+                   ActiveOptimiser(OptimiserSpec("tev", tev=0.05, factor_neutral=True), 30,
+                                   4).solve, f_mat, sf, e, mu, benchmark=b, tradable=tradable)
+
+
+def test_limits_that_hold_alone_but_not_together_are_named_together(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    ind = np.arange(30) % 3
+    smb = f_mat[2] - f_mat[2] @ b  # active SMB exposure of all weight in one asset
+    # industries held at the benchmark's weights reach at most the best stock per industry
+    within = sum(b[ind == j].sum() * smb[ind == j].max() for j in range(3))
+    assert within < smb.max() - 0.05
+    spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.0,
+                         factor_bounds={"SMB": ((within + smb.max()) / 2, smb.max())})
+    raises_exactly("1999-12-31: the industry and factor limits together admit no portfolio; "
+                   "loosen one", "industry_limit",
+                   ActiveOptimiser(spec, 30, 4, 3, factor_names=FACTORS).solve, f_mat, sf, e,
+                   mu, benchmark=b, industries=ind, date=pd.Timestamp("1999-12-31"))
+    # two factor bounds that each hold alone: the best SMB and the best HML are other stocks
+    hml = f_mat[3] - f_mat[3] @ b
+    spec = OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": (0.9 * smb.max(), 10),
+                                                         "HML": (0.9 * hml.max(), 10)})
+    assert np.argmax(smb) != np.argmax(hml) and hml[np.argmax(smb)] < 0.9 * hml.max()
+    raises_exactly("the industry and factor limits together admit no portfolio; loosen one",
+                   "factor_bounds", ActiveOptimiser(spec, 30, 4, factor_names=FACTORS).solve,
+                   f_mat, sf, e, mu, benchmark=b)
+    # a bound out of reach alone is named with the range of the weight bounds alone
+    spec = OptimiserSpec("tev", tev=0.05, industry_limit=0.0, factor_bounds={"SMB": (5, 6)})
+    raises_exactly(f"factor_bounds: the active exposure to SMB cannot be within 5 to 6 (the weight "
+                   f"bounds allow {smb.min():.4g} to {smb.max():.4g})", "factor_bounds",
+                   ActiveOptimiser(spec, 30, 4, 3, factor_names=FACTORS).solve, f_mat, sf, e,
+                   mu, benchmark=b, industries=ind)
+
+
+def test_a_limit_that_fails_on_a_later_date_fails_that_date_only(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    ind = np.arange(30) % 3
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, industry_limit=0.01), 30, 4, 3)
+    assert opt.solve(f_mat, sf, e, mu, benchmark=b, industries=ind).ok
+    res = opt.solve(f_mat, sf, e, mu, benchmark=b, industries=ind, tradable=ind != 1,
+                    date=pd.Timestamp("2001-02-28"))
+    assert res.status == "failed" and type(res.error) is InfeasibleError
+    assert res.reason == (f"2001-02-28: industry_limit admits no portfolio within the weight "
+                          f"bounds: industry 2 has no tradable stock but {b[ind == 1].sum():.4g} "
+                          "of the benchmark; raise it")
+    assert res.error.argument == "industry_limit"
+    assert opt.solve(f_mat, sf, e, mu, benchmark=b, industries=ind).ok
+
+
+def test_industry_limits_against_a_factor_benchmark_are_around_the_caps(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    k, limit = 5, 0.02
+    ind = np.arange(30) % 4  # the fifth industry has no stock
+    tradable = np.ones(30, dtype=bool)
+    tradable[[0, 5]] = False
+    x_mkt = np.array([0.0, 1.0, 0.0, 0.0])
+    c = np.where(tradable, caps, 0.0)
+    u_caps = industry_weights(c / c.sum(), ind, k)
+    kw = {"benchmark_exposure": x_mkt, "caps": caps, "tradable": tradable}
+    free = ActiveOptimiser(OptimiserSpec("tev", tev=0.04), 30, 4).solve(f_mat, sf, e, mu, **kw)
+    assert np.abs(industry_weights(free.weights, ind, k) - u_caps).max() > 2 * limit
+    spec = OptimiserSpec("tev", tev=0.04, industry_limit=limit)
+    res = ActiveOptimiser(spec, 30, 4, k).solve(f_mat, sf, e, mu, industries=ind, **kw)
+    assert res.ok
+    away = industry_weights(res.weights, ind, k) - u_caps
+    assert np.abs(away).max() == pytest.approx(limit, abs=1e-7)  # it binds
+    onehot = np.eye(k)[ind]
+    w = cp.Variable(30)
+    fx = f_mat @ w - x_mkt
+    prob = cp.Problem(cp.Maximize(mu @ fx), [
+        cp.sum(w) == 1, w >= 0, w[~tradable] == 0, cp.abs(onehot.T @ w - u_caps) <= limit,
+        cp.quad_form(fx, cp.psd_wrap(sf)) + e @ cp.square(w) <= 0.04**2 / PPY])
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == cp.OPTIMAL
+    assert res.active_return == pytest.approx(prob.value, rel=1e-5)
+    raises_exactly("industry limits need benchmark weights or market caps", "industry_limit",
+                   ActiveOptimiser(spec, 30, 4, k).solve, f_mat, sf, e, mu, industries=ind,
+                   benchmark_exposure=x_mkt)
+
+
+def test_industry_limits_by_name_leave_the_other_industries_free(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    ind = np.arange(30) % 3
+    names = ("Energy", "Finance", "Tech", "Utilities")  # Utilities has no stock
+    b = caps / caps.sum()
+    spec = OptimiserSpec("tev", tev=0.05, industry_limits={"finance": 0.0})
+    opt = ActiveOptimiser(spec, 30, 4, 4)
+    res = opt.solve(f_mat, sf, e, mu, benchmark=b, industries=ind, industry_names=names)
+    active = industry_weights(res.weights - b, np.eye(4)[ind].argmax(axis=1), 4)
+    assert abs(active[1]) <= 1e-7 and np.abs(active).max() > 0.05
+    onehot = np.eye(3)[ind]
+    ref = direct(f_mat, sf, e, mu, b, 0.05, lambda w: [onehot[:, 1] @ (w - b) == 0])
+    assert res.active_return == pytest.approx(ref, rel=1e-5)
+    # a name gone on a later date is no longer limited (the first date checked the names)
+    later = opt.solve(f_mat, sf, e, mu, benchmark=b, industries=ind,
+                      industry_names=("Energy", "Banks", "Tech", "Utilities"))
+    assert later.ok and abs(industry_weights(later.weights - b, ind, 3)[1]) > 1e-3
+    raises_exactly("industry_limits names Mining, which is not an industry on the first date (they "
+                   "are Energy, Finance, Tech, Utilities)", "industry_limits",
+                   ActiveOptimiser(OptimiserSpec("tev", tev=0.05, industry_limits={"Mining": 0.1}),
+                                   30, 4, 4).solve, f_mat, sf, e, mu, benchmark=b,
+                   industries=ind, industry_names=names)
+    raises_exactly("industry_limits names industries, but the industries have no names",
+                   "industry_limits", ActiveOptimiser(spec, 30, 4, 4).solve, f_mat, sf, e, mu,
+                   benchmark=b, industries=ind)
+
+
+def test_a_limit_of_a_whole_portfolio_is_accepted_and_a_limit_must_be_a_number():
+    assert OptimiserSpec("tev", tev=0.05, industry_limit=1).industry_limit == 1.0
+    typed = OptimiserSpec("tev", tev=0.05, industry_limit="0.05").industry_limit
+    assert type(typed) is float and typed == 0.05
+    assert OptimiserSpec("tev", tev=0.05, industry_limits={"Tech": 1}).industry_limits == (
+        ("Tech", 1.0),)
+    raises_exactly("industry_limit must be a number (got 'abc')", "industry_limit",
+                   OptimiserSpec, "tev", tev=0.05, industry_limit="abc")
+    raises_exactly("industry_limit must be an active weight from 0 to 1, e.g. 0.05 (got 1.5)",
+                   "industry_limit", OptimiserSpec, "tev", tev=0.05, industry_limit=1.5)
+    raises_exactly("industry_limits for Tech must be an active weight from 0 to 1, e.g. 0.05 "
+                   "(got -0.1)", "industry_limits", OptimiserSpec, "tev", tev=0.05,
+                   industry_limits={"Tech": -0.1})
+
+
+@pytest.mark.parametrize(("kwargs", "argument", "text"), [
+    ({"industry_limit": 1.5}, "industry_limit",
+     "industry_limit must be an active weight from 0 to 1, e.g. 0.05 (got 1.5)"),
+    ({"industry_limits": {"Tech": -0.1}}, "industry_limits",
+     "industry_limits for Tech must be an active weight from 0 to 1, e.g. 0.05 (got -0.1)"),
+    ({"industry_limits": [("Tech", "abc")]}, "industry_limits",
+     "industry_limits must be a number (got 'abc')"),
+    ({"factor_bounds": {"SMB": (0.2, -0.2)}}, "factor_bounds",
+     "factor_bounds for SMB: lo 0.2 is above hi -0.2"),
+    ({"factor_bounds": {"SMB": (0.2,)}}, "factor_bounds",
+     "factor_bounds for SMB must be two numbers, lo and hi"),
+    ({"factor_bounds": [("SMB", "x", 1)]}, "factor_bounds",
+     "factor_bounds must be a number (got 'x')"),
+    ({"factor_bounds": [("SMB", 0, "y")]}, "factor_bounds",
+     "factor_bounds must be a number (got 'y')"),
+    ({"factor_bounds": {"SMB": (0, 1)}, "factor_neutral": True}, "factor_bounds",
+     "factor_neutral holds every factor exposure at 0: clear factor_bounds, or factor_neutral"),
+    ({"factor_neutral": "yes"}, "factor_neutral",
+     "factor_neutral must be TRUE or FALSE (got 'yes')"),
 ])
-def test_bad_limits_are_one_line(kwargs, text):
-    with pytest.raises(InputError, match=text):
-        OptimiserSpec("tev", tev=0.05, **kwargs)
+def test_bad_limits_are_one_line(kwargs, argument, text):
+    raises_exactly(text, argument, OptimiserSpec, "tev", tev=0.05, **kwargs)
+
+
+def test_limits_are_stored_as_named_numbers():
+    spec = OptimiserSpec("tev", tev=0.05, industry_limits=[(" Tech ", "0.1"), ("Energy", 0)],
+                         factor_bounds=[("SMB", -0.1, 0.1), (" HML ", [0, "0.2"])],
+                         factor_neutral=np.bool_(False))
+    assert spec.industry_limits == (("Tech", 0.1), ("Energy", 0.0))
+    assert spec.factor_bounds == (("SMB", -0.1, 0.1), ("HML", 0.0, 0.2))
+    assert spec.factor_neutral is False and spec.industry_limited and spec.factor_limited
+    assert OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": [(-0.1, 0.1)]}).factor_bounds == (
+        ("SMB", -0.1, 0.1),)
+    plain = OptimiserSpec("tev", tev=0.05, industry_limits=None, factor_bounds=None)
+    assert plain.industry_limits == () and plain.factor_bounds == ()
+    assert not plain.industry_limited and not plain.factor_limited
+    neutral = OptimiserSpec("tev", tev=0.05, factor_neutral=np.bool_(True))
+    assert neutral.factor_neutral is True and neutral.factor_limited
 
 
 def test_factor_bounds_need_factor_names():
-    with pytest.raises(InputError, match="names Value, which is not a factor"):
-        ActiveOptimiser(OptimiserSpec("tev", tev=0.05, factor_bounds={"Value": (0, 1)}), 5, 4,
-                        factor_names=FACTORS)
+    raises_exactly("factor_bounds needs the names of the 3 factors", "factor_bounds",
+                   ActiveOptimiser, OptimiserSpec("tev", tev=0.05, factor_bounds={"SMB": (0, 1)}),
+                   5, 4, factor_names=("Mkt-RF", "SMB"))
+    raises_exactly("factor_bounds names Value, which is not a factor (the factors: Mkt-RF, SMB, "
+                   "HML)", "factor_bounds", ActiveOptimiser,
+                   OptimiserSpec("tev", tev=0.05, factor_bounds={"Value": (0, 1)}), 5, 4,
+                   factor_names=FACTORS)
 
 
 # --------------------------------------------------------------------------- backtest
@@ -285,15 +481,27 @@ def test_an_impossible_limit_on_the_sheet_is_named_in_the_status(tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "text"), [
-    ({"industry_limits": "Tech=0.03"}, r"industry_limits must be \(industry, limit\) pairs"),
-    ({"industry_limits": 0.05}, r"industry_limits must be \(industry, limit\) pairs"),
-    ({"industry_limits": [("Tech",)]}, r"industry_limits must be \(industry, limit\) pairs"),
-    ({"factor_bounds": "SMB"}, r"factor_bounds must be \(factor, lo, hi\) items"),
-    ({"factor_bounds": [3]}, r"factor_bounds must be \(factor, lo, hi\) items"),
+    ({"industry_limits": "Tech=0.03"},
+     "industry_limits must be (industry, limit) pairs or a mapping (got 'Tech=0.03')"),
+    ({"industry_limits": 0.05},
+     "industry_limits must be (industry, limit) pairs or a mapping (got 0.05)"),
+    ({"industry_limits": [("Tech",)]}, "industry_limits must be (industry, limit) pairs (got "
+     "('Tech',))"),
+    ({"industry_limits": ["Tech"]}, "industry_limits must be (industry, limit) pairs (got "
+     "'Tech')"),
+    ({"industry_limits": [3]}, "industry_limits must be (industry, limit) pairs (got 3)"),
+    ({"factor_bounds": "SMB"},
+     "factor_bounds must be (factor, lo, hi) items or a mapping (got 'SMB')"),
+    ({"factor_bounds": [3]}, "factor_bounds must be (factor, lo, hi) items or a mapping (got [3])"),
+    ({"factor_bounds": ["SMB"]},
+     "factor_bounds must be (factor, lo, hi) items or a mapping (got ['SMB'])"),
+    ({"factor_bounds": [("SMB",)]},
+     "factor_bounds must be (factor, lo, hi) items or a mapping (got [('SMB',)])"),
+    ({"factor_bounds": 0.05}, "factor_bounds must be (factor, lo, hi) items or a mapping (got "
+     "0.05)"),
 ])
 def test_limits_of_the_wrong_shape_are_one_readable_error(kwargs, text):
-    with pytest.raises(InputError, match=text):
-        OptimiserSpec("tev", tev=0.04, **kwargs)
+    raises_exactly(text, next(iter(kwargs)), OptimiserSpec, "tev", tev=0.04, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["industry_limits", "factor_bounds"])

@@ -47,3 +47,13 @@ def test_the_score_leaves_out_equivalent_and_unrun_mutants():
     assert out.total == 108
     assert out.score == 0.9
     assert bench._mutated_line("--- a\n+++ b\n-    x = 1\n+    x = 2\n") == "x = 2"
+
+
+def test_every_deselected_test_exists_in_a_file_of_its_module():
+    bench = load_bench()
+    modules, _ = bench.load_config()
+    for module, nodes in bench.load_deselected().items():
+        for node in nodes:
+            path, _, name = node.partition("::")
+            assert path in modules[module], (module, node)
+            assert f"def {name}(" in (ROOT / path).read_text(encoding="utf-8"), (module, node)

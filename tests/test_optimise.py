@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import cvxpy as cp
 import numpy as np
@@ -212,6 +213,11 @@ def test_sector_weights_map():
     w2, u2 = sector_weights(caps, m01, 3)
     np.testing.assert_array_equal(w_map, w2)
     np.testing.assert_array_equal(u_b, u2)
+    # a code left empty (NaN) is no industry; caps are any positive scale, also as sheet
+    # cells (an object array)
+    w3, u3 = sector_weights((caps / 100).astype(object), np.array([0, 0, 1, 1, np.nan]), 3)
+    np.testing.assert_allclose(w3, w_map, rtol=1e-15)
+    np.testing.assert_allclose(u3, u_b, rtol=1e-15)
 
 
 @pytest.mark.parametrize("risk", ["tev", "gamma"])
@@ -269,6 +275,13 @@ def test_sector_mode_industry_without_tradable_stocks(inputs):
         f_mat, sf, e, mu, caps=caps, industries=ind, tradable=tradable)
     assert res.ok and res.industry_weights[2] == 0.0
     assert (res.weights[~tradable] == 0).all()
+    # with a TEV cap against all the caps: the untradable industry stays in the risk
+    b = caps / caps.sum()
+    capped = ActiveOptimiser(OptimiserSpec("sector", tev=0.03), 30, 4, 5).solve(
+        f_mat, sf, e, mu, caps=caps, industries=ind, tradable=tradable, benchmark=b)
+    assert capped.tracking_error == pytest.approx(te_full(capped.weights, b, f_mat, sf, e),
+                                                  rel=1e-12)
+    assert capped.te_binding and capped.tracking_error == pytest.approx(0.03, rel=1e-6)
 
 
 # --------------------------------------------------------------------------- options
@@ -319,6 +332,44 @@ def test_turnover_limit_and_costs(inputs):
     # a linear objective on the TE ellipsoid: the weights are as exact as sqrt(the gap)
     assert first.active_return == pytest.approx(free.active_return, rel=1e-7)
     np.testing.assert_allclose(first.weights, free.weights, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kw", "tev"), [({"max_weight": 0.06}, 0.05),
+                                         ({"long_only": False, "max_weight": 0.2}, 0.3)])
+def test_the_first_build_from_cash_has_no_turnover_limit(inputs, kw, tev):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    free = ActiveOptimiser(OptimiserSpec("tev", tev=tev, **kw), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    first = ActiveOptimiser(OptimiserSpec("tev", tev=tev, turnover=0.15, **kw), 30, 4).solve(
+        f_mat, sf, e, mu, benchmark=b)
+    assert first.ok and 0.5 * np.abs(free.weights).sum() > 0.15  # a limit would bind
+    assert first.active_return == pytest.approx(free.active_return, rel=1e-7)
+    np.testing.assert_allclose(first.weights, free.weights, atol=1e-5)
+
+
+def test_sector_mode_turnover_limit_against_a_direct_solve(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    k = 5
+    ind = np.arange(30) % k
+    b = caps / caps.sum()
+    w_map, _ = sector_weights(caps, ind, k)
+    kw = {"caps": caps, "industries": ind, "prev_weights": b}
+    free = ActiveOptimiser(OptimiserSpec("sector", tev=0.03), 30, 4, k).solve(
+        f_mat, sf, e, mu, **kw)
+    res = ActiveOptimiser(OptimiserSpec("sector", tev=0.03, turnover=0.1), 30, 4, k).solve(
+        f_mat, sf, e, mu, **kw)
+    assert free.turnover > 0.2 and res.ok
+    assert res.turnover == pytest.approx(0.5 * np.abs(res.weights - b).sum(), rel=1e-12)
+    assert res.turnover <= 0.1 + 1e-7
+    u = cp.Variable(k)
+    w = w_map @ u
+    prob = cp.Problem(cp.Maximize(mu @ f_mat @ (w - b)), [
+        cp.sum(u) == 1, u >= 0, cp.norm1(w - b) <= 2 * 0.1,
+        cp.quad_form(w - b, cp.psd_wrap(full_cov(f_mat, sf, e))) <= 0.03**2 / PPY])
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == cp.OPTIMAL
+    assert res.active_return == pytest.approx(prob.value, rel=1e-5)
 
 
 def test_cost_is_deducted_in_the_objective(inputs):
@@ -378,6 +429,20 @@ def test_unlisted_assets_get_zero_weight(inputs):
     np.testing.assert_allclose(res.weights, corner(f_mat, mu, tradable), atol=1e-6)
 
 
+def test_a_zero_cap_leaves_the_asset_out_of_the_universe_and_the_benchmark(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    best = int(np.argmax(f_mat.T @ mu))
+    zero = caps.copy()
+    zero[best] = 0.0
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=0.0), 30, 4).solve(
+        f_mat, sf, e, mu, caps=zero)
+    tradable = np.arange(30) != best
+    np.testing.assert_allclose(res.weights, corner(f_mat, mu, tradable), atol=1e-6)
+    assert res.weights[best] == 0.0
+    b = zero / zero.sum()
+    assert res.active_return == pytest.approx(mu @ f_mat @ (res.weights - b), rel=1e-12)
+
+
 def test_benchmark_weight_on_an_unlisted_asset_stays_in_the_risk(inputs):
     f_mat, sf, e, mu, caps = inputs
     b = caps / caps.sum()
@@ -399,22 +464,32 @@ def test_max_weight_too_small_for_the_tradable_universe(inputs):
     res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, max_weight=0.1), 30, 4).solve(
         f_mat, sf, e, mu, caps=caps, tradable=tradable, date="2020-03-31")
     assert res.status == "failed" and not res.ok
-    assert "2020-03-31" in res.reason and "max_weight too small" in res.reason
-    assert "raise max_weight" in res.reason and "\n" not in res.reason
+    assert res.reason == ("2020-03-31: max_weight too small for the tradable universe: 5 "
+                          "tradable assets at 0.1 hold at most 0.5; raise max_weight to at least "
+                          "0.2")
     assert isinstance(res.error, InfeasibleError) and res.error.argument == "max_weight"
     assert np.isnan(res.weights).all() and res.weights.shape == (30,)
+    # exactly enough: every tradable asset at max_weight
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.5, max_weight=0.2), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=tradable)
+    assert res.ok
+    np.testing.assert_allclose(res.weights, np.where(tradable, 0.2, 0.0), rtol=0, atol=1e-8)
 
 
-def test_turnover_limit_unreachable(inputs):
+@pytest.mark.parametrize("limit", [0.2, 0.3])
+def test_turnover_limit_unreachable(inputs, limit):
     f_mat, sf, e, mu, caps = inputs
     prev = np.zeros(30)
     prev[0], prev[1:] = 0.5, 0.5 / 29
     tradable = np.ones(30, dtype=bool)
     tradable[0] = False  # half the portfolio left the universe: at least 0.5 must be sold
-    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=0.2), 30, 4).solve(
-        f_mat, sf, e, mu, caps=caps, tradable=tradable, prev_weights=prev)
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, turnover=limit), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=tradable, prev_weights=prev, date="2020-02-28")
     assert res.status == "failed"
-    assert "turnover limit unreachable" in res.reason and "0.5" in res.reason
+    assert res.reason == (f"2020-02-28: turnover limit unreachable: {limit:g} one-way, but "
+                          "selling what left "
+                          "the universe and staying within the bounds needs at least 0.5; "
+                          "raise turnover")
     assert isinstance(res.error, InfeasibleError) and res.error.argument == "turnover"
 
 
@@ -429,6 +504,100 @@ def test_tev_budget_unreachable(inputs):
     assert res.reason.startswith("2021-06-30: the TEV budget 0.001 is unreachable")
     assert "raise tev" in res.reason
     assert res.error.argument == "tev"
+
+
+def lowest_te(f_mat, sf, e, tradable, *, b=None, x_b=None, prev=None, turnover=None,
+              w_map=None):
+    """The lowest annual TE long-only weights on ``tradable`` allow, on the n x n covariance.
+
+    Against benchmark weights ``b`` or a factor benchmark's exposure ``x_b``; with
+    ``turnover`` the one-way trade from ``prev`` is limited too; with ``w_map`` the
+    weights are ``w_map @ u`` for industry weights ``u``.
+    """
+    u = cp.Variable(len(e) if w_map is None else w_map.shape[1])
+    w = u if w_map is None else w_map @ u
+    if b is not None:
+        risk = cp.quad_form(w - b, cp.psd_wrap(full_cov(f_mat, sf, e)))
+    else:
+        fx = f_mat @ w - x_b
+        risk = cp.quad_form(fx, cp.psd_wrap(sf)) + e @ cp.square(w)
+    cons = [cp.sum(u) == 1, u >= 0, w[~tradable] == 0]
+    if turnover is not None:
+        cons.append(cp.norm1(w - prev) <= 2 * turnover)
+    prob = cp.Problem(cp.Minimize(risk), cons)
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-10)
+    assert prob.status == cp.OPTIMAL
+    return math.sqrt(prob.value * PPY)
+
+
+@pytest.mark.parametrize("case", ["benchmark", "factor benchmark", "previous weights",
+                                  "binding turnover", "turnover from cash", "sector"])
+def test_an_unreachable_budget_names_the_lowest_te_the_constraints_allow(inputs, case):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    tradable = np.ones(30, dtype=bool)
+    tradable[np.argsort(b)[-3:]] = False  # the three largest benchmark names cannot be held
+    prev = np.full(30, 1 / 30) if case in ("previous weights", "binding turnover") else None
+    turnover = 0.2 if "turnover" in case else None
+    x_b = np.array([0.0, 1.0, 0.0, 0.0])
+    kw = {"benchmark_exposure": x_b} if case == "factor benchmark" else {"benchmark": b}
+    ref = {"x_b": x_b} if case == "factor benchmark" else {"b": b}
+    mode, k, w_map = "tev", None, None
+    if case == "sector":  # industries cap-weighted over their tradable stocks
+        mode, k, ind = "sector", 4, np.arange(30) % 4
+        kw |= {"caps": caps, "industries": ind}
+        c = np.where(tradable, caps, 0.0)
+        w_map = np.eye(k)[ind] * c[:, None]
+        w_map /= w_map.sum(axis=0)
+    need = lowest_te(f_mat, sf, e, tradable, prev=prev, w_map=w_map,
+                     turnover=turnover if prev is not None else None, **ref)  # none from cash
+    if case == "binding turnover":  # the limit raises the lowest TE
+        assert need > 1.01 * lowest_te(f_mat, sf, e, tradable, b=b)
+    tev = 0.7 * need
+    res = ActiveOptimiser(OptimiserSpec(mode, tev=tev, turnover=turnover), 30, 4, k).solve(
+        f_mat, sf, e, mu, tradable=tradable, prev_weights=prev, date="2021-06-30", **kw)
+    assert res.status == "failed" and isinstance(res.error, InfeasibleError)
+    assert res.error.argument == "tev"
+    head = f"2021-06-30: the TEV budget {tev:.4g} is unreachable: the lowest tracking error the "
+    tail = " a year; raise tev or relax max_weight/turnover"
+    assert res.reason.startswith(head + "constraints allow is ") and res.reason.endswith(tail)
+    said = float(res.reason[len(head + "constraints allow is "):-len(tail)])
+    assert said == pytest.approx(need, rel=1e-3)  # printed to 4 digits
+
+
+def test_limits_that_hold_with_an_unreachable_budget_are_not_blamed(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    spec = OptimiserSpec("tev", tev=0.001, factor_bounds={"SMB": (0.05, 0.1)})
+    opt = ActiveOptimiser(spec, 30, 4, factor_names=("Mkt-RF", "SMB", "HML"))
+    # the SMB bound holds alone and the benchmark is within the budget, but not both
+    res = opt.solve(f_mat, sf, e, mu, benchmark=caps / caps.sum(), date="2020-01-31")
+    assert res.status == "failed" and isinstance(res.error, InfeasibleError)
+    assert res.reason == ("2020-01-31: the constraints cannot all hold (solver says infeasible); "
+                          "relax tev, max_weight or turnover")
+    assert res.error.argument == "tev"
+
+
+def test_a_failed_date_carries_no_figures(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    t0 = time.perf_counter()
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4).solve(
+        f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool), date="2020-05-29")
+    assert res.status == "failed" and res.date == "2020-05-29"
+    assert np.isnan(res.weights).all() and res.weights.shape == (30,)
+    assert math.isnan(res.tracking_error) and math.isnan(res.active_return)
+    assert math.isnan(res.turnover) and res.te_binding is False
+    assert 0 <= res.solve_seconds <= time.perf_counter() - t0
+    assert res.industry_weights is None and res.solver_status == "not solved"
+    assert res.reason == "2020-05-29: there are no tradable assets; check the tradable mask"
+    assert type(res.error) is InfeasibleError and res.error.argument == "tradable"
+    k = 3
+    sector = ActiveOptimiser(OptimiserSpec("sector", gamma=1.0), 30, 4, k).solve(
+        f_mat, sf, e, mu, caps=caps, industries=np.arange(30) % k,
+        tradable=np.zeros(30, dtype=bool))
+    assert sector.reason == ("there are no industries with tradable stocks; check the tradable "
+                             "mask")
+    assert sector.industry_weights.shape == (k,) and np.isnan(sector.industry_weights).all()
+    assert sector.date is None
 
 
 def test_no_tradable_asset(inputs):
@@ -449,7 +618,17 @@ def test_solver_error_becomes_a_failed_result(inputs, monkeypatch):
     monkeypatch.setattr(opt._prob, "solve", boom)
     res = opt.solve(f_mat, sf, e, mu, caps=caps, date="2022-01-31")
     assert res.status == "failed" and res.solver_status == "solver_error"
-    assert isinstance(res.error, ConvergenceError) and "2022-01-31" in res.reason
+    assert isinstance(res.error, ConvergenceError) and res.iterations == 0
+    assert res.reason == ("2022-01-31: the solver failed (Solver 'CLARABEL' failed.); check the "
+                          "inputs' scale (per-period moments)")
+
+    def silent(*args, **kwargs):
+        raise cp.error.SolverError("")
+
+    monkeypatch.setattr(opt._prob, "solve", silent)  # no message: the exception's kind
+    res = opt.solve(f_mat, sf, e, mu, caps=caps)
+    assert res.reason == ("the solver failed (SolverError); check the inputs' scale "
+                          "(per-period moments)")
 
 
 def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
@@ -474,6 +653,145 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
     bad = opt.solve(f_mat, sf, e, mu, caps=caps, date="d1")
     assert bad.status == "failed" and "exceeds the budget" in bad.reason
     assert isinstance(bad.error, ConvergenceError)
+
+
+@pytest.mark.parametrize(("status", "text"), [
+    (cp.USER_LIMIT, "the solver stopped with status user_limit; check the inputs' scale "
+                    "(per-period moments)"),
+    (cp.UNBOUNDED, "the problem is unbounded; add max_weight"),
+])
+def test_a_solver_status_without_an_answer_fails_the_date(inputs, monkeypatch, status, text):
+    f_mat, sf, e, mu, caps = inputs
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    real = opt._prob.solve
+
+    def stopped(*args, **kwargs):
+        real(*args, **kwargs)
+        opt._prob._status = status
+
+    monkeypatch.setattr(opt._prob, "solve", stopped)
+    t0 = time.perf_counter()
+    res = opt.solve(f_mat, sf, e, mu, caps=caps, date="2023-01-31")
+    assert res.status == "failed" and type(res.error) is ConvergenceError
+    assert res.reason == f"2023-01-31: {text}" and res.solver_status == status
+    assert res.iterations > 0 and 0 < res.solve_seconds <= time.perf_counter() - t0
+
+
+def answer_changed_to(opt, change):
+    """Let ``opt`` solve for real, then report the answer ``change(x)`` as optimal_inaccurate."""
+    real = opt._prob.solve
+
+    def solve(*args, **kwargs):
+        real(*args, **kwargs)
+        opt._prob._status = cp.OPTIMAL_INACCURATE
+        opt._x.value = change(opt._x.value.copy())
+    return solve
+
+
+def industry_active(w, b, ind):
+    return np.array([w[ind == j].sum() - b[ind == j].sum() for j in range(ind.max() + 1)])
+
+
+def moved(x, src, dst, amount):
+    x[src] -= amount
+    x[dst] += amount
+    return x
+
+
+@pytest.mark.parametrize("case", ["sum", "bound", "budget", "industry", "factor", "turnover"])
+def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
+        inputs, monkeypatch, case):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    ind = np.arange(30) % 5
+    spec, k = {"sum": (OptimiserSpec("tev", tev=0.05), None),
+               "bound": (OptimiserSpec("tev", tev=0.08, max_weight=0.06), None),
+               "budget": (OptimiserSpec("tev", tev=0.05), None),
+               "industry": (OptimiserSpec("gamma", gamma=5.0, industry_limit=0.01), 5),
+               "factor": (OptimiserSpec("gamma", gamma=5.0, factor_bounds={"HML": (-0.02, 0.02)}),
+                          None),
+               "turnover": (OptimiserSpec("gamma", gamma=5.0, turnover=0.05), None)}[case]
+    opt = ActiveOptimiser(spec, 30, 4, k, factor_names=("Mkt-RF", "SMB", "HML"))
+    kw = {"benchmark": b} | ({"industries": ind} if k else {})
+    if case == "turnover":
+        kw["prev_weights"] = b
+    x = opt.solve(f_mat, sf, e, mu, **kw).weights
+    top, low = int(np.argmax(x)), int(np.argmin(x))
+    if case == "sum":
+        change, text = (lambda v: v * 1.01), f"weights sum to {1.01 * x.sum():.8g}, not 1"
+    elif case == "bound":
+        assert x[top] == pytest.approx(0.06, abs=1e-8)
+        change = lambda v: moved(v, low, top, 1e-3)  # noqa: E731
+        text = "a weight is 0.001 outside its bounds"
+    elif case == "budget":  # 10% of the way to the TE-free optimum: over the budget, not 2x
+        change = lambda v: 0.9 * v + 0.1 * corner(f_mat, mu)  # noqa: E731
+        w = 0.9 * x + 0.1 * corner(f_mat, mu)
+        te = te_full(w / w.sum(), b, f_mat, sf, e) / math.sqrt(PPY)
+        assert 0.05 / math.sqrt(PPY) < te < 2 * 0.05 / math.sqrt(PPY)
+        text = f"tracking error {te:.6g} per period exceeds the budget {0.05 / math.sqrt(PPY):.6g}"
+    elif case == "factor":  # 0.05 from the highest-HML holding to the lowest-HML asset
+        hml = f_mat[3]
+        held = np.flatnonzero(x > 0.05)
+        src, dst = int(held[np.argmax(hml[held])]), int(np.argmin(hml))
+        change = lambda v: moved(v, src, dst, 0.05)  # noqa: E731
+        after = hml @ (moved(x.copy(), src, dst, 0.05) - b)
+        assert abs(hml @ (x - b)) <= 0.02 + 1e-7 and after < -0.02 - 1e-3  # below the floor
+        text = f"a factor exposure is {-0.02 - after:.3g} outside its bounds"
+    elif case == "turnover":  # 0.01 more traded: the benchmark's largest name sold further
+        src, dst = int(np.argmax(b)), int(np.argmax(x - b))
+        assert x[src] < b[src] and 0.5 * np.abs(x - b).sum() == pytest.approx(0.05, abs=1e-7)
+        change = lambda v: moved(v, src, dst, 0.01)  # noqa: E731
+        to = 0.5 * np.abs(moved(x.copy(), src, dst, 0.01) - b).sum()
+        text = f"one-way turnover {to:.6g} exceeds the limit 0.05"
+    else:  # 0.02 from an industry's largest holding to another industry's
+        src = max(np.flatnonzero(ind == 0), key=lambda i: x[i])
+        dst = int(np.flatnonzero(ind == 1)[0])
+        change = lambda v: moved(v, src, dst, 0.02)  # noqa: E731
+        assert np.abs(industry_active(x, b, ind)).max() <= 0.01 + 1e-9
+        after = np.abs(industry_active(moved(x.copy(), src, dst, 0.02), b, ind)).max()
+        text = f"an industry weight is {after - 0.01:.3g} outside its limit"
+    monkeypatch.setattr(opt._prob, "solve", answer_changed_to(opt, change))
+    res = opt.solve(f_mat, sf, e, mu, date="2023-03-31", **kw)
+    assert res.status == "failed" and isinstance(res.error, ConvergenceError)
+    assert res.reason == (f"2023-03-31: the solver's answer (optimal_inaccurate) fails the checks: "
+                          f"{text}; loosen the constraints or check the inputs' scale")
+
+
+def test_a_long_short_answer_within_the_tolerances_is_not_rescaled(inputs, monkeypatch):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, long_only=False, max_weight=0.2), 30, 4)
+    x = opt.solve(f_mat, sf, e, mu, benchmark=b).weights
+    # a rescale could push a weight at -max_weight past its bound: long-short is only clipped
+    monkeypatch.setattr(opt._prob, "solve", answer_changed_to(opt, lambda v: v * (1 + 3e-7)))
+    res = opt.solve(f_mat, sf, e, mu, benchmark=b)
+    assert res.ok
+    np.testing.assert_allclose(res.weights, np.clip(x * (1 + 3e-7), -0.2, 0.2), rtol=1e-13,
+                               atol=0)
+
+
+@pytest.mark.parametrize("scale", [1 - 3e-7, 1 + 3e-7])
+def test_an_answer_within_the_tolerances_is_cleaned_to_sum_to_one(inputs, monkeypatch, scale):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.08, max_weight=0.06), 30, 4)
+    x = opt.solve(f_mat, sf, e, mu, benchmark=b).weights
+    zero = int(np.argmin(x))
+    assert x[zero] < 1e-9
+
+    def off(v):  # every weight scaled, one a hair below 0 (all within 1e-6 of the bounds)
+        v = v * scale
+        v[zero] = -3e-7
+        return v
+
+    monkeypatch.setattr(opt._prob, "solve", answer_changed_to(opt, off))
+    res = opt.solve(f_mat, sf, e, mu, benchmark=b)
+    assert res.ok and res.solver_status == "optimal_inaccurate"
+    want = x * scale
+    want[zero] = 0.0
+    want = np.minimum(want, 0.06)
+    np.testing.assert_allclose(res.weights, want / want.sum(), rtol=1e-13, atol=0)
+    assert res.weights[zero] == 0.0 and res.weights.sum() == pytest.approx(1.0, abs=1e-15)
 
 
 # --------------------------------------------------------------------------- bad specs, inputs
@@ -513,6 +831,11 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
         ({"mode": "tev", "tev": float("nan")}, "tev", "tev must be a finite number (got nan)"),
         ({"mode": "tev", "tev": "abc"}, "tev", "tev must be a number (got 'abc')"),
         ({"mode": "tev", "tev": True}, "tev", "tev must be a number (got True)"),
+        ({"mode": "tev", "tev": 0.05, "periods_per_year": "monthly"}, "periods_per_year",
+         "periods_per_year must be a number (got 'monthly')"),
+        ({"mode": "tev", "tev": 0.05, "max_weight": "abc"}, "max_weight",
+         "max_weight must be a number (got 'abc')"),
+        ({"mode": "tev", "tev": 0.05, "cost": "abc"}, "cost", "cost must be a number (got 'abc')"),
         ({"mode": "tev", "tev": 0.05, "long_only": False}, "max_weight",
          "long_only FALSE needs max_weight, the largest absolute weight of one position"),
         ({"mode": "tev", "tev": 0.05, "long_only": "yes"}, "long_only",
@@ -521,6 +844,33 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
 )
 def test_bad_spec_raises_one_line_input_error(kwargs, argument, text):
     raises_exactly(text, argument, OptimiserSpec, **kwargs)
+
+
+def test_max_weight_of_exactly_one_over_the_industries_holds_each_at_it(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    res = ActiveOptimiser(OptimiserSpec("sector", tev=0.5, max_weight=0.2), 30, 4, 5).solve(
+        f_mat, sf, e, mu, caps=caps, industries=np.arange(30) % 5)
+    assert res.ok
+    np.testing.assert_allclose(res.industry_weights, 0.2, rtol=0, atol=1e-8)
+
+
+def test_one_asset_and_the_alpha_row_alone_is_a_problem_too():
+    res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 1, 1).solve(
+        np.array([[0.01]]), np.zeros((1, 1)), np.array([0.002]), np.array([1.0]),
+        benchmark=np.array([1.0]))
+    assert res.ok and res.weights.tolist() == [1.0]
+    assert res.tracking_error == 0.0 and res.active_return == 0.0
+
+
+def test_inputs_as_sheet_cells_give_the_same_answer(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    b = caps / caps.sum()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    ref = opt.solve(f_mat, sf, e, mu, benchmark=b)
+    cells = [np.asarray(v).astype(object) for v in (f_mat, sf, e, mu, b)]
+    got = opt.solve(*cells[:4], benchmark=cells[4])
+    np.testing.assert_array_equal(got.weights, ref.weights)
+    assert got.tracking_error == ref.tracking_error
 
 
 def test_max_weight_infeasible_for_the_universe_size():
@@ -605,6 +955,8 @@ def test_bad_inputs_raise(inputs):
         (opt, (nan_f, sf, e, mu), {"benchmark": off, "tradable": untradable}, "loadings",
          "loadings has a non-finite value for a benchmark asset"),
         (sec, (f_mat, sf, e, mu), {}, "caps", "mode sector needs caps and industries"),
+        (ActiveOptimiser(OptimiserSpec("tev", tev=0.05, industry_limit=0.1), 30, 4, 3),
+         (f_mat, sf, e, mu), {"caps": caps}, "industries", "industry limits need industries"),
         (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 3 + 0.5},
          "industries", codes),
         (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 4}, "industries",
@@ -618,6 +970,15 @@ def test_bad_inputs_raise(inputs):
          "industries must be 30 x 3 (got 30 x 2)"),
         (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.full((30, 3), 2.0)},
          "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.full((30, 3), 0.25)},
+         "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.eye(3)[np.arange(30) % 3]
+                                   + np.eye(3)[(np.arange(30) + 1) % 3]},
+         "industries", "industries must be a 0/1 map with at most one 1 per stock"),
+        (sec, (f_mat, sf, e, mu), {"caps": caps, "industries": np.arange(30) % 3 - 2},
+         "industries", codes),
+        (opt, (f_mat, sf, e, mu), {"caps": caps[:29]}, "caps",
+         "caps must have 30 values (got shape (29,))"),
     ]:
         raises_exactly(text, argument, solver.solve, *args, **kwargs)
 
@@ -632,11 +993,42 @@ def test_tiny_negative_eigenvalues_are_clipped(inputs):
     assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
 
 
+@pytest.mark.parametrize(("lowest", "ok"), [(-5e-12, True), (-1e-9, False)])
+def test_a_negative_eigenvalue_is_clipped_only_within_1e_8_of_the_largest(inputs, lowest, ok):
+    f_mat, _, e, mu, caps = inputs
+    vec = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
+    noisy = np.zeros((4, 4))  # the constant's row and column stay 0: eigenvalues 0, lowest,
+    noisy[1:, 1:] = vec @ np.diag([lowest, 1e-4, 1e-3]) @ vec.T  # 1e-4 and the largest 1e-3
+    noisy = 0.5 * (noisy + noisy.T)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    if ok:
+        res = opt.solve(f_mat, noisy, e, mu, caps=caps)
+        assert res.ok and res.tracking_error == pytest.approx(0.05, rel=1e-6)
+    else:
+        low = np.linalg.eigvalsh(noisy)[0]
+        raises_exactly(f"factor_cov is not positive semidefinite (eigenvalue {low:.3g})",
+                       "factor_cov", opt.solve, f_mat, noisy, e, mu, caps=caps)
+
+
+def test_a_factor_covariance_is_symmetric_to_1e_8_of_its_largest_entry(inputs):
+    f_mat, sf, e, mu, caps = inputs
+    scale = np.abs(sf).max()
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    rounded, skewed = sf.copy(), sf.copy()
+    rounded[1, 2] += 1e-10 * scale  # rounding: accepted
+    skewed[1, 2] += 1e-6 * scale
+    assert opt.solve(f_mat, rounded, e, mu, caps=caps).ok
+    raises_exactly("factor_cov is not symmetric", "factor_cov", opt.solve, f_mat, skewed, e, mu,
+                   caps=caps)
+
+
 def test_settings_are_stored_as_numbers_and_a_failure_reports_no_iterations(inputs):
     f_mat, sf, e, mu, caps = inputs
-    spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1)
+    spec = OptimiserSpec("tev", tev="0.05", max_weight="0.25", turnover=1, periods_per_year="52")
     assert (spec.tev, spec.max_weight, spec.turnover) == (0.05, 0.25, 1.0)
-    assert all(type(v) is float for v in (spec.tev, spec.max_weight, spec.turnover))
+    assert spec.periods_per_year == 52.0 and spec.te_budget == pytest.approx(0.05 / math.sqrt(52))
+    assert all(type(v) is float for v in (spec.tev, spec.max_weight, spec.turnover,
+                                          spec.periods_per_year))
     res = ActiveOptimiser(OptimiserSpec("gamma", gamma=1.0), 30, 4).solve(
         f_mat, sf, e, mu, caps=caps, tradable=np.zeros(30, dtype=bool))
     assert res.status == "failed" and res.iterations == 0
