@@ -265,3 +265,13 @@ def test_walking_the_path_piece_by_piece_stays_optimal_and_te_rises():
     cp.Problem(cp.Maximize((F.T @ mu) @ x), [cp.sum(x) == 1, x >= lb, x <= ub]).solve(
         solver=cp.CLARABEL)
     assert np.abs(b + sol.a - x.value).max() < 1e-6
+
+
+def test_exact_false_sends_every_date_to_clarabel_and_agrees():
+    F, S, _, e, mu, b = _problem(11)
+    spec = OptimiserSpec("tev", tev=0.04)
+    exact = ActiveOptimiser(spec, len(b), F.shape[0]).solve(F, S, e, mu, benchmark=b)
+    ipm = ActiveOptimiser(spec, len(b), F.shape[0], exact=False).solve(F, S, e, mu, benchmark=b)
+    assert exact.solver_status == "exact" and ipm.solver_status == "optimal"
+    assert np.abs(exact.weights - ipm.weights).max() < 1e-5
+    assert exact.active_return >= ipm.active_return - 1e-12

@@ -662,7 +662,7 @@ def test_optimal_inaccurate_is_accepted_only_when_verified(inputs, monkeypatch):
 ])
 def test_a_solver_status_without_an_answer_fails_the_date(inputs, monkeypatch, status, text):
     f_mat, sf, e, mu, caps = inputs
-    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05), 30, 4, exact=False)
     real = opt._prob.solve
 
     def stopped(*args, **kwargs):
@@ -711,7 +711,7 @@ def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
                "factor": (OptimiserSpec("gamma", gamma=5.0, factor_bounds={"HML": (-0.02, 0.02)}),
                           None),
                "turnover": (OptimiserSpec("gamma", gamma=5.0, turnover=0.05), None)}[case]
-    opt = ActiveOptimiser(spec, 30, 4, k, factor_names=("Mkt-RF", "SMB", "HML"))
+    opt = ActiveOptimiser(spec, 30, 4, k, factor_names=("Mkt-RF", "SMB", "HML"), exact=False)
     kw = {"benchmark": b} | ({"industries": ind} if k else {})
     if case == "turnover":
         kw["prev_weights"] = b
@@ -760,7 +760,8 @@ def test_an_answer_outside_the_constraints_is_refused_naming_what_it_breaks(
 def test_a_long_short_answer_within_the_tolerances_is_not_rescaled(inputs, monkeypatch):
     f_mat, sf, e, mu, caps = inputs
     b = caps / caps.sum()
-    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, long_only=False, max_weight=0.2), 30, 4)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.05, long_only=False, max_weight=0.2), 30, 4,
+                          exact=False)
     x = opt.solve(f_mat, sf, e, mu, benchmark=b).weights
     # a rescale could push a weight at -max_weight past its bound: long-short is only clipped
     monkeypatch.setattr(opt._prob, "solve", answer_changed_to(opt, lambda v: v * (1 + 3e-7)))
@@ -774,7 +775,7 @@ def test_a_long_short_answer_within_the_tolerances_is_not_rescaled(inputs, monke
 def test_an_answer_within_the_tolerances_is_cleaned_to_sum_to_one(inputs, monkeypatch, scale):
     f_mat, sf, e, mu, caps = inputs
     b = caps / caps.sum()
-    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.08, max_weight=0.06), 30, 4)
+    opt = ActiveOptimiser(OptimiserSpec("tev", tev=0.08, max_weight=0.06), 30, 4, exact=False)
     x = opt.solve(f_mat, sf, e, mu, benchmark=b).weights
     zero = int(np.argmin(x))
     assert x[zero] < 1e-9

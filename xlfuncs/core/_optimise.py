@@ -590,6 +590,11 @@ class ActiveOptimiser:
     factor_names : sequence of str, optional
         The ``m - 1`` factors (the loadings' rows after the constant), which
         ``factor_bounds`` names.
+    exact : bool
+        True (default): problems of the active-set form (TEV cap or risk
+        aversion with weight bounds) go to the exact solver of
+        :mod:`xlfuncs.core._activeqp`; False: every date to Clarabel (to
+        compare the two, or to check the interior-point path).
 
     Notes
     -----
@@ -602,7 +607,8 @@ class ActiveOptimiser:
     """
 
     def __init__(self, spec: OptimiserSpec, n_assets: int, n_loadings: int,
-                 n_industries: int | None = None, factor_names: Sequence[str] | None = None):
+                 n_industries: int | None = None, factor_names: Sequence[str] | None = None,
+                 exact: bool = True):
         if not isinstance(spec, OptimiserSpec):
             raise InputError("spec must be an OptimiserSpec", "spec")
         for val, name in ((n_assets, "n_assets"), (n_loadings, "n_loadings")):
@@ -625,6 +631,7 @@ class ActiveOptimiser:
                              and len(factor_names) == self.m - 1 else None)
         self._factor_rows = self._rows_of(factor_names)
         self._limits_checked = False
+        self.exact = bool(exact)
         # the last date's inputs (a copy) and their checked form: the strategies of a
         # sweep solve the same date one after another
         self._memo: tuple | None = None
@@ -1121,7 +1128,7 @@ class ActiveOptimiser:
         cost or policy limits, which the interior-point solver handles).
         """
         spec = self.spec
-        if (d.w_map is not None or spec.turnover is not None or spec.cost > 0
+        if (not self.exact or d.w_map is not None or spec.turnover is not None or spec.cost > 0
                 or spec.industry_limited or spec.factor_limited):
             return None
         movable = d.ub > d.lb
