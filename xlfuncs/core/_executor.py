@@ -180,6 +180,8 @@ class ProcessExecutor(_Closing):
         return self._pool, self._reports
 
     def map(self, fn, items, shared, done=None, tick=None):
+        import threading
+        from collections import deque
         from concurrent.futures import FIRST_COMPLETED, wait
 
         from xlfuncs.core._lstsq import one_thread
@@ -187,39 +189,55 @@ class ProcessExecutor(_Closing):
         if not items:
             return []
         out: list[Any] = [None] * len(items)
+        todo = deque(range(len(items)))  # the workers take from the front, this process the back
+        lock = threading.Lock()
         remote: dict[Any, int] = {}
+        pool = reports = None
         if self.workers > 1 and len(items) > 1:
             pool, reports = self._pool_for(shared)
-            remote = {pool.submit(_call_with_shared, fn, item, None if tick is None else k): k
-                      for k, item in enumerate(items[:-1])}
-        else:
-            reports = None
-        by_item = {k: fut for fut, k in remote.items()}
-        pending = set(remote)
+
+        def feed(_: Any = None) -> None:
+            # an item to each idle worker process, one at a time (nothing queued ahead
+            # that this process could have taken); runs in the pool's thread too
+            with lock:
+                while todo and len(todo) > 1 and sum(not f.done() for f in remote) < (
+                        self.workers - 1):
+                    k = todo.popleft()
+                    fut = pool.submit(_call_with_shared, fn, items[k],
+                                      None if tick is None else k)
+                    remote[fut] = k
+                    fut.add_done_callback(feed)
 
         def collect(timeout: float | None) -> None:
-            nonlocal pending
-            finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            with lock:
+                pending = [f for f in remote if f not in seen]
+            if not pending:
+                return
+            finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             _relay(reports, tick)
             for fut in sorted(finished, key=remote.__getitem__):
+                seen.add(fut)
                 k = remote[fut]
                 out[k] = fut.result()
                 if done is not None:
                     done(k)
 
-        # this process: the last item, then each item not started elsewhere, from the end
-        k = len(items) - 1
-        while k >= 0 and (k not in by_item or by_item[k].cancel()):
-            pending.discard(by_item.get(k))
+        seen: set[Any] = set()
+        if pool is not None:
+            feed()
+        while True:
+            with lock:
+                k = todo.pop() if todo else None
+            if k is None:
+                break
             with one_thread():
                 out[k] = (fn(shared, items[k]) if tick is None
                           else fn(shared, items[k], lambda n, k=k: tick(k, n)))
             if done is not None:
                 done(k)
-            if pending:
+            if pool is not None:
                 collect(0)
-            k -= 1
-        while pending:
+        while len(seen) < len(remote):
             collect(None if tick is None else TICK_POLL)
         _relay(reports, tick)
         return out
