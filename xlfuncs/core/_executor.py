@@ -181,6 +181,7 @@ class ProcessExecutor(_Closing):
 
     def map(self, fn, items, shared, done=None, tick=None):
         import threading
+        import time
         from collections import deque
         from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -196,22 +197,33 @@ class ProcessExecutor(_Closing):
         if self.workers > 1 and len(items) > 1:
             pool, reports = self._pool_for(shared)
 
+        reserved = 0  # items taken for a worker process, not yet submitted
+
         def feed(_: Any = None) -> None:
             # an item to each idle worker process, one at a time (nothing queued ahead
-            # that this process could have taken); runs in the pool's thread too
-            with lock:
-                while todo and len(todo) > 1 and sum(not f.done() for f in remote) < (
-                        self.workers - 1):
+            # that this process could have taken); runs in the pool's thread too. The
+            # first submit can wait a second for the fork server to start: it runs in a
+            # thread of its own, and the lock is not held while it waits.
+            nonlocal reserved
+            while True:
+                with lock:
+                    busy = sum(not f.done() for f in remote) + reserved
+                    if len(todo) <= 1 or busy >= self.workers - 1:
+                        return
                     k = todo.popleft()
-                    fut = pool.submit(_call_with_shared, fn, items[k],
-                                      None if tick is None else k)
+                    reserved += 1
+                fut = pool.submit(_call_with_shared, fn, items[k], None if tick is None else k)
+                with lock:
                     remote[fut] = k
-                    fut.add_done_callback(feed)
+                    reserved -= 1
+                fut.add_done_callback(feed)
 
         def collect(timeout: float | None) -> None:
             with lock:
                 pending = [f for f in remote if f not in seen]
             if not pending:
+                if timeout:  # an item is being submitted: wait for it
+                    time.sleep(0.005)
                 return
             finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             _relay(reports, tick)
@@ -223,8 +235,10 @@ class ProcessExecutor(_Closing):
                     done(k)
 
         seen: set[Any] = set()
+        feeder = None
         if pool is not None:
-            feed()
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
         while True:
             with lock:
                 k = todo.pop() if todo else None
@@ -237,8 +251,14 @@ class ProcessExecutor(_Closing):
                 done(k)
             if pool is not None:
                 collect(0)
-        while len(seen) < len(remote):
-            collect(None if tick is None else TICK_POLL)
+        if feeder is not None:
+            feeder.join()
+        while True:
+            with lock:
+                left = len(remote) - len(seen) + reserved
+            if not left:
+                break
+            collect(TICK_POLL)
         _relay(reports, tick)
         return out
 
