@@ -275,3 +275,15 @@ def test_exact_false_sends_every_date_to_clarabel_and_agrees():
     assert exact.solver_status == "exact" and ipm.solver_status == "optimal"
     assert np.abs(exact.weights - ipm.weights).max() < 5e-5  # Clarabel's own accuracy
     assert exact.active_return >= ipm.active_return - 1e-12
+
+
+def test_a_stock_without_residual_risk_goes_to_clarabel():
+    # the active-set form needs e > 0 for every asset that can move
+    F, S, R, e, mu, b = _problem(12)
+    e = e.copy()
+    e[3] = 0.0
+    res = ActiveOptimiser(OptimiserSpec("tev", tev=0.04), len(b), F.shape[0]).solve(
+        F, S, e, mu, benchmark=b)
+    assert res.ok and res.solver_status == "optimal" and res.warm is None
+    ref = _reference(F, R, e, mu, b, np.zeros_like(b), np.ones_like(b), te=0.04 / math.sqrt(A))
+    assert np.abs(res.weights - ref).max() < 5e-5
