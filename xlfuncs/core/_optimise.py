@@ -1055,7 +1055,7 @@ class ActiveOptimiser:
         # the benchmark; the interior-point solver where it does not answer
         sol = (self._exact_solve(exact, warm if warm is not None else (None, math.nan))
                if exact is not None else None)
-        status, iters = "exact", 0
+        iters = 0
         if sol is None:
             got = self._clarabel(d, date, t0)
             if isinstance(got, OptimResult):
