@@ -21,8 +21,11 @@ cap binds, by ``a(t)`` at the ``t`` with ``TE(t) = tau`` (its multiplier is
 active-set iterations (every asset whose bound or multiplier is violated
 changes side at once); :meth:`ActiveQP.at_te` searches ``t`` with a
 safeguarded Newton step that is exact once the piece is found (the root of
-the piece's quadratic). Each costs O(n m^2) per iteration, a few iterations
-from a good start, against an interior-point solve of the whole cone problem.
+the piece's quadratic). Where the sweeps do not settle (a cold start, a long
+jump), the path itself is walked a piece at a time from the last optimal
+point (from ``t = 0``, the benchmark, on a first date), a jump tried again
+every few pieces. Each costs O(n m^2) per iteration, a few iterations from a
+good start, against an interior-point solve of the whole cone problem.
 Every answer is rebuilt from scratch for its free set and checked against
 the optimality conditions to ``1e-9``; None means "not found here", and the
 caller falls back to a general solver.
@@ -210,8 +213,7 @@ class ActiveQP:
         seen: set[bytes] = set()
         for _ in range(_MAX_SWEEPS):
             piece = self._piece(state)
-            if piece is None:
-                # nothing free: free the assets whose multipliers allow it, else give up
+            if piece is None:  # nothing free (or a singular system): the caller falls back
                 return None
             raw = piece.alpha * t + piece.beta if math.isfinite(t) else piece.beta
             free, low, high = state == FREE, state == LOWER, state == UPPER
