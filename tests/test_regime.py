@@ -588,6 +588,10 @@ def test_fit_records_how_it_was_made(data):
     assert fit_regime(data, 2, seed=0, min_covar=2e-5).min_covar == 2e-5
     warm = fit_regime(data, 2, seed=9, init=got)
     assert warm.warm and warm.seed == 9 and warm.start == 0 and warm.n_starts == 1
+    # of two starts reaching the same likelihood (seed 1 here), the first is kept
+    one = fit_regime(data, 2, seed=1, n_init=1)
+    two = fit_regime(data, 2, seed=1, n_init=2)
+    assert two.log_likelihood == one.log_likelihood and two.start == 0
 
 
 def test_warm_start_begins_at_floored_renormalised_probabilities(fit, data):
@@ -611,7 +615,7 @@ def test_warm_start_begins_at_floored_renormalised_probabilities(fit, data):
     np.testing.assert_allclose(got.covs, by_hand.params.covs[order], rtol=1e-12, atol=0)
 
 
-def test_probabilities_at_the_tolerance_and_as_sheet_cells(fit):
+def test_probabilities_at_the_tolerance_and_as_sheet_cells(fit, data):
     # a probability of exactly -1e-8 is rounding, clipped to 0 (below that it is refused)
     got = forecast_probs(np.eye(2), np.array([1.0 + 1e-8, -1e-8]), 0)
     np.testing.assert_array_equal(got, [1.0, 0.0])
@@ -622,6 +626,9 @@ def test_probabilities_at_the_tolerance_and_as_sheet_cells(fit):
     gamma = np.array([0.4, 0.6])
     expected = gamma @ fit.transmat @ fit.transmat
     np.testing.assert_allclose(forecast_probs(cells, gamma, 2), expected, rtol=1e-14)
+    # factor returns as sheet cells too
+    np.testing.assert_array_equal(filtered_probs(fit, data.astype(object)),
+                                  filtered_probs(fit, data))
 
 
 def test_regime_betas_need_k_plus_2_returns_per_fit():
