@@ -655,3 +655,23 @@ def test_regime_betas_need_k_plus_2_returns_per_fit():
     # the pooled fit's residual variance, RSS / (n - k - 1), goes with its loadings
     rss = np.sum((y[rows, 1] - design @ pooled) ** 2)
     assert res.state_resid_var[1, 1] == pytest.approx(rss / (5 - 4), rel=1e-6)
+
+
+def test_nullable_columns_from_pandas_read_their_missing_values_as_nan(fit, data):
+    """Columns of pandas' nullable dtypes (e.g. read from a sheet) hold pd.NA, not NaN."""
+    factors = pd.DataFrame({"MKT": pd.array(data[:, 0], dtype="Float64"),
+                            "SMB": pd.array(data[:, 1], dtype="Float64"),
+                            "HML": pd.array(data[:, 2], dtype="Float64")})
+    factors.iloc[7, 1] = pd.NA
+    raises_exactly("factors has a missing or non-finite value in row 8, column 2", "factors",
+                   filtered_probs, fit, factors)
+    rng = np.random.default_rng(5)
+    y = data @ rng.normal(1.0, 0.3, (3, 2)) + rng.normal(0.0, 0.02, (len(data), 2))
+    y[:30, 0] = np.nan
+    frame = pd.DataFrame({"A": pd.array(y[:, 0], dtype="Float64"),
+                          "B": pd.array(np.round(y[:, 1] * 1e4), dtype="Int64")})
+    pi = np.array([0.4, 0.6])
+    got = regime_betas(frame, data, fit.smoothed, pi)
+    plain = np.column_stack([y[:, 0], np.round(y[:, 1] * 1e4)])
+    np.testing.assert_array_equal(got.loadings, regime_betas(plain, data, fit.smoothed,
+                                                             pi).loadings)
