@@ -6,6 +6,7 @@ import math
 import re
 import time
 from dataclasses import replace
+from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
 import pandas as pd
@@ -675,3 +676,38 @@ def test_nullable_columns_from_pandas_read_their_missing_values_as_nan(fit, data
     plain = np.column_stack([y[:, 0], np.round(y[:, 1] * 1e4)])
     np.testing.assert_array_equal(got.loadings, regime_betas(plain, data, fit.smoothed,
                                                              pi).loadings)
+
+
+def thin_state_fit(n_far: int) -> tuple[np.ndarray, RegimeFit]:
+    """60 rows of noise, ``n_far`` of them far out, and a 3-state start with a state there."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 0.04, (60, 2))
+    x[:n_far] += 0.2
+    means = np.array([[-0.01, 0.0], [0.01, 0.0], [0.2, 0.2]])
+    covs = np.array([np.eye(2) * 0.0016] * 3)
+    trans = np.full((3, 3), 0.05) + np.eye(3) * 0.85
+    init = RegimeFit(means, covs, trans, np.full(3, 1 / 3), np.zeros((1, 3)), np.zeros((1, 3)),
+                     0.0, 1, 1, 0, False, 1e-6, 0.0)
+    return x, init
+
+
+def test_a_thin_state_is_named_with_its_rows_rounded_down():
+    """Two EM iterations (huge tol) from a start with a state on 3 far rows: k + 1 = 3 needed."""
+    x, init = thin_state_fit(3)
+    floor = 1e-3 * np.var(x, axis=0, ddof=1).mean()
+    res = _hmm.em(x, _hmm.HmmParams(init.startprob, init.transmat, init.means, init.covs),
+                  floor, 2, 1e10)
+    p = res.params
+    post = _hmm.forward_backward(_hmm.log_emissions(x, p.means, p.covs), p.startprob,
+                                 p.transmat, True)
+    occupancy = post.smoothed.sum(axis=0)[np.argsort(p.means[:, 0])]
+    thin = int(np.argmin(occupancy))
+    assert 2.9 < occupancy[thin] < 3  # shown as 2.9 (rounded down), not 3.0
+    rows = Decimal(occupancy[thin]).quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
+    raises_exactly(f"regime model is degenerate: state {thin} covers {rows} rows, fewer than 3; "
+                   "use fewer states or more rows", "n_states", fit_regime, x, 3, 0, init=init,
+                   tol=1e10, kind=ConvergenceError)
+    # a fourth far row: the state covers just under 4 rows, enough
+    x4, init4 = thin_state_fit(4)
+    got = fit_regime(x4, 3, 0, init=init4, tol=1e10)
+    assert 3 < got.occupancy.min() < 4
