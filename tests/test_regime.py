@@ -711,3 +711,12 @@ def test_a_thin_state_is_named_with_its_rows_rounded_down():
     x4, init4 = thin_state_fit(4)
     got = fit_regime(x4, 3, 0, init=init4, tol=1e10)
     assert 3 < got.occupancy.min() < 4
+
+
+def test_a_failed_start_is_passed_over_for_the_next():
+    x = np.random.default_rng(2).normal(0.0, 0.04, (40, 2))  # no regimes; 4 states
+    with pytest.raises(ConvergenceError):
+        fit_regime(x, 4, seed=0, n_init=1)  # the first start ends degenerate
+    got = fit_regime(x, 4, seed=0, n_init=2)
+    assert got.start == 1 and got.n_starts == 2
+    assert got.occupancy.min() >= 3 and np.isclose(got.occupancy.sum(), 40)
