@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from dataclasses import replace
+from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,7 @@ import pytest
 from errors_check import raises_exactly
 from scipy.stats import multivariate_normal
 
+from xlfuncs.core import _hmm
 from xlfuncs.core._factor import factor_moments
 from xlfuncs.core._regime import (
     RegimeFit,
@@ -543,3 +547,176 @@ def test_regime_betas_fields_and_inputs_from_a_sheet(fit, data):
     # the row at fault is named, with its own sum
     raises_exactly("state_probs must sum to 1 in row 6 (sums to 1.1)", "state_probs",
                    regime_betas, y, data, bad, pi)
+
+
+# --------------------------------------------------------------------------- mutation-testing gaps
+
+
+def test_fit_refuses_each_argument_at_its_boundary(data):
+    short = data[:120]
+    for seed in (True, 1.5, "1"):
+        raises_exactly("seed must be a non-negative whole number", "seed", fit_regime, short, 2,
+                       seed)
+    for n_iter in (True, 2.0, -1):
+        raises_exactly("n_iter must be a positive whole number", "n_iter", fit_regime, short, 2,
+                       0, n_iter=n_iter)
+    for n_init in (True, 21, 2.0):
+        raises_exactly("n_init must be a whole number from 1 to 20", "n_init", fit_regime,
+                       short, 2, 0, n_init=n_init)
+    for tol in (-1e-4, math.nan, math.inf):
+        raises_exactly("tol must be a positive number", "tol", fit_regime, short, 2, 0, tol=tol)
+    for floor in (0.0, math.nan, math.inf):
+        raises_exactly("min_covar must be a positive number", "min_covar", fit_regime, short, 2,
+                       0, min_covar=floor)
+    # the limits themselves are accepted: one EM iteration is allowed (it cannot converge:
+    # there is no gain yet), 20 starts are, numpy integers are
+    raises_exactly("regime model did not converge in 1 EM iterations (last gain nan); raise "
+                   "n_iter", "n_iter", fit_regime, short, 2, 0, n_iter=1, kind=ConvergenceError)
+    many = fit_regime(short, np.int64(2), np.int64(3), n_init=20)
+    assert many.n_starts == 20 and 0 <= many.start < 20 and many.seed == 3
+
+
+def test_fit_records_how_it_was_made(data):
+    before = time.perf_counter()
+    got = fit_regime(data, 2, seed=4, n_init=2)
+    elapsed = time.perf_counter() - before
+    assert got.seed == 4 and type(got.seed) is int and not got.warm
+    assert got.n_starts == 2 and got.start in (0, 1) and got.n_obs == len(data)
+    assert 0 < got.seconds <= elapsed
+    # default floor: 1e-3 times the mean of the columns' sample variances
+    col_var = [np.sum((c - c.mean()) ** 2) / (len(c) - 1) for c in data.T]
+    assert got.min_covar == pytest.approx(1e-3 * sum(col_var) / len(col_var), rel=1e-12)
+    assert fit_regime(data, 2, seed=0, min_covar=2e-5).min_covar == 2e-5
+    warm = fit_regime(data, 2, seed=9, init=got)
+    assert warm.warm and warm.seed == 9 and warm.start == 0 and warm.n_starts == 1
+    # of two starts reaching the same likelihood (seed 1 here), the first is kept
+    one = fit_regime(data, 2, seed=1, n_init=1)
+    two = fit_regime(data, 2, seed=1, n_init=2)
+    assert two.log_likelihood == one.log_likelihood and two.start == 0
+
+
+def test_warm_start_begins_at_floored_renormalised_probabilities(fit, data):
+    """Zeros in the earlier fit's probabilities become 1e-6, each row renormalised to 1."""
+    trans = np.array([[1.0, 0.0], [0.3, 0.7]])  # one row floored, the other not
+    start = np.array([1.0, 0.0])
+    floored_t = np.array([[1.0, 1e-6], [0.3, 0.7]])
+    floored_s = np.array([1.0, 1e-6])
+    given = replace(fit, transmat=trans, startprob=start)
+    # EM itself (xlfuncs.core._hmm) from those probabilities, by hand; tol so large that EM
+    # stops after two iterations, so the start still shows in the result
+    by_hand = _hmm.em(data, _hmm.HmmParams(floored_s / floored_s.sum(),
+                                           floored_t / floored_t.sum(axis=1)[:, None],
+                                           fit.means, fit.covs), fit.min_covar, 2, 1e10)
+    got = fit_regime(data, 2, seed=0, init=given, tol=1e10)
+    assert by_hand.converged and got.n_iter == 2
+    order = np.argsort(by_hand.params.means[:, 0])
+    np.testing.assert_allclose(got.means, by_hand.params.means[order], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(got.transmat, by_hand.params.transmat[np.ix_(order, order)],
+                               rtol=1e-12, atol=0)
+    np.testing.assert_allclose(got.covs, by_hand.params.covs[order], rtol=1e-12, atol=0)
+
+
+def test_probabilities_at_the_tolerance_and_as_sheet_cells(fit, data):
+    # a probability of exactly -1e-8 is rounding, clipped to 0 (below that it is refused)
+    got = forecast_probs(np.eye(2), np.array([1.0 + 1e-8, -1e-8]), 0)
+    np.testing.assert_array_equal(got, [1.0, 0.0])
+    raises_exactly("gamma must be finite and non-negative", "gamma", forecast_probs, np.eye(2),
+                   np.array([1.0 + 2e-8, -2e-8]), 0)
+    # a transition matrix of sheet cells (an object array) is read as numbers
+    cells = np.array(fit.transmat.tolist(), dtype=object)
+    gamma = np.array([0.4, 0.6])
+    expected = gamma @ fit.transmat @ fit.transmat
+    np.testing.assert_allclose(forecast_probs(cells, gamma, 2), expected, rtol=1e-14)
+    # factor returns as sheet cells too
+    np.testing.assert_array_equal(filtered_probs(fit, data.astype(object)),
+                                  filtered_probs(fit, data))
+
+
+def test_regime_betas_need_k_plus_2_returns_per_fit():
+    """k = 3 factors: an asset needs 5 returns; a state's fit 5 effective rows, else pooled."""
+    x, _ = two_regime(40, seed=3)
+    rng = np.random.default_rng(6)
+    y = x @ np.array([[1.2, 0.8, 0.5], [0.3, -0.2, 0.1], [-0.4, 0.6, 0.2]]) + rng.normal(
+        0.0, 0.01, (40, 3))
+    y[5:, 1] = np.nan  # asset 1: exactly k + 2 = 5 returns
+    y[4:, 2] = np.nan  # asset 2: 4 returns, too few
+    probs = np.tile([0.5, 0.5], (40, 1))
+    w0 = np.array([0.9, 0.8, 0.85, 0.95, 0.7])  # on asset 1's rows: state 0 ~4.95 rows,
+    probs[:5] = np.column_stack([w0, 1 - w0])  # state 1 ~3.9 rows (falls back)
+    res = regime_betas(y, x, probs, np.array([0.5, 0.5]))
+    assert res.fallback.tolist() == [[False, False, False], [False, True, False]]
+    assert np.isnan(res.state_loadings[:, :, 2]).all() and np.isnan(res.loadings[:, 2]).all()
+    rows = slice(0, 5)
+    sw = np.sqrt(w0)
+    design = np.column_stack([np.ones(5), x[rows]])
+    weighted = np.linalg.lstsq(design * sw[:, None], y[rows, 1] * sw, rcond=None)[0]
+    np.testing.assert_allclose(res.state_loadings[0][:, 1], weighted, atol=1e-9)
+    pooled = ols(y[rows, 1], x[rows])
+    np.testing.assert_allclose(res.state_loadings[1][:, 1], pooled, atol=1e-9)
+    # the pooled fit's residual variance, RSS / (n - k - 1), goes with its loadings
+    rss = np.sum((y[rows, 1] - design @ pooled) ** 2)
+    assert res.state_resid_var[1, 1] == pytest.approx(rss / (5 - 4), rel=1e-6)
+
+
+def test_nullable_columns_from_pandas_read_their_missing_values_as_nan(fit, data):
+    """Columns of pandas' nullable dtypes (e.g. read from a sheet) hold pd.NA, not NaN."""
+    factors = pd.DataFrame({"MKT": pd.array(data[:, 0], dtype="Float64"),
+                            "SMB": pd.array(data[:, 1], dtype="Float64"),
+                            "HML": pd.array(data[:, 2], dtype="Float64")})
+    factors.iloc[7, 1] = pd.NA
+    raises_exactly("factors has a missing or non-finite value in row 8, column 2", "factors",
+                   filtered_probs, fit, factors)
+    rng = np.random.default_rng(5)
+    y = data @ rng.normal(1.0, 0.3, (3, 2)) + rng.normal(0.0, 0.02, (len(data), 2))
+    y[:30, 0] = np.nan
+    frame = pd.DataFrame({"A": pd.array(y[:, 0], dtype="Float64"),
+                          "B": pd.array(np.round(y[:, 1] * 1e4), dtype="Int64")})
+    pi = np.array([0.4, 0.6])
+    got = regime_betas(frame, data, fit.smoothed, pi)
+    plain = np.column_stack([y[:, 0], np.round(y[:, 1] * 1e4)])
+    np.testing.assert_array_equal(got.loadings, regime_betas(plain, data, fit.smoothed,
+                                                             pi).loadings)
+
+
+def thin_state_fit(n_far: int) -> tuple[np.ndarray, RegimeFit]:
+    """60 rows of noise, ``n_far`` of them far out, and a 3-state start with a state there."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 0.04, (60, 2))
+    x[:n_far] += 0.2
+    means = np.array([[-0.01, 0.0], [0.01, 0.0], [0.2, 0.2]])
+    covs = np.array([np.eye(2) * 0.0016] * 3)
+    trans = np.full((3, 3), 0.05) + np.eye(3) * 0.85
+    init = RegimeFit(means, covs, trans, np.full(3, 1 / 3), np.zeros((1, 3)), np.zeros((1, 3)),
+                     0.0, 1, 1, 0, False, 1e-6, 0.0)
+    return x, init
+
+
+def test_a_thin_state_is_named_with_its_rows_rounded_down():
+    """Two EM iterations (huge tol) from a start with a state on 3 far rows: k + 1 = 3 needed."""
+    x, init = thin_state_fit(3)
+    floor = 1e-3 * np.var(x, axis=0, ddof=1).mean()
+    res = _hmm.em(x, _hmm.HmmParams(init.startprob, init.transmat, init.means, init.covs),
+                  floor, 2, 1e10)
+    p = res.params
+    post = _hmm.forward_backward(_hmm.log_emissions(x, p.means, p.covs), p.startprob,
+                                 p.transmat, True)
+    occupancy = post.smoothed.sum(axis=0)[np.argsort(p.means[:, 0])]
+    thin = int(np.argmin(occupancy))
+    assert 2.9 < occupancy[thin] < 3  # shown as 2.9 (rounded down), not 3.0
+    rows = Decimal(occupancy[thin]).quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
+    raises_exactly(f"regime model is degenerate: state {thin} covers {rows} rows, fewer than 3; "
+                   "use fewer states or more rows", "n_states", fit_regime, x, 3, 0, init=init,
+                   tol=1e10, kind=ConvergenceError)
+    # a fourth far row: the state covers just under 4 rows, enough
+    x4, init4 = thin_state_fit(4)
+    got = fit_regime(x4, 3, 0, init=init4, tol=1e10)
+    assert 3 < got.occupancy.min() < 4
+
+
+def test_a_failed_start_is_passed_over_for_the_next():
+    x = np.random.default_rng(2).normal(0.0, 0.04, (40, 2))  # no regimes; 4 states
+    with pytest.raises(ConvergenceError):
+        fit_regime(x, 4, seed=0, n_init=1)  # the first start ends degenerate
+    got = fit_regime(x, 4, seed=0, n_init=2)
+    assert got.start == 1 and got.n_starts == 2
+    assert got.occupancy.min() >= 3 and np.isclose(got.occupancy.sum(), 40)
