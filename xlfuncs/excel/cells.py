@@ -25,7 +25,7 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -556,6 +556,24 @@ def holdings(value: Any, name: str) -> Labelled:
     )
 
 
+def _ticker_rows(rows: list[list[Any]], start: int, t_col: int, v_col: int, r0: int, c0: int,
+                 name: str) -> Iterator[tuple[int, str, Any]]:
+    """``(row, ticker, value)`` of each row from ``start`` with a ticker; blank rows skipped.
+
+    A row whose ticker cell is not a ticker (but is not blank with its value) is an
+    error naming the cell.
+    """
+    for i in range(start, len(rows)):
+        tick, val = rows[i][t_col], rows[i][v_col]
+        if _is_blank(tick) and _is_blank(val):
+            continue
+        t = _ticker(tick)
+        if t is None:
+            raise InputError(f"{name} needs a ticker at {_address(i + r0, t_col + c0)} "
+                             f"(found {_describe(tick)})", name)
+        yield i, t, val
+
+
 def _holdings_table(rows: list[list[Any]], r0: int, c0: int, name: str) -> Labelled:
     """Holdings from a table with a header row naming its columns."""
     header = rows[0]
@@ -571,14 +589,7 @@ def _holdings_table(rows: list[list[Any]], r0: int, c0: int, name: str) -> Label
         raise InputError(f"{name} needs separate ticker and weight columns", name)
     tickers: list[str] = []
     cells: list[tuple[Any, str]] = []
-    for i, row in enumerate(rows[1:], start=1):
-        tick, val = row[t_col], row[w_col]
-        if _is_blank(tick) and _is_blank(val):
-            continue
-        t = _ticker(tick)
-        if t is None:
-            raise InputError(f"{name} needs a ticker at {_address(i + r0, t_col + c0)} "
-                             f"(found {_describe(tick)})", name)
+    for i, t, val in _ticker_rows(rows, 1, t_col, w_col, r0, c0, name):
         tickers.append(t)
         cells.append((val, _address(i + r0, w_col + c0)))
     if not cells:
@@ -1023,14 +1034,7 @@ def groups(value: Any, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
                   or _words(_label(rows[0][1])) in _GROUP_HEADERS) else 0
     tickers: list[str] = []
     names: list[str] = []
-    for i in range(start, len(rows)):
-        tick, grp = rows[i]
-        if _is_blank(tick) and _is_blank(grp):
-            continue
-        t = _ticker(tick)
-        if t is None:
-            raise InputError(f"{name} needs a ticker at {_address(i + r0, c0)} (found "
-                             f"{_describe(tick)})", name)
+    for i, t, grp in _ticker_rows(rows, start, 0, 1, r0, c0, name):
         g = _text(grp)
         if g is None and _is_typed_number(grp) and float(grp).is_integer():
             g = str(int(grp))
