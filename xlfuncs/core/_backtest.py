@@ -928,7 +928,6 @@ class _Strategy:
         take, or a target beyond the frontier) gamma is searched
         (:func:`~xlfuncs.core._anchor.anchor_gamma`).
         """
-        assert self.capped is not None and self.target is not None
         capped = solve(self.capped, self._optimiser(self.capped, est, by_industry), warm)
         t = capped.warm[1] if capped.ok and capped.warm is not None else math.nan
         if capped.te_binding and 0.0 < t < math.inf:
