@@ -7,8 +7,8 @@ Fama-French ones plus the excess returns of five of the 12 industry portfolios
 
 Rows:
 
-* ``one solve``: :class:`~xlfuncs.core.ActiveOptimiser`, TEV 4%, warm re-solve of
-  the compiled problem vs building the cvxpy problem afresh (median of 5 dates);
+* ``one solve``: :class:`~xlfuncs.core.ActiveOptimiser`, TEV 4%, its solve vs
+  building the cvxpy problem afresh (median of 5 dates);
 * ``240 months``: :func:`~xlfuncs.core.run_backtest`, one TEV strategy, re-using
   compiled problems when the tradable count repeats vs rebuilding every month
   (the research's pattern);
@@ -28,7 +28,10 @@ Rows:
 
 ``fresh`` in the solve table builds the factor-form problem from numbers (cvxpy
 constants, no Parameters) and solves it, as a user would without the compiled
-optimiser; ``warm`` fills the Parameters of the problem compiled once.
+optimiser; ``warm`` is :meth:`~xlfuncs.core.ActiveOptimiser.solve` as the backtest
+calls it on a new date: the exact active-set solver, started from the benchmark (these
+dates are unrelated, so no last answer to start from), Clarabel only where it does not
+answer.
 
 Run from the repository root::
 
