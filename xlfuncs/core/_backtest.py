@@ -34,7 +34,7 @@ import pandas as pd
 from xlfuncs.core._anchor import Anchored, anchor_gamma
 from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
-from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, factor_moments, fit_factor_model
+from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, _fit_tables, _Table, factor_moments
 from xlfuncs.core._factorset import parse_factor_set, select_factor_set
 from xlfuncs.core._frequency import FREQUENCIES, frequency_name, frequency_ppy
 from xlfuncs.core._liquidity import (
@@ -503,7 +503,8 @@ class _Estimate:
     """Everything the optimiser needs at one date, over the tradable assets."""
 
     date: pd.Timestamp
-    assets: list[str]
+    assets: tuple[str, ...]
+    columns: np.ndarray  # the assets' positions among the data's columns
     loadings: np.ndarray  # (m, n)
     factor_cov: np.ndarray  # (m, m), zero row/column for the constant
     resid_var: np.ndarray  # (n,)
@@ -552,20 +553,37 @@ class _Estimator:
         self.use_caps = _uses_caps(data, config)
         self.filters = {name: getattr(config, name) for name in LIQUIDITY_FILTERS}
         self.volume_window = config.volume_window or data.periods_per_year
+        # The panels as arrays over the data's columns, read once: a date's estimate
+        # then indexes them by position (pandas label lookups were most of its cost).
+        self.names = [str(c) for c in data.returns.columns]
+        self.position = {name: j for j, name in enumerate(self.names)}
+        self.returns = data.returns.to_numpy(dtype=float)
+        self.excess_values = self.excess.to_numpy(dtype=float)
+        self.factors = _Table(data.factors.to_numpy(dtype=float), data.dates,
+                              tuple(str(c) for c in data.factors.columns))
+        self.first = np.where(np.isnan(self.returns).all(axis=0), len(data.dates),
+                              np.argmax(~np.isnan(self.returns), axis=0))  # first listed row
+        self.caps = None if data.caps is None else data.caps.to_numpy(dtype=float)
+        self.labels = (data.industries.to_numpy() if data.industry_history is None
+                       else data.industry_history.reindex(columns=data.returns.columns)
+                       .to_numpy())
 
     def __call__(self, i: int) -> _Estimate:
         data, cfg = self.data, self.config
         date = data.dates[i]
         upto = slice(0, i + 1)
-        listed = data.returns.iloc[upto].notna().any(axis=0)
-        cols = list(data.returns.columns[listed.to_numpy()])
-        excess = self.excess.iloc[upto][cols]
+        listed = np.flatnonzero(self.first <= i)  # columns with a return up to date i
+        dates = data.dates[upto]
+        model = _fit_tables(_Table(self.excess_values[upto][:, listed], dates,
+                                 tuple(self.names[j] for j in listed)),
+                          _Table(self.factors.values[upto], dates, self.factors.names),
+                          window=cfg.beta_window,
+                          min_obs=min(cfg.min_obs, cfg.beta_window or cfg.min_obs))
+        model_cols = np.array([self.position[a] for a in model.assets], dtype=np.intp)
         factors = data.factors.iloc[upto]
-        model = fit_factor_model(excess, factors, window=cfg.beta_window,
-                                 min_obs=min(cfg.min_obs, cfg.beta_window or cfg.min_obs))
-        now = data.returns.iloc[i][list(model.assets)].notna().to_numpy().copy()
-        if data.caps is not None:
-            cap_now = data.caps.iloc[i][list(model.assets)].to_numpy(dtype=float)
+        now = ~np.isnan(self.returns[i, model_cols])
+        if self.caps is not None:
+            cap_now = self.caps[i, model_cols]
             now &= np.isfinite(cap_now) & (cap_now > 0)
         filtered: tuple[tuple[str, int], ...] = ()
         if any(v is not None for v in self.filters.values()):
@@ -577,7 +595,8 @@ class _Estimator:
         if keep.size == 0:
             why = " after the liquidity filters" if filtered else ""
             raise InputError(f"no asset is tradable on {date.date()}{why}", "data")
-        assets = [model.assets[j] for j in keep]
+        columns = model_cols[keep]
+        assets = tuple(model.assets[j] for j in keep)
         method = cfg.model
         kwargs: dict[str, Any] = {"window": cfg.moments_window}
         if method == "regime":
@@ -592,24 +611,24 @@ class _Estimator:
             moments = factor_moments(factors, method, **kwargs)
         self.warm = moments.regime
         if cfg.betas == "regime":
+            excess = self.excess.iloc[upto, listed]
             model = regime_loadings(model, excess, factors, moments, cfg.beta_window)
         k = len(moments.factors)
         sigma = np.zeros((k + 1, k + 1))
         sigma[1:, 1:] = moments.cov
         loadings = model.loadings[:, keep]
         # the labels of date t: a later change of industry is not known yet
-        labels = (data.industries if data.industry_history is None
-                  else data.industry_history.iloc[i]).reindex(assets).to_numpy()
+        labels = (self.labels if self.labels.ndim == 1 else self.labels[i])[columns]
         names, codes = np.unique(labels.astype(str), return_inverse=True)
         caps = benchmark = exposure = None
-        if data.caps is not None:
-            caps = data.caps.iloc[i][assets].to_numpy(dtype=float)
+        if self.caps is not None:
+            caps = self.caps[i, columns]
         if self.use_caps:
             benchmark = caps / caps.sum()
         else:
             exposure = np.zeros(k + 1)
             exposure[_market_row(moments.factors)] = 1.0
-        return _Estimate(date, assets, loadings, sigma, model.resid_var[keep],
+        return _Estimate(date, assets, columns, loadings, sigma, model.resid_var[keep],
                          moments.mean_with_constant, benchmark, exposure, caps, codes,
                          len(names), tuple(map(str, names)), tuple(map(str, moments.factors)),
                          filtered)
@@ -701,7 +720,7 @@ def _chunks(dates: Sequence[int], config: BacktestConfig, workers: int) -> list[
     if config.model == "regime":
         size = REGIME_CHUNK
     else:  # no state carried between dates: the size only balances the work
-        size = max(1, math.ceil(len(dates) / (4 * workers))) if workers > 1 else len(dates)
+        size = max(1, math.ceil(len(dates) / (8 * workers))) if workers > 1 else len(dates)
     return [tuple(dates[k:k + size]) for k in range(0, len(dates), max(size, 1))]
 
 
@@ -728,22 +747,28 @@ def data_fingerprint(data: MarketData) -> str:
         if frame is None:
             h.update(b"none")
             continue
-        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        values = frame.to_numpy()
+        if values.dtype.kind == "f":  # numbers: their bytes (hashing them per row is slower)
+            h.update(repr((values.shape, values.dtype.str)).encode())
+            h.update(np.ascontiguousarray(values).tobytes())
+            h.update(pd.util.hash_pandas_object(frame.index).to_numpy().tobytes())
+        else:
+            h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
         if isinstance(frame, pd.DataFrame):
             h.update("\x1f".join(map(str, frame.columns)).encode())
     h.update(str(data.periods_per_year).encode())
     return h.hexdigest()
 
 
-def _estimation_key(data: MarketData, config: BacktestConfig, chunk: tuple[int, ...]) -> str:
-    """Cache key of a chunk: the data, the estimation settings and the dates."""
+def _estimation_key(fingerprint: str, config: BacktestConfig, chunk: tuple[int, ...]) -> str:
+    """Cache key of a chunk: the data's :func:`data_fingerprint`, the settings and the dates."""
     # The estimate's fields are part of the key: a changed estimate never reads an old file.
     settings = (tuple(f.name for f in fields(_Estimate)),
                 config.model, config.n_states, config.horizon, config.seed, config.beta_window,
                 config.moments_window, config.min_obs, config.benchmark, REGIME_CHUNK
                 if config.model == "regime" else 0, chunk, config.factor_set, config.betas,
                 tuple(getattr(config, name) for name in LIQUIDITY_FILTERS), config.volume_window)
-    return hashlib.sha256((data_fingerprint(data) + repr(settings)).encode()).hexdigest()
+    return hashlib.sha256((fingerprint + repr(settings)).encode()).hexdigest()
 
 
 class EstimateCache(Protocol):
@@ -789,7 +814,8 @@ def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache]
                   tracker: _Progress) -> dict[int, Estimated]:
     """Every rebalance date's estimate: from a cache, else computed (chunks in parallel)."""
     chunks = _chunks(job.dates, job.config, executor.workers)
-    keys = [_estimation_key(job.data, job.config, c) for c in chunks]
+    fingerprint = data_fingerprint(job.data)  # once: hashing the data is most of a key's cost
+    keys = [_estimation_key(fingerprint, job.config, c) for c in chunks]
     found: dict[int, list[Estimated]] = {}
     for k, key in enumerate(keys):
         for cache in caches:
@@ -967,7 +993,7 @@ def _walk(job: _Job, names: Sequence[str],
     for i in range(job.dates[0], data.n_periods - 1):
         if i in rebalance:
             est = estimates[i]
-            cols = None if isinstance(est, str) else columns.get_indexer(est.assets)
+            cols = None if isinstance(est, str) else est.columns
             for walk in walks:
                 walk.decide(data.dates[i], est, cols)
             if tick is not None:
@@ -1001,7 +1027,7 @@ def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
         est = estimates.get(i) if i in rebalance else None
         if est is not None and not isinstance(est, str) and est.benchmark is not None:
             bench_w = np.zeros(len(columns))
-            bench_w[columns.get_indexer(est.assets)] = est.benchmark
+            bench_w[est.columns] = est.benchmark
         if bench_w is not None:
             r = np.where(np.isnan(returns[i + 1]), 0.0, returns[i + 1])
             out[data.dates[i + 1]] = got = _sum(bench_w * r)
@@ -1174,10 +1200,7 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         got = books[name].returns if books[name].decided else {}
         returns[name] = pd.Series(got, dtype=float).reindex(index)
     returns.index.name = "date"
-    columns = data.returns.columns.tolist()
-    rows = [(d, s, columns[c], w) for name in names for d, s, cs, ws in books[name].decided
-            for c, w in zip(cs.tolist(), ws.tolist(), strict=True)]
-    weights = pd.DataFrame(rows, columns=["date", "strategy", "asset", "weight"])
+    weights = _weights_frame(data, [row for name in names for row in books[name].decided])
     ex_ante = pd.DataFrame([row for name in names for row in books[name].ex_ante],
                            columns=["date", "strategy", "tracking_error", "te_binding",
                                     "active_return"])
@@ -1212,6 +1235,25 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
                           config, data.source, int(data.periods_per_year), seconds,
                           tuple(notes), per_date["exposures"], per_date["risk"],
                           _benchmark_stats(returns, data.periods_per_year), gamma_path=gamma_path)
+
+
+def _weights_frame(data: MarketData, decided: Sequence[tuple]) -> pd.DataFrame:
+    """One row per holding of every decision: date, strategy, asset, weight."""
+    counts = [len(cs) for _, _, cs, _ in decided]
+    if not decided:
+        return pd.DataFrame({"date": pd.Series([], dtype=data.dates.dtype),
+                             "strategy": pd.Series([], dtype=str),
+                             "asset": pd.Series([], dtype=str), "weight": []})
+    # labels taken from an index by position: no string is made or inferred per row
+    strategies = pd.Index(list(dict.fromkeys(s for _, s, _, _ in decided)))
+    which = strategies.get_indexer([s for _, s, _, _ in decided])
+    return pd.DataFrame({
+        "date": np.repeat(np.array([d for d, _, _, _ in decided], dtype=data.dates.dtype),
+                          counts),
+        "strategy": strategies.take(np.repeat(which, counts)).array,
+        "asset": data.returns.columns.take(np.concatenate([cs for _, _, cs, _ in decided])).array,
+        "weight": np.concatenate([ws for _, _, _, ws in decided]).astype(float),
+    })
 
 
 #: The statistics of the benchmark's own row: the rest compare it with itself, or count trades.

@@ -366,6 +366,13 @@ def fit_factor_model(
     """
     ret = _frame(excess_returns, "excess_returns")
     fac = _frame(factors, "factors")
+    return _fit_tables(ret, fac, window=window, min_obs=min_obs, weights=weights, asof=asof)
+
+
+def _fit_tables(ret: _Table, fac: _Table, *, window: int | None = None, min_obs: int = 24,
+                weights: np.ndarray | pd.Series | None = None,
+                asof: Hashable | None = None) -> FactorModel:
+    """:func:`fit_factor_model` on tables already read (a backtest reads its data once)."""
     k = len(fac.names)
     if isinstance(min_obs, bool) or not isinstance(min_obs, int | np.integer):
         raise InputError("min_obs must be a whole number", "min_obs")
