@@ -65,3 +65,48 @@ def test_reports_of_a_running_item_reach_the_caller_before_its_end(executor):
         assert max(at) < events.index(("done", k))  # every report before its end
     # without a tick the function is called with (shared, item) only, as before
     assert executor.map(int.__mul__, items, 2) == [6, 10, 4, 8]
+
+
+def _times(shared: int, item: int) -> int:
+    return shared * item
+
+
+def test_a_worker_that_cannot_start_is_the_callers_error_not_a_hang(monkeypatch):
+    """The first submit runs in a thread of its own: what it raises reaches map's caller."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("no process may start here")
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse)
+    executor = ProcessExecutor(2)
+    got: list = []
+
+    def run():
+        try:
+            got.append(executor.map(_times, [1, 2, 3, 4, 5, 6], 7))
+        except RuntimeError as exc:
+            got.append(exc)
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(timeout=30)
+    assert not caller.is_alive(), "map waited forever for an item no worker took"
+    assert isinstance(got[0], RuntimeError) and str(got[0]) == "no process may start here"
+    monkeypatch.undo()
+    with executor:  # the executor still works once processes can start
+        assert executor.map(_times, [1, 2, 3, 4], 7) == [7, 14, 21, 28]
+
+
+def test_a_process_executor_starts_the_fork_server_when_it_is_made():
+    """Workers come from a fork server that is started, warm, before the first map."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform (workers are spawned)")
+    with ProcessExecutor(2):
+        server = forkserver._forkserver
+        assert server._forkserver_pid is not None
+        assert server._preload_modules == ["xlfuncs.core._warmup"]

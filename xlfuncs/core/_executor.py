@@ -137,8 +137,25 @@ def _context():
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["xlfuncs.core"])
+    # the server imports xlfuncs and runs a tiny backtest once: every worker forked
+    # from it starts with those first-call costs paid (xlfuncs.core._warmup)
+    ctx.set_forkserver_preload(["xlfuncs.core._warmup"])
     return ctx
+
+
+def _start_fork_server() -> None:
+    """Start the fork server now, if workers come from one: it imports while we work.
+
+    Its start (a fresh interpreter importing the numerical stack, then the
+    warm-up) takes most of a second; :class:`ProcessExecutor` calls this when it
+    is made, so the server gets ready while the caller reads the data, and the
+    first task does not wait for it. Returns at once.
+    """
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 class ProcessExecutor(_Closing):
@@ -163,6 +180,8 @@ class ProcessExecutor(_Closing):
         self._pool: Any = None
         self._shared: Any = None
         self._reports: Any = None
+        if workers > 1:
+            _start_fork_server()
 
     def _pool_for(self, shared: Any) -> tuple[Any, Any]:
         from concurrent.futures import ProcessPoolExecutor
@@ -198,6 +217,7 @@ class ProcessExecutor(_Closing):
             pool, reports = self._pool_for(shared)
 
         reserved = 0  # items taken for a worker process, not yet submitted
+        failed: list[BaseException] = []  # a submit that raised (no worker can start)
 
         def feed(_: Any = None) -> None:
             # an item to each idle worker process, one at a time (nothing queued ahead
@@ -208,11 +228,18 @@ class ProcessExecutor(_Closing):
             while True:
                 with lock:
                     busy = sum(not f.done() for f in remote) + reserved
-                    if len(todo) <= 1 or busy >= self.workers - 1:
+                    if failed or not todo or busy >= self.workers - 1:
                         return
                     k = todo.popleft()
                     reserved += 1
-                fut = pool.submit(_call_with_shared, fn, items[k], None if tick is None else k)
+                try:
+                    fut = pool.submit(_call_with_shared, fn, items[k],
+                                      None if tick is None else k)
+                except BaseException as exc:  # raised in the caller's thread, below
+                    with lock:
+                        failed.append(exc)
+                        reserved -= 1
+                    return
                 with lock:
                     remote[fut] = k
                     reserved -= 1
@@ -241,7 +268,7 @@ class ProcessExecutor(_Closing):
             feeder.start()
         while True:
             with lock:
-                k = todo.pop() if todo else None
+                k = todo.pop() if todo and not failed else None
             if k is None:
                 break
             with one_thread():
@@ -256,9 +283,12 @@ class ProcessExecutor(_Closing):
         while True:
             with lock:
                 left = len(remote) - len(seen) + reserved
-            if not left:
+            if not left or failed:
                 break
             collect(TICK_POLL)
+        if failed:
+            self.close()
+            raise failed[0]
         _relay(reports, tick)
         return out
 
