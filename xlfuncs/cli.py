@@ -618,16 +618,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if out:  # and the folder, before minutes of work
         check_out_folder(out, _backtest_files())
     # A Dask scheduler is reached now, before the data are read: one line if it cannot be.
-    executor = core.DaskExecutor(config.scheduler) if config.scheduler else None
+    # Local worker processes' fork server starts now too, and gets ready while they load.
+    executor = core.make_executor(config.workers, config.scheduler)
     try:
         return _run_backtest(args, config, source, factors, out, executor)
     finally:
-        if executor is not None:
-            executor.close()
+        executor.close()
 
 
 def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source: str,
-                  factors: str | None, out: str | None, executor: core.Executor | None) -> int:
+                  factors: str | None, out: str | None, executor: core.Executor) -> int:
     from xlfuncs.data.estimate_cache import DiskCache
     from xlfuncs.data.market import load_market
     from xlfuncs.report import stats_table, write_results
