@@ -110,3 +110,109 @@ def test_a_process_executor_starts_the_fork_server_when_it_is_made():
         server = forkserver._forkserver
         assert server._forkserver_pid is not None
         assert server._preload_modules == ["xlfuncs.core._warmup"]
+
+
+# --------------------------------------------------------------------------- kept workers
+
+
+def _read_shared(shared: dict, item: int) -> tuple[str, int]:
+    return shared["name"], item * shared["scale"]
+
+
+def _forget_shared(shared: dict, item: int) -> int:
+    """Drop this worker's copy of the shared object (as a newly started worker has none)."""
+    from xlfuncs.core import _executor
+
+    _executor._WORKER.update(token=None, value=None)
+    return item
+
+
+def _pid(shared: object, item: int) -> int:
+    import os
+    import time
+
+    time.sleep(0.05)  # long enough that the worker process takes some items
+    return os.getpid()
+
+
+def test_kept_workers_read_each_runs_own_shared_object():
+    """A second executor reuses the worker processes, and they read its object, not the last."""
+    from xlfuncs.core import _executor
+
+    items = list(range(12))
+    with ProcessExecutor(2) as first:
+        pids_first = set(first.map(_pid, items, None))
+        assert first.map(_read_shared, items, {"name": "a", "scale": 2}) == [
+            ("a", 2 * i) for i in items]
+    kept = _executor._SESSION["pool"]
+    assert kept is not None
+    with ProcessExecutor(2) as second:
+        assert second.map(_read_shared, items, {"name": "b", "scale": 3}) == [
+            ("b", 3 * i) for i in items]
+        pids_second = set(second.map(_pid, items, None))
+    assert _executor._SESSION["pool"] is kept  # the same processes served both
+    assert len(pids_first) == len(pids_second) == 2 and pids_first == pids_second
+
+
+def test_a_worker_without_the_object_is_sent_it_again():
+    shared = {"name": "c", "scale": 5}
+    items = list(range(10))
+    with ProcessExecutor(2) as executor:
+        assert executor.map(_read_shared, items, shared) == [("c", 5 * i) for i in items]
+        executor.map(_forget_shared, items, shared)  # the worker process now lacks it
+        assert executor.map(_read_shared, items, shared) == [("c", 5 * i) for i in items]
+
+
+def test_kept_workers_stop_when_idle(monkeypatch):
+    import time
+
+    from xlfuncs.core import _executor
+
+    monkeypatch.setattr(_executor, "IDLE_SECONDS", 0.2)
+    with ProcessExecutor(2) as executor:
+        assert executor.map(_read_shared, [1, 2, 3], {"name": "d", "scale": 1}) == [
+            ("d", 1), ("d", 2), ("d", 3)]
+    processes = list(_executor._SESSION["pool"]._processes.values())
+    assert processes and all(p.is_alive() for p in processes)
+    deadline = time.monotonic() + 30
+    while _executor._SESSION["pool"] is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _executor._SESSION["pool"] is None
+    assert not any(p.is_alive() for p in processes)
+
+
+def test_a_killed_worker_fails_that_map_and_the_next_starts_afresh():
+    import os
+    import signal
+
+    from xlfuncs.core import _executor
+
+    with ProcessExecutor(2) as executor:
+        pids = set(executor.map(_pid, list(range(8)), None)) - {os.getpid()}
+    (worker,) = pids
+    os.kill(worker, signal.SIGKILL)
+    with ProcessExecutor(2) as executor:
+        try:
+            executor.map(_read_shared, list(range(8)), {"name": "e", "scale": 1})
+        except Exception as exc:  # the pool noticed the death during this map
+            assert type(exc).__name__ == "BrokenProcessPool"
+        assert executor.map(_read_shared, list(range(8)), {"name": "e", "scale": 1}) == [
+            ("e", i) for i in range(8)]
+    assert worker not in set(_executor._SESSION["pool"]._processes)
+
+
+def test_a_program_that_used_workers_exits_quietly(tmp_path):
+    """Worker processes kept for the session do not hold the program up or print at its exit."""
+    import subprocess
+
+    script = tmp_path / "uses_workers.py"
+    script.write_text(
+        "from xlfuncs.core import ProcessExecutor\n"
+        "def f(shared, item):\n"
+        "    return item * shared\n"
+        "if __name__ == '__main__':\n"
+        "    with ProcessExecutor(2) as ex:\n"
+        "        print(ex.map(f, [1, 2, 3, 4], 3))\n", encoding="utf-8")
+    got = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert (got.returncode, got.stdout, got.stderr) == (0, "[3, 6, 9, 12]\n", "")

@@ -26,7 +26,9 @@ a pipe from a local worker (read between waits of at most
 
 from __future__ import annotations
 
+import itertools
 import os
+import pickle
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -40,6 +42,7 @@ __all__ = [
     "SerialExecutor",
     "check_scheduler",
     "make_executor",
+    "shutdown_workers",
 ]
 
 Done = Callable[[int], None]  # called with each item's position as it finishes
@@ -95,32 +98,57 @@ class SerialExecutor(_Closing):
 
 
 
-_SHARED: dict[str, Any] = {}
+# ------------------------------------------------------------------ local worker processes
+#
+# Worker processes are kept for the session (like joblib's reusable executor): a
+# second sweep in the same Python session (a notebook, a script, a long-lived Excel
+# server) finds them started and warm. A worker holds one ``shared`` object at a time,
+# named by a token: the first item a worker runs for a new token brings the object
+# (pickled once here), later items bring only the token.
+
+IDLE_SECONDS = 300.0  # kept workers stop after this long without work
+
+_WORKER: dict[str, Any] = {"token": None, "value": None, "reports": None}  # in a worker
+_SESSION: dict[str, Any] = {"pool": None, "processes": 0, "reports": None, "timer": None}
+_COUNTER = itertools.count()
 
 
-def _set_shared(shared: Any, reports: Any = None) -> None:
-    _SHARED["value"] = shared
-    _SHARED["reports"] = reports  # where report(n) writes (position, n), or None
+def _init_worker(reports: Any) -> None:
+    _WORKER["reports"] = reports  # where report(n) writes (map, position, n)
     # One BLAS/OpenMP thread per worker: the workers already use every core, and more
     # threads than cores only wait on each other.
     from xlfuncs.core._lstsq import threadpools
 
     pools = threadpools()  # None where threadpoolctl is missing
     if pools is not None:
-        _SHARED["limits"] = pools.limit(limits=1)
+        _WORKER["limits"] = pools.limit(limits=1)
 
 
-def _call_with_shared(fn: Callable[..., Any], item: Any, k: int | None = None) -> Any:
-    reports = _SHARED["reports"]
-    if k is None or reports is None:
-        return fn(_SHARED["value"], item)
-    return fn(_SHARED["value"], item, lambda n: reports.put((k, n)))
+def _in_worker(token: str, payload: bytes | None, fn: Callable[..., Any], item: Any,
+               tag: tuple[int, int] | None) -> tuple[int, bool, Any]:
+    """``fn(shared, item)`` in a worker process: ``(pid, True, result)``.
+
+    ``(pid, False, None)`` when this process does not hold ``token``'s object and
+    ``payload`` (the object, pickled) did not bring it: the caller sends it again.
+    """
+    if _WORKER["token"] != token:
+        if payload is None:
+            return os.getpid(), False, None
+        _WORKER["value"] = None  # the last run's object goes before the next is read
+        _WORKER["value"] = pickle.loads(payload)
+        _WORKER["token"] = token
+    shared, reports = _WORKER["value"], _WORKER["reports"]
+    if tag is None or reports is None:
+        return os.getpid(), True, fn(shared, item)
+    return os.getpid(), True, fn(shared, item, lambda n: reports.put((*tag, n)))
 
 
-def _relay(reports: Any, tick: Tick | None) -> None:
-    """Pass on every report the workers have written so far."""
-    while reports is not None and tick is not None and not reports.empty():
-        tick(*reports.get())
+def _relay(reports: Any, tick: Tick | None, map_id: int) -> None:
+    """Pass on every report the workers have written so far (an earlier map's are dropped)."""
+    while reports is not None and not reports.empty():
+        got, k, n = reports.get()
+        if got == map_id and tick is not None:
+            tick(k, n)
 
 
 def _context():
@@ -158,6 +186,57 @@ def _start_fork_server() -> None:
         forkserver.ensure_running()
 
 
+def _session_pool(processes: int) -> tuple[Any, Any]:
+    """The session's pool of ``processes`` workers and their report pipe, made if needed."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    timer = _SESSION["timer"]
+    if timer is not None:
+        timer.cancel()
+        _SESSION["timer"] = None
+    pool = _SESSION["pool"]
+    if pool is not None and (_SESSION["processes"] != processes
+                             or getattr(pool, "_broken", False)):
+        shutdown_workers()
+        pool = None
+    if pool is None:
+        ctx = _context()
+        # A pipe written at once by report(n) (no feeder thread): a worker's reports
+        # are all in it before its result arrives, so an item's reports precede its done.
+        reports = ctx.SimpleQueue()
+        pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx,
+                                   initializer=_init_worker, initargs=(reports,))
+        _SESSION.update(pool=pool, processes=processes, reports=reports)
+        if not _SESSION.get("atexit"):  # stopped while the interpreter still runs
+            import atexit
+
+            atexit.register(shutdown_workers)
+            _SESSION["atexit"] = True
+    return pool, _SESSION["reports"]
+
+
+def _idle_later() -> None:
+    """Stop the session's workers after :data:`IDLE_SECONDS` without a map."""
+    import threading
+
+    if _SESSION["pool"] is None:
+        return
+    timer = threading.Timer(IDLE_SECONDS, shutdown_workers)
+    timer.daemon = True
+    _SESSION["timer"] = timer
+    timer.start()
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes kept for the session (the next map starts new ones)."""
+    timer, pool = _SESSION["timer"], _SESSION["pool"]
+    if timer is not None:
+        timer.cancel()
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+    _SESSION.update(pool=None, processes=0, reports=None, timer=None)
+
+
 class ProcessExecutor(_Closing):
     """Local worker processes and this one: ``workers`` items run at a time.
 
@@ -166,10 +245,10 @@ class ProcessExecutor(_Closing):
     ``workers - 1`` processes take them from the front. So a small map does
     not wait for processes to start (a fork server's first start imports the
     numerical stack, about a second), and this process's warm state is used.
-    ``shared`` reaches each worker process once, through the pool's
-    initializer. The pool lives until :meth:`close` and serves every ``map``
-    given the same ``shared`` object (the estimation and the decisions of one
-    backtest), so workers start once per run, not once per stage.
+    ``shared`` is pickled once and reaches each worker process once; the
+    estimation and the decisions of one backtest share it. The worker processes
+    outlive the executor: the next one in this session uses them (they stop
+    after :data:`IDLE_SECONDS` idle, at exit, or at :func:`shutdown_workers`).
     """
 
     def __init__(self, workers: int):
@@ -177,26 +256,23 @@ class ProcessExecutor(_Closing):
             raise InputError(f"workers must be a whole number of at least 1 (got {workers!r})",
                              "workers")
         self.workers = workers
-        self._pool: Any = None
         self._shared: Any = None
-        self._reports: Any = None
+        self._token = ""
+        self._payload: bytes | None = None
+        self._holders: set[int] = set()  # worker processes that hold this token's object
         if workers > 1:
             _start_fork_server()
 
-    def _pool_for(self, shared: Any) -> tuple[Any, Any]:
-        from concurrent.futures import ProcessPoolExecutor
+    def _token_for(self, shared: Any) -> str:
+        if self._shared is not shared or not self._token:
+            self._shared, self._payload, self._holders = shared, None, set()
+            self._token = f"{os.getpid()}-{next(_COUNTER)}"
+        return self._token
 
-        if self._pool is None or self._shared is not shared:
-            self.close()
-            ctx = _context()
-            # A pipe written at once by report(n) (no feeder thread): a worker's reports
-            # are all in it before its result arrives, so an item's reports precede its done.
-            self._reports = ctx.SimpleQueue()
-            self._pool = ProcessPoolExecutor(max_workers=self.workers - 1, mp_context=ctx,
-                                             initializer=_set_shared,
-                                             initargs=(shared, self._reports))
-            self._shared = shared
-        return self._pool, self._reports
+    def _payload_bytes(self) -> bytes:
+        if self._payload is None:
+            self._payload = pickle.dumps(self._shared, protocol=pickle.HIGHEST_PROTOCOL)
+        return self._payload
 
     def map(self, fn, items, shared, done=None, tick=None):
         import threading
@@ -213,13 +289,26 @@ class ProcessExecutor(_Closing):
         lock = threading.Lock()
         remote: dict[Any, int] = {}
         pool = reports = None
-        if self.workers > 1 and len(items) > 1:
-            pool, reports = self._pool_for(shared)
+        processes = self.workers - 1
+        map_id = next(_COUNTER)
+        token = self._token_for(shared)
+        if processes > 0 and len(items) > 1:
+            pool, reports = _session_pool(processes)
 
         reserved = 0  # items taken for a worker process, not yet submitted
         failed: list[BaseException] = []  # a submit that raised (no worker can start)
+        resend: set[int] = set()  # items a worker returned for want of the object
 
-        def feed(_: Any = None) -> None:
+        def arrived(fut: Any) -> None:
+            # in the pool's thread: a worker that has the object needs no copy of it
+            if not fut.cancelled() and fut.exception() is None:
+                pid, held, _ = fut.result()
+                if held:
+                    with lock:
+                        self._holders.add(pid)
+            feed()
+
+        def feed() -> None:
             # an item to each idle worker process, one at a time (nothing queued ahead
             # that this process could have taken); runs in the pool's thread too. The
             # first submit can wait a second for the fork server to start: it runs in a
@@ -228,13 +317,15 @@ class ProcessExecutor(_Closing):
             while True:
                 with lock:
                     busy = sum(not f.done() for f in remote) + reserved
-                    if failed or not todo or busy >= self.workers - 1:
+                    if failed or not todo or busy >= processes:
                         return
                     k = todo.popleft()
                     reserved += 1
+                    bring = k in resend or len(self._holders) < processes
                 try:
-                    fut = pool.submit(_call_with_shared, fn, items[k],
-                                      None if tick is None else k)
+                    payload = self._payload_bytes() if bring else None
+                    fut = pool.submit(_in_worker, token, payload, fn, items[k],
+                                      None if tick is None else (map_id, k))
                 except BaseException as exc:  # raised in the caller's thread, below
                     with lock:
                         failed.append(exc)
@@ -243,7 +334,7 @@ class ProcessExecutor(_Closing):
                 with lock:
                     remote[fut] = k
                     reserved -= 1
-                fut.add_done_callback(feed)
+                fut.add_done_callback(arrived)
 
         def collect(timeout: float | None) -> None:
             with lock:
@@ -253,11 +344,19 @@ class ProcessExecutor(_Closing):
                     time.sleep(0.005)
                 return
             finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            _relay(reports, tick)
+            _relay(reports, tick, map_id)
             for fut in sorted(finished, key=remote.__getitem__):
                 seen.add(fut)
                 k = remote[fut]
-                out[k] = fut.result()
+                pid, held, value = fut.result()
+                if not held:  # a new worker process: again, with the object
+                    with lock:
+                        resend.add(k)
+                        self._holders.discard(pid)
+                        todo.appendleft(k)
+                    feed()
+                    continue
+                out[k] = value
                 if done is not None:
                     done(k)
 
@@ -266,37 +365,44 @@ class ProcessExecutor(_Closing):
         if pool is not None:
             feeder = threading.Thread(target=feed, daemon=True)
             feeder.start()
-        while True:
-            with lock:
-                k = todo.pop() if todo and not failed else None
-            if k is None:
-                break
-            with one_thread():
-                out[k] = (fn(shared, items[k]) if tick is None
-                          else fn(shared, items[k], lambda n, k=k: tick(k, n)))
-            if done is not None:
-                done(k)
-            if pool is not None:
-                collect(0)
-        if feeder is not None:
-            feeder.join()
-        while True:
-            with lock:
-                left = len(remote) - len(seen) + reserved
-            if not left or failed:
-                break
-            collect(TICK_POLL)
-        if failed:
-            self.close()
-            raise failed[0]
-        _relay(reports, tick)
+        try:
+            while True:
+                while True:
+                    with lock:
+                        k = todo.pop() if todo and not failed else None
+                    if k is None:
+                        break
+                    with one_thread():
+                        out[k] = (fn(shared, items[k]) if tick is None
+                                  else fn(shared, items[k], lambda n, k=k: tick(k, n)))
+                    if done is not None:
+                        done(k)
+                    if pool is not None:
+                        collect(0)
+                if feeder is not None:
+                    feeder.join()
+                    feeder = None
+                with lock:
+                    left = len(remote) - len(seen) + reserved
+                if not left or failed:
+                    break
+                collect(TICK_POLL)  # an item sent back for the object returns to todo
+            if failed:
+                raise failed[0]
+            _relay(reports, tick, map_id)
+        except BaseException:
+            if pool is not None:  # a worker died or a submit failed: start afresh next time
+                shutdown_workers()
+            raise
         return out
 
     def close(self) -> None:
-        """Stop the workers."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._shared = self._reports = None
+        """Let go of ``shared`` (the session's worker processes stay, for the next run)."""
+        self._shared = self._payload = None
+        self._token = ""
+        self._holders = set()
+        if _SESSION["pool"] is not None and _SESSION["timer"] is None:
+            _idle_later()
 
 
 def check_scheduler(address: object) -> str:
