@@ -1004,10 +1004,20 @@ def _walk(job: _Job, names: Sequence[str],
     return {walk.name: walk.book for walk in walks}
 
 
-def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict],
-                tick: Callable[[int], None] | None = None) -> dict[str, _Book]:
-    names, estimates = group
-    return _walk(replace(job, estimates=estimates), names, tick)
+def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
+                tick: Callable[[int], None] | None = None
+                ) -> tuple[dict[str, _Book], pd.Series | None]:
+    """A group's walk, and the benchmark's returns when ``group`` asks for them too.
+
+    The first group brings the benchmark back: a local executor hands the first
+    item to a worker process, so the benchmark's drift is not added to this
+    process's share (it also assembles the results).
+    """
+    names, estimates, with_benchmark = group
+    job = replace(job, estimates=estimates)
+    books = _walk(job, names, tick)
+    return books, (_benchmark_returns(job, _uses_caps(job.data, job.config))
+                   if with_benchmark else None)
 
 
 def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
@@ -1166,6 +1176,7 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         base = _Job(data, config, tuple(dates))
         estimates = _estimate_all(base, executor, caches, tracker)
         job = replace(base, estimates=estimates)
+        bench = None
         if executor.workers <= 1 or len(names) == 1:
             books = _walk(job, names, tracker.decided)
         else:
@@ -1175,13 +1186,16 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
             groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
             groups = [g for g in groups if g]
             stage = tracker.stage("optimising", [len(dates) * len(g) for g in groups])
-            walked = executor.map(_walk_group, [(g, estimates) for g in groups], base,
-                                  stage.finished, stage.tick)
-            books = {name: got[name] for got in walked for name in names if name in got}
+            walked = executor.map(_walk_group, [(g, estimates, k == 0)
+                                                for k, g in enumerate(groups)],
+                                  base, stage.finished, stage.tick)
+            books = {name: got[name] for got, _ in walked for name in names if name in got}
+            bench = walked[0][1]
     finally:
         if own:
             executor.close()
-    bench = _benchmark_returns(job, use_caps)
+    if bench is None:
+        bench = _benchmark_returns(job, use_caps)
     result = _assemble(data, config, names, books, bench, time.perf_counter() - t0)
     done = [(data.dates[i], e) for i, e in sorted((job.estimates or {}).items())
             if not isinstance(e, str)]
