@@ -33,6 +33,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from xlfuncs._forkserver import start_fork_server as _start_fork_server
+from xlfuncs._forkserver import worker_context as _context
 from xlfuncs.errors import InputError, XlfuncsError
 
 __all__ = [
@@ -149,41 +151,6 @@ def _relay(reports: Any, tick: Tick | None, map_id: int) -> None:
         got, k, n = reports.get()
         if got == map_id and tick is not None:
             tick(k, n)
-
-
-def _context():
-    """Worker processes that never inherit a thread pool mid-use.
-
-    A plain ``fork`` copies this process with its OpenMP and BLAS thread pools
-    (scikit-learn's k-means starts OpenMP's): a worker then waits forever on a
-    lock no thread will release. Where it exists, a fork server (a clean
-    process that has imported xlfuncs once) forks the workers instead; Windows
-    and macOS start fresh interpreters (``spawn``) anyway.
-    """
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    # the server imports xlfuncs and runs a tiny backtest once: every worker forked
-    # from it starts with those first-call costs paid (xlfuncs.core._warmup)
-    ctx.set_forkserver_preload(["xlfuncs.core._warmup"])
-    return ctx
-
-
-def _start_fork_server() -> None:
-    """Start the fork server now, if workers come from one: it imports while we work.
-
-    Its start (a fresh interpreter importing the numerical stack, then the
-    warm-up) takes most of a second; :class:`ProcessExecutor` calls this when it
-    is made, so the server gets ready while the caller reads the data, and the
-    first task does not wait for it. Returns at once.
-    """
-    ctx = _context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
 
 
 def _session_pool(processes: int) -> tuple[Any, Any]:
