@@ -8,8 +8,6 @@ then runs on another core while this process imports and reads the data.
 
 from __future__ import annotations
 
-import multiprocessing
-
 __all__ = ["PRELOAD", "start_fork_server", "worker_context"]
 
 #: What the fork server imports before it forks any worker: xlfuncs and a tiny
@@ -24,8 +22,11 @@ def worker_context():
     (scikit-learn's k-means starts OpenMP's): a worker then waits forever on a
     lock no thread will release. Where it exists, a fork server (a clean
     process that has imported xlfuncs once) forks the workers instead; Windows
-    and macOS start fresh interpreters (``spawn``) anyway.
+    and macOS start fresh interpreters (``spawn``) anyway. (Imported here, not at the
+    top: Pyodide, where xlwings Lite runs, has no processes to start.)
     """
+    import multiprocessing
+
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
