@@ -65,6 +65,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", default="1,0", help="worker counts, 0 = default (one per CPU)")
     args = p.parse_args()
+    if any(x.strip() != "1" for x in args.workers.split(",")):
+        # as the xlfuncs command does before it imports numpy (xlfuncs._launch): the
+        # workers' fork server starts now, not a second into the run
+        from xlfuncs._forkserver import start_fork_server
+
+        start_fork_server()
     print(f"CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
     print(f"{'workers':>8} {'wall s':>8} {'50% at':>8} {'estimation':>11} {'ticks':>6} "
           f"{'longest gap':>12}")

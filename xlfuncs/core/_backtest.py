@@ -1046,10 +1046,10 @@ def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
 
 
 #: Work units of a date estimated, against 1 for a strategy-date decided: what the two
-#: cost on the default universe (500 stocks, one process) since the decisions are exact
-#: active-set solves: 7.8 ms a date estimated and 2.0 ms a strategy-date under sample
-#: moments, 62 ms against 2.5 ms under the regime model (its HMM fits).
-ESTIMATE_UNITS = {"sample": 4, "ewma": 4, "regime": 25}
+#: cost on the default universe (500 stocks, one process) since estimates index arrays
+#: by position: 2.1 ms a date estimated and 1.0 ms a strategy-date under sample
+#: moments, 20 ms against 1.0 ms under the regime model (its HMM fits).
+ESTIMATE_UNITS = {"sample": 2, "ewma": 2, "regime": 20}
 
 
 class _Progress:
