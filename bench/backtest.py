@@ -13,12 +13,17 @@ Rows:
   compiled problems when the tradable count repeats vs rebuilding every month
   (the research's pattern);
 * ``sweeps`` (``--sweeps``): the estimate-once engine. A 4-strategy TEV sweep with 1
-  and 2 worker processes (sample and regime models); a 20-strategy TEV grid against
-  one strategy (same executor); the same 4-strategy sweep on a Dask ``LocalCluster``
-  (2 worker processes, loopback); and with ``--crsp`` a CRSP-size run (3000 synthetic
-  stocks, 600 monthly rebalances, 4 strategies) end to end with its peak memory, in
-  this process and in the workers. Each run starts with an
-  empty estimate cache, so every ratio includes the estimation;
+  and 2 worker processes (sample and regime models): medians of alternating runs after
+  one of each not counted, and the median ratio of adjacent pairs (this VM's speed
+  drifts by tens of percent over minutes; pairs see the same spell). Local worker
+  processes are kept for the session, so these are second and later sweeps of a
+  session; the sample sweep is also timed in a new process per run (the fork server
+  started before numpy is imported, as the ``xlfuncs`` command does). Then a 20-strategy
+  TEV grid against one strategy (2 workers, medians of 3); the same 4-strategy sweep on a
+  Dask ``LocalCluster`` (2 worker processes, loopback); and with ``--crsp`` a CRSP-size
+  run (3000 synthetic stocks, 600 monthly rebalances, 4 strategies) end to end with its
+  peak memory, in this process and in the workers. Each run starts with an empty
+  estimate cache, so every ratio includes the estimation;
 * ``anchor`` (``--anchor``): one strategy with gamma anchored to a 6% TE target
   (one exact TEV-cap solve per date, or a Brent search where the active-set
   solver does not take the problem) against one TEV-cap strategy at 6%, on ``sample:100``
