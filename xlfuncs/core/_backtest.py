@@ -990,17 +990,19 @@ def _walk(job: _Job, names: Sequence[str],
     walks = [_Strategy(config, name, specs[name], len(columns), compiled) for name in names]
     rebalance = set(job.dates)
     returns = data.returns.to_numpy(dtype=float)
+    dates = data.dates  # each date read once a period, not once a strategy (Timestamps are made)
     for i in range(job.dates[0], data.n_periods - 1):
         if i in rebalance:
             est = estimates[i]
             cols = None if isinstance(est, str) else est.columns
+            date = dates[i]
             for walk in walks:
-                walk.decide(data.dates[i], est, cols)
+                walk.decide(date, est, cols)
             if tick is not None:
                 tick(len(walks))
-        nxt = returns[i + 1]
+        nxt, date = returns[i + 1], dates[i + 1]
         for walk in walks:
-            walk.earn(data.dates[i + 1], nxt)
+            walk.earn(date, nxt)
     return {walk.name: walk.book for walk in walks}
 
 
