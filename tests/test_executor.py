@@ -216,3 +216,25 @@ def test_a_program_that_used_workers_exits_quietly(tmp_path):
     got = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
     assert (got.returncode, got.stdout, got.stderr) == (0, "[3, 6, 9, 12]\n", "")
+
+
+def _slow(shared: int, item: int) -> int:
+    import time
+
+    time.sleep(0.1)
+    return shared + item
+
+
+def test_a_map_started_before_the_idle_stop_keeps_the_workers(monkeypatch):
+    """The idle timer of the last run is off once the next run maps: its workers serve it."""
+    from xlfuncs.core import _executor
+
+    monkeypatch.setattr(_executor, "IDLE_SECONDS", 0.3)
+    with ProcessExecutor(2) as executor:
+        assert executor.map(_slow, [1, 2], 10) == [11, 12]
+    kept = _executor._SESSION["pool"]
+    with ProcessExecutor(2) as executor:  # runs about 0.6 s, past the first run's 0.3 s
+        assert executor.map(_slow, list(range(12)), 100) == [100 + i for i in range(12)]
+        assert _executor._SESSION["pool"] is kept
+    _executor.shutdown_workers()
+    assert _executor._SESSION["pool"] is None and _executor._SESSION["timer"] is None

@@ -30,6 +30,7 @@ import itertools
 import os
 import pickle
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -113,6 +114,7 @@ IDLE_SECONDS = 300.0  # kept workers stop after this long without work
 _WORKER: dict[str, Any] = {"token": None, "value": None, "reports": None}  # in a worker
 _SESSION: dict[str, Any] = {"pool": None, "processes": 0, "reports": None, "timer": None}
 _COUNTER = itertools.count()
+_LOCK = threading.RLock()  # the session's pool: made, used and stopped one at a time
 
 
 def _init_worker(reports: Any) -> None:
@@ -157,51 +159,61 @@ def _session_pool(processes: int) -> tuple[Any, Any]:
     """The session's pool of ``processes`` workers and their report pipe, made if needed."""
     from concurrent.futures import ProcessPoolExecutor
 
-    timer = _SESSION["timer"]
-    if timer is not None:
-        timer.cancel()
-        _SESSION["timer"] = None
-    pool = _SESSION["pool"]
-    if pool is not None and (_SESSION["processes"] != processes
-                             or getattr(pool, "_broken", False)):
-        shutdown_workers()
-        pool = None
-    if pool is None:
-        ctx = _context()
-        # A pipe written at once by report(n) (no feeder thread): a worker's reports
-        # are all in it before its result arrives, so an item's reports precede its done.
-        reports = ctx.SimpleQueue()
-        pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx,
-                                   initializer=_init_worker, initargs=(reports,))
-        _SESSION.update(pool=pool, processes=processes, reports=reports)
-        if not _SESSION.get("atexit"):  # stopped while the interpreter still runs
-            import atexit
+    with _LOCK:
+        timer = _SESSION["timer"]
+        if timer is not None:  # a map: the idle stop is off (a firing one sees it is stale)
+            timer.cancel()
+            _SESSION["timer"] = None
+        pool = _SESSION["pool"]
+        if pool is not None and (_SESSION["processes"] != processes
+                                 or getattr(pool, "_broken", False)):
+            _stop()
+            pool = None
+        if pool is None:
+            ctx = _context()
+            # A pipe written at once by report(n) (no feeder thread): a worker's reports
+            # are all in it before its result arrives, so an item's reports precede its done.
+            reports = ctx.SimpleQueue()
+            pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx,
+                                       initializer=_init_worker, initargs=(reports,))
+            _SESSION.update(pool=pool, processes=processes, reports=reports)
+            if not _SESSION.get("atexit"):  # stopped while the interpreter still runs
+                import atexit
 
-            atexit.register(shutdown_workers)
-            _SESSION["atexit"] = True
-    return pool, _SESSION["reports"]
+                atexit.register(shutdown_workers)
+                _SESSION["atexit"] = True
+        return pool, _SESSION["reports"]
 
 
 def _idle_later() -> None:
     """Stop the session's workers after :data:`IDLE_SECONDS` without a map."""
-    import threading
+    def idle_stop() -> None:
+        with _LOCK:
+            if _SESSION["timer"] is timer:  # no map has started since
+                _stop()
 
-    if _SESSION["pool"] is None:
-        return
-    timer = threading.Timer(IDLE_SECONDS, shutdown_workers)
-    timer.daemon = True
-    _SESSION["timer"] = timer
-    timer.start()
+    with _LOCK:
+        if _SESSION["pool"] is None or _SESSION["timer"] is not None:
+            return
+        timer = threading.Timer(IDLE_SECONDS, idle_stop)
+        timer.daemon = True
+        _SESSION["timer"] = timer
+        timer.start()
 
 
-def shutdown_workers() -> None:
-    """Stop the worker processes kept for the session (the next map starts new ones)."""
+def _stop() -> None:
     timer, pool = _SESSION["timer"], _SESSION["pool"]
     if timer is not None:
         timer.cancel()
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
     _SESSION.update(pool=None, processes=0, reports=None, timer=None)
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes kept for the session (the next map starts new ones)."""
+    with _LOCK:
+        _stop()
 
 
 class ProcessExecutor(_Closing):
@@ -242,7 +254,6 @@ class ProcessExecutor(_Closing):
         return self._payload
 
     def map(self, fn, items, shared, done=None, tick=None):
-        import threading
         import time
         from collections import deque
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -368,8 +379,7 @@ class ProcessExecutor(_Closing):
         self._shared = self._payload = None
         self._token = ""
         self._holders = set()
-        if _SESSION["pool"] is not None and _SESSION["timer"] is None:
-            _idle_later()
+        _idle_later()
 
 
 def check_scheduler(address: object) -> str:
