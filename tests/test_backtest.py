@@ -415,3 +415,24 @@ def test_chart_titles_follow_the_sweep_and_the_te_chart_draws_each_budget(data):
                     if ln.get_linestyle() == "--"]  # no budget in a gamma sweep
     finally:
         plt.close("all")
+
+
+def test_the_run_time_covers_the_assembly_of_the_results(monkeypatch):
+    """``seconds`` is the whole call: a slow assembly of the tables is counted."""
+    import time
+
+    from xlfuncs.core import SerialExecutor, _backtest
+
+    real = _backtest._assemble
+
+    def slow(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_backtest, "_assemble", slow)
+    small = load_market("sample:30")
+    cfg = BacktestConfig(tev=(0.04,), min_history=60, start=str(small.dates[-6].date()))
+    t0 = time.perf_counter()
+    res = run_backtest(small, cfg, executor=SerialExecutor())
+    elapsed = time.perf_counter() - t0
+    assert 1.0 <= res.seconds <= elapsed

@@ -1203,7 +1203,8 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
             if not isinstance(e, str)]
     filters = filter_table([(d, e.filtered) for d, e in done])
     note = filter_note(filters, [len(e.assets) for _, e in done])
-    return replace(result, filters=filters, notes=result.notes + ((note,) if note else ()))
+    return replace(result, filters=filters, notes=result.notes + ((note,) if note else ()),
+                   seconds=time.perf_counter() - t0)  # the whole call, assembly included
 
 
 def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
