@@ -71,7 +71,7 @@ def test_the_loadings_of_a_factor_set_are_least_squares_on_those_factors(data):
     excess = data.returns.sub(data.rf, axis=0).iloc[i + 1 - 36:i + 1]
     x = data.factors[["Mkt-RF", "HML"]].iloc[i + 1 - 36:i + 1].to_numpy()
     assert est.factors == ("Mkt-RF", "HML")
-    for j, asset in enumerate(est.assets):
+    for j, asset in enumerate(chosen.returns.columns[est.columns]):
         coef, resid = ols(excess[asset].to_numpy(), x, np.ones(len(x)))
         np.testing.assert_allclose(est.loadings[:, j], coef, rtol=1e-9, atol=1e-12)
         assert est.resid_var[j] == pytest.approx(resid, rel=1e-9)
@@ -170,7 +170,8 @@ def test_regime_betas_are_the_forecast_mixture_of_per_state_wls(data, monkeypatc
         pi = fit.filtered[-1] @ np.linalg.matrix_power(fit.transmat, 2)
         probs = fit.filtered[-36:]
         x = data.factors.iloc[i + 1 - 36:i + 1].to_numpy()
-        for j, asset in enumerate(est.assets):
+        assets = data.returns.columns[est.columns]
+        for j, asset in enumerate(assets):
             y = excess[asset].iloc[i + 1 - 36:i + 1].to_numpy()
             per_state = [ols(y, x, probs[:, s]) for s in range(2)]
             coef = sum(pi[s] * per_state[s][0] for s in range(2))
@@ -180,7 +181,7 @@ def test_regime_betas_are_the_forecast_mixture_of_per_state_wls(data, monkeypatc
         # and the run used them: its active exposures are F (w - b) with these loadings
         date = data.dates[i]
         w = result.weights[result.weights["date"] == date].set_index("asset")["weight"]
-        active = w.reindex(est.assets).fillna(0.0).to_numpy() - est.benchmark
+        active = w.reindex(assets).fillna(0.0).to_numpy() - est.benchmark
         expo = result.exposures[result.exposures["date"] == date].iloc[0]
         np.testing.assert_allclose(expo[list(est.factors)].to_numpy(dtype=float),
                                    est.loadings[1:] @ active, rtol=1e-8, atol=1e-9)

@@ -503,8 +503,7 @@ class _Estimate:
     """Everything the optimiser needs at one date, over the tradable assets."""
 
     date: pd.Timestamp
-    assets: tuple[str, ...]
-    columns: np.ndarray  # the assets' positions among the data's columns
+    columns: np.ndarray  # the tradable assets' positions among the data's columns
     loadings: np.ndarray  # (m, n)
     factor_cov: np.ndarray  # (m, m), zero row/column for the constant
     resid_var: np.ndarray  # (n,)
@@ -596,7 +595,6 @@ class _Estimator:
             why = " after the liquidity filters" if filtered else ""
             raise InputError(f"no asset is tradable on {date.date()}{why}", "data")
         columns = model_cols[keep]
-        assets = tuple(model.assets[j] for j in keep)
         method = cfg.model
         kwargs: dict[str, Any] = {"window": cfg.moments_window}
         if method == "regime":
@@ -628,7 +626,7 @@ class _Estimator:
         else:
             exposure = np.zeros(k + 1)
             exposure[_market_row(moments.factors)] = 1.0
-        return _Estimate(date, assets, columns, loadings, sigma, model.resid_var[keep],
+        return _Estimate(date, columns, loadings, sigma, model.resid_var[keep],
                          moments.mean_with_constant, benchmark, exposure, caps, codes,
                          len(names), tuple(map(str, names)), tuple(map(str, moments.factors)),
                          filtered)
@@ -845,10 +843,11 @@ def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache]
 class _Strategy:
     """One strategy's walk: a decision at each rebalance date, drift and costs in between."""
 
-    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec, n_columns: int,
-                 optimisers: dict | None = None):
+    def __init__(self, config: BacktestConfig, name: str, spec: OptimiserSpec,
+                 labels: np.ndarray, optimisers: dict | None = None):
         self.config, self.name, self.spec = config, name, spec
-        self.n_columns = n_columns
+        self.labels = labels  # the data's asset names, by column
+        self.n_columns = len(labels)
         self.book = _Book()
         # Compiled problems, shared by the strategies walked together: the TEV budget and
         # gamma are parameters of the compiled problem, so a sweep over them compiles each
@@ -869,19 +868,20 @@ class _Strategy:
                    ) -> ActiveOptimiser:
         """The compiled problem of ``spec``'s structure for this date's universe size."""
         structure = self.structure if spec is self.spec else repr(replace(spec, tev=1.0))
-        key = (structure, len(est.assets), est.n_industries)
+        key = (structure, len(est.columns), est.n_industries)
         if key not in self.optimisers or not REUSE_PROBLEMS:
             self.optimisers[key] = ActiveOptimiser(
-                spec, len(est.assets), est.loadings.shape[0],
+                spec, len(est.columns), est.loadings.shape[0],
                 est.n_industries if by_industry else None, factor_names=est.factors)
         return self.optimisers[key]
 
-    def decide(self, date: pd.Timestamp, est: Estimated, cols: np.ndarray | None) -> None:
-        """The decision at ``date``; ``cols`` are the estimate's assets' data columns."""
+    def decide(self, date: pd.Timestamp, est: Estimated) -> None:
+        """The decision at ``date`` from its estimate (or why the estimate failed)."""
         book, spec = self.book, self.spec
         if isinstance(est, str):
             book.failures.append((date, self.name, est))
             return
+        cols = est.columns
         by_industry = spec.mode == "sector" or spec.industry_limited
         optimiser = self._optimiser(spec, est, by_industry)
         prev = None
@@ -937,7 +937,8 @@ class _Strategy:
         book.ex_ante.append((date, self.name, res.tracking_error, res.te_binding,
                              res.active_return))
         expo, risk = active_risk(est.loadings, est.factor_cov, est.resid_var, res.weights,
-                                 est.benchmark, est.benchmark_exposure, est.assets, est.factors,
+                                 est.benchmark, est.benchmark_exposure, self.labels[cols],
+                                 est.factors,
                                  est.industries, est.industry_names, spec.periods_per_year)
         book.exposures.append((date, self.name, expo))
         book.risk.append((date, self.name, risk))
@@ -986,18 +987,16 @@ def _walk(job: _Job, names: Sequence[str],
         raise ValueError("the decision stage needs the estimates")
     specs = config.specs(data.periods_per_year)
     compiled: dict = {}
-    columns = data.returns.columns
-    walks = [_Strategy(config, name, specs[name], len(columns), compiled) for name in names]
+    labels = np.array([str(c) for c in data.returns.columns], dtype=object)
+    walks = [_Strategy(config, name, specs[name], labels, compiled) for name in names]
     rebalance = set(job.dates)
     returns = data.returns.to_numpy(dtype=float)
     dates = data.dates  # each date read once a period, not once a strategy (Timestamps are made)
     for i in range(job.dates[0], data.n_periods - 1):
         if i in rebalance:
-            est = estimates[i]
-            cols = None if isinstance(est, str) else est.columns
-            date = dates[i]
+            est, date = estimates[i], dates[i]
             for walk in walks:
-                walk.decide(date, est, cols)
+                walk.decide(date, est)
             if tick is not None:
                 tick(len(walks))
         nxt, date = returns[i + 1], dates[i + 1]
@@ -1202,7 +1201,7 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     done = [(data.dates[i], e) for i, e in sorted((job.estimates or {}).items())
             if not isinstance(e, str)]
     filters = filter_table([(d, e.filtered) for d, e in done])
-    note = filter_note(filters, [len(e.assets) for _, e in done])
+    note = filter_note(filters, [len(e.columns) for _, e in done])
     return replace(result, filters=filters, notes=result.notes + ((note,) if note else ()),
                    seconds=time.perf_counter() - t0)  # the whole call, assembly included
 
