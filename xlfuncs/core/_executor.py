@@ -9,8 +9,9 @@ never with every item:
 
 * :class:`SerialExecutor` calls ``fn`` here, in order. It imports nothing, so
   it runs where there are no processes or threads (Pyodide, xlwings Lite).
-* :class:`ProcessExecutor` runs a local process pool (``--workers N``); each
-  worker receives ``shared`` once, through the pool's initializer.
+* :class:`ProcessExecutor` runs local worker processes (``--workers N``), kept
+  for the session; ``shared`` is pickled once per run and each worker process
+  receives it once.
 * :class:`DaskExecutor` submits the calls to a ``dask.distributed`` scheduler
   (``--scheduler tcp://HOST:8786``): ``shared`` is scattered to the workers
   once, and a task lost with a worker is run again elsewhere (Dask retries it).
@@ -98,7 +99,6 @@ class SerialExecutor(_Closing):
             if done is not None:
                 done(k)
         return out
-
 
 
 # ------------------------------------------------------------------ local worker processes
