@@ -85,9 +85,9 @@ def test_te_cap_is_the_exact_optimum(seed, tev):
     assert np.abs(w - ref).max() < 1e-5
     _kkt_ok(F, R, e, mu, b, lb, ub, w, sol.t)
     # and from nothing at all: every asset free
-    cold = qp.at_te(te)
-    if cold is not None:  # the cold start may give up; then the optimiser uses Clarabel
-        assert np.abs(cold.a - sol.a).max() < 1e-12
+    cold = qp.at_te(te)  # (where it gives up the optimiser uses Clarabel; not on these)
+    assert cold is not None
+    assert np.abs(cold.a - sol.a).max() < 1e-12
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -201,6 +201,7 @@ def test_the_search_finds_the_same_gamma_from_any_start():
         assert got.result.tracking_error == pytest.approx(0.05, rel=1e-8)
         assert got.solves <= 14
     assert found[0].gamma == pytest.approx(found[2].gamma, rel=1e-6)
+    assert found[1].gamma == pytest.approx(found[2].gamma, rel=1e-6)
     raises_exactly("the tracking-error target must be above 0 (got 0.0)", "tev",
                    anchor_gamma, solve, 0.0)
 

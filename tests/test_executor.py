@@ -51,9 +51,9 @@ def _count_up(shared: int, item: int, report) -> int:
     return shared * item
 
 
-@pytest.mark.parametrize("executor", [SerialExecutor(), ProcessExecutor(2)],
-                         ids=["serial", "processes"])
-def test_reports_of_a_running_item_reach_the_caller_before_its_end(executor):
+@pytest.mark.parametrize("workers", [1, 2], ids=["serial", "processes"])
+def test_reports_of_a_running_item_reach_the_caller_before_its_end(workers):
+    executor = SerialExecutor() if workers == 1 else ProcessExecutor(workers)
     items = [3, 5, 2, 4]
     events: list[tuple] = []
     out = executor.map(_count_up, items, 10, done=lambda k: events.append(("done", k)),
@@ -65,6 +65,7 @@ def test_reports_of_a_running_item_reach_the_caller_before_its_end(executor):
         assert max(at) < events.index(("done", k))  # every report before its end
     # without a tick the function is called with (shared, item) only, as before
     assert executor.map(int.__mul__, items, 2) == [6, 10, 4, 8]
+    executor.close()
 
 
 def _times(shared: int, item: int) -> int:
@@ -99,17 +100,35 @@ def test_a_worker_that_cannot_start_is_the_callers_error_not_a_hang(monkeypatch)
         assert executor.map(_times, [1, 2, 3, 4], 7) == [7, 14, 21, 28]
 
 
+PROBE_SERVER = """
+from multiprocessing import forkserver
+from xlfuncs.core import ProcessExecutor, SerialExecutor
+
+server = forkserver._forkserver
+before = server._forkserver_pid
+SerialExecutor()
+serial = server._forkserver_pid
+executor = ProcessExecutor(2)  # made, no map yet
+print(before is None, serial is None, server._forkserver_pid is not None,
+      server._preload_modules)
+executor.close()
+"""
+
+
 def test_a_process_executor_starts_the_fork_server_when_it_is_made():
-    """Workers come from a fork server that is started, warm, before the first map."""
+    """Workers come from a fork server that is started, warm, before the first map.
+
+    In a new interpreter: this test process has long started its own server.
+    """
     import multiprocessing
-    from multiprocessing import forkserver
+    import subprocess
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork server on this platform (workers are spawned)")
-    with ProcessExecutor(2):
-        server = forkserver._forkserver
-        assert server._forkserver_pid is not None
-        assert server._preload_modules == ["xlfuncs.core._warmup"]
+    got = subprocess.run([sys.executable, "-c", PROBE_SERVER], capture_output=True, text=True,
+                         timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "True True True ['xlfuncs.core._warmup']"
 
 
 # --------------------------------------------------------------------------- kept workers
@@ -181,7 +200,9 @@ def test_kept_workers_stop_when_idle(monkeypatch):
     assert not any(p.is_alive() for p in processes)
 
 
-def test_a_killed_worker_fails_that_map_and_the_next_starts_afresh():
+def test_after_a_worker_is_killed_the_next_maps_work():
+    """A map may fail when it finds a worker dead (which one does depends on when the pool
+    notices); the one after it runs on new processes."""
     import os
     import signal
 

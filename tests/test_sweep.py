@@ -209,6 +209,20 @@ def test_worker_processes_report_progress_per_date(data):
     assert steps == {("estimating", w), ("optimising", 2), ("optimising", 1)}
 
 
+def test_a_date_estimated_weighs_what_its_model_costs():
+    """The weight of the run's model (``ewma:6`` is ewma), not the sample weight for all."""
+    units = _backtest.ESTIMATE_UNITS
+    assert units["regime"] != units["sample"]  # else this test could not tell them apart
+    for model, w in (("sample", units["sample"]), ("ewma:6", units["ewma"]),
+                     ("regime", units["regime"])):
+        seen: list[tuple[int, int]] = []
+        tracker = _backtest._Progress(lambda d, t, s, seen=seen: seen.append((d, t)), 5, 3,
+                                      model)
+        tracker.estimated(1)
+        tracker.decided(3)
+        assert seen == [(w, 5 * (w + 3)), (w + 3, 5 * (w + 3))]
+
+
 def test_a_stage_counts_each_unit_once():
     """Reports and task ends add up to the total, whichever arrives; nothing twice."""
     seen = []
