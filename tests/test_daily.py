@@ -401,3 +401,27 @@ def test_weekly_periods_end_on_fridays_as_pandas_resamples_them(files):
     rf = pd.Series(0.0001, index=pd.to_datetime(DAYS))
     np.testing.assert_allclose(data.rf.to_numpy(), ((1 + rf).resample("W-FRI").prod() - 1)
                                .reindex(data.dates).to_numpy(), rtol=1e-12)
+
+
+def test_a_weekly_file_dated_by_each_weeks_last_trading_day_meets_daily_factors(files, tmp_path):
+    """A holiday Friday dates its week on the Thursday: that week is kept, as the Friday's."""
+    daily = pd.read_csv(files / "crsp_daily.csv", dtype={"date": str})
+    daily = daily[daily["permno"] < 10001 + 4]
+    day = pd.to_datetime(daily["date"], format="%Y%m%d")
+    week = day + pd.offsets.Week(0, weekday=4)
+    r = pd.to_numeric(daily["ret"], errors="coerce")
+    g = daily.assign(week=week, r=r, day=day).groupby(["permno", "week"], sort=True)
+    weekly = pd.DataFrame({"ret": g["r"].apply(lambda x: float(np.prod(1 + x) - 1)),
+                           "prc": g["prc"].last(), "shrout": g["shrout"].last(),
+                           "date": g["day"].max()}).reset_index()
+    good_friday = pd.Timestamp("2011-04-22")
+    weekly.loc[weekly["date"] == good_friday, "date"] = pd.Timestamp("2011-04-21")
+    weekly["date"] = weekly["date"].dt.strftime("%Y-%m-%d")
+    weekly[["date", "permno", "ret", "prc", "shrout"]].to_csv(tmp_path / "weekly.csv",
+                                                              index=False)
+    data = load_market(str(tmp_path / "weekly.csv"), factors=str(files / "ff_daily.csv"),
+                       frequency="weekly")
+    weeks = weekly.groupby("permno").size().iloc[0]
+    assert data.periods_per_year == 52 and data.n_periods == weeks
+    assert good_friday in data.dates and (data.dates.day_of_week == 4).all()
+    assert not any("dropped" in note for note in data.notes), data.notes

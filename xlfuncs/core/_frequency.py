@@ -33,15 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from xlfuncs.core._market import PERIODS_PER_YEAR, period_ends
 from xlfuncs.errors import InputError
 
 __all__ = ["FREQUENCIES", "Compounded", "compound_factors", "compound_panels",
-           "compound_returns", "frequency_ppy", "period_labels"]
+           "compound_returns", "frequency_name", "frequency_ppy"]
 
 #: Rebalance frequencies a backtest accepts: name -> periods per year.
-FREQUENCIES = {"monthly": 12, "weekly": 52}
-_NAMES = {ppy: name for name, ppy in FREQUENCIES.items()} | {252: "daily", 4: "quarterly",
-                                                             1: "annual"}
+FREQUENCIES = {name: PERIODS_PER_YEAR[name] for name in ("monthly", "weekly")}
+_NAMES = {ppy: name for name, ppy in PERIODS_PER_YEAR.items()}
 
 
 def frequency_name(ppy: int) -> str:
@@ -66,29 +66,6 @@ def frequency_ppy(frequency: object, name: str = "frequency") -> int | None:
     return FREQUENCIES[text]
 
 
-def period_labels(dates: pd.DatetimeIndex, periods_per_year: int) -> pd.DatetimeIndex:
-    """The period each date falls in, as the period's calendar end.
-
-    Parameters
-    ----------
-    dates : DatetimeIndex of shape (n,)
-        Trading days.
-    periods_per_year : {12, 52}
-        Month ends, or the Friday ending each (Saturday-to-Friday) week.
-
-    Returns
-    -------
-    DatetimeIndex of shape (n,)
-
-    """
-    idx = pd.DatetimeIndex(dates).normalize()
-    if periods_per_year == 12:
-        return (idx + pd.offsets.MonthEnd(0)).as_unit("ns")
-    if periods_per_year == 52:
-        return (idx + pd.offsets.Week(0, weekday=4)).as_unit("ns")
-    raise ValueError(f"no period labels for {periods_per_year} periods a year")
-
-
 def compound_returns(returns: pd.DataFrame | pd.Series,
                      labels: pd.DatetimeIndex) -> pd.DataFrame | pd.Series:
     """``(1 + r).groupby(labels).prod() - 1``; NaN where a period has no return at all.
@@ -98,7 +75,7 @@ def compound_returns(returns: pd.DataFrame | pd.Series,
     returns : DataFrame of shape (n_days, n_assets) or Series of shape (n_days,)
         Simple returns in fractions; NaN for a missing day.
     labels : DatetimeIndex of shape (n_days,)
-        The period of each row (:func:`period_labels`).
+        The period of each row (:func:`~xlfuncs.core._market.period_ends`).
 
     Returns
     -------
@@ -124,7 +101,7 @@ def compound_factors(factors: pd.DataFrame, rf: pd.Series, labels: pd.DatetimeIn
     rf : Series of shape (n_days,)
         Risk-free return per day, fractions.
     labels : DatetimeIndex of shape (n_days,)
-        The period of each row (:func:`period_labels`).
+        The period of each row (:func:`~xlfuncs.core._market.period_ends`).
     market : str or None
         The market column, compounded as the total return ``market + rf`` less
         the compounded ``rf``; None when there is none.
@@ -183,7 +160,7 @@ def compound_panels(returns: pd.DataFrame, periods_per_year: int, *,
         those of them with no return at all.
 
     """
-    labels = period_labels(returns.index, periods_per_year)
+    labels = period_ends(returns.index, periods_per_year).as_unit("ns")
     key = np.asarray(labels)
     have = returns.notna()
     listed = have.cummax() & have[::-1].cummax()[::-1]

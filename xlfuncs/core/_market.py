@@ -71,11 +71,13 @@ def infer_periods_per_year(dates: pd.DatetimeIndex | Any, name: str = "dates") -
 
 
 def period_ends(dates: pd.DatetimeIndex | Any, periods_per_year: int) -> pd.DatetimeIndex:
-    """Dates moved to the calendar end of their period (month, quarter or year).
+    """Dates moved to the calendar end of their period (week, month, quarter or year).
 
     CRSP dates a month by its last trading day (2001-03-30) while Ken French
     dates it by ``YYYYMM``; both become the calendar month end (2001-03-31) so
-    that the two line up. Daily and weekly dates are returned unchanged
+    that the two line up. A week ends on its Friday (weeks run Saturday to
+    Friday), so a week whose last trading day is a Thursday (Good Friday) meets
+    the same week of daily data compounded. Daily dates are returned unchanged
     (normalised to midnight).
 
     Parameters
@@ -83,8 +85,8 @@ def period_ends(dates: pd.DatetimeIndex | Any, periods_per_year: int) -> pd.Date
     dates : DatetimeIndex or array-like of dates, shape (n,)
         The dates, in any order (the order is kept).
     periods_per_year : int
-        12, 4 or 1 move dates to the month, quarter or year end; other values
-        leave them.
+        52, 12, 4 or 1 move dates to the week's Friday, the month, quarter or
+        year end; other values leave them.
 
     Returns
     -------
@@ -92,6 +94,8 @@ def period_ends(dates: pd.DatetimeIndex | Any, periods_per_year: int) -> pd.Date
 
     """
     idx = pd.DatetimeIndex(dates).normalize()
+    if periods_per_year == 52:
+        return idx + pd.offsets.Week(0, weekday=4)
     if periods_per_year == 12:
         return idx + pd.offsets.MonthEnd(0)
     if periods_per_year == 4:

@@ -53,7 +53,6 @@ from xlfuncs.core._frequency import (
     compound_panels,
     frequency_name,
     frequency_ppy,
-    period_labels,
 )
 from xlfuncs.core._market import MarketData, date_slice, infer_periods_per_year, period_ends
 from xlfuncs.data.samples import sample_path
@@ -1095,7 +1094,7 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
     facs, rf = _split_rf(factor_frame)
     f_ppy = infer_periods_per_year(facs.index, "factors") if len(facs) >= 2 else ppy
     if f_ppy > ppy and ppy in (12, 52):
-        labels = period_labels(facs.index, ppy)
+        labels = period_ends(facs.index, ppy).as_unit("ns")
         facs, rf = compound_factors(facs, rf, labels,
                                     "Mkt-RF" if "Mkt-RF" in facs.columns else None)
         notes.append(f"{frequency_name(f_ppy)} factors and RF compounded to {frequency_name(ppy)}"
