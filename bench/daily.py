@@ -1,4 +1,4 @@
-"""Benchmark ``xlfuncs backtest`` end to end on a daily CRSP-like file (issue 18).
+"""Benchmark ``xlfuncs backtest`` end to end on a daily CRSP-like file.
 
 Data: a seeded synthetic daily file of ``--stocks`` stocks (default 500) over the
 ``--years`` years (default 20) that end with the bundled factors (2017-03), in CRSP's
@@ -8,9 +8,10 @@ month's Fama-French ``Mkt-RF`` plus noise, each stock ``rf + beta * market + noi
 30% listing after the start and 20% delisting before the end (with a delisting
 return), one row in a thousand missing.
 
-Rows, each ``xlfuncs backtest`` run in a process of its own (the default settings:
-TEV 2%, 4%, 6%, sample moments, one worker process per CPU, the bundled monthly
-factors), its wall time and peak memory (``ru_maxrss`` of the child):
+Rows, each ``xlfuncs backtest`` run in a process of its own, as the ``xlfuncs``
+command runs it (``python -m xlfuncs._launch``: the workers' fork server started
+first), with the default settings (TEV 2%, 4%, 6%, sample moments, one worker
+process per CPU, the bundled monthly factors), its wall time and peak memory (``ru_maxrss`` of the child):
 
 * ``daily``: the daily file, compounded to months by the command, ``--min-price 5``;
 * ``monthly``: the same data compounded to months beforehand (plain pandas), the
@@ -96,7 +97,7 @@ def timed(args: list[str]) -> tuple[float, float, str]:
     """Run ``xlfuncs backtest ARGS`` in a child; its seconds, peak MB and last lines."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "xlfuncs.cli", "backtest", "--quiet", *args],
+    done = subprocess.run([sys.executable, "-m", "xlfuncs._launch", "backtest", "--quiet", *args],
                           capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

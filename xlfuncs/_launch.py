@@ -48,3 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xlfuncs.cli import main as cli_main
 
     return cli_main(args)
+
+
+if __name__ == "__main__":  # python -m xlfuncs._launch: the xlfuncs command itself
+    raise SystemExit(main())

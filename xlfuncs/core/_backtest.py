@@ -1292,6 +1292,6 @@ def _anchor_notes(names: Sequence[str], books: Mapping[str, _Book]) -> list[str]
         if missed:
             first, why = missed[0]
             out.append(f"{name}: the tracking-error target was not reached on {len(missed)} "
-                       f"of {len(book.gammas)} rebalances (gamma.csv, column reached); the "
+                       f"of {len(book.gammas)} rebalances (the gamma path's column reached); the "
                        f"first, {first:%Y-%m-%d}: {why}")
     return out

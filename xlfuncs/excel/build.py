@@ -1306,7 +1306,7 @@ def backtest_sheet() -> SheetSpec:
                    note="ols, or regime (per-state betas; needs model regime)"),
         Section("Frequency and liquidity", "Daily data are compounded to the rebalance "
                 "frequency; the filters remove stocks from the universe at each date, judged on "
-                "data up to that date (counts in filters.csv and Data used)."),
+                "data up to that date (counts in Data used)."),
         InputValue("Frequency", "BtFrequency", None, "",
                    note="monthly or weekly; blank = monthly for daily data"),
         InputValue("Min price", "BtMinPrice", None, "0.00",
