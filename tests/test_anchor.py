@@ -153,6 +153,15 @@ def test_the_gamma_chart_and_the_ir_chart_name_what_they_show(run, anchored, dat
         plt.close("all")
 
 
+def test_solves_count_the_optimiser_solves_of_each_date(anchored, data):
+    """One exact TEV-cap solve where it binds; the search's solves plus that first try."""
+    path = anchored.gamma_path
+    assert len(path) > 10 and (path["solves"] == 1).all()  # weight bounds only: exact
+    high = run_backtest(data, BacktestConfig(mode="anchor", tev=(0.9,), min_history=36,
+                                             workers=1, end="1991-06-30"))
+    assert (high.gamma_path["solves"] >= 2).all()  # the cap does not bind: a search
+
+
 def test_serial_and_two_processes_give_the_same_path(data):
     config = BacktestConfig(mode="anchor", tev=TARGETS, min_history=36, workers=1,
                             end="1991-06-30")

@@ -957,13 +957,12 @@ class _Strategy:
         """
         capped = solve(self.capped, self._optimiser(self.capped, est, by_industry), warm)
         t = capped.warm[1] if capped.ok and capped.warm is not None else math.nan
-        if capped.te_binding and 0.0 < t < math.inf:
-            return capped, Anchored(capped, 0.5 / t, True, capped.iterations, "",
-                                    self.book.slope)
+        if capped.te_binding and 0.0 < t < math.inf:  # one optimiser solve
+            return capped, Anchored(capped, 0.5 / t, True, 1, "", self.book.slope)
         book = self.book
         got = anchor_gamma(lambda g: solve(replace(self.spec, gamma=g)), self.target,
                            book.gamma or self.spec.gamma or 1.0, book.slope)
-        return got.result, got
+        return got.result, replace(got, solves=got.solves + 1)  # the TEV cap tried first
 
     def earn(self, date: pd.Timestamp, returns: np.ndarray) -> None:
         """Earn one period's ``returns`` (over the data's columns, dated ``date``) and drift."""
