@@ -15,12 +15,16 @@ long-only bounds bind): from a starting gamma and slope (the previous
 date's) it steps by that line a little past the root, then by the secant
 of its trials, until the sign of ``h`` changes, and refines with Brent's
 method (:func:`scipy.optimize.brentq`) on ``x = log gamma``. Every trial is
-a full solve of the same compiled problem; the answer is the trial closest to
+a solve of the optimiser's problem; the answer is the trial closest to
 the target, so its gamma reproduces its weights exactly. Clarabel at the
 optimiser's tolerances gives TE(gamma) smooth enough to meet ``RTOL``
-(1e-8; the promise is 1e-6), in about five solves per date from the previous
+(1e-8; the promise is 1e-6), in about 5-6 solves per date from the previous
 date's gamma. A target outside ``TE(GAMMA_MAX) .. TE(GAMMA_MIN)`` is not
 reached: the nearest end of the range is kept and the result says so.
+
+The backtest searches only where it must: where the active-set solver takes the
+problem, one exact solve of the TEV cap at the target gives the weights and
+their gamma, ``1 / (2 t)`` (``xlfuncs.core._backtest``, ``_Strategy._anchored``).
 """
 
 from __future__ import annotations
