@@ -81,6 +81,8 @@ def test_the_loadings_of_a_factor_set_are_least_squares_on_those_factors(data):
     ("Mkt-RF, Mom2", "factor_set: no factor 'Mom2'; the factors are Mkt-RF, SMB, HML, Mom"),
     ("Mkt-RF; RF", "factor_set: RF is the risk-free rate, never a model factor"),
     ("SMB, smb", "factor_set names 'smb' twice"),
+    (3, "factor_set must be factor names such as Mkt-RF, SMB, HML (got 3)"),
+    (["SMB", 2.0], "factor_set must be factor names such as Mkt-RF, SMB, HML (got 2.0)"),
 ])
 def test_a_wrong_factor_set_is_one_line_listing_the_factors(data, factor_set, message):
     # some are refused by the settings, the others against the data's factors

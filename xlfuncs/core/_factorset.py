@@ -46,27 +46,22 @@ def parse_factor_set(value: object) -> tuple[str, ...]:
     """
     if value is None:
         return ()
-    if isinstance(value, str):
-        items: list[object] = [value]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        bad = value if not isinstance(items, list | tuple) else next(
+            x for x in items if not isinstance(x, str))
         raise InputError(f"factor_set must be factor names such as Mkt-RF, SMB, HML (got "
-                         f"{value!r})", "factor_set")
-    names: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise InputError(f"factor_set must be factor names such as Mkt-RF, SMB, HML (got "
-                             f"{item!r})", "factor_set")
-        names += [part.strip() for part in re.split(r"[;,]", item) if part.strip()]
-    seen: dict[str, str] = {}
+                         f"{bad!r})", "factor_set")
+    names = [part.strip() for item in items for part in re.split(r"[;,]", item)
+             if part.strip()]
+    seen: set[str] = set()
     for name in names:
         if _key(name) == "rf":
             raise InputError("factor_set: RF is the risk-free rate, never a model factor",
                              "factor_set")
         if _key(name) in seen:
             raise InputError(f"factor_set names {name!r} twice", "factor_set")
-        seen[_key(name)] = name
+        seen.add(_key(name))
     return tuple(names)
 
 

@@ -44,9 +44,8 @@ def check_minimum(value: Any, name: str) -> float | None:
     """A filter's minimum: None (blank) or a finite number >= 0."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise InputError(f"{name} must be a number of at least 0 (got {value!r})", name)
-    if not (math.isfinite(float(value)) and float(value) >= 0):
+    if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
+            or not (math.isfinite(float(value)) and float(value) >= 0)):
         raise InputError(f"{name} must be a number of at least 0 (got {value!r})", name)
     return float(value)
 
