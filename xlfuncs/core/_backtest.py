@@ -45,7 +45,7 @@ from xlfuncs.core._liquidity import (
     filter_table,
     liquidity_filter,
 )
-from xlfuncs.core._loadings import BETA_METHODS, regime_loadings
+from xlfuncs.core._loadings import LOADING_METHODS, regime_loadings
 from xlfuncs.core._market import MarketData
 from xlfuncs.core._metrics import performance_stats
 from xlfuncs.core._optimise import ActiveOptimiser, OptimiserSpec, OptimResult
@@ -336,7 +336,7 @@ class BacktestConfig:
         object.__setattr__(self, "windows", parse_windows(self.windows))
         object.__setattr__(self, "factor_set", parse_factor_set(self.factor_set))
         betas = str(self.betas).strip().lower()
-        if betas not in BETA_METHODS:
+        if betas not in LOADING_METHODS:
             raise InputError(f"betas must be ols or regime (got {self.betas!r})", "betas")
         if betas == "regime" and model != "regime":
             raise InputError("betas regime needs model regime: the states weighting the "

@@ -27,9 +27,9 @@ from xlfuncs.core._factor import FactorModel, FactorMoments
 from xlfuncs.core._regime import regime_betas
 from xlfuncs.errors import ConvergenceError, InputError
 
-__all__ = ["BETA_METHODS", "regime_loadings"]
+__all__ = ["LOADING_METHODS", "regime_loadings"]
 
-BETA_METHODS = ("ols", "regime")
+LOADING_METHODS = ("ols", "regime")
 
 
 def regime_loadings(model: FactorModel, excess: pd.DataFrame, factors: pd.DataFrame,
