@@ -158,23 +158,19 @@ def named_grid(wb, name: str) -> list[list]:
 
 
 def sheet_run(tmp_path, cells: dict, drop: tuple[str, ...] = ()):
-    import shutil
-    from pathlib import Path
-
     import openpyxl
+    from test_backtest_macro import prepared
 
     from xlfuncs import macros
-    from xlfuncs.excel.sheets import OpenpyxlBook, write_cell
+    from xlfuncs.excel.sheets import OpenpyxlBook
 
-    path = tmp_path / "Backtest.xlsm"
-    shutil.copy(Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm", path)
-    book = OpenpyxlBook(path)
-    for name in drop:  # as in a workbook built before the name existed
-        book.clear(book.name_range(name))
-        del book.workbook.defined_names[name]
-    for name, value in cells.items():
-        write_cell(book, name, value)
-    book.save()
+    path = prepared(tmp_path, **cells)
+    if drop:
+        book = OpenpyxlBook(path)
+        for name in drop:  # as in a workbook built before the name existed
+            book.clear(book.name_range(name))
+            del book.workbook.defined_names[name]
+        book.save()
     run = macros.run_backtest(OpenpyxlBook(path))
     assert run.ok, run.status
     return run, path, openpyxl.load_workbook(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,20 @@ import openpyxl
 import pandas as pd
 import pytest
 from errors_check import raises_exactly
+from test_backtest_macro import prepared
 
 from xlfuncs import macros
 from xlfuncs.cli import main
 from xlfuncs.core import BacktestConfig, MarketData, run_backtest
 from xlfuncs.core._frequency import compound_panels
 from xlfuncs.data.market import load_market
-from xlfuncs.excel.sheets import OpenpyxlBook, write_cell
+from xlfuncs.excel.sheets import OpenpyxlBook
 
 DAYS = pd.bdate_range("2010-01-01", "2012-12-31")
 N_STOCKS = 16
 DELISTED, GAP, CODED, LATE, BIDASK, MOVER = 5, 7, 8, 3, 9, 11
 DROPPED_DAY, CODED_DAY = pd.Timestamp("2011-02-10"), pd.Timestamp("2011-09-07")
 DELIST_DAY = pd.Timestamp("2011-06-15")
-WORKBOOK = Path(__file__).resolve().parents[1] / "workbooks" / "Backtest.xlsm"
 
 
 def _daily_factors(rng: np.random.Generator) -> pd.DataFrame:
@@ -329,14 +328,7 @@ def test_cli_bad_input_is_one_line(flags, message, capsys):
 
 
 def _sheet(tmp_path: Path, **cells) -> Path:
-    path = tmp_path / "Backtest.xlsm"
-    shutil.copy(WORKBOOK, path)
-    book = OpenpyxlBook(path)
-    for name, value in {"BtData": "sample:30", "BtEnd": "1996-12-31", "BtTev": "0.03",
-                        **cells}.items():
-        write_cell(book, name, value)
-    book.save()
-    return path
+    return prepared(tmp_path, BtTev="0.03", **cells)
 
 
 @pytest.mark.parametrize(("cells", "message"), [
