@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import factor_reference
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,29 +49,8 @@ def run(anchored, tmp_path_factory):
 
 
 def model_at(data, date):
-    """Loadings (constant first), factor covariance (zero first row), residual variances,
-    factor means and cap-weighted benchmark over the assets tradable at ``date``."""
-    ret, fac = data.returns, data.factors
-    excess = ret.sub(data.rf, axis=0)
-    i = ret.index.get_loc(pd.Timestamp(date))
-    rows = slice(max(0, i - WINDOW + 1), i + 1)
-    y, x = excess.iloc[rows], fac.iloc[rows].to_numpy()
-    ok = (y.notna().sum() >= MIN_OBS) & ret.iloc[i].notna() & (data.caps.iloc[i] > 0)
-    assets = list(ret.columns[ok.to_numpy()])
-    k = fac.shape[1]
-    loadings, resid = [], []
-    for asset in assets:
-        m = y[asset].notna().to_numpy()
-        z = np.column_stack([np.ones(m.sum()), x[m]])
-        coef, *_ = np.linalg.lstsq(z, y[asset].to_numpy()[m], rcond=None)
-        r = y[asset].to_numpy()[m] - z @ coef
-        loadings.append(coef)
-        resid.append(r @ r / (m.sum() - k - 1))
-    sigma = np.zeros((k + 1, k + 1))
-    sigma[1:, 1:] = np.cov(fac.iloc[:i + 1].to_numpy(), rowvar=False, ddof=1)
-    mu = np.r_[1.0, fac.iloc[:i + 1].mean().to_numpy()]
-    caps = data.caps.iloc[i][assets].to_numpy()
-    return assets, np.array(loadings).T, sigma, np.array(resid), mu, caps / caps.sum()
+    """The independent model at ``date`` with the command line's window and minimum."""
+    return factor_reference.model_at(data, date, WINDOW, MIN_OBS)
 
 
 def test_the_ex_ante_te_equals_the_target_at_every_date(run, data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import cvxpy as cp
+import factor_reference
 import numpy as np
 import pandas as pd
 import pytest
@@ -373,28 +374,17 @@ def active_from_files(data, weights, window=60, min_obs=36):
     that date, and min_obs returns in the loadings window); loadings are OLS betas of
     excess returns on [1, factors] over the window.
     """
-    ret, caps, fac = data.returns, data.caps, data.factors
-    excess = ret.sub(data.rf, axis=0)
     out = []
     for (date, strat), grp in weights.groupby(["date", "strategy"]):
-        i = ret.index.get_loc(pd.Timestamp(date))
-        rows = slice(max(0, i - window + 1), i + 1)
-        y, x = excess.iloc[rows], fac.iloc[rows].to_numpy()
-        ok = (y.notna().sum() >= min_obs) & ret.iloc[i].notna() & (caps.iloc[i] > 0)
-        assets = list(ret.columns[ok.to_numpy()])
-        c = caps.iloc[i][assets].to_numpy()
-        b = pd.Series(c / c.sum(), index=assets)
+        assets, loadings, _, _, _, bench = factor_reference.model_at(data, date, window,
+                                                                     min_obs)
+        b = pd.Series(bench, index=assets)
         w = grp.set_index("asset")["weight"].reindex(assets).fillna(0.0)
         assert set(grp["asset"]) <= set(assets)
         a = w - b
-        betas = []
-        for asset in assets:
-            m = y[asset].notna().to_numpy()
-            z = np.column_stack([np.ones(m.sum()), x[m]])
-            betas.append(np.linalg.lstsq(z, y[asset].to_numpy()[m], rcond=None)[0][1:])
-        expo = np.array(betas).T @ a.to_numpy()
+        expo = loadings[1:] @ a.to_numpy()
         ind = a.groupby(data.industries.reindex(assets)).sum()
-        out.append((date, strat, ind, pd.Series(expo, index=fac.columns)))
+        out.append((date, strat, ind, pd.Series(expo, index=data.factors.columns)))
     return out
 
 
