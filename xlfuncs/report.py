@@ -125,6 +125,11 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
+#: The IR chart's title for each x axis of :func:`chart_budgets`.
+_SWEPT = {"TE target (annual)": "the TE target", "TEV budget (annual)": "the TEV budget",
+          "risk aversion gamma": "risk aversion gamma"}
+
+
 def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
     """The x axis of the IR chart: its label, and each statistics row's TEV budget or gamma.
 
@@ -187,8 +192,7 @@ def chart_figures(result: BacktestResult) -> list[tuple[str, Any]]:
     ax.plot(budget, ir, marker="o")
     ax.set_xlabel(label)
     ax.set_ylabel("information ratio (annualised)")
-    swept = {"TEV": "the TEV budget", "TE ": "the TE target"}.get(label[:3], "risk aversion gamma")
-    ax.set_title(f"Information ratio against {swept}")
+    ax.set_title(f"Information ratio against {_SWEPT[label]}")
     ax.grid(alpha=0.3)
     if realised:
         other = axes[1]
