@@ -655,7 +655,7 @@ def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source:
     if len(result.failures):
         print(f"\n{len(result.failures)} rebalance dates failed; the first: "
               f"{result.failures['reason'].iloc[0]}")
-    for note in (n for n in result.notes if n not in data.notes):  # filters, targets
+    for note in result.notes[len(data.notes):]:  # the run's own (the data's come first)
         print(f"  note: {note}")
     if out:
         with _writing(out):

@@ -303,8 +303,7 @@ def run_backtest(book: Book | None = None, *, save: bool = True,
         write_cell(book, RUN_AT, datetime.now().replace(microsecond=0))
         # the data, what its loader dropped, filled or assumed, the model's factors, and
         # what the run noted
-        write_cell(book, SOURCE, "; ".join([data.source, *data.notes, *(
-            n for n in result.notes if n not in data.notes)]))
+        write_cell(book, SOURCE, "; ".join([data.source, *result.notes]))  # data's notes first
         write_cell(book, STATUS, status)
         book.status(status)
         if save:
