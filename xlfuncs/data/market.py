@@ -643,6 +643,16 @@ def _column_text(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.asarray(uniq2, dtype=object)
 
 
+def _refuse_negative(values: np.ndarray, rows: np.ndarray, name: str, column: str,
+                     what: str) -> None:
+    """One line naming the first row and column whose ``what`` is below 0."""
+    neg = np.flatnonzero(values < 0)
+    if neg.size:
+        i = int(neg[0])
+        raise InputError(f"{name} row {rows[i]}, column {column}: {what} {values[i]:.6g} is "
+                         "negative", name)
+
+
 def _numbers(col: pd.Series, rows: np.ndarray, name: str, label: str,
              allowed: dict[str, str] | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Floats of a column: blanks and allowed codes -> NaN (counted), other text -> error."""
@@ -896,21 +906,13 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
     prc: np.ndarray | None = None
     if mktcap_c is not None:
         caps_v, blanks = _numbers(table[mktcap_c], rows, name, mktcap_c)
-        neg = caps_v < 0
-        if neg.any():
-            i = int(np.flatnonzero(neg)[0])
-            raise InputError(f"{name} row {rows[i]}, column {mktcap_c}: market cap {caps_v[i]:.6g} "
-                             "is negative", name)
+        _refuse_negative(caps_v, rows, name, mktcap_c, "market cap")
         if blanks:
             notes.append(f"{blanks['blank']} blank market cap(s) read as not available")
     elif prc_c is not None and shrout_c is not None:
         prc, _ = _numbers(table[prc_c], rows, name, prc_c)
         shr, _ = _numbers(table[shrout_c], rows, name, shrout_c)
-        neg = shr < 0
-        if neg.any():
-            i = int(np.flatnonzero(neg)[0])
-            raise InputError(f"{name} row {rows[i]}, column {shrout_c}: shares outstanding "
-                             f"{shr[i]:.6g} is negative", name)
+        _refuse_negative(shr, rows, name, shrout_c, "shares outstanding")
         n_neg = int((prc < 0).sum())
         if n_neg:
             notes.append(f"{n_neg} negative price(s) (CRSP bid-ask averages): |prc| used")
@@ -929,10 +931,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         price_v[price_v == 0] = np.nan
         if vol_c is not None:
             vol, _ = _numbers(table[vol_c], rows, name, vol_c)
-            if (vol < 0).any():
-                i = int(np.flatnonzero(vol < 0)[0])
-                raise InputError(f"{name} row {rows[i]}, column {vol_c}: volume {vol[i]:.6g} is "
-                                 "negative", name)
+            _refuse_negative(vol, rows, name, vol_c, "volume")
             volume_v = price_v * vol
 
     # pivot to wide
