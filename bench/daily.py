@@ -11,7 +11,8 @@ return), one row in a thousand missing.
 Rows, each ``xlfuncs backtest`` run in a process of its own, as the ``xlfuncs``
 command runs it (``python -m xlfuncs._launch``: the workers' fork server started
 first), with the default settings (TEV 2%, 4%, 6%, sample moments, one worker
-process per CPU, the bundled monthly factors), its wall time and peak memory (``ru_maxrss`` of the child):
+process per CPU, the bundled monthly factors), its wall time and peak memory
+(``ru_maxrss`` of the child):
 
 * ``daily``: the daily file, compounded to months by the command, ``--min-price 5``;
 * ``monthly``: the same data compounded to months beforehand (plain pandas), the
