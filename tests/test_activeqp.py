@@ -123,6 +123,32 @@ def test_a_warm_start_from_another_date_gives_the_same_answer():
     assert warm.iterations < 20
 
 
+def test_sweeps_aimed_at_the_target_find_the_searchs_answer_with_fewer_solves(monkeypatch):
+    solves = {"aimed": 0, "searched": 0}
+    search_only = lambda self, target, state: None  # noqa: E731
+    for seed in range(6):
+        F, _, R, e, mu, b = _problem(seed, n=300)
+        F2, _, _, e2, _, _ = _problem(seed + 10, n=300)
+        lb, ub = np.zeros_like(b), np.full_like(b, 0.04)
+        te = 0.05 / math.sqrt(A)
+        first = ActiveQP(R @ F, e, F.T @ mu, lb - b, ub - b).at_te(te)
+        Fn, en = 0.85 * F + 0.15 * F2, 0.85 * e + 0.15 * e2  # next month
+        day2 = ActiveQP(R @ Fn, en, Fn.T @ mu, lb - b, ub - b)
+        aimed = day2.at_te(te, first.state, first.t)
+        with monkeypatch.context() as patch:
+            patch.setattr(ActiveQP, "_aimed", search_only)
+            searched = day2.at_te(te, first.state, first.t)
+        assert aimed is not None and searched is not None and aimed.binding
+        assert (aimed.state != first.state).sum() > 0  # the free set did change
+        np.testing.assert_array_equal(aimed.a, searched.a)  # the same piece at the same root
+        assert aimed.t == searched.t
+        _kkt_ok(Fn, R, en, mu, b, lb, ub, b + aimed.a, aimed.t)
+        assert aimed.iterations <= searched.iterations
+        solves["aimed"] += aimed.iterations
+        solves["searched"] += searched.iterations
+    assert solves["aimed"] < solves["searched"]
+
+
 def test_a_budget_above_the_frontier_is_not_binding():
     F, _, R, e, mu, b = _problem(3, n=40)
     lb, ub = np.zeros_like(b), np.ones_like(b)

@@ -215,13 +215,8 @@ class ActiveQP:
             piece = self._piece(state)
             if piece is None:  # nothing free (or a singular system): the caller falls back
                 return None
-            raw = piece.alpha * t + piece.beta if math.isfinite(t) else piece.beta
-            free, low, high = state == FREE, state == LOWER, state == UPPER
-            new = state.copy()
-            new[free & (raw < self.lower - KKT_TOL)] = LOWER
-            new[free & (raw > self.upper + KKT_TOL)] = UPPER
-            new[low & ~self.fixed & (raw > self.lower + KKT_TOL)] = FREE
-            new[high & ~self.fixed & (raw < self.upper - KKT_TOL)] = FREE
+            new = self._moved(state, piece.alpha * t + piece.beta if math.isfinite(t)
+                              else piece.beta)
             if np.array_equal(new, state):
                 return state, piece
             key = new.tobytes()
@@ -314,6 +309,47 @@ class ActiveQP:
         piece = self._piece(state)
         return None if piece is None else (piece, state)
 
+    def _aimed(self, target: float, state: np.ndarray) -> QPSolution | None:
+        """The binding TE-cap answer by sweeps that move ``t`` to each piece's root.
+
+        Each sweep takes the ``t`` at which the current free set's TE^2 reaches
+        ``target`` and moves every asset whose bound or multiplier is violated
+        there. From a nearby date's free set this usually ends in two pieces;
+        the answer is the same (the optimal free set's piece at its root) as the
+        search of :meth:`at_te` finds. None when it does not settle (a cycle, a
+        root that is not a positive number): the caller searches from the start.
+        """
+        state = state.copy()
+        state[self.fixed] = LOWER
+        seen: set[bytes] = set()
+        for _ in range(_MAX_SWEEPS):
+            piece = self._piece(state)
+            if piece is None:
+                return None
+            c2, c1, c0 = piece.te2
+            t = _rising_root(c2, c1, c0 - target)
+            if not (t > 0 and math.isfinite(t)):
+                return None
+            new = self._moved(state, piece.alpha * t + piece.beta)
+            if np.array_equal(new, state):
+                return self._answer(piece, state, t, True)
+            key = new.tobytes()
+            if key in seen:
+                return None
+            seen.add(key)
+            state = new
+        return None
+
+    def _moved(self, state: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """``state`` with every asset whose bound or multiplier ``raw`` violates moved."""
+        free, low, high = state == FREE, state == LOWER, state == UPPER
+        new = state.copy()
+        new[free & (raw < self.lower - KKT_TOL)] = LOWER
+        new[free & (raw > self.upper + KKT_TOL)] = UPPER
+        new[low & ~self.fixed & (raw > self.lower + KKT_TOL)] = FREE
+        new[high & ~self.fixed & (raw < self.upper - KKT_TOL)] = FREE
+        return new
+
     def at_te(self, te: float, state: np.ndarray | None = None, t: float | None = None
               ) -> QPSolution | None:
         """The TEV-cap answer for ``TE <= te`` (same units as ``sqrt(e)``).
@@ -332,6 +368,10 @@ class ActiveQP:
             raise ValueError("te must be > 0")
         self.solves = 0
         target = te * te
+        if state is not None:  # a start near the answer: sweeps that aim at the target
+            got = self._aimed(target, state)
+            if got is not None:
+                return got
         valid = None  # the last optimal (piece, state, t)
         if state is None:
             origin = self._origin()
