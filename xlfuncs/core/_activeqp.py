@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.lapack import dposv
 
 __all__ = ["ActiveQP", "QPSolution"]
 
@@ -61,7 +62,7 @@ class QPSolution:
     iterations: int  # linear solves
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Piece:
     """The affine solution for one free set: ``y(t) = t y1 + y0``, ``a~(t) = t alpha + beta``."""
 
@@ -69,7 +70,7 @@ class _Piece:
     y0: np.ndarray
     alpha: np.ndarray
     beta: np.ndarray
-    free: np.ndarray  # 1.0 for the free assets, 0.0 for the others
+    ef: np.ndarray  # the residual variances of the free assets (0 for the others)
     fixed_a: np.ndarray  # the weights of the assets at a bound (0 for the free ones)
     e: np.ndarray
 
@@ -78,8 +79,8 @@ class _Piece:
         """``TE^2(t) = c2 t^2 + c1 t + c0`` on the piece (``G a = z``, the first ``m`` of ``y``)."""
         m = len(self.y1) - 1
         z1, z0 = self.y1[:m], self.y0[:m]
-        ea = self.e * self.free * self.alpha
-        eb = self.e * self.free * self.beta
+        ea = self.ef * self.alpha
+        eb = self.ef * self.beta
         return (float(z1 @ z1 + ea @ self.alpha), float(2.0 * (z1 @ z0 + ea @ self.beta)),
                 float(z0 @ z0 + eb @ self.beta + (self.e * self.fixed_a) @ self.fixed_a))
 
@@ -117,9 +118,16 @@ class ActiveQP:
                              "can move")
         self.m, self.n = m, n
         self.H = np.vstack([self.G, np.ones((1, n))])  # G, then the budget row
+        self.HT = np.ascontiguousarray(self.H.T)
+        self.HTg = np.ascontiguousarray(np.column_stack([self.H.T, self.g]))  # K and H g at once
         safe_e = np.where(self.fixed, 1.0, self.e)
         self.Hs = self.H / safe_e
         self.inv_e = 1.0 / safe_e
+        # an asset violates its side at raw weights beyond these (a fixed one never leaves)
+        self.below = self.lower - KKT_TOL
+        self.above = self.upper + KKT_TOL
+        self.leaves_lower = np.where(self.fixed, np.inf, self.lower + KKT_TOL)
+        self.leaves_upper = np.where(self.fixed, -np.inf, self.upper - KKT_TOL)
         self._eye = np.zeros((m + 1, m + 1))
         self._eye[np.arange(m), np.arange(m)] = 1.0  # K = [[I + sum G G'/e, .], [., .]]
         self.solves = 0
@@ -143,24 +151,27 @@ class ActiveQP:
 
     def _piece(self, state: np.ndarray) -> _Piece | None:
         """The affine solution of the free set ``state == FREE``, from scratch."""
-        free = (state == FREE).astype(float)
-        if not free.any():
+        is_free = state == FREE
+        if not is_free.any():
             return None
         self.solves += 1
-        hs = self.Hs * free
-        K = hs @ self.H.T + self._eye
+        free = is_free.astype(float)
+        both = (self.Hs * free) @ self.HTg  # [K - I | H_free g / e]
+        K = both[:, :-1] + self._eye
         fixed_a = self._bound_values(state)
         rhs = np.empty((self.m + 1, 2))
-        rhs[:, 0] = hs @ self.g
+        rhs[:, 0] = both[:, -1]
         rhs[:, 1] = self.H @ fixed_a
-        try:
-            y = np.linalg.solve(K, rhs)
-        except np.linalg.LinAlgError:
-            return None
-        p = self.H.T @ y
+        _, y, info = dposv(K, rhs)  # K is positive definite when an asset is free
+        if info != 0:  # numerically not: the general solve
+            try:
+                y = np.linalg.solve(K, rhs)
+            except np.linalg.LinAlgError:
+                return None
+        p = self.HT @ y
         alpha = (self.g - p[:, 0]) * self.inv_e
         beta = p[:, 1] * -self.inv_e
-        return _Piece(y[:, 0], y[:, 1], alpha, beta, free, fixed_a, self.e)
+        return _Piece(y[:, 0], y[:, 1], alpha, beta, self.e * free, fixed_a, self.e)
 
     def _events(self, piece: _Piece, state: np.ndarray, t: float
                 ) -> tuple[float, int, float, int]:
@@ -342,12 +353,12 @@ class ActiveQP:
 
     def _moved(self, state: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """``state`` with every asset whose bound or multiplier ``raw`` violates moved."""
-        free, low, high = state == FREE, state == LOWER, state == UPPER
+        free = state == FREE
         new = state.copy()
-        new[free & (raw < self.lower - KKT_TOL)] = LOWER
-        new[free & (raw > self.upper + KKT_TOL)] = UPPER
-        new[low & ~self.fixed & (raw > self.lower + KKT_TOL)] = FREE
-        new[high & ~self.fixed & (raw < self.upper - KKT_TOL)] = FREE
+        new[free & (raw < self.below)] = LOWER
+        new[free & (raw > self.above)] = UPPER
+        new[(state == LOWER) & (raw > self.leaves_lower)] = FREE
+        new[(state == UPPER) & (raw < self.leaves_upper)] = FREE
         return new
 
     def at_te(self, te: float, state: np.ndarray | None = None, t: float | None = None
