@@ -1038,3 +1038,45 @@ def test_settings_are_stored_as_numbers_and_a_failure_reports_no_iterations(inpu
                    benchmark_exposure=np.zeros(4))
     raises_exactly("caps must have a positive total over the stocks with an industry", "caps",
                    sector_weights, np.zeros(30), np.arange(30) % 3, 3)
+
+
+def test_a_dates_inputs_are_checked_once_and_never_taken_stale(inputs, monkeypatch):
+    """The strategies of a sweep solve one date after another: its inputs are checked once.
+
+    A read-only array passed again is known by identity; anything else is compared by
+    value, so numbers changed in place (even behind a read-only view) are seen.
+    """
+    f_mat, sf, e, mu, caps = inputs
+    calls = []
+    real = ActiveOptimiser._inputs
+    monkeypatch.setattr(ActiveOptimiser, "_inputs",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    spec = OptimiserSpec("tev", tev=0.04)
+    b = caps / caps.sum()
+
+    def fresh(loadings):
+        return ActiveOptimiser(spec, 30, 4).solve(loadings, sf, e, mu, benchmark=b).weights
+
+    frozen = f_mat.copy()
+    frozen.flags.writeable = False
+    opt = ActiveOptimiser(spec, 30, 4)
+    first = opt.solve(frozen, sf, e, mu, benchmark=b).weights
+    assert len(calls) == 1
+    np.testing.assert_array_equal(opt.solve(frozen, sf, e, mu, benchmark=b).weights, first)
+    np.testing.assert_array_equal(opt.solve(frozen.copy(), sf, e, mu, benchmark=b).weights,
+                                  first)
+    assert len(calls) == 1  # the same object, then an equal copy: checked once
+
+    moved = f_mat.copy()
+    opt.solve(moved, sf, e, mu, benchmark=b)
+    moved[0] *= -1.0  # other alphas, written into the same array
+    np.testing.assert_array_equal(opt.solve(moved, sf, e, mu, benchmark=b).weights,
+                                  fresh(moved.copy()))
+    base = f_mat.copy()
+    view = base[:]
+    view.flags.writeable = False
+    opt.solve(view, sf, e, mu, benchmark=b)
+    base[0] *= -1.0  # behind the read-only view
+    after = opt.solve(view, sf, e, mu, benchmark=b).weights
+    np.testing.assert_array_equal(after, fresh(base.copy()))
+    assert np.abs(after - first).max() > 1e-3

@@ -237,29 +237,35 @@ class ActiveQP:
             state = new
         return None
 
-    def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool
-                ) -> QPSolution | None:
-        """The weights of ``piece`` at ``t``, checked against the optimality conditions."""
+    def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool,
+                held: bool = False) -> QPSolution | None:
+        """The weights of ``piece`` at ``t``, checked against the optimality conditions.
+
+        ``held``: ``state`` is known to keep every bound and multiplier at ``t``
+        (:meth:`_moved` moves nothing there), which leaves the budget and ``G a = z``.
+        """
         finite = math.isfinite(t)
         if not finite and np.abs(piece.alpha[state == FREE]).max(initial=0.0) > KKT_TOL:
             return None  # the end of the frontier must be a flat piece
         raw = piece.alpha * t + piece.beta if finite else piece.beta
-        free, low, high = state == FREE, state == LOWER, state == UPPER
+        free = state == FREE
         a = np.where(free, raw, self._bound_values(state))
         z = (piece.y1 * t + piece.y0)[: self.m] if finite else piece.y0[: self.m]
         tol = KKT_TOL
-        movable_low, movable_high = low & ~self.fixed, high & ~self.fixed
-        if finite:  # an asset at a bound would not gain by leaving it
-            held = (bool((raw[movable_low] <= self.lower[movable_low] + tol).all())
-                    and bool((raw[movable_high] >= self.upper[movable_high] - tol).all()))
-        else:  # at the end of the frontier the slopes decide
-            held = (bool((piece.alpha[movable_low] <= tol).all())
-                    and bool((piece.alpha[movable_high] >= -tol).all()))
+        if not held:
+            low, high = state == LOWER, state == UPPER
+            movable_low, movable_high = low & ~self.fixed, high & ~self.fixed
+            if finite:  # an asset at a bound would not gain by leaving it
+                held = (bool((raw[movable_low] <= self.lower[movable_low] + tol).all())
+                        and bool((raw[movable_high] >= self.upper[movable_high] - tol).all()))
+            else:  # at the end of the frontier the slopes decide
+                held = (bool((piece.alpha[movable_low] <= tol).all())
+                        and bool((piece.alpha[movable_high] >= -tol).all()))
+            held = (held and bool((a[free] >= self.lower[free] - tol).all())
+                    and bool((a[free] <= self.upper[free] + tol).all()))
         ok = (held and abs(float(a.sum())) <= tol
               and float(np.abs(self.G @ a - z).max(initial=0.0))
-              <= tol * (1.0 + float(np.abs(z).max(initial=0.0)))
-              and bool((a[free] >= self.lower[free] - tol).all())
-              and bool((a[free] <= self.upper[free] + tol).all()))
+              <= tol * (1.0 + float(np.abs(z).max(initial=0.0))))
         if not ok:
             return None
         return QPSolution(np.clip(a, self.lower, self.upper), state, t, binding, self.solves)
@@ -342,8 +348,8 @@ class ActiveQP:
             if not (t > 0 and math.isfinite(t)):
                 return None
             new = self._moved(state, piece.alpha * t + piece.beta)
-            if np.array_equal(new, state):
-                return self._answer(piece, state, t, True)
+            if np.array_equal(new, state):  # the bounds and multipliers hold at t
+                return self._answer(piece, state, t, True, held=True)
             key = new.tobytes()
             if key in seen:
                 return None

@@ -517,6 +517,12 @@ class _Estimate:
     factors: tuple[str, ...] = ()  # the loadings' rows after the constant
     filtered: tuple[tuple[str, int], ...] = ()  # (liquidity filter, stocks it removed)
 
+    def freeze(self) -> None:
+        """Make the arrays read-only: the optimiser then knows a date's inputs by identity."""
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
 
 def _market_row(factors: Sequence[str]) -> int:
     for i, name in enumerate(factors):
@@ -964,13 +970,14 @@ class _Strategy:
                            book.gamma or self.spec.gamma or 1.0, book.slope)
         return got.result, replace(got, solves=got.solves + 1)  # the TEV cap tried first
 
-    def earn(self, date: pd.Timestamp, returns: np.ndarray) -> None:
-        """Earn one period's ``returns`` (over the data's columns, dated ``date``) and drift."""
+    def earn(self, date: pd.Timestamp, r: np.ndarray) -> None:
+        """Earn one period's returns ``r`` (over the data's columns, dated ``date``) and drift.
+
+        ``r`` is 0 where the data have no return (a holding delisted in the period).
+        """
         book = self.book
         if book.weights is None:
             return
-        # a holding delisted during the period has no return in the data: 0
-        r = np.where(np.isnan(returns), 0.0, returns)
         gross = _sum(book.weights * r)
         book.returns[date] = gross - book.cost_due
         book.cost_due = 0.0
@@ -989,11 +996,15 @@ def _walk(job: _Job, names: Sequence[str],
     labels = np.array([str(c) for c in data.returns.columns], dtype=object)
     walks = [_Strategy(config, name, specs[name], labels, compiled) for name in names]
     rebalance = set(job.dates)
+    # a holding delisted during the period has no return in the data: 0
     returns = data.returns.to_numpy(dtype=float)
+    returns = np.where(np.isnan(returns), 0.0, returns)
     dates = data.dates  # each date read once a period, not once a strategy (Timestamps are made)
     for i in range(job.dates[0], data.n_periods - 1):
         if i in rebalance:
             est, date = estimates[i], dates[i]
+            if not isinstance(est, str):
+                est.freeze()
             for walk in walks:
                 walk.decide(date, est)
             if tick is not None:

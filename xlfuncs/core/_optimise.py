@@ -1029,14 +1029,15 @@ class ActiveOptimiser:
         t0 = time.perf_counter()
         given = (loadings, factor_cov, resid_var, factor_mean, benchmark, benchmark_exposure,
                  tradable, caps, industries, industry_names)
-        if self._memo is not None and all(map(_same, self._memo[0], given)):
+        if self._memo is not None and all(map(_unchanged, self._memo[0], self._memo[1],
+                                              given)):
             # the same date for another strategy of a sweep: the same checked numbers
-            d, exact = self._memo[1], self._memo[2]
+            d, exact = self._memo[2], self._memo[3]
         else:
             d = self._inputs(*given)
             exact = self._exact_problem(d)
-            self._memo = (tuple(np.array(x) if isinstance(x, np.ndarray) else x
-                                for x in given), d, exact)
+            self._memo = (given, tuple(np.array(x) if isinstance(x, np.ndarray) else x
+                                       for x in given), d, exact)
         prev = None
         if prev_weights is not None:
             prev = _vector(prev_weights, self.n, "prev_weights")
@@ -1338,6 +1339,24 @@ class ActiveOptimiser:
             solve_seconds=time.perf_counter() - t0, iterations=iters, date=date,
             industry_weights=np.full(self.k, nan) if self.k is not None else None,
             solver_status=solver_status, error=err)
+
+
+def _unchanged(ref: Any, kept: Any, given: Any) -> bool:
+    """``given`` is the last call's input: the same read-only array, or equal to its copy."""
+    return (given is ref and isinstance(given, np.ndarray) and _immutable(given)) or _same(
+        kept, given)
+
+
+def _immutable(a: np.ndarray) -> bool:
+    """No one can write to ``a``'s numbers: read-only down to the memory that holds them.
+
+    (Its owner could make it writeable again; that is not done by accident.)
+    """
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
 
 
 def _same(kept: Any, given: Any) -> bool:
