@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 
 import pytest
 from errors_check import raises_exactly
 
-from xlfuncs.core._executor import DaskExecutor, ProcessExecutor, SerialExecutor, check_scheduler
+from xlfuncs.core._executor import (
+    REPORT_SECONDS,
+    DaskExecutor,
+    ProcessExecutor,
+    SerialExecutor,
+    check_scheduler,
+)
 from xlfuncs.errors import InputError, XlfuncsError
 
 
@@ -45,8 +52,10 @@ def test_a_scheduler_nobody_listens_on_is_one_error():
 
 
 def _count_up(shared: int, item: int, report) -> int:
-    """``item`` units of work, each reported as it is done."""
+    """``item`` units of work (0.04 s each when ``shared`` is negative), each reported."""
     for _ in range(item):
+        if shared < 0:
+            time.sleep(0.04)
         report(1)
     return shared * item
 
@@ -59,10 +68,20 @@ def test_reports_of_a_running_item_reach_the_caller_before_its_end(workers):
     out = executor.map(_count_up, items, 10, done=lambda k: events.append(("done", k)),
                        tick=lambda k, n: events.append(("tick", k, n)))
     assert out == [30, 50, 20, 40]
-    for k, units in enumerate(items):
-        at = [j for j, e in enumerate(events) if e[0] == "tick" and e[1] == k]
-        assert [events[j][2] for j in at] == [1] * units
-        assert max(at) < events.index(("done", k))  # every report before its end
+    if workers == 1:  # here: every report as it is made
+        for k, units in enumerate(items):
+            at = [j for j, e in enumerate(events) if e[0] == "tick" and e[1] == k]
+            assert [events[j][2] for j in at] == [1] * units
+            assert max(at) < events.index(("done", k))
+    # a slow item in a worker process: its units summed, sent every REPORT_SECONDS
+    events.clear()
+    slow = [12, 3]  # the worker process takes the first item, this process the last
+    assert executor.map(_count_up, slow, -1, done=lambda k: events.append(("done", k)),
+                        tick=lambda k, n: events.append(("tick", k, n))) == [-12, -3]
+    sent = [e[2] for e in events[:events.index(("done", 0))] if e[:2] == ("tick", 0)]
+    assert sum(sent) <= 12 and len(sent) >= 2  # 0.48 s of work: reports while it runs
+    if workers > 1:
+        assert REPORT_SECONDS == 0.1 and len(sent) < 8 and max(sent) > 1
     # without a tick the function is called with (shared, item) only, as before
     assert executor.map(int.__mul__, items, 2) == [6, 10, 4, 8]
     executor.close()
