@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from typing import Any, Protocol
@@ -1020,9 +1020,9 @@ def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
                 ) -> tuple[dict[str, _Book], pd.Series | None]:
     """A group's walk, and the benchmark's returns when ``group`` asks for them too.
 
-    The first group brings the benchmark back: a local executor hands the first
-    item to a worker process, so the benchmark's drift is not added to this
-    process's share (it also assembles the results).
+    The last group brings the benchmark back: a local executor runs the last item in
+    this process, whose share starts at once, while a worker process's first waits
+    for the estimates to reach it.
     """
     names, estimates, with_benchmark = group
     job = replace(job, estimates=estimates)
@@ -1198,11 +1198,11 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
             groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
             groups = [g for g in groups if g]
             stage = tracker.stage("optimising", [len(dates) * len(g) for g in groups])
-            walked = executor.map(_walk_group, [(g, estimates, k == 0)
+            walked = executor.map(_walk_group, [(g, estimates, k == len(groups) - 1)
                                                 for k, g in enumerate(groups)],
                                   base, stage.finished, stage.tick)
             books = {name: got[name] for got, _ in walked for name in names if name in got}
-            bench = walked[0][1]
+            bench = walked[-1][1]
     finally:
         if own:
             executor.close()
@@ -1220,12 +1220,17 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
 def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
               books: Mapping[str, _Book], bench: pd.Series, seconds: float) -> BacktestResult:
     index = bench.index
-    returns = pd.DataFrame({"benchmark": bench, "rf": data.rf.reindex(index)})
+    columns = {"benchmark": bench.to_numpy(dtype=float),
+               "rf": data.rf.reindex(index).to_numpy(dtype=float)}
     for name in names:
         # A strategy that never decided a portfolio only held its starting benchmark:
         # those are not its returns, and statistics of them would mislead.
         got = books[name].returns if books[name].decided else {}
-        returns[name] = pd.Series(got, dtype=float).reindex(index)
+        column = np.full(len(index), np.nan)
+        at = index.get_indexer(_datetimes(got, index.dtype))
+        column[at[at >= 0]] = np.fromiter(got.values(), float, len(got))[at >= 0]
+        columns[name] = column
+    returns = pd.DataFrame(columns, index=index)
     returns.index.name = "date"
     weights = _weights_frame(data, [row for name in names for row in books[name].decided])
     ex_ante = pd.DataFrame([row for name in names for row in books[name].ex_ante],
@@ -1235,15 +1240,15 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
                             columns=["date", "strategy", "reason"])
     stats = {}
     for name in names:
-        r = returns[name].dropna()
-        if r.empty:
+        have = returns[name].notna().to_numpy()
+        if not have.any():
             continue
         book = books[name]
+        turnover = np.fromiter(book.turnover.values(), float, len(book.turnover))
         stats[name] = performance_stats(
-            r, returns.loc[r.index, "benchmark"], returns.loc[r.index, "rf"],
-            data.periods_per_year,
-            turnover=pd.Series(book.turnover, dtype=float).dropna(),
-            holdings=pd.Series(book.holdings, dtype=float),
+            returns[name][have], returns["benchmark"][have], returns["rf"][have],
+            data.periods_per_year, turnover=turnover[~np.isnan(turnover)],
+            holdings=np.fromiter(book.holdings.values(), float, len(book.holdings)),
         ).as_dict()
     if not stats:  # nothing to report: say why instead of an empty result
         first = failures.iloc[0] if len(failures) else None
@@ -1251,8 +1256,8 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         raise ConvergenceError(f"every rebalance failed ({len(failures)} of them){why}", "model")
     stats_frame = pd.DataFrame.from_dict(stats, orient="index")
     stats_frame.index.name = "strategy"
-    per_date = {key: pd.DataFrame([{"date": d, "strategy": s, **row} for name in names
-                                   for d, s, row in getattr(books[name], key)])
+    per_date = {key: _rows_frame([row for name in names for row in getattr(books[name], key)],
+                                 data.dates.dtype)
                 for key in ("exposures", "risk")}
     gamma_path = pd.DataFrame([row for name in names for row in books[name].gammas],
                               columns=["date", "strategy", "gamma", "tracking_error", "target",
@@ -1275,12 +1280,30 @@ def _weights_frame(data: MarketData, decided: Sequence[tuple]) -> pd.DataFrame:
     strategies = pd.Index(list(dict.fromkeys(s for _, s, _, _ in decided)))
     which = strategies.get_indexer([s for _, s, _, _ in decided])
     return pd.DataFrame({
-        "date": np.repeat(np.array([d for d, _, _, _ in decided], dtype=data.dates.dtype),
-                          counts),
+        "date": np.repeat(_datetimes([d for d, _, _, _ in decided], data.dates.dtype), counts),
         "strategy": strategies.take(np.repeat(which, counts)).array,
         "asset": data.returns.columns.take(np.concatenate([cs for _, _, cs, _ in decided])).array,
         "weight": np.concatenate([ws for _, _, _, ws in decided]).astype(float),
     })
+
+
+def _datetimes(dates: Iterable[pd.Timestamp], dtype: np.dtype) -> np.ndarray:
+    """Timestamps as an array of ``dtype`` (numpy's own scalars: no per-item inference)."""
+    return np.array([d.asm8 for d in dates], dtype=dtype)
+
+
+def _rows_frame(rows: Sequence[tuple[pd.Timestamp, str, dict]], dtype: np.dtype
+                ) -> pd.DataFrame:
+    """``date``, ``strategy`` and each row's named values (NaN where a row has no value).
+
+    The values' columns in the order their names first appear.
+    """
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame([row for _, _, row in rows])
+    frame.insert(0, "strategy", [s for _, s, _ in rows])
+    frame.insert(0, "date", _datetimes([d for d, _, _ in rows], dtype))
+    return frame
 
 
 #: The statistics of the benchmark's own row: the rest compare it with itself, or count trades.

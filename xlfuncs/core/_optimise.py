@@ -1036,8 +1036,8 @@ class ActiveOptimiser:
         else:
             d = self._inputs(*given)
             exact = self._exact_problem(d)
-            self._memo = (given, tuple(np.array(x) if isinstance(x, np.ndarray) else x
-                                       for x in given), d, exact)
+            self._memo = (given, tuple(np.array(x) if isinstance(x, np.ndarray)
+                                       and not _immutable(x) else x for x in given), d, exact)
         prev = None
         if prev_weights is not None:
             prev = _vector(prev_weights, self.n, "prev_weights")
