@@ -6,9 +6,11 @@ once for the module.
 
 from __future__ import annotations
 
+import pickle
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from xlfuncs.core import (
     _backtest,
     run_backtest,
 )
-from xlfuncs.core._executor import make_executor
+from xlfuncs.core._executor import make_executor, shutdown_workers
 from xlfuncs.data.estimate_cache import DiskCache
 from xlfuncs.data.market import load_market
 from xlfuncs.errors import InputError, XlfuncsError
@@ -137,6 +139,51 @@ def test_serial_and_process_sweeps_are_identical(data, model, betas):
     with ProcessExecutor(2) as pool:
         parallel = run_backtest(data, cfg, executor=pool)
     assert_same(serial, parallel)
+
+
+def _stage_parts(data):
+    cfg = config(tev=(0.02, 0.03, 0.05))
+    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
+    names = list(cfg.specs(data.periods_per_year))
+    tracker = _backtest._Progress(None, len(base.dates), len(names))
+    return base, names, tracker
+
+
+def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
+    """With one worker process, the dates it estimated stay out of its group."""
+    base, names, tracker = _stage_parts(data)
+    _backtest.MEMORY_CACHE.clear()
+    serial, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    full = _backtest._walk(replace(base, estimates=serial), names)
+    shipped = _backtest._Shipped(serial)
+    shipped.skip = frozenset(base.dates[:10])
+    sent = pickle.loads(pickle.dumps(shipped))
+    assert set(sent) == set(base.dates[10:]) and set(shipped) == set(base.dates)
+    _backtest._HELD["job"], _backtest._HELD["estimates"] = None, {}
+    assert _backtest._walk_group(base, (tuple(names), sent, False)) == (None, None)
+    _backtest._hold(base, base.dates[:10], [serial[i] for i in base.dates[:10]])
+    books, bench = _backtest._walk_group(base, (tuple(names), sent, False))
+    assert bench is None
+    for name in names:
+        assert books[name].returns == full[name].returns
+        assert books[name].turnover == full[name].turnover
+
+    _backtest._HELD["job"], _backtest._HELD["estimates"] = None, {}  # as a new run starts
+    with ProcessExecutor(2) as pool:
+        estimates, computed = _backtest._estimate_all(base, pool, [], tracker)
+        remote = frozenset(computed) - frozenset(_backtest._held(base))
+        assert remote and len(remote) < len(computed)  # the worker estimated some dates
+        # the worker process that estimated them has gone: its group is sent again, whole
+        shutdown_workers()
+        maps = []
+        real = pool.map
+        pool.map = lambda *a, **k: maps.append(a[1]) or real(*a, **k)
+        books, _ = _backtest._decide_all(base, names, estimates, computed, pool, tracker)
+    assert len(maps) == 2 and len(maps[1]) == 1  # the worker's group, sent again
+    assert not getattr(maps[1][0][1], "skip", ())
+    for name in names:
+        assert books[name].returns == full[name].returns
+        assert books[name].turnover == full[name].turnover
 
 
 def test_regime_fits_restart_at_fixed_chunks_whatever_the_executor(data, monkeypatch):

@@ -22,6 +22,7 @@ import hashlib
 import math
 import re
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -740,7 +741,39 @@ def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
             out.append(f"{job.data.dates[i].date()}: estimation failed: {exc}")
         if tick is not None:
             tick(1)
+    _hold(job, chunk, out)
     return out
+
+
+#: The estimates this process computed for the run under way: its job (weakly) and
+#: them by rebalance date. A worker process walks with the estimates it computed itself
+#: (the same job object serves both stages of a run), so they need not travel back.
+_HELD: dict[str, Any] = {"job": None, "estimates": {}}
+
+
+def _hold(job: _Job, chunk: tuple[int, ...], out: list[Estimated]) -> None:
+    if _HELD["job"] is None or _HELD["job"]() is not job:  # a new run: the last one's go
+        _HELD["job"], _HELD["estimates"] = weakref.ref(job), {}
+    _HELD["estimates"].update(zip(chunk, out, strict=True))
+
+
+def _held(job: _Job) -> dict[int, Estimated]:
+    ref = _HELD["job"]
+    return _HELD["estimates"] if ref is not None and ref() is job else {}
+
+
+class _Shipped(dict):
+    """Estimates by date for a walk group, sent without those its process holds.
+
+    In this process it is all of them. Pickled (for the one worker process), it
+    leaves out ``skip``, the dates that process estimated: :func:`_walk_group` takes
+    them from its :func:`_held` estimates.
+    """
+
+    skip: frozenset[int] = frozenset()
+
+    def __reduce__(self):
+        return _Shipped, ({i: e for i, e in self.items() if i not in self.skip},)
 
 
 def data_fingerprint(data: MarketData) -> str:
@@ -815,8 +848,11 @@ MEMORY_CACHE = MemoryCache()
 
 
 def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache],
-                  tracker: _Progress) -> dict[int, Estimated]:
-    """Every rebalance date's estimate: from a cache, else computed (chunks in parallel)."""
+                  tracker: _Progress) -> tuple[dict[int, Estimated], list[int]]:
+    """Every rebalance date's estimate, and the dates computed (not found in a cache).
+
+    A date not in a cache is computed, chunks of dates in parallel.
+    """
     chunks = _chunks(job.dates, job.config, executor.workers)
     fingerprint = data_fingerprint(job.data)  # once: hashing the data is most of a key's cost
     keys = [_estimation_key(fingerprint, job.config, c) for c in chunks]
@@ -840,7 +876,9 @@ def _estimate_all(job: _Job, executor: Executor, caches: Sequence[EstimateCache]
         found[k] = got
         for cache in caches:
             cache.put(keys[k], got)
-    return {i: e for k, chunk in enumerate(chunks) for i, e in zip(chunk, found[k], strict=True)}
+    estimates = {i: e for k, chunk in enumerate(chunks)
+                 for i, e in zip(chunk, found[k], strict=True)}
+    return estimates, [i for k in todo for i in chunks[k]]
 
 
 # --------------------------------------------------------------------------- decision stage
@@ -1017,18 +1055,56 @@ def _walk(job: _Job, names: Sequence[str],
 
 def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
                 tick: Callable[[int], None] | None = None
-                ) -> tuple[dict[str, _Book], pd.Series | None]:
+                ) -> tuple[dict[str, _Book] | None, pd.Series | None]:
     """A group's walk, and the benchmark's returns when ``group`` asks for them too.
+
+    ``(None, None)`` when the estimates left out of ``group`` (:class:`_Shipped`) are
+    not held here either: the caller sends the group again with all of them.
 
     The last group brings the benchmark back: a local executor runs the last item in
     this process, whose share starts at once, while a worker process's first waits
     for the estimates to reach it.
     """
     names, estimates, with_benchmark = group
+    lacking = [i for i in job.dates if i not in estimates]
+    if lacking:  # those this process estimated (see _Shipped)
+        held = _held(job)
+        if any(i not in held for i in lacking):  # a new worker process: send them all
+            return None, None
+        estimates = {**estimates, **{i: held[i] for i in lacking}}
     job = replace(job, estimates=estimates)
     books = _walk(job, names, tick)
     return books, (_benchmark_returns(job, _uses_caps(job.data, job.config))
                    if with_benchmark else None)
+
+
+def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated],
+                computed: Sequence[int], executor: Executor, tracker: _Progress
+                ) -> tuple[dict[str, _Book], pd.Series]:
+    """Every strategy's walk, a group of strategies per worker, and the benchmark's returns.
+
+    A group's strategies are walked together: they share compiled problems and a date's
+    checked inputs. The estimates travel with the groups, so the workers that estimated
+    (holding the data already) walk too; with one worker process, the dates it
+    estimated itself stay out of its group (they are :func:`_held` there).
+    """
+    groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
+    groups = [g for g in groups if g]
+    shipped = _Shipped(estimates)
+    if getattr(executor, "other_processes", None) == 1:
+        shipped.skip = frozenset(computed) - frozenset(_held(base))
+    last = len(groups) - 1
+    stage = tracker.stage("optimising", [len(base.dates) * len(g) for g in groups])
+    walked = executor.map(_walk_group, [(g, shipped, k == last) for k, g in enumerate(groups)],
+                          base, stage.finished, stage.tick)
+    again = [k for k, (books, _) in enumerate(walked) if books is None]
+    if again:  # a worker process that is not the one that estimated: all the estimates
+        redone = executor.map(_walk_group, [(groups[k], dict(estimates), k == last)
+                                            for k in again], base)
+        for k, got in zip(again, redone, strict=True):
+            walked[k] = got
+    books = {name: got[name] for got, _ in walked for name in names if name in got}
+    return books, walked[last][1]
 
 
 def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
@@ -1186,24 +1262,15 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
     tracker = _Progress(progress, len(dates), len(names), config.model)
     try:
         base = _Job(data, config, tuple(dates))
-        estimates = _estimate_all(base, executor, caches, tracker)
+        estimates, computed = _estimate_all(base, executor, caches, tracker)
         job = replace(base, estimates=estimates)
         bench = None
         if executor.workers <= 1 or len(names) == 1:
             books = _walk(job, names, tracker.decided)
         else:
-            # A group of strategies per worker, walked together: they share compiled problems.
-            # The estimates travel with the groups, so the workers that estimated (holding
-            # the data already) walk too.
-            groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
-            groups = [g for g in groups if g]
-            stage = tracker.stage("optimising", [len(dates) * len(g) for g in groups])
-            walked = executor.map(_walk_group, [(g, estimates, k == len(groups) - 1)
-                                                for k, g in enumerate(groups)],
-                                  base, stage.finished, stage.tick)
-            books = {name: got[name] for got, _ in walked for name in names if name in got}
-            bench = walked[-1][1]
+            books, bench = _decide_all(base, names, estimates, computed, executor, tracker)
     finally:
+        _HELD["job"], _HELD["estimates"] = None, {}
         if own:
             executor.close()
     if bench is None:

@@ -61,7 +61,11 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach a Dask scheduler before giving up
 
 
 class Executor(Protocol):
-    """What the backtest needs of an executor."""
+    """What the backtest needs of an executor.
+
+    ``other_processes``, where an executor has it, is how many processes besides this
+    one run its items (0: this one only); an executor without it, or None, says not.
+    """
 
     workers: int
 
@@ -92,6 +96,7 @@ class SerialExecutor(_Closing):
     """Everything in this process, one item after another."""
 
     workers = 1
+    other_processes = 0
 
     def map(self, fn, items, shared, done=None, tick=None):
         out = []
@@ -257,6 +262,7 @@ class ProcessExecutor(_Closing):
             raise InputError(f"workers must be a whole number of at least 1 (got {workers!r})",
                              "workers")
         self.workers = workers
+        self.other_processes = workers - 1  # the session's kept worker processes
         self._shared: Any = None
         self._token = ""
         self._payload: bytes | None = None
