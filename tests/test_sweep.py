@@ -159,7 +159,7 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
     shipped.skip = frozenset(base.dates[:10])
     sent = pickle.loads(pickle.dumps(shipped))
     assert set(sent) == set(base.dates[10:]) and set(shipped) == set(base.dates)
-    _backtest._HELD["job"], _backtest._HELD["estimates"] = None, {}
+    _backtest._HELD.update(job=None, estimates={}, estimator=None)
     assert _backtest._walk_group(base, (tuple(names), sent, False)) == (None, None)
     _backtest._hold(base, base.dates[:10], [serial[i] for i in base.dates[:10]])
     books, bench = _backtest._walk_group(base, (tuple(names), sent, False))
@@ -168,7 +168,7 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
         assert books[name].returns == full[name].returns
         assert books[name].turnover == full[name].turnover
 
-    _backtest._HELD["job"], _backtest._HELD["estimates"] = None, {}  # as a new run starts
+    _backtest._HELD.update(job=None, estimates={}, estimator=None)  # as a new run starts
     with ProcessExecutor(2) as pool:
         estimates, computed = _backtest._estimate_all(base, pool, [], tracker)
         remote = frozenset(computed) - frozenset(_backtest._held(base))

@@ -732,7 +732,8 @@ def _chunks(dates: Sequence[int], config: BacktestConfig, workers: int) -> list[
 def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
                     tick: Callable[[int], None] | None = None) -> list[Estimated]:
     """Estimates of a run of dates, in order; the regime fit starts cold at the first."""
-    estimator = _Estimator(job.data, job.config)
+    estimator = _estimator(job)
+    estimator.warm = None
     out: list[Estimated] = []
     for i in chunk:
         try:
@@ -748,12 +749,24 @@ def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
 #: The estimates this process computed for the run under way: its job (weakly) and
 #: them by rebalance date. A worker process walks with the estimates it computed itself
 #: (the same job object serves both stages of a run), so they need not travel back.
-_HELD: dict[str, Any] = {"job": None, "estimates": {}}
+#: Its estimator too: the panels read as arrays once per run, not once per chunk.
+_HELD: dict[str, Any] = {"job": None, "estimates": {}, "estimator": None}
+
+
+def _this_run(job: _Job) -> None:
+    if _HELD["job"] is None or _HELD["job"]() is not job:  # a new run: the last one's go
+        _HELD.update(job=weakref.ref(job), estimates={}, estimator=None)
+
+
+def _estimator(job: _Job) -> _Estimator:
+    _this_run(job)
+    if _HELD["estimator"] is None:
+        _HELD["estimator"] = _Estimator(job.data, job.config)
+    return _HELD["estimator"]
 
 
 def _hold(job: _Job, chunk: tuple[int, ...], out: list[Estimated]) -> None:
-    if _HELD["job"] is None or _HELD["job"]() is not job:  # a new run: the last one's go
-        _HELD["job"], _HELD["estimates"] = weakref.ref(job), {}
+    _this_run(job)
     _HELD["estimates"].update(zip(chunk, out, strict=True))
 
 
@@ -1270,7 +1283,7 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         else:
             books, bench = _decide_all(base, names, estimates, computed, executor, tracker)
     finally:
-        _HELD["job"], _HELD["estimates"] = None, {}
+        _HELD.update(job=None, estimates={}, estimator=None)
         if own:
             executor.close()
     if bench is None:
