@@ -1074,9 +1074,9 @@ def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
     ``(None, None)`` when the estimates left out of ``group`` (:class:`_Shipped`) are
     not held here either: the caller sends the group again with all of them.
 
-    The last group brings the benchmark back: a local executor runs the last item in
-    this process, whose share starts at once, while a worker process's first waits
-    for the estimates to reach it.
+    The first group brings the benchmark back: a local executor hands the first item
+    to a worker process, so the benchmark's drift is not added to this process's
+    share (it also collects the results and assembles them).
     """
     names, estimates, with_benchmark = group
     lacking = [i for i in job.dates if i not in estimates]
@@ -1106,18 +1106,17 @@ def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated
     shipped = _Shipped(estimates)
     if getattr(executor, "other_processes", None) == 1:
         shipped.skip = frozenset(computed) - frozenset(_held(base))
-    last = len(groups) - 1
     stage = tracker.stage("optimising", [len(base.dates) * len(g) for g in groups])
-    walked = executor.map(_walk_group, [(g, shipped, k == last) for k, g in enumerate(groups)],
+    walked = executor.map(_walk_group, [(g, shipped, k == 0) for k, g in enumerate(groups)],
                           base, stage.finished, stage.tick)
     again = [k for k, (books, _) in enumerate(walked) if books is None]
     if again:  # a worker process that is not the one that estimated: all the estimates
-        redone = executor.map(_walk_group, [(groups[k], dict(estimates), k == last)
+        redone = executor.map(_walk_group, [(groups[k], dict(estimates), k == 0)
                                             for k in again], base)
         for k, got in zip(again, redone, strict=True):
             walked[k] = got
     books = {name: got[name] for got, _ in walked for name in names if name in got}
-    return books, walked[last][1]
+    return books, walked[0][1]
 
 
 def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:
