@@ -648,7 +648,7 @@ class _Book:
 
     weights: np.ndarray | None = None  # current (drifted) weights over the data's columns
     returns: dict = field(default_factory=dict)
-    decided: list = field(default_factory=list)  # (date, name, columns held, weights)
+    decided: list | _Decisions = field(default_factory=list)  # (date, name, columns, weights)
     ex_ante: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     exposures: list = field(default_factory=list)  # (date, name, {factor/industry: active})
@@ -660,6 +660,27 @@ class _Book:
     slope: float = 1.0  # and -d log TE / d log gamma near it (the first step's)
     gammas: list = field(default_factory=list)  # (date, name, gamma, TE, target, reached, solves)
     not_reached: list = field(default_factory=list)  # (date, why)
+
+
+@dataclass
+class _Decisions:
+    """A walk's decisions packed into a few arrays (they travel back from a worker)."""
+
+    dates: list  # of each decision
+    counts: np.ndarray  # its holdings
+    columns: np.ndarray  # every holding's position among the data's columns, in order
+    weights: np.ndarray
+
+    @classmethod
+    def pack(cls, rows: Sequence[tuple]) -> _Decisions:
+        """From ``(date, name, columns held, weights)`` rows."""
+        return cls([d for d, _, _, _ in rows], np.array([len(c) for _, _, c, _ in rows],
+                                                        dtype=np.intp),
+                   np.concatenate([c for _, _, c, _ in rows] or [np.zeros(0, np.intp)]),
+                   np.concatenate([w for _, _, _, w in rows] or [np.zeros(0)]))
+
+    def __len__(self) -> int:
+        return len(self.dates)
 
 
 def _sum(x: np.ndarray) -> float:
@@ -1063,6 +1084,8 @@ def _walk(job: _Job, names: Sequence[str],
         nxt, date = returns[i + 1], dates[i + 1]
         for walk in walks:
             walk.earn(date, nxt)
+    for walk in walks:
+        walk.book.decided = _Decisions.pack(walk.book.decided)
     return {walk.name: walk.book for walk in walks}
 
 
@@ -1311,7 +1334,7 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
         columns[name] = column
     returns = pd.DataFrame(columns, index=index)
     returns.index.name = "date"
-    weights = _weights_frame(data, [row for name in names for row in books[name].decided])
+    weights = _weights_frame(data, [(name, books[name].decided) for name in names])
     ex_ante = pd.DataFrame([row for name in names for row in books[name].ex_ante],
                            columns=["date", "strategy", "tracking_error", "te_binding",
                                     "active_return"])
@@ -1348,21 +1371,23 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
                           _benchmark_stats(returns, data.periods_per_year), gamma_path=gamma_path)
 
 
-def _weights_frame(data: MarketData, decided: Sequence[tuple]) -> pd.DataFrame:
+def _weights_frame(data: MarketData, packs: Sequence[tuple[str, _Decisions]]) -> pd.DataFrame:
     """One row per holding of every decision: date, strategy, asset, weight."""
-    counts = [len(cs) for _, _, cs, _ in decided]
-    if not decided:
+    packs = [(name, pack) for name, pack in packs if len(pack)]
+    if not packs:
         return pd.DataFrame({"date": pd.Series([], dtype=data.dates.dtype),
                              "strategy": pd.Series([], dtype=str),
                              "asset": pd.Series([], dtype=str), "weight": []})
+    counts = np.concatenate([pack.counts for _, pack in packs])
     # labels taken from an index by position: no string is made or inferred per row
-    strategies = pd.Index(list(dict.fromkeys(s for _, s, _, _ in decided)))
-    which = strategies.get_indexer([s for _, s, _, _ in decided])
+    strategies = pd.Index([name for name, _ in packs])
+    which = np.repeat(np.arange(len(packs)), [len(pack) for _, pack in packs])
     return pd.DataFrame({
-        "date": np.repeat(_datetimes([d for d, _, _, _ in decided], data.dates.dtype), counts),
+        "date": np.repeat(_datetimes([d for _, pack in packs for d in pack.dates],
+                                     data.dates.dtype), counts),
         "strategy": strategies.take(np.repeat(which, counts)).array,
-        "asset": data.returns.columns.take(np.concatenate([cs for _, _, cs, _ in decided])).array,
-        "weight": np.concatenate([ws for _, _, _, ws in decided]).astype(float),
+        "asset": data.returns.columns.take(np.concatenate([p.columns for _, p in packs])).array,
+        "weight": np.concatenate([pack.weights for _, pack in packs]).astype(float),
     })
 
 
