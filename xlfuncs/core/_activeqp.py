@@ -238,18 +238,20 @@ class ActiveQP:
         return None
 
     def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool,
-                held: bool = False) -> QPSolution | None:
+                held: bool = False, raw: np.ndarray | None = None) -> QPSolution | None:
         """The weights of ``piece`` at ``t``, checked against the optimality conditions.
 
         ``held``: ``state`` is known to keep every bound and multiplier at ``t``
-        (:meth:`_moved` moves nothing there), which leaves the budget and ``G a = z``.
+        (:meth:`_moved` moves nothing there), which leaves the budget and ``G a = z``;
+        ``raw`` is then the piece's weights at ``t``, already computed.
         """
         finite = math.isfinite(t)
         if not finite and np.abs(piece.alpha[state == FREE]).max(initial=0.0) > KKT_TOL:
             return None  # the end of the frontier must be a flat piece
-        raw = piece.alpha * t + piece.beta if finite else piece.beta
+        if raw is None:
+            raw = piece.alpha * t + piece.beta if finite else piece.beta
         free = state == FREE
-        a = np.where(free, raw, self._bound_values(state))
+        a = np.where(free, raw, piece.fixed_a)
         z = (piece.y1 * t + piece.y0)[: self.m] if finite else piece.y0[: self.m]
         tol = KKT_TOL
         if not held:
@@ -347,9 +349,10 @@ class ActiveQP:
             t = _rising_root(c2, c1, c0 - target)
             if not (t > 0 and math.isfinite(t)):
                 return None
-            new = self._moved(state, piece.alpha * t + piece.beta)
+            raw = piece.alpha * t + piece.beta
+            new = self._moved(state, raw)
             if np.array_equal(new, state):  # the bounds and multipliers hold at t
-                return self._answer(piece, state, t, True, held=True)
+                return self._answer(piece, state, t, True, held=True, raw=raw)
             key = new.tobytes()
             if key in seen:
                 return None

@@ -28,6 +28,7 @@ specific parts, with the largest contributors ``a_i (Sigma a)_i / TE``
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -290,6 +291,12 @@ def regime_stats(returns: pd.DataFrame, factors: pd.DataFrame, periods_per_year:
     return pd.DataFrame(rows, columns=list(WINDOW_COLUMNS))
 
 
+@functools.lru_cache(maxsize=256)
+def _industry_keys(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The exposure names of industries (one string each, however many dates use it)."""
+    return tuple(f"industry: {name}" for name in names)
+
+
 def active_risk(
     loadings: np.ndarray,
     factor_cov: np.ndarray,
@@ -353,11 +360,10 @@ def active_risk(
     factor_var = float(f @ sf @ f)
     specific_var = float(e @ (a * a))
     total = factor_var + specific_var
-    exposures: dict[str, float] = {name: float(x) for name, x in zip(factors, f[1:],
-                                                                    strict=True)}
+    exposures: dict[str, float] = dict(zip(factors, f[1:].tolist(), strict=True))
     by_industry = np.bincount(industries, weights=a, minlength=len(industry_names))
-    exposures.update({f"industry: {name}": float(x)
-                      for name, x in zip(industry_names, by_industry, strict=True)})
+    exposures.update(zip(_industry_keys(tuple(industry_names)), by_industry.tolist(),
+                         strict=True))
     te = float(np.sqrt(max(total, 0.0)))
     risk: dict[str, Any] = {"tracking_error": te * float(np.sqrt(periods_per_year)),
                             "factor_share": factor_var / total if total > 0 else np.nan,

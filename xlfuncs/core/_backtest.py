@@ -519,9 +519,15 @@ class _Estimate:
     filtered: tuple[tuple[str, int], ...] = ()  # (liquidity filter, stocks it removed)
 
     def freeze(self) -> None:
-        """Make the arrays read-only: the optimiser then knows a date's inputs by identity."""
-        for value in vars(self).values():
-            if isinstance(value, np.ndarray):
+        """Make the arrays read-only: the optimiser then knows a date's inputs by identity.
+
+        A view is first copied (same layout), so that no writeable array lies beneath.
+        """
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                if value.base is not None:
+                    value = value.copy(order="K")
+                    setattr(self, name, value)
                 value.flags.writeable = False
 
 
