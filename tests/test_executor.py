@@ -278,3 +278,39 @@ def test_a_map_started_before_the_idle_stop_keeps_the_workers(monkeypatch):
         assert _executor._SESSION["pool"] is kept
     _executor.shutdown_workers()
     assert _executor._SESSION["pool"] is None and _executor._SESSION["timer"] is None
+
+
+def _nap(shared: float, item: int) -> int:
+    time.sleep(shared)
+    return item
+
+
+def test_a_worker_process_has_its_next_item_queued_until_the_last_few(monkeypatch):
+    """While many items are left, a worker's next item waits at it (no round trip idle);
+    the last ones go one at a time to whichever process is free first."""
+    from xlfuncs.core import _executor
+
+    outstanding: list[int] = []  # the worker process's futures not done, at each submit
+    real = _executor._session_pool
+
+    class Counting:
+        def __init__(self, pool):
+            self.pool, self.futures = pool, []
+
+        def submit(self, *args):
+            fut = self.pool.submit(*args)
+            self.futures.append(fut)
+            outstanding.append(sum(not f.done() for f in self.futures))
+            return fut
+
+    def counted(processes):
+        pool, reports = real(processes)
+        return Counting(pool), reports
+
+    items = list(range(16))
+    with ProcessExecutor(2) as executor:
+        executor.map(_nap, [0, 1, 2], 0.0)  # the worker process started and warm
+        monkeypatch.setattr(_executor, "_session_pool", counted)
+        assert executor.map(_nap, items, 0.03) == items
+    assert max(outstanding) == 2  # one running, one queued
+    assert outstanding[-1] == 1  # the last ones one at a time

@@ -314,15 +314,19 @@ class ProcessExecutor(_Closing):
             feed()
 
         def feed() -> None:
-            # an item to each idle worker process, one at a time (nothing queued ahead
-            # that this process could have taken); runs in the pool's thread too. The
+            # an item to each idle worker process, one at a time, and one queued ahead
+            # while more than two items per worker are left (the last ones wait for
+            # whichever process is free first); runs in the pool's thread too. The
             # first submit can wait a second for the fork server to start: it runs in a
             # thread of its own, and the lock is not held while it waits.
             nonlocal reserved
             while True:
                 with lock:
                     busy = sum(not f.done() for f in remote) + reserved
-                    if failed or not todo or busy >= processes:
+                    # while many items are left, each worker process that holds the object
+                    # has one more queued, so it starts the next as it sends a result back
+                    ahead = len(todo) > 2 * self.workers and len(self._holders) >= processes
+                    if failed or not todo or busy >= processes * (2 if ahead else 1):
                         return
                     k = todo.popleft()
                     reserved += 1
