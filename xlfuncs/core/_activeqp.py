@@ -113,14 +113,17 @@ class ActiveQP:
         if not (self.e.shape == self.g.shape == self.lower.shape == self.upper.shape == (n,)):
             raise ValueError("G, e, g, lower and upper disagree on the number of assets")
         self.fixed = self.lower >= self.upper
-        if (self.lower > self.upper).any() or not (self.e[~self.fixed] > 0).all():
+        safe_e = np.where(self.fixed, 1.0, self.e)
+        if (self.lower > self.upper).any() or not (safe_e > 0).all():
             raise ValueError("ActiveQP needs lower <= upper and e > 0 for every asset that "
                              "can move")
         self.m, self.n = m, n
-        self.H = np.vstack([self.G, np.ones((1, n))])  # G, then the budget row
-        self.HT = np.ascontiguousarray(self.H.T)
-        self.HTg = np.ascontiguousarray(np.column_stack([self.H.T, self.g]))  # K and H g at once
-        safe_e = np.where(self.fixed, 1.0, self.e)
+        self.HTg = np.empty((n, m + 2))  # [H' | g]: K and H g in one product
+        self.HTg[:, :m] = self.G.T
+        self.HTg[:, m] = 1.0
+        self.HTg[:, m + 1] = self.g
+        self.HT = self.HTg[:, :m + 1]
+        self.H = self.HT.T  # G, then the budget row
         self.Hs = self.H / safe_e
         self.inv_e = 1.0 / safe_e
         # an asset violates its side at raw weights beyond these (a fixed one never leaves)

@@ -542,6 +542,8 @@ def _caps(caps: object, n: int) -> np.ndarray:
 
 def _finite_on(arr: np.ndarray, mask: np.ndarray, name: str) -> None:
     """Raise when ``arr`` (shape (n,) or (m, n)) is not finite for an asset in ``mask``."""
+    if np.isfinite(arr).all():
+        return
     bad = (~np.isfinite(arr)).reshape(-1, arr.shape[-1]).any(axis=0) & mask
     if bad.any():
         raise InputError(f"{name} has a non-finite value for tradable asset "
