@@ -10,6 +10,7 @@ import pickle
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
     shipped.skip = frozenset(base.dates[:10])
     sent = pickle.loads(pickle.dumps(shipped))
     assert set(sent) == set(base.dates[10:]) and set(shipped) == set(base.dates)
-    _backtest._HELD.update(job=None, estimates={}, estimator=None)
+    _backtest._HELD[0] = None
     assert _backtest._walk_group(base, (tuple(names), sent, False)) == (None, None)
     _backtest._hold(base, base.dates[:10], [serial[i] for i in base.dates[:10]])
     books, bench = _backtest._walk_group(base, (tuple(names), sent, False))
@@ -168,7 +169,7 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
         assert books[name].returns == full[name].returns
         assert books[name].turnover == full[name].turnover
 
-    _backtest._HELD.update(job=None, estimates={}, estimator=None)  # as a new run starts
+    _backtest._HELD[0] = None  # as a new run starts
     with ProcessExecutor(2) as pool:
         estimates, computed = _backtest._estimate_all(base, pool, [], tracker)
         remote = frozenset(computed) - frozenset(_backtest._held(base))
@@ -184,6 +185,26 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
     for name in names:
         assert books[name].returns == full[name].returns
         assert books[name].turnover == full[name].turnover
+
+
+def test_chunks_estimated_side_by_side_in_threads_keep_their_own_warm_starts(data):
+    """Threads of one process (a Dask worker's) share the run's panels, not its regime fit."""
+    cfg = config(model="regime")
+    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
+    chunks = _backtest._chunks(base.dates, cfg, 1)[:4]
+    alone = [_backtest._estimate_chunk(base, c) for c in chunks]
+    with ThreadPoolExecutor(4) as threads:
+        together = list(threads.map(lambda c: _backtest._estimate_chunk(base, c), chunks))
+    fitted = 0
+    for one, other in zip(alone, together, strict=True):
+        for a, b in zip(one, other, strict=True):
+            if isinstance(a, str):  # a date that failed, the same way
+                assert a == b
+                continue
+            fitted += 1
+            np.testing.assert_array_equal(a.factor_mean, b.factor_mean)
+            np.testing.assert_array_equal(a.factor_cov, b.factor_cov)
+    assert fitted > 10
 
 
 def test_regime_fits_restart_at_fixed_chunks_whatever_the_executor(data, monkeypatch):

@@ -18,6 +18,7 @@ continues.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
@@ -759,7 +760,9 @@ def _chunks(dates: Sequence[int], config: BacktestConfig, workers: int) -> list[
 def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
                     tick: Callable[[int], None] | None = None) -> list[Estimated]:
     """Estimates of a run of dates, in order; the regime fit starts cold at the first."""
-    estimator = _estimator(job)
+    # a copy of this run's estimator: the panels shared, the regime warm start its own
+    # (chunks may run side by side in threads of one process, as in a Dask worker)
+    estimator = copy.copy(_estimator(job))
     estimator.warm = None
     out: list[Estimated] = []
     for i in chunk:
@@ -773,33 +776,36 @@ def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
     return out
 
 
-#: The estimates this process computed for the run under way: its job (weakly) and
-#: them by rebalance date. A worker process walks with the estimates it computed itself
-#: (the same job object serves both stages of a run), so they need not travel back.
-#: Its estimator too: the panels read as arrays once per run, not once per chunk.
-_HELD: dict[str, Any] = {"job": None, "estimates": {}, "estimator": None}
+#: The run under way in this process, as one tuple replaced whole (threads may share the
+#: process): its job (weakly), the estimates this process computed for it by rebalance
+#: date, and its estimator (the panels read as arrays once per run, not once per chunk).
+#: A worker process walks with the estimates it computed itself (the same job object
+#: serves both stages of a run), so they need not travel back to it.
+_HELD: list[tuple | None] = [None]
 
 
-def _this_run(job: _Job) -> None:
-    if _HELD["job"] is None or _HELD["job"]() is not job:  # a new run: the last one's go
-        _HELD.update(job=weakref.ref(job), estimates={}, estimator=None)
+def _run_state(job: _Job) -> tuple:
+    state = _HELD[0]
+    if state is None or state[0]() is not job:  # a new run: the last one's go
+        state = (weakref.ref(job), {}, [None])
+        _HELD[0] = state
+    return state
 
 
 def _estimator(job: _Job) -> _Estimator:
-    _this_run(job)
-    if _HELD["estimator"] is None:
-        _HELD["estimator"] = _Estimator(job.data, job.config)
-    return _HELD["estimator"]
+    kept = _run_state(job)[2]
+    if kept[0] is None:
+        kept[0] = _Estimator(job.data, job.config)
+    return kept[0]
 
 
 def _hold(job: _Job, chunk: tuple[int, ...], out: list[Estimated]) -> None:
-    _this_run(job)
-    _HELD["estimates"].update(zip(chunk, out, strict=True))
+    _run_state(job)[1].update(zip(chunk, out, strict=True))
 
 
 def _held(job: _Job) -> dict[int, Estimated]:
-    ref = _HELD["job"]
-    return _HELD["estimates"] if ref is not None and ref() is job else {}
+    state = _HELD[0]
+    return state[1] if state is not None and state[0]() is job else {}
 
 
 class _Shipped(dict):
@@ -1311,7 +1317,8 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         else:
             books, bench = _decide_all(base, names, estimates, computed, executor, tracker)
     finally:
-        _HELD.update(job=None, estimates={}, estimator=None)
+        if _held(base):  # this run's (another run in another thread keeps its own)
+            _HELD[0] = None
         if own:
             executor.close()
     if bench is None:
