@@ -18,7 +18,9 @@ Rows:
   drifts by tens of percent over minutes; pairs see the same spell). Local worker
   processes are kept for the session, so these are second and later sweeps of a
   session; the sample sweep is also timed in a new process per run (the fork server
-  started before numpy is imported, as the ``xlfuncs`` command does). Then a 20-strategy
+  started before numpy is imported, as the ``xlfuncs`` command does), and the machine's
+  ceiling at the time (two independent processes doing half the work each, against one
+  doing all of it: what any parallel sweep could reach). Then a 20-strategy
   TEV grid against one strategy (2 workers, medians of 3); the same 4-strategy sweep on a
   Dask ``LocalCluster`` (2 worker processes, loopback); and with ``--crsp`` a CRSP-size
   run (3000 synthetic stocks, 600 monthly rebalances, 4 strategies) end to end with its
@@ -215,6 +217,62 @@ def new_process(workers: int, months: int) -> float:
     return float(out.stdout.split()[-1])
 
 
+HALF_SWEEP = """
+import sys, time
+from dataclasses import replace
+
+from xlfuncs.core import BacktestConfig
+from xlfuncs.core._backtest import _estimate_chunk, _Job, _rebalance_dates, _walk
+from xlfuncs.data.market import load_market
+
+months, parts, go = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+data = load_market("sample:500")
+start = data.dates[data.n_periods - 1 - months]
+cfg = BacktestConfig(tev=(0.02, 0.03, 0.04, 0.05), min_history=60, start=str(start.date()))
+dates = tuple(_rebalance_dates(data, cfg))
+names = list(cfg.specs(data.periods_per_year))
+job = _Job(data, cfg, dates)
+walk_job = replace(job, estimates=dict(zip(dates, _estimate_chunk(job, dates), strict=True)))
+half = len(dates) // 2
+work = {"a": (dates[:half], names[:2]), "b": (dates[half:], names[2:])}
+for part in parts:  # once, not timed: this process warm
+    _estimate_chunk(job, work[part][0][:10])
+    _walk(walk_job, work[part][1])
+while time.time() < go:
+    time.sleep(0.001)
+t0 = time.perf_counter()
+for part in parts:
+    _estimate_chunk(job, work[part][0])
+    _walk(walk_job, work[part][1])
+print(time.perf_counter() - t0)
+"""
+
+
+def ceiling(months: int, reps: int = 3) -> float:
+    """What this machine gives two processes now, as a ratio of seconds.
+
+    One process doing a sweep's work (half the dates estimated, then half the
+    strategies walked, twice) against two processes doing a half each at the same
+    time, with nothing passed between them: the median of ``reps`` measurements.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    def run(groups: list[str]) -> float:
+        go = time.time() + 8.0  # every process started and warm by then
+        procs = [subprocess.Popen([sys.executable, script, str(months), parts, str(go)],
+                                  stdout=subprocess.PIPE, text=True) for parts in groups]
+        return max(float(p.communicate()[0].split()[-1]) for p in procs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "half.py")
+        with open(script, "w") as fh:
+            fh.write(HALF_SWEEP)
+        ratios = [run(["ab"]) / run(["a", "b"]) for _ in range(reps)]
+    return statistics.median(ratios)
+
+
 class PeakMemory:
     """Peak resident memory of this process and of its descendants (the workers).
 
@@ -294,6 +352,10 @@ def sweeps(months: int, crsp: bool) -> bool:
         if model == "sample":
             ok &= ratio >= 1.6
             print(f"      target: 2 workers >= 1.6x faster: {'PASS' if ratio >= 1.6 else 'FAIL'}")
+    limit = ceiling(months)
+    print(f"{'machine ceiling now':<34} {'':>10} {'':>11} {limit:>5.2f}x")
+    print("      (one process doing the work of a sweep against two doing half each, nothing "
+          "passed between them)")
     fresh = [(new_process(1, months), new_process(2, months)) for _ in range(3)]
     one, two = (statistics.median(x) for x in zip(*fresh, strict=True))
     print(f"{'4 strategies, sample, new process':<34} {one:>10.2f} {two:>11.2f} "
