@@ -1072,6 +1072,12 @@ def test_a_dates_inputs_are_checked_once_and_never_taken_stale(inputs, monkeypat
     moved[0] *= -1.0  # other alphas, written into the same array
     np.testing.assert_array_equal(opt.solve(moved, sf, e, mu, benchmark=b).weights,
                                   fresh(moved.copy()))
+    later = f_mat.copy()  # writeable when first passed, read-only after a change
+    opt.solve(later, sf, e, mu, benchmark=b)
+    later[0] *= -1.0
+    later.flags.writeable = False
+    np.testing.assert_array_equal(opt.solve(later, sf, e, mu, benchmark=b).weights,
+                                  fresh(later.copy()))
     base = f_mat.copy()
     view = base[:]
     view.flags.writeable = False

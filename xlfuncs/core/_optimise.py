@@ -1031,15 +1031,15 @@ class ActiveOptimiser:
         t0 = time.perf_counter()
         given = (loadings, factor_cov, resid_var, factor_mean, benchmark, benchmark_exposure,
                  tradable, caps, industries, industry_names)
-        if self._memo is not None and all(map(_unchanged, self._memo[0], self._memo[1],
-                                              given)):
+        if self._memo is not None and all(map(_unchanged, self._memo[0], given)):
             # the same date for another strategy of a sweep: the same checked numbers
-            d, exact = self._memo[2], self._memo[3]
+            d, exact = self._memo[1], self._memo[2]
         else:
             d = self._inputs(*given)
             exact = self._exact_problem(d)
-            self._memo = (given, tuple(np.array(x) if isinstance(x, np.ndarray)
-                                       and not _immutable(x) else x for x in given), d, exact)
+            # read-only arrays kept as they are, the others copied
+            self._memo = (tuple(np.array(x) if isinstance(x, np.ndarray) and not _immutable(x)
+                                else x for x in given), d, exact)
         prev = None
         if prev_weights is not None:
             prev = _vector(prev_weights, self.n, "prev_weights")
@@ -1343,9 +1343,9 @@ class ActiveOptimiser:
             solver_status=solver_status, error=err)
 
 
-def _unchanged(ref: Any, kept: Any, given: Any) -> bool:
-    """``given`` is the last call's input: the same read-only array, or equal to its copy."""
-    return (given is ref and isinstance(given, np.ndarray) and _immutable(given)) or _same(
+def _unchanged(kept: Any, given: Any) -> bool:
+    """``given`` is the last call's input: that read-only array itself, or equal to it."""
+    return (given is kept and isinstance(given, np.ndarray) and _immutable(given)) or _same(
         kept, given)
 
 
