@@ -6,6 +6,7 @@ once for the module.
 
 from __future__ import annotations
 
+import operator
 import pickle
 import socket
 import subprocess
@@ -171,6 +172,7 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
 
     _backtest._HELD[0] = None  # as a new run starts
     with ProcessExecutor(2) as pool:
+        assert pool.map(operator.mul, [1, 2, 3], 2) == [2, 4, 6]  # the worker started
         estimates, computed = _backtest._estimate_all(base, pool, [], tracker)
         remote = frozenset(computed) - frozenset(_backtest._held(base))
         assert remote and len(remote) < len(computed)  # the worker estimated some dates
@@ -185,6 +187,17 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
     for name in names:
         assert books[name].returns == full[name].returns
         assert books[name].turnover == full[name].turnover
+
+
+def test_a_runs_estimates_and_estimator_go_with_the_run(data):
+    """Kept for the run's two stages only: nothing of it stays in the process after."""
+    run_backtest(data, config(), executor=SerialExecutor())
+    assert _backtest._HELD[0] is None
+    base, _, _ = _stage_parts(data)
+    _backtest._estimate_chunk(base, base.dates[:2])
+    assert len(_backtest._held(base)) == 2
+    del base  # a worker process drops a run's job when the next one's arrives
+    assert _backtest._HELD[0] is None
 
 
 def test_chunks_estimated_side_by_side_in_threads_keep_their_own_warm_starts(data):
@@ -275,7 +288,6 @@ def test_worker_processes_report_progress_while_they_run(data):
     done = [d for d, _, _ in seen]
     assert done == sorted(done) and done[-1] == (w + 3) * n
     steps = [(s, d - before) for (d, _, s), before in zip(seen, [0, *done[:-1]], strict=True)]
-    assert all(d % w == 0 for s, d in steps if s == "estimating")
     chunks = _backtest._chunks(_backtest._rebalance_dates(data, cfg), cfg, 2)
     # groups of strategies (0.02, 0.05) and (0.03): more steps than tasks in each stage
     assert sum(s == "estimating" for s, _ in steps) > len(chunks)

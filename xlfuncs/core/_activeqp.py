@@ -19,9 +19,11 @@ cap binds, by ``a(t)`` at the ``t`` with ``TE(t) = tau`` (its multiplier is
 
 :meth:`ActiveQP.at_t` finds the free set at a given ``t`` by primal-dual
 active-set iterations (every asset whose bound or multiplier is violated
-changes side at once); :meth:`ActiveQP.at_te` searches ``t`` with a
-safeguarded Newton step that is exact once the piece is found (the root of
-the piece's quadratic). Where the sweeps do not settle (a cold start, a long
+changes side at once). :meth:`ActiveQP.at_te`, given a start near the answer
+(the last date's free set), runs the same sweeps with ``t`` moved each time to
+the current piece's TE root; otherwise, or where those do not settle, it
+searches ``t`` with a safeguarded Newton step that is exact once the piece is
+found (the root of the piece's quadratic). Where the sweeps do not settle (a cold start, a long
 jump), the path itself is walked a piece at a time from the last optimal
 point (from ``t = 0``, the benchmark, on a first date), a jump tried again
 every few pieces. Each costs O(n m^2) per iteration, a few iterations from a
@@ -45,7 +47,7 @@ FREE, LOWER, UPPER = 0, -1, 1
 # Optimality is accepted when bounds, multipliers and the budget hold to this
 # (weight units).
 KKT_TOL = 1e-9
-_MAX_SWEEPS = 25  # active-set iterations at one t
+_MAX_SWEEPS = 25  # active-set iterations at one t (or aimed at a TE target)
 _MAX_STEPS = 60  # Newton steps of the search for the t of a TE target
 _MAX_WALK = 4  # and pieces walked, at most this many per asset
 _WALK_JUMP = 16  # while walking, a Newton step is tried again every this many pieces
@@ -241,10 +243,10 @@ class ActiveQP:
         return None
 
     def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool,
-                held: bool = False, raw: np.ndarray | None = None) -> QPSolution | None:
+                checked: bool = False, raw: np.ndarray | None = None) -> QPSolution | None:
         """The weights of ``piece`` at ``t``, checked against the optimality conditions.
 
-        ``held``: ``state`` is known to keep every bound and multiplier at ``t``
+        ``checked``: ``state`` is known to keep every bound and multiplier at ``t``
         (:meth:`_moved` moves nothing there), which leaves the budget and ``G a = z``;
         ``raw`` is then the piece's weights at ``t``, already computed.
         """
@@ -257,7 +259,8 @@ class ActiveQP:
         a = np.where(free, raw, piece.fixed_a)
         z = (piece.y1 * t + piece.y0)[: self.m] if finite else piece.y0[: self.m]
         tol = KKT_TOL
-        if not held:
+        held = checked
+        if not checked:
             low, high = state == LOWER, state == UPPER
             movable_low, movable_high = low & ~self.fixed, high & ~self.fixed
             if finite:  # an asset at a bound would not gain by leaving it
@@ -355,7 +358,7 @@ class ActiveQP:
             raw = piece.alpha * t + piece.beta
             new = self._moved(state, raw)
             if np.array_equal(new, state):  # the bounds and multipliers hold at t
-                return self._answer(piece, state, t, True, held=True, raw=raw)
+                return self._answer(piece, state, t, True, checked=True, raw=raw)
             key = new.tobytes()
             if key in seen:
                 return None
@@ -380,8 +383,10 @@ class ActiveQP:
         The cap binds unless even the end of the frontier (the highest expected
         active return within the bounds) has less tracking error; then that end
         is the answer, with ``binding`` False. ``state`` and ``t`` are a start
-        (e.g. the previous date's). Without them the search starts from the
-        benchmark (``t = 0``). Newton steps on the piece's quadratic jump ahead;
+        (e.g. the previous date's): from ``state`` the sweeps first aim at the
+        target (:meth:`_aimed`, which needs no ``t``); where they do not settle,
+        the search starts from ``state`` and ``t``. Without them the search
+        starts from the benchmark (``t = 0``). Newton steps on the piece's quadratic jump ahead;
         where the active-set sweeps cannot settle a jump, the path is walked a
         piece at a time from the last optimal point, with a jump tried again
         every few pieces. None when the target is below the least tracking

@@ -787,9 +787,16 @@ _HELD: list[tuple | None] = [None]
 def _run_state(job: _Job) -> tuple:
     state = _HELD[0]
     if state is None or state[0]() is not job:  # a new run: the last one's go
-        state = (weakref.ref(job), {}, [None])
+        state = (weakref.ref(job, _forget), {}, [None])
         _HELD[0] = state
     return state
+
+
+def _forget(ref: weakref.ref) -> None:
+    """The run's job is gone (the run ended; a worker took the next run's): so is its state."""
+    state = _HELD[0]
+    if state is not None and state[0] is ref:
+        _HELD[0] = None
 
 
 def _estimator(job: _Job) -> _Estimator:
@@ -813,7 +820,8 @@ class _Shipped(dict):
 
     In this process it is all of them. Pickled (for the one worker process), it
     leaves out ``skip``, the dates that process estimated: :func:`_walk_group` takes
-    them from its :func:`_held` estimates.
+    them from its :func:`_held` estimates. (A copy made with :mod:`copy` leaves
+    them out too: copy the dict with ``dict(...)``.)
     """
 
     skip: frozenset[int] = frozenset()
@@ -1146,6 +1154,7 @@ def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated
                           base, stage.finished, stage.tick)
     again = [k for k, (books, _) in enumerate(walked) if books is None]
     if again:  # a worker process that is not the one that estimated: all the estimates
+        # (the first map has counted their units already: the bar waits at the end)
         redone = executor.map(_walk_group, [(groups[k], dict(estimates), k == 0)
                                             for k in again], base)
         for k, got in zip(again, redone, strict=True):
@@ -1317,8 +1326,6 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
         else:
             books, bench = _decide_all(base, names, estimates, computed, executor, tracker)
     finally:
-        if _held(base):  # this run's (another run in another thread keeps its own)
-            _HELD[0] = None
         if own:
             executor.close()
     if bench is None:
