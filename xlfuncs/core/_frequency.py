@@ -160,7 +160,7 @@ def compound_panels(returns: pd.DataFrame, periods_per_year: int, *,
         those of them with no return at all.
 
     """
-    labels = period_ends(returns.index, periods_per_year).as_unit("ns")
+    labels = period_ends(returns.index, periods_per_year)
     key = np.asarray(labels)
     have = returns.notna()
     listed = have.cummax() & have[::-1].cummax()[::-1]

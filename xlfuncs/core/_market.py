@@ -91,9 +91,10 @@ def period_ends(dates: pd.DatetimeIndex | Any, periods_per_year: int) -> pd.Date
     Returns
     -------
     DatetimeIndex of shape (n,)
+        In nanoseconds, as every index the loaders make.
 
     """
-    idx = pd.DatetimeIndex(dates).normalize()
+    idx = pd.DatetimeIndex(dates).normalize().as_unit("ns")
     if periods_per_year == 52:
         return idx + pd.offsets.Week(0, weekday=4)
     if periods_per_year == 12:

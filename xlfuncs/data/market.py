@@ -935,7 +935,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
             volume_v = price_v * vol
 
     # pivot to wide
-    calendar = ends.unique().sort_values().as_unit("ns")
+    calendar = ends.unique().sort_values()
     gap = _calendar_gap(calendar, ppy)
     if gap is not None:
         if not allow_gaps:
@@ -946,7 +946,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
                                          freq={12: "ME", 4: "QE", 1: "YE"}[ppy]), ppy)
         notes.append(f"{len(full) - len(calendar)} period(s) with no rows at all filled with "
                      "missing values")
-        calendar = full.as_unit("ns")
+        calendar = full
     t = calendar.get_indexer(ends)
     shape = (len(calendar), len(assets))
     present = np.zeros(shape, dtype=bool)
@@ -1093,7 +1093,7 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
     facs, rf = _split_rf(factor_frame)
     f_ppy = infer_periods_per_year(facs.index, "factors") if len(facs) >= 2 else ppy
     if f_ppy > ppy and ppy in (12, 52):
-        labels = period_ends(facs.index, ppy).as_unit("ns")
+        labels = period_ends(facs.index, ppy)
         facs, rf = compound_factors(facs, rf, labels,
                                     "Mkt-RF" if "Mkt-RF" in facs.columns else None)
         notes.append(f"{frequency_name(f_ppy)} factors and RF compounded to {frequency_name(ppy)}"
@@ -1103,7 +1103,7 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
         raise InputError(f"factors are {frequency_name(f_ppy)} but the data are "
                          f"{frequency_name(ppy)}: use factors of the data's frequency{higher}",
                          "factors")
-    facs.index = period_ends(facs.index, ppy).as_unit("ns")
+    facs.index = period_ends(facs.index, ppy)
     rf.index = facs.index
     cut = date_slice(facs.index, start, end)
     facs, rf = facs.iloc[cut], rf.iloc[cut]
