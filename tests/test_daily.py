@@ -417,3 +417,21 @@ def test_a_weekly_file_dated_by_each_weeks_last_trading_day_meets_daily_factors(
     assert data.periods_per_year == 52 and data.n_periods == weeks
     assert good_friday in data.dates and (data.dates.day_of_week == 4).all()
     assert not any("dropped" in note for note in data.notes), data.notes
+
+
+@pytest.mark.parametrize("shift", [1, 2], ids=["saturday", "sunday"])
+def test_a_weekly_file_dated_on_the_weekend_is_refused_in_one_line(files, tmp_path, shift):
+    """A week stamped on the weekend that ends it would meet the next week's factors."""
+    daily = pd.read_csv(files / "crsp_daily.csv", dtype={"date": str})
+    daily = daily[daily["permno"] < 10001 + 3]
+    day = pd.to_datetime(daily["date"], format="%Y%m%d")
+    friday = day + pd.offsets.Week(0, weekday=4)
+    weekly = (daily.assign(date=(friday + pd.Timedelta(days=shift)).dt.strftime("%Y-%m-%d"))
+              .groupby(["permno", "date"], sort=True).last().reset_index())
+    weekly[["date", "permno", "ret", "prc", "shrout"]].to_csv(tmp_path / "weekly.csv",
+                                                              index=False)
+    first = (friday.min() + pd.Timedelta(days=shift))
+    raises_exactly(f"data: weekly dates must be the week's last trading day, Monday to "
+                   f"Friday; {first:%Y-%m-%d} is a {first:%A}", "data", load_market,
+                   str(tmp_path / "weekly.csv"), factors=str(files / "ff_daily.csv"),
+                   frequency="weekly")

@@ -217,6 +217,21 @@ def _calendar_gap(dates: pd.DatetimeIndex, ppy: int) -> tuple[pd.Timestamp, pd.T
     return dates[i], dates[i + 1]
 
 
+def _weeks_dated_on_weekdays(dates: pd.DatetimeIndex, ppy: int, name: str) -> None:
+    """Refuse a weekly file that dates a week on a Saturday or Sunday.
+
+    Weeks are labelled by their Friday (the week Saturday to Friday), so a week
+    stamped on the weekend that ends it would meet the next week's factors.
+    """
+    if ppy != 52:
+        return
+    weekend = np.flatnonzero(np.asarray(dates.day_of_week) >= 5)
+    if weekend.size:
+        day = dates[int(weekend[0])]
+        raise InputError(f"{name}: weekly dates must be the week's last trading day, Monday "
+                         f"to Friday; {day:%Y-%m-%d} is a {day:%A}", name)
+
+
 def _period_label(ts: pd.Timestamp, ppy: int) -> str:
     return f"{ts:%Y-%m}" if ppy in (12, 4) else f"{ts:%Y-%m-%d}"
 
@@ -358,6 +373,7 @@ def read_french(source: object, *, percent: bool | None = None,
     index = pd.DatetimeIndex(parsed).as_unit("ns")
     ppy = infer_periods_per_year(index, name) if len(index) >= 2 else None
     if ppy is not None and layout == "plain":
+        _weeks_dated_on_weekdays(index, ppy, name)
         index = period_ends(index, ppy)
     order = np.diff(index.asi8)
     if (order <= 0).any():
@@ -846,6 +862,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         what = "is blank" if not raw[i] else f'"{raw[i]}" is not a date'
         raise InputError(f"{name} row {rows_all[i]}, column {date_c}: {what}", name)
     ppy = infer_periods_per_year(when.unique(), f"{name} dates")
+    _weeks_dated_on_weekdays(when, ppy, name)
     ends = period_ends(when, ppy)
     if start is not None or end is not None:
         calendar = ends.unique().sort_values()
