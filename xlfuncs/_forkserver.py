@@ -20,9 +20,9 @@ def worker_context():
 
     A plain ``fork`` copies this process with its OpenMP and BLAS thread pools
     (scikit-learn's k-means starts OpenMP's): a worker then waits forever on a
-    lock no thread will release. Where it exists, a fork server (a clean
-    process that has imported xlfuncs once) forks the workers instead; Windows
-    and macOS start fresh interpreters (``spawn``) anyway. (Imported here, not at the
+    lock no thread will release. Where it exists (Linux, macOS), a fork server (a
+    clean process that has imported xlfuncs once) forks the workers instead;
+    Windows starts fresh interpreters (``spawn``). (Imported here, not at the
     top: Pyodide, where xlwings Lite runs, has no processes to start.)
     """
     import multiprocessing

@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from xlfuncs._forkserver import start_fork_server
 
             start_fork_server()
-        except (OSError, ValueError):  # no worker can start early: they start when needed
+        except (OSError, ValueError):  # not early, then: the executor tries again when it
+            # is made, and a failure there is the command's one-line error
             pass
     from xlfuncs.cli import main as cli_main
 

@@ -20,9 +20,11 @@ never with every item:
 first, so the result of a sweep does not depend on the executor. With a
 ``tick`` callback, ``fn`` is called as ``fn(shared, item, report)`` and each
 ``report(n)`` inside it (n units of the item's work done) reaches
-``tick(position, n)`` here while the item runs: at once in this process, through
-a pipe from a local worker (read between waits of at most
-:data:`TICK_POLL` seconds). Dask workers report nothing before the item's end.
+``tick(position, n)`` here while the item runs: at once in this process; from a
+local worker summed and sent at most every :data:`REPORT_SECONDS` through a pipe
+(read between waits of at most :data:`TICK_POLL` seconds), the units not yet sent
+when the item ends reaching no tick (``done`` is called for the item: count the
+rest there). Dask workers report nothing before the item's end.
 """
 
 from __future__ import annotations
@@ -400,7 +402,8 @@ class ProcessExecutor(_Closing):
                 raise failed[0]
             _relay(reports, tick, map_id)
         except BaseException:
-            if pool is not None:  # a worker died or a submit failed: start afresh next time
+            if pool is not None:  # any failure (a worker's, an item's, Ctrl-C): start the
+                # workers afresh next time rather than guess what state they are in
                 shutdown_workers()
             raise
         return out
