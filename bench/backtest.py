@@ -186,12 +186,13 @@ if __name__ == "__main__" and sys.argv[1] != "1":  # as the xlfuncs command (xlf
     from xlfuncs._forkserver import start_fork_server
 
     start_fork_server()
-from xlfuncs.core import BacktestConfig, ProcessExecutor, SerialExecutor, run_backtest
+from xlfuncs.core import BacktestConfig, run_backtest
+from xlfuncs.core._executor import make_executor
 from xlfuncs.data.market import load_market
 
 if __name__ == "__main__":
     workers, months = int(sys.argv[1]), int(sys.argv[2])
-    executor = SerialExecutor() if workers == 1 else ProcessExecutor(workers)  # as the CLI
+    executor = make_executor(workers, None)  # as the CLI
     data = load_market("sample:500")
     start = data.dates[data.n_periods - 1 - months]
     cfg = BacktestConfig(tev=(0.02, 0.03, 0.04, 0.05), min_history=60, start=str(start.date()))
@@ -206,14 +207,9 @@ def new_process(workers: int, months: int) -> float:
     """The sweep's seconds in a new Python process, the executor made before the data are read."""
     import subprocess
     import sys
-    import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        script = os.path.join(tmp, "sweep.py")
-        with open(script, "w") as fh:
-            fh.write(NEW_PROCESS)
-        out = subprocess.run([sys.executable, script, str(workers), str(months)],
-                             capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", NEW_PROCESS, str(workers), str(months)],
+                         capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 
 
@@ -260,19 +256,15 @@ def ceiling(months: int, reps: int = 3) -> float:
     """
     import subprocess
     import sys
-    import tempfile
 
     def run(groups: list[str]) -> float:
         go = time.time() + 8.0  # every process started and warm by then
-        procs = [subprocess.Popen([sys.executable, script, str(months), parts, str(go)],
-                                  stdout=subprocess.PIPE, text=True) for parts in groups]
+        procs = [subprocess.Popen([sys.executable, "-c", HALF_SWEEP, str(months), parts,
+                                   str(go)], stdout=subprocess.PIPE, text=True)
+                 for parts in groups]
         return max(float(p.communicate()[0].split()[-1]) for p in procs)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        script = os.path.join(tmp, "half.py")
-        with open(script, "w") as fh:
-            fh.write(HALF_SWEEP)
-        ratios = [run(["ab"]) / run(["a", "b"]) for _ in range(reps)]
+    ratios = [run(["ab"]) / run(["a", "b"]) for _ in range(reps)]
     return statistics.median(ratios)
 
 

@@ -128,6 +128,7 @@ def _save(plt, fig, path: Path) -> Path:
 #: The IR chart's title for each x axis of :func:`chart_budgets`.
 _SWEPT = {"TE target (annual)": "the TE target", "TEV budget (annual)": "the TEV budget",
           "risk aversion gamma": "risk aversion gamma"}
+_TE_TARGET, _TEV_BUDGET, _GAMMA = _SWEPT  # the axis labels
 
 
 def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
@@ -138,11 +139,11 @@ def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
     """
     anchors = result.config.anchors()
     if anchors:
-        return "TE target (annual)", [anchors[name] for name in result.stats.index]
+        return _TE_TARGET, [anchors[name] for name in result.stats.index]
     specs = result.config.specs(result.periods_per_year)
     uses_tev = bool(result.config.tev) and result.config.mode != "gamma"
     values = [specs[name].tev if uses_tev else specs[name].gamma for name in result.stats.index]
-    return ("TEV budget (annual)" if uses_tev else "risk aversion gamma"), values
+    return (_TEV_BUDGET if uses_tev else _GAMMA), values
 
 
 def save_charts(result: BacktestResult, out: Path) -> list[Path]:

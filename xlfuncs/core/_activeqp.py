@@ -259,17 +259,15 @@ class ActiveQP:
         a = np.where(free, raw, piece.fixed_a)
         z = (piece.y1 * t + piece.y0)[: self.m] if finite else piece.y0[: self.m]
         tol = KKT_TOL
-        held = checked
-        if not checked:
-            low, high = state == LOWER, state == UPPER
-            movable_low, movable_high = low & ~self.fixed, high & ~self.fixed
-            if finite:  # an asset at a bound would not gain by leaving it
-                held = (bool((raw[movable_low] <= self.lower[movable_low] + tol).all())
-                        and bool((raw[movable_high] >= self.upper[movable_high] - tol).all()))
-            else:  # at the end of the frontier the slopes decide
-                held = (bool((piece.alpha[movable_low] <= tol).all())
-                        and bool((piece.alpha[movable_high] >= -tol).all()))
-            held = (held and bool((a[free] >= self.lower[free] - tol).all())
+        if checked:
+            held = True
+        elif finite:  # no asset leaves its side at t: bounds and multipliers hold
+            held = np.array_equal(self._moved(state, raw), state)
+        else:  # at the end of the frontier the slopes decide, and the bounds
+            movable = ~self.fixed
+            held = (bool((piece.alpha[(state == LOWER) & movable] <= tol).all())
+                    and bool((piece.alpha[(state == UPPER) & movable] >= -tol).all())
+                    and bool((a[free] >= self.lower[free] - tol).all())
                     and bool((a[free] <= self.upper[free] + tol).all()))
         ok = (held and abs(float(a.sum())) <= tol
               and float(np.abs(self.G @ a - z).max(initial=0.0))

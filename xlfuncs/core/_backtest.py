@@ -1330,7 +1330,7 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
             executor.close()
     if bench is None:
         bench = _benchmark_returns(job, use_caps)
-    result = _assemble(data, config, names, books, bench, time.perf_counter() - t0)
+    result = _assemble(data, config, names, books, bench)
     done = [(data.dates[i], e) for i, e in sorted((job.estimates or {}).items())
             if not isinstance(e, str)]
     filters = filter_table([(d, e.filtered) for d, e in done])
@@ -1340,7 +1340,8 @@ def run_backtest(data: MarketData, config: BacktestConfig | None = None, *,
 
 
 def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
-              books: Mapping[str, _Book], bench: pd.Series, seconds: float) -> BacktestResult:
+              books: Mapping[str, _Book], bench: pd.Series) -> BacktestResult:
+    """The run's tables (its ``seconds`` are set by the caller, once everything is done)."""
     index = bench.index
     columns = {"benchmark": bench.to_numpy(dtype=float),
                "rf": data.rf.reindex(index).to_numpy(dtype=float)}
@@ -1386,7 +1387,7 @@ def _assemble(data: MarketData, config: BacktestConfig, names: Sequence[str],
                                        "reached", "solves"])
     notes = [*data.notes, *_anchor_notes(names, books)]
     return BacktestResult(returns, weights, stats_frame, ex_ante, failures,
-                          config, data.source, int(data.periods_per_year), seconds,
+                          config, data.source, int(data.periods_per_year), 0.0,
                           tuple(notes), per_date["exposures"], per_date["risk"],
                           _benchmark_stats(returns, data.periods_per_year), gamma_path=gamma_path)
 

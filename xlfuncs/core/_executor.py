@@ -296,7 +296,7 @@ class ProcessExecutor(_Closing):
         lock = threading.Lock()
         remote: dict[Any, int] = {}
         pool = reports = None
-        processes = self.workers - 1
+        processes = self.other_processes
         map_id = next(_COUNTER)
         token = self._token_for(shared)
         if processes > 0 and len(items) > 1:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from xlfuncs.core._backtest import BacktestConfig, run_backtest
 from xlfuncs.core._executor import SerialExecutor
-from xlfuncs.core._lstsq import one_thread, threadpools
+from xlfuncs.core._lstsq import one_thread
 from xlfuncs.core._market import MarketData
 
 __all__ = ["warm_up"]
@@ -39,7 +39,6 @@ def warm_up() -> None:
     rf = pd.Series(0.002, index=dates)
     data = MarketData(returns, caps, industries, factors, rf, 12)
     config = BacktestConfig(tev=(0.04,), min_history=30, min_obs=24, workers=1)
-    threadpools()
     with one_thread():
         run_backtest(data, config, executor=SerialExecutor())
 
