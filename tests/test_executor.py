@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -159,10 +160,14 @@ def _read_shared(shared: dict, item: int) -> tuple[str, int]:
 
 def _forget_shared(shared: dict, item: int) -> int:
     """Drop this worker's copy of the shared object (as a newly started worker has none)."""
+    import os
+    import time
+
     from xlfuncs.core import _executor
 
+    time.sleep(0.05)  # long enough that the worker process takes some items
     _executor._WORKER.update(token=None, value=None)
-    return item
+    return os.getpid()
 
 
 def _pid(shared: object, item: int) -> int:
@@ -197,7 +202,8 @@ def test_a_worker_without_the_object_is_sent_it_again():
     items = list(range(10))
     with ProcessExecutor(2) as executor:
         assert executor.map(_read_shared, items, shared) == [("c", 5 * i) for i in items]
-        executor.map(_forget_shared, items, shared)  # the worker process now lacks it
+        forgot = executor.map(_forget_shared, items, shared)  # the worker now lacks it
+        assert set(forgot) - {os.getpid()}  # a worker process ran some of them
         assert executor.map(_read_shared, items, shared) == [("c", 5 * i) for i in items]
 
 

@@ -295,8 +295,10 @@ def test_worker_processes_report_progress_while_they_run(data):
     assert {d for s, d in steps if s == "optimising"} & {1, 2}  # a date of a group
 
 
-def test_a_date_estimated_weighs_what_its_model_costs():
+def test_a_date_estimated_weighs_what_its_model_costs(monkeypatch):
     """The weight of the run's model (``ewma:6`` is ewma), not the sample weight for all."""
+    # three different weights, so that a model read as another could not pass
+    monkeypatch.setattr(_backtest, "ESTIMATE_UNITS", {"sample": 3, "ewma": 5, "regime": 31})
     units = _backtest.ESTIMATE_UNITS
     assert units["regime"] != units["sample"]  # else this test could not tell them apart
     for model, w in (("sample", units["sample"]), ("ewma:6", units["ewma"]),
