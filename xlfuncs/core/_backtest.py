@@ -36,7 +36,12 @@ import pandas as pd
 from xlfuncs.core._anchor import Anchored, anchor_gamma
 from xlfuncs.core._attribution import active_risk, parse_windows
 from xlfuncs.core._executor import Executor, check_scheduler, make_executor
-from xlfuncs.core._factor import FACTOR_MOMENT_METHODS, _fit_tables, _Table, factor_moments
+from xlfuncs.core._factor import (
+    FACTOR_MOMENT_METHODS,
+    FactorTable,
+    factor_moments,
+    fit_factor_tables,
+)
 from xlfuncs.core._factorset import parse_factor_set, select_factor_set
 from xlfuncs.core._frequency import FREQUENCIES, frequency_name, frequency_ppy
 from xlfuncs.core._liquidity import (
@@ -572,7 +577,7 @@ class _Estimator:
         self.position = {name: j for j, name in enumerate(self.names)}
         self.returns = data.returns.to_numpy(dtype=float)
         self.excess_values = self.excess.to_numpy(dtype=float)
-        self.factors = _Table(data.factors.to_numpy(dtype=float), data.dates,
+        self.factors = FactorTable(data.factors.to_numpy(dtype=float), data.dates,
                               tuple(str(c) for c in data.factors.columns))
         self.first = np.where(np.isnan(self.returns).all(axis=0), len(data.dates),
                               np.argmax(~np.isnan(self.returns), axis=0))  # first listed row
@@ -587,11 +592,11 @@ class _Estimator:
         upto = slice(0, i + 1)
         listed = np.flatnonzero(self.first <= i)  # columns with a return up to date i
         dates = data.dates[upto]
-        model = _fit_tables(_Table(self.excess_values[upto][:, listed], dates,
-                                 tuple(self.names[j] for j in listed)),
-                          _Table(self.factors.values[upto], dates, self.factors.names),
-                          window=cfg.beta_window,
-                          min_obs=min(cfg.min_obs, cfg.beta_window or cfg.min_obs))
+        model = fit_factor_tables(
+            FactorTable(self.excess_values[upto][:, listed], dates,
+                        tuple(self.names[j] for j in listed)),
+            FactorTable(self.factors.values[upto], dates, self.factors.names),
+            window=cfg.beta_window, min_obs=min(cfg.min_obs, cfg.beta_window or cfg.min_obs))
         model_cols = np.array([self.position[a] for a in model.assets], dtype=np.intp)
         factors = data.factors.iloc[upto]
         now = ~np.isnan(self.returns[i, model_cols])

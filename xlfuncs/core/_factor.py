@@ -46,8 +46,10 @@ __all__ = [
     "FACTOR_MOMENT_METHODS",
     "FactorModel",
     "FactorMoments",
+    "FactorTable",
     "factor_moments",
     "fit_factor_model",
+    "fit_factor_tables",
     "per_period_budget",
     "per_period_to_annual",
 ]
@@ -256,13 +258,15 @@ def per_period_to_annual(
 
 
 @dataclass(frozen=True)
-class _Table:
+class FactorTable:
+    """A panel as its numbers, dates and column names (read from a frame once)."""
+
     values: np.ndarray  # (T, c) float
     index: pd.Index  # dates, unique, increasing
     names: tuple[str, ...]
 
 
-def _frame(data: object, name: str) -> _Table:
+def _frame(data: object, name: str) -> FactorTable:
     if isinstance(data, pd.Series):
         data = data.to_frame()
     if not isinstance(data, pd.DataFrame):
@@ -281,7 +285,7 @@ def _frame(data: object, name: str) -> _Table:
         values = data.to_numpy(dtype=float)
     except (TypeError, ValueError):
         raise InputError(f"{name} must hold numbers only", name) from None
-    return _Table(values, data.index, tuple(str(c) for c in data.columns))
+    return FactorTable(values, data.index, tuple(str(c) for c in data.columns))
 
 
 def _window_rows(index: pd.Index, asof: object, window: int | None, name: str) -> slice:
@@ -366,12 +370,12 @@ def fit_factor_model(
     """
     ret = _frame(excess_returns, "excess_returns")
     fac = _frame(factors, "factors")
-    return _fit_tables(ret, fac, window=window, min_obs=min_obs, weights=weights, asof=asof)
+    return fit_factor_tables(ret, fac, window=window, min_obs=min_obs, weights=weights, asof=asof)
 
 
-def _fit_tables(ret: _Table, fac: _Table, *, window: int | None = None, min_obs: int = 24,
-                weights: np.ndarray | pd.Series | None = None,
-                asof: Hashable | None = None) -> FactorModel:
+def fit_factor_tables(ret: FactorTable, fac: FactorTable, *, window: int | None = None,
+                      min_obs: int = 24, weights: np.ndarray | pd.Series | None = None,
+                      asof: Hashable | None = None) -> FactorModel:
     """:func:`fit_factor_model` on tables already read (a backtest reads its data once)."""
     k = len(fac.names)
     if isinstance(min_obs, bool) or not isinstance(min_obs, int | np.integer):
