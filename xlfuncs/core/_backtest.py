@@ -566,7 +566,8 @@ class _Estimator:
     def __init__(self, data: MarketData, config: BacktestConfig):
         self.data = data
         self.config = config
-        self.excess = data.returns.sub(data.rf, axis=0)
+        excess = data.returns.sub(data.rf, axis=0)
+        self.excess = excess if config.betas == "regime" else None  # regime betas read it
         self.warm = None
         self.use_caps = _uses_caps(data, config)
         self.filters = {name: getattr(config, name) for name in LIQUIDITY_FILTERS}
@@ -576,9 +577,9 @@ class _Estimator:
         self.names = [str(c) for c in data.returns.columns]
         self.position = {name: j for j, name in enumerate(self.names)}
         self.returns = data.returns.to_numpy(dtype=float)
-        self.excess_values = self.excess.to_numpy(dtype=float)
-        self.factors = FactorTable(data.factors.to_numpy(dtype=float), data.dates,
-                              tuple(str(c) for c in data.factors.columns))
+        self.excess_values = excess.to_numpy(dtype=float)
+        self.factor_table = FactorTable(data.factors.to_numpy(dtype=float), data.dates,
+                                        tuple(str(c) for c in data.factors.columns))
         self.first = np.where(np.isnan(self.returns).all(axis=0), len(data.dates),
                               np.argmax(~np.isnan(self.returns), axis=0))  # first listed row
         self.caps = None if data.caps is None else data.caps.to_numpy(dtype=float)
@@ -595,7 +596,7 @@ class _Estimator:
         model = fit_factor_tables(
             FactorTable(self.excess_values[upto][:, listed], dates,
                         tuple(self.names[j] for j in listed)),
-            FactorTable(self.factors.values[upto], dates, self.factors.names),
+            FactorTable(self.factor_table.values[upto], dates, self.factor_table.names),
             window=cfg.beta_window, min_obs=min(cfg.min_obs, cfg.beta_window or cfg.min_obs))
         model_cols = np.array([self.position[a] for a in model.assets], dtype=np.intp)
         factors = data.factors.iloc[upto]
