@@ -20,7 +20,7 @@ Rows:
   session; the sample sweep is also timed in a new process per run (the fork server
   started before numpy is imported, as the ``xlfuncs`` command does), and the machine's
   ceiling at the time (two independent processes doing half the work each, against one
-  doing all of it: what any parallel sweep could reach). Then a 20-strategy
+  doing all of it: about what a parallel sweep could reach). Then a 20-strategy
   TEV grid against one strategy (2 workers, 5 alternating pairs: the medians and the median
   ratio of the pairs); the same 4-strategy sweep on a
   Dask ``LocalCluster`` (2 worker processes, loopback); and with ``--crsp`` a CRSP-size
