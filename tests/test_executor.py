@@ -320,3 +320,50 @@ def test_a_worker_process_has_its_next_item_queued_until_the_last_few(monkeypatc
         assert executor.map(_nap, items, 0.03) == items
     assert max(outstanding) == 2  # one running, one queued
     assert min(outstanding) == 1  # and one at a time: the first, and the last few
+
+
+def _halving(shared: float, item: int, report=None) -> tuple[int, int]:
+    """``item`` units of ``shared`` seconds each; half of those left handed on when asked.
+
+    Returns the process that ran it and the units it ran.
+    """
+    wanted = getattr(report, "wanted", None)
+    left, ran = item, 0
+    while left:
+        if wanted is not None and left >= 4 and wanted():
+            report.give(left // 2)
+            left -= left // 2
+        time.sleep(shared)
+        left -= 1
+        ran += 1
+        report(1)
+    return os.getpid(), ran
+
+
+@pytest.mark.parametrize("giver", ["a worker process", "this process"])
+def test_an_item_hands_half_its_work_to_a_process_left_idle(giver):
+    """A split map: the long item gives work to the process that ran out of it, the
+    given parts' results follow the items', and each item is done once, after its parts."""
+    items = [40, 2] if giver == "a worker process" else [2, 40]  # this process: the last
+    events: list[tuple] = []
+    with ProcessExecutor(2) as executor:
+        executor.map(_nap, [0, 1, 2], 0.0)  # the worker process started and warm
+        out = executor.map(_halving, items, 0.02, done=lambda k: events.append(("done", k)),
+                           tick=lambda k, n: events.append(("tick", k, n)), split=True)
+        assert len(out) >= 3  # at least one part given
+        assert sum(ran for _, ran in out) == 42  # every unit run once
+        here = os.getpid()
+        long = 0 if giver == "a worker process" else 1
+        assert (out[long][0] == here) == (long == 1)  # workers take the first item
+        # the first part given ran in the process that was idle
+        assert (out[2][0] == here) == (giver == "a worker process")
+        assert sorted(e[1] for e in events if e[0] == "done") == [0, 1]
+        last_tick = max(j for j, e in enumerate(events) if e[0] == "tick" and e[1] == long)
+        assert events.index(("done", long)) > last_tick  # done once every part has ended
+        assert sum(e[2] for e in events if e[0] == "tick") <= 42
+        # without split, nothing is handed on
+        out = executor.map(_halving, items, 0.02, tick=lambda k, n: None)
+        assert [ran for _, ran in out] == items
+    # nor in this process alone
+    assert SerialExecutor().map(_halving, items, 0.0, tick=lambda k, n: None,
+                                split=True) == [(os.getpid(), n) for n in items]

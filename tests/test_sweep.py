@@ -11,8 +11,9 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,93 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
     for name in names:
         assert books[name].returns == full[name].returns
         assert books[name].turnover == full[name].turnover
+
+
+class _HandOnce:
+    """A walk's report that asks for work once, at its ``at``-th date; keeps it as sent."""
+
+    def __init__(self, at: int):
+        self.at, self.dates, self.given = at, 0, []
+
+    def __call__(self, n: int) -> None:
+        self.dates += 1
+
+    def wanted(self) -> bool:
+        return self.dates == self.at
+
+    def give(self, item) -> None:
+        self.given.append(pickle.loads(pickle.dumps(item)))
+
+
+def assert_same_books(got: dict, want: dict) -> None:
+    """Every field of every strategy's book equal, bit for bit."""
+    assert set(got) == set(want)
+    for name, book in want.items():
+        for f in fields(book):
+            a, b = getattr(got[name], f.name), getattr(book, f.name)
+            if isinstance(b, _backtest._Decisions):
+                assert a.dates == b.dates
+                for part in ("counts", "columns", "weights"):
+                    np.testing.assert_array_equal(getattr(a, part), getattr(b, part))
+            else:  # NaN equal to NaN (a first date's turnover), as values
+                np.testing.assert_equal(a, b, err_msg=f"{name}: {f.name}")
+
+
+@pytest.mark.parametrize("mode", ["tev", "anchor"])
+def test_strategies_handed_on_mid_walk_end_with_the_same_books(data, mode):
+    """Half a group's strategies go on elsewhere with their running state only (weights,
+    warm start, cost due, gamma); the parts joined are the walk's books, bit for bit."""
+    cfg = config(tev=(0.02, 0.03, 0.05), mode=mode)
+    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
+    names = list(cfg.specs(data.periods_per_year))
+    tracker = _backtest._Progress(None, len(base.dates), len(names))
+    estimates, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    job = replace(base, estimates=estimates)
+    whole = _backtest._walk(job, names)
+    report = _HandOnce(at=len(base.dates) // 3)
+    first = _backtest._walk(job, names, report)
+    [item] = report.given
+    assert item[:3] == (tuple(names[1:]), None, False)  # half of them, no estimates sent
+    assert len(pickle.dumps(item)) < 20_000  # the books so far stay with the giver
+    for walk in item[3][1]:  # what goes with them: the running state
+        kept = first[walk.name]
+        assert not walk.book.decided and not walk.book.returns
+        np.testing.assert_array_equal(walk.book.weights, kept.weights)
+        assert (walk.book.gamma, walk.book.slope) == (kept.gamma, kept.slope)
+        assert (walk.book.gamma is not None) == (mode == "anchor")
+        assert walk.warm is not None
+    _backtest._HELD[0] = None  # a process without the estimates: the item comes back
+    assert _backtest._walk_group(base, item) == (None, item)
+    _backtest._hold(base, base.dates, [estimates[i] for i in base.dates])
+    rest, bench = _backtest._walk_group(base, item)
+    assert bench is None and set(rest) == set(names[1:])
+    if mode == "anchor":
+        assert all(book.gammas for book in rest.values())
+    assert_same_books(_backtest._joined([first, rest]), whole)
+
+
+@pytest.mark.parametrize("giver", ["worker", "this process"])
+def test_a_process_left_idle_takes_half_of_a_groups_walk(data, giver):
+    """Through the process pool: the group gives half its strategies to the process with
+    nothing left to run, and the sweep's books are those of one walk."""
+    cfg = config(tev=(0.02, 0.025, 0.03, 0.035, 0.04, 0.05))  # a walk of some length
+    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
+    names = list(cfg.specs(data.periods_per_year))
+    tracker = _backtest._Progress(None, len(base.dates), len(names))
+    estimates, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    whole = _backtest._walk(replace(base, estimates=estimates), names)
+    busy, idle = (tuple(names), dict(estimates), True), ((), dict(estimates), False)
+    items = [busy, idle] if giver == "worker" else [idle, busy]  # the worker takes the first
+    with ProcessExecutor(2) as pool:
+        assert pool.map(operator.mul, [1, 2, 3], 2) == [2, 4, 6]  # the worker started
+        # this process's dates decided take 5 ms longer (its reports are made here, at
+        # once): its walk outlasts the worker's start and return even on a busy machine
+        walked = pool.map(_backtest._walk_group, items, base,
+                          tick=lambda k, n: n and time.sleep(0.005), split=True)
+    assert len(walked) > 2  # a part given
+    assert set(walked[2][0]) == set(names[3:])
+    books = _backtest._joined(got for got, _ in walked)
+    assert_same_books(books, whole)
 
 
 def test_a_runs_estimates_and_estimator_go_with_the_run(data):

@@ -674,6 +674,24 @@ class _Book:
     gammas: list = field(default_factory=list)  # (date, name, gamma, TE, target, reached, solves)
     not_reached: list = field(default_factory=list)  # (date, why)
 
+    def carried(self) -> _Book:
+        """A new book with only the running state: where the walk goes on elsewhere."""
+        return _Book(weights=self.weights, cost_due=self.cost_due, gamma=self.gamma,
+                     slope=self.slope)
+
+    def extend(self, later: _Book) -> None:
+        """Append ``later``: the same walk's book from where :meth:`carried` left off."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(later, f.name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            elif isinstance(mine, dict):
+                mine.update(theirs)
+            elif isinstance(mine, _Decisions):
+                setattr(self, f.name, mine.then(theirs))
+            else:  # the running state: the later one's
+                setattr(self, f.name, theirs)
+
 
 @dataclass
 class _Decisions:
@@ -691,6 +709,12 @@ class _Decisions:
                                                         dtype=np.intp),
                    np.concatenate([c for _, _, c, _ in rows] or [np.zeros(0, np.intp)]),
                    np.concatenate([w for _, _, _, w in rows] or [np.zeros(0)]))
+
+    def then(self, later: _Decisions) -> _Decisions:
+        """These decisions and ``later`` ones."""
+        return _Decisions(self.dates + later.dates, np.concatenate([self.counts, later.counts]),
+                          np.concatenate([self.columns, later.columns]),
+                          np.concatenate([self.weights, later.weights]))
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -968,6 +992,11 @@ class _Strategy:
         self.capped = (None if self.target is None
                        else replace(spec, mode="tev", tev=self.target, gamma=None))
 
+    def __getstate__(self) -> dict:
+        # handed to another process mid-walk: without what it shares with the strategies
+        # walked beside it (the compiled problems, the labels: that walk gives its own)
+        return {**self.__dict__, "optimisers": {}, "labels": None}
+
     def _optimiser(self, spec: OptimiserSpec, est: _Estimate, by_industry: bool
                    ) -> ActiveOptimiser:
         """The compiled problem of ``spec``'s structure for this date's universe size."""
@@ -1083,23 +1112,52 @@ class _Strategy:
         book.weights = book.weights * (1.0 + r) / (total if total else 1.0)
 
 
-def _walk(job: _Job, names: Sequence[str],
-          tick: Callable[[int], None] | None = None) -> dict[str, _Book]:
-    """Walk the given strategies over every period, in lockstep, from the estimates."""
+#: A walk hands half its strategies to an idle process only with at least this many
+#: rebalance dates left (a few dates cost more to send than they save).
+HANDOFF_DATES = 4
+
+
+def _walk(job: _Job, names: Sequence[str], tick: Callable[[int], None] | None = None,
+          resume: tuple[int, list[_Strategy]] | None = None) -> dict[str, _Book]:
+    """Walk the given strategies over every period, in lockstep, from the estimates.
+
+    ``resume``: ``(i, strategies)`` walked elsewhere up to period ``i``, to go on from
+    there. Where ``tick`` can hand work on (``tick.wanted()``: a process is idle, see
+    :mod:`~xlfuncs.core._executor`), half of the strategies go on there from the next
+    rebalance date (``tick.give``, a ``_walk_group`` item): with the same state, so
+    their answers do not depend on where they were walked.
+    """
     data, config, estimates = job.data, job.config, job.estimates
     if estimates is None:
         raise ValueError("the decision stage needs the estimates")
-    specs = config.specs(data.periods_per_year)
     compiled: dict = {}
     labels = np.array([str(c) for c in data.returns.columns], dtype=object)
-    walks = [_Strategy(config, name, specs[name], labels, compiled) for name in names]
+    if resume is None:
+        specs = config.specs(data.periods_per_year)
+        walks = [_Strategy(config, name, specs[name], labels, compiled) for name in names]
+        first = job.dates[0]
+    else:
+        first, walks = resume
+        for walk in walks:
+            walk.optimisers, walk.labels = compiled, labels
+    handed: list[tuple[str, _Book]] = []  # the books of walks handed on, up to then
     rebalance = set(job.dates)
+    # rebalance dates from each on: a hand-over is worth it with HANDOFF_DATES left
+    after = {i: len(job.dates) - n for n, i in enumerate(job.dates)}
+    wanted = getattr(tick, "wanted", None)
     # a holding delisted during the period has no return in the data: 0
     returns = data.returns.to_numpy(dtype=float)
     returns = np.where(np.isnan(returns), 0.0, returns)
     dates = data.dates  # each date read once a period, not once a strategy (Timestamps are made)
-    for i in range(job.dates[0], data.n_periods - 1):
+    for i in range(first, data.n_periods - 1):
         if i in rebalance:
+            if (wanted is not None and len(walks) > 1 and after[i] >= HANDOFF_DATES
+                    and wanted()):
+                moved, walks = walks[len(walks) // 2:], walks[:len(walks) // 2]
+                for walk in moved:  # only the running state goes with them
+                    handed.append((walk.name, walk.book))
+                    walk.book = walk.book.carried()
+                tick.give((tuple(w.name for w in moved), None, False, (i, moved)))
             est, date = estimates[i], dates[i]
             if not isinstance(est, str):
                 est.freeze()
@@ -1110,9 +1168,10 @@ def _walk(job: _Job, names: Sequence[str],
         nxt, date = returns[i + 1], dates[i + 1]
         for walk in walks:
             walk.earn(date, nxt)
-    for walk in walks:
-        walk.book.decided = _Decisions.pack(walk.book.decided)
-    return {walk.name: walk.book for walk in walks}
+    books = {**{walk.name: walk.book for walk in walks}, **dict(handed)}
+    for book in books.values():
+        book.decided = _Decisions.pack(book.decided)
+    return books
 
 
 def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
@@ -1120,22 +1179,32 @@ def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
                 ) -> tuple[dict[str, _Book] | None, pd.Series | None]:
     """A group's walk, and the benchmark's returns when ``group`` asks for them too.
 
+    ``group`` is ``(names, estimates, with benchmark)``, or for strategies handed on
+    mid-walk ``(names, None, False, (period, strategies))``: the estimates are those
+    held here (:func:`_held`; a process that walked a group holds them all).
+
     ``(None, None)`` when the estimates left out of ``group`` (:class:`_Shipped`) are
-    not held here either: the caller sends the group again with all of them.
+    not held here either: the caller sends the group again with all of them; ``(None,
+    group)`` when a walk handed on finds them missing: the caller walks it.
 
     The first group brings the benchmark back: a local executor hands the first item
     to a worker process, so the benchmark's drift is not added to this process's
     share (it also collects the results and assembles them).
     """
-    names, estimates, with_benchmark = group
+    names, estimates, with_benchmark, *resume = group
+    held = _held(job)
+    if estimates is None:  # a walk handed on: the estimates are held here
+        if any(i not in held for i in job.dates):  # not in a new worker process
+            return None, group
+        estimates = held
     lacking = [i for i in job.dates if i not in estimates]
     if lacking:  # those this process estimated (see _Shipped)
-        held = _held(job)
         if any(i not in held for i in lacking):  # a new worker process: send them all
             return None, None
         estimates = {**estimates, **{i: held[i] for i in lacking}}
+    _run_state(job)[1].update(estimates)  # held here now: for walks handed on to here
     job = replace(job, estimates=estimates)
-    books = _walk(job, names, tick)
+    books = _walk(job, names, tick, *resume)
     return books, (_benchmark_returns(job, _uses_caps(job.data, job.config))
                    if with_benchmark else None)
 
@@ -1155,18 +1224,37 @@ def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated
     shipped = _Shipped(estimates)
     if getattr(executor, "other_processes", None) == 1:
         shipped.skip = frozenset(computed) - frozenset(_held(base))
+    _run_state(base)[1].update(estimates)  # held here: walks handed on to this process
     stage = tracker.stage("optimising", [len(base.dates) * len(g) for g in groups])
     walked = executor.map(_walk_group, [(g, shipped, k == 0) for k, g in enumerate(groups)],
-                          base, stage.finished, stage.tick)
-    again = [k for k, (books, _) in enumerate(walked) if books is None]
+                          base, stage.finished, stage.tick, split=True)
+    for k in range(len(groups), len(walked)):  # walks handed on mid-way
+        if walked[k][0] is None:  # to a worker process that did not walk a group
+            walked[k] = _walk_group(base, walked[k][1])
+    again = [k for k in range(len(groups)) if walked[k][0] is None]
     if again:  # a worker process that is not the one that estimated: all the estimates
         # (the first map has counted their units already: the bar waits at the end)
         redone = executor.map(_walk_group, [(groups[k], dict(estimates), k == 0)
                                             for k in again], base)
         for k, got in zip(again, redone, strict=True):
             walked[k] = got
-    books = {name: got[name] for got, _ in walked for name in names if name in got}
-    return books, walked[0][1]
+    return _joined(got for got, _ in walked), walked[0][1]
+
+
+def _joined(parts: Iterable[dict[str, _Book]]) -> dict[str, _Book]:
+    """Books by strategy from walks' results.
+
+    A walk handed on mid-way comes in parts, in the order they were walked (a part is
+    listed after the walk that gave it) and joined here.
+    """
+    books: dict[str, _Book] = {}
+    for got in parts:
+        for name, book in got.items():
+            if name in books:
+                books[name].extend(book)
+            else:
+                books[name] = book
+    return books
 
 
 def _benchmark_returns(job: _Job, use_caps: bool) -> pd.Series:

@@ -25,6 +25,14 @@ local worker summed and sent at most every :data:`REPORT_SECONDS` through a pipe
 (read between waits of at most :data:`TICK_POLL` seconds), the units not yet sent
 when the item ends reaching no tick (``done`` is called for the item: count the
 rest there). Dask workers report nothing before the item's end.
+
+With ``split=True`` a local process executor also lets a running item hand part
+of its work to a process that has none left: ``report.wanted()`` says one is
+idle now (and claims it), ``report.give(item)`` runs ``item`` there. The given
+items' results follow the items' results in ``map``'s list; their reports count
+for the item that gave them, and ``done`` is called for it once all its parts
+have finished. (A backtest's walk hands over half its strategies: a sweep's
+groups end together rather than one process waiting for the other.)
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ __all__ = [
 Done = Callable[[int], None]  # called with each item's position as it finishes
 Tick = Callable[[int, int], None]  # (item's position, units done) while the item runs
 TICK_POLL = 0.2  # seconds between reads of the workers' progress reports
+HANDOFF_POLL = 0.005  # seconds between reads while this process waits to be given work
 # A worker process sends its units done at most this often, summed: a message per unit
 # (a rebalance date) cost a 4-strategy sweep a tenth of its time in thread switches.
 REPORT_SECONDS = 0.1
@@ -72,8 +81,12 @@ class Executor(Protocol):
     workers: int
 
     def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: Any,
-            done: Done | None = None, tick: Tick | None = None) -> list[Any]:
-        """``[fn(shared, item) for item in items]``, wherever the executor runs them."""
+            done: Done | None = None, tick: Tick | None = None,
+            split: bool = False) -> list[Any]:
+        """``[fn(shared, item) for item in items]``, wherever the executor runs them.
+
+        ``split``: items may hand work on, where the executor can (see the module).
+        """
         ...
 
     def close(self) -> None:
@@ -100,7 +113,7 @@ class SerialExecutor(_Closing):
     workers = 1
     other_processes = 0
 
-    def map(self, fn, items, shared, done=None, tick=None):
+    def map(self, fn, items, shared, done=None, tick=None, split=False):
         out = []
         for k, item in enumerate(items):
             if tick is None:
@@ -122,14 +135,16 @@ class SerialExecutor(_Closing):
 
 IDLE_SECONDS = 300.0  # kept workers stop after this long without work
 
-_WORKER: dict[str, Any] = {"token": None, "value": None, "reports": None}  # in a worker
-_SESSION: dict[str, Any] = {"pool": None, "processes": 0, "reports": None, "timer": None}
+_WORKER: dict[str, Any] = {"token": None, "value": None, "reports": None, "want": None}
+_SESSION: dict[str, Any] = {"pool": None, "processes": 0, "reports": None, "want": None,
+                            "timer": None}
 _COUNTER = itertools.count()
 _LOCK = threading.RLock()  # the session's pool: made, used and stopped one at a time
 
 
-def _init_worker(reports: Any) -> None:
+def _init_worker(reports: Any, want: Any) -> None:
     _WORKER["reports"] = reports  # where report(n) writes (map, position, n)
+    _WORKER["want"] = want  # how many processes would take work handed on (split maps)
     # One BLAS/OpenMP thread per worker: the workers already use every core, and more
     # threads than cores only wait on each other.
     from xlfuncs.core._lstsq import threadpools
@@ -155,17 +170,33 @@ def _in_worker(token: str, payload: bytes | None, fn: Callable[..., Any], item: 
     shared, reports = _WORKER["value"], _WORKER["reports"]
     if tag is None or reports is None:
         return os.getpid(), True, fn(shared, item)
-    return os.getpid(), True, fn(shared, item, _Reporter(reports, tag))
+    return os.getpid(), True, fn(shared, item, _Reporter(reports, tag, _WORKER["want"]))
 
 
 class _Reporter:
     """``report(n)`` in a worker: the units summed, sent every :data:`REPORT_SECONDS`.
 
     Units not yet sent when the item ends are not sent: its end counts them.
+    ``wanted()`` claims the calling process while it waits for work (a split map's);
+    ``give(item)`` sends it the item, with the units not sent yet.
     """
 
-    def __init__(self, reports: Any, tag: tuple[int, int]):
-        self.reports, self.tag = reports, tag
+    def __init__(self, reports: Any, tag: tuple[int, int], want: Any = None):
+        self.reports, self.tag, self.want = reports, tag, want
+        self.pending, self.last = 0, time.monotonic()
+
+    def wanted(self) -> bool:
+        want = self.want
+        if want is None or want.get_obj().value <= 0:  # the usual answer: no lock taken
+            return False
+        with want.get_lock():
+            if want.value <= 0:
+                return False
+            want.value -= 1
+            return True
+
+    def give(self, item: Any) -> None:
+        self.reports.put((*self.tag, self.pending, item))
         self.pending, self.last = 0, time.monotonic()
 
     def __call__(self, n: int) -> None:
@@ -176,12 +207,41 @@ class _Reporter:
             self.pending, self.last = 0, now
 
 
-def _relay(reports: Any, tick: Tick | None, map_id: int) -> None:
-    """Pass on every report the workers have written so far (an earlier map's are dropped)."""
+class _Here:
+    """``report(n)`` for an item run in this process: at once, as ``tick(k, n)``.
+
+    ``wanted()`` and ``give(item)`` hand work to an idle worker process (split maps).
+    """
+
+    def __init__(self, k: int, tick: Tick, idle: Callable[[], bool],
+                 add: Callable[[int, Any, bool], None]):
+        self.k, self.tick, self.idle, self.add = k, tick, idle, add
+
+    def __call__(self, n: int) -> None:
+        self.tick(self.k, n)
+
+    def wanted(self) -> bool:
+        return self.idle()
+
+    def give(self, item: Any) -> None:
+        self.add(self.k, item, False)
+
+
+def _relay(reports: Any, tick: Tick | None, map_id: int) -> list[tuple[int, Any]]:
+    """Pass on every report the workers have written so far (an earlier map's are dropped).
+
+    Returns the items they gave, as ``(position of the giver, item)``.
+    """
+    given = []
     while reports is not None and not reports.empty():
-        got, k, n = reports.get()
-        if got == map_id and tick is not None:
+        got, k, n, *item = reports.get()
+        if got != map_id:
+            continue
+        if tick is not None and n:
             tick(k, n)
+        if item:
+            given.append((k, item[0]))
+    return given
 
 
 def _session_pool(processes: int) -> tuple[Any, Any]:
@@ -203,9 +263,10 @@ def _session_pool(processes: int) -> tuple[Any, Any]:
             # A pipe written at once by report(n) (no feeder thread): a worker's reports
             # are all in it before its result arrives, so an item's reports precede its done.
             reports = ctx.SimpleQueue()
+            want = ctx.Value("i", 0)
             pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx,
-                                       initializer=_init_worker, initargs=(reports,))
-            _SESSION.update(pool=pool, processes=processes, reports=reports)
+                                       initializer=_init_worker, initargs=(reports, want))
+            _SESSION.update(pool=pool, processes=processes, reports=reports, want=want)
             if not _SESSION.get("atexit"):  # stopped while the interpreter still runs
                 import atexit
 
@@ -236,7 +297,7 @@ def _stop() -> None:
         timer.cancel()
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
-    _SESSION.update(pool=None, processes=0, reports=None, timer=None)
+    _SESSION.update(pool=None, processes=0, reports=None, want=None, timer=None)
 
 
 def shutdown_workers() -> None:
@@ -283,7 +344,7 @@ class ProcessExecutor(_Closing):
             self._payload = pickle.dumps(self._shared, protocol=pickle.HIGHEST_PROTOCOL)
         return self._payload
 
-    def map(self, fn, items, shared, done=None, tick=None):
+    def map(self, fn, items, shared, done=None, tick=None, split=False):
         from collections import deque
         from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -291,20 +352,26 @@ class ProcessExecutor(_Closing):
 
         if not items:
             return []
+        items = list(items)  # and the items given while the map runs (split)
         out: list[Any] = [None] * len(items)
+        root = list(range(len(items)))  # the item a given one counts for (reports, done)
+        parts = [1] * len(items)  # an item's parts not finished: itself and those it gave
         todo = deque(range(len(items)))  # the workers take from the front, this process the back
         lock = threading.Lock()
         remote: dict[Any, int] = {}
-        pool = reports = None
+        pool = reports = want = None
         processes = self.other_processes
         map_id = next(_COUNTER)
         token = self._token_for(shared)
         if processes > 0 and len(items) > 1:
             pool, reports = _session_pool(processes)
+            if split and tick is not None:
+                want = _SESSION["want"]
 
         reserved = 0  # items taken for a worker process, not yet submitted
         failed: list[BaseException] = []  # a submit that raised (no worker can start)
         resend: set[int] = set()  # items a worker returned for want of the object
+        wanting = False  # this process has nothing to run: a worker may give it work
 
         def arrived(fut: Any) -> None:
             # in the pool's thread: a worker that has the object needs no copy of it
@@ -336,7 +403,7 @@ class ProcessExecutor(_Closing):
                 try:
                     payload = self._payload_bytes() if bring else None
                     fut = pool.submit(_in_worker, token, payload, fn, items[k],
-                                      None if tick is None else (map_id, k))
+                                      None if tick is None else (map_id, root[k]))
                 except BaseException as exc:  # raised in the caller's thread, below
                     with lock:
                         failed.append(exc)
@@ -347,6 +414,42 @@ class ProcessExecutor(_Closing):
                     reserved -= 1
                 fut.add_done_callback(arrived)
 
+        def add(k: int, item: Any, here: bool) -> None:
+            # a part of item k's work, given by it while it runs: to run here, or in a worker
+            with lock:
+                j = len(items)
+                items.append(item)
+                out.append(None)
+                root.append(root[k])
+                parts[root[k]] += 1
+                if here:
+                    todo.append(j)
+                else:
+                    todo.appendleft(j)
+            if not here:
+                feed()
+
+        def idle_worker() -> bool:
+            # report.wanted() here: every item started and a worker process without one
+            if want is None:
+                return False
+            with lock:
+                return (not failed and not todo
+                        and sum(not f.done() for f in remote) + reserved < processes)
+
+        def finish(k: int, value: Any) -> None:
+            out[k] = value
+            parts[root[k]] -= 1
+            if not parts[root[k]] and done is not None:
+                done(root[k])
+
+        def pull() -> None:
+            # the workers' reports so far, and the work one of them gave this process
+            nonlocal wanting
+            for k, item in _relay(reports, tick, map_id):
+                wanting = False  # the worker took the claim
+                add(k, item, here=True)
+
         def collect(timeout: float | None) -> None:
             with lock:
                 pending = [f for f in remote if f not in seen]
@@ -355,7 +458,7 @@ class ProcessExecutor(_Closing):
                     time.sleep(0.005)
                 return
             finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            _relay(reports, tick, map_id)
+            pull()
             for fut in sorted(finished, key=remote.__getitem__):
                 seen.add(fut)
                 k = remote[fut]
@@ -367,9 +470,7 @@ class ProcessExecutor(_Closing):
                         todo.appendleft(k)
                     feed()
                     continue
-                out[k] = value
-                if done is not None:
-                    done(k)
+                finish(k, value)
 
         seen: set[Any] = set()
         feeder = None
@@ -383,11 +484,13 @@ class ProcessExecutor(_Closing):
                         k = todo.pop() if todo and not failed else None
                     if k is None:
                         break
+                    if wanting:  # busy again (an item sent back for the object)
+                        want.value = 0
+                        wanting = False
                     with one_thread():
-                        out[k] = (fn(shared, items[k]) if tick is None
-                                  else fn(shared, items[k], lambda n, k=k: tick(k, n)))
-                    if done is not None:
-                        done(k)
+                        value = (fn(shared, items[k]) if tick is None else
+                                 fn(shared, items[k], _Here(root[k], tick, idle_worker, add)))
+                    finish(k, value)
                     if pool is not None:
                         collect(0)
                 if feeder is not None:
@@ -395,17 +498,28 @@ class ProcessExecutor(_Closing):
                     feeder = None
                 with lock:
                     left = len(remote) - len(seen) + reserved
-                if not left or failed:
+                if failed:
                     break
-                collect(TICK_POLL)  # an item sent back for the object returns to todo
+                if not left:
+                    pull()  # the last reports (and a part given as the last item ended)
+                    if todo:
+                        continue
+                    break
+                if want is not None and not wanting:  # nothing to run here: say so
+                    want.value = 1
+                    wanting = True
+                collect(HANDOFF_POLL if wanting else TICK_POLL)  # an item sent back for
+                # the object returns to todo, a part given to this process joins it
             if failed:
                 raise failed[0]
-            _relay(reports, tick, map_id)
         except BaseException:
             if pool is not None:  # any failure (a worker's, an item's, Ctrl-C): start the
                 # workers afresh next time rather than guess what state they are in
                 shutdown_workers()
             raise
+        finally:
+            if want is not None:
+                want.value = 0
         return out
 
     def close(self) -> None:
@@ -453,7 +567,7 @@ class DaskExecutor(_Closing):
         workers = self.client.scheduler_info().get("workers", {})
         self.workers = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
-    def map(self, fn, items, shared, done=None, tick=None):
+    def map(self, fn, items, shared, done=None, tick=None, split=False):
         from distributed import as_completed
 
         if not items:
