@@ -322,17 +322,26 @@ def test_a_worker_process_has_its_next_item_queued_until_the_last_few(monkeypatc
     assert min(outstanding) == 1  # and one at a time: the first, and the last few
 
 
-def _halving(shared: float, item: int, report=None) -> tuple[int, int]:
-    """``item`` units of ``shared`` seconds each; half of those left handed on when asked.
+def _halving(shared: float, item: tuple[int, bool], report=None) -> tuple[int, int]:
+    """``units`` of ``shared`` seconds each; half of those left handed on when asked.
 
-    Returns the process that ran it and the units it ran.
+    With ``wait``, it first waits (up to 10 s) for a process to ask. Returns the
+    process that ran it and the units it ran.
     """
+    units, wait = item
     wanted = getattr(report, "wanted", None)
-    left, ran = item, 0
+    given = False
+    if wait:  # so a hand-over happens whatever the machine's delays
+        stop = time.monotonic() + 10.0
+        while not given and time.monotonic() < stop:
+            given = wanted()
+            time.sleep(0.005)
+    left, ran = units, 0
     while left:
-        if wanted is not None and left >= 4 and wanted():
-            report.give(left // 2)
+        if given or (wanted is not None and left >= 4 and wanted()):
+            report.give((left // 2, False))
             left -= left // 2
+            given = False
         time.sleep(shared)
         left -= 1
         ran += 1
@@ -344,7 +353,9 @@ def _halving(shared: float, item: int, report=None) -> tuple[int, int]:
 def test_an_item_hands_half_its_work_to_a_process_left_idle(giver):
     """A split map: the long item gives work to the process that ran out of it, the
     given parts' results follow the items', and each item is done once, after its parts."""
-    items = [40, 2] if giver == "a worker process" else [2, 40]  # this process: the last
+    long = 0 if giver == "a worker process" else 1  # this process runs the last item
+    items = [(2, False), (2, False)]
+    items[long] = (40, True)
     events: list[tuple] = []
     with ProcessExecutor(2) as executor:
         executor.map(_nap, [0, 1, 2], 0.0)  # the worker process started and warm
@@ -353,7 +364,6 @@ def test_an_item_hands_half_its_work_to_a_process_left_idle(giver):
         assert len(out) >= 3  # at least one part given
         assert sum(ran for _, ran in out) == 42  # every unit run once
         here = os.getpid()
-        long = 0 if giver == "a worker process" else 1
         assert (out[long][0] == here) == (long == 1)  # workers take the first item
         # the first part given ran in the process that was idle
         assert (out[2][0] == here) == (giver == "a worker process")
@@ -362,8 +372,9 @@ def test_an_item_hands_half_its_work_to_a_process_left_idle(giver):
         assert events.index(("done", long)) > last_tick  # done once every part has ended
         assert sum(e[2] for e in events if e[0] == "tick") <= 42
         # without split, nothing is handed on
-        out = executor.map(_halving, items, 0.02, tick=lambda k, n: None)
-        assert [ran for _, ran in out] == items
+        out = executor.map(_halving, [(40, False), (2, False)], 0.005, tick=lambda k, n: None)
+        assert [ran for _, ran in out] == [40, 2]
     # nor in this process alone
-    assert SerialExecutor().map(_halving, items, 0.0, tick=lambda k, n: None,
-                                split=True) == [(os.getpid(), n) for n in items]
+    assert SerialExecutor().map(_halving, [(40, False), (2, False)], 0.0,
+                                tick=lambda k, n: None, split=True) == [(os.getpid(), 40),
+                                                                        (os.getpid(), 2)]

@@ -253,6 +253,59 @@ def test_strategies_handed_on_mid_walk_end_with_the_same_books(data, mode):
     assert_same_books(_backtest._joined([first, rest]), whole)
 
 
+def test_a_walk_handed_on_checks_the_limits_no_more_often_than_one_walk(data, monkeypatch):
+    """Policy limits are checked on a problem's first date: the part walked elsewhere does
+    not check again those its strategies have solved (a later date could fail the check)."""
+    from xlfuncs.core._optimise import ActiveOptimiser
+
+    checks: list = []
+    real = ActiveOptimiser._limit_problem
+    monkeypatch.setattr(ActiveOptimiser, "_limit_problem",
+                        lambda self, d, date: checks.append(date) or real(self, d, date))
+    cfg = config(tev=(0.02, 0.03, 0.05), industry_limit=0.1)
+    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
+    names = list(cfg.specs(data.periods_per_year))
+    tracker = _backtest._Progress(None, len(base.dates), len(names))
+    estimates, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    job = replace(base, estimates=estimates)
+    whole = _backtest._walk(job, names)
+    once = set(checks)
+    assert len(once) > 1  # the first date's, and each later date with a new universe size
+    checks.clear()
+    # handed on at a date that one walk does not check
+    at = next(n for n in range(len(base.dates) // 3, len(base.dates))
+              if data.dates[base.dates[n]] not in once)
+    report = _HandOnce(at)
+    first = _backtest._walk(job, names, report)
+    _backtest._hold(base, base.dates, [estimates[i] for i in base.dates])
+    rest, _ = _backtest._walk_group(base, report.given[0])
+    assert set(checks) == once  # (after the hand-over both parts check a new size's date)
+    assert_same_books(_backtest._joined([first, rest]), whole)
+
+
+class _Slow:
+    """A walk's report: 50 ms a date while the walk has all six strategies (until it hands
+    some on), so a hand-over happens whatever the machine's delays."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def __call__(self, n: int) -> None:
+        if n == 6:
+            time.sleep(0.05)
+        self.report(n)
+
+    def wanted(self) -> bool:
+        return self.report.wanted()
+
+    def give(self, item) -> None:
+        self.report.give(item)
+
+
+def _slow_walk_group(job, group, tick):
+    return _backtest._walk_group(job, group, _Slow(tick))
+
+
 @pytest.mark.parametrize("giver", ["worker", "this process"])
 def test_a_process_left_idle_takes_half_of_a_groups_walk(data, giver):
     """Through the process pool: the group gives half its strategies to the process with
@@ -267,10 +320,7 @@ def test_a_process_left_idle_takes_half_of_a_groups_walk(data, giver):
     items = [busy, idle] if giver == "worker" else [idle, busy]  # the worker takes the first
     with ProcessExecutor(2) as pool:
         assert pool.map(operator.mul, [1, 2, 3], 2) == [2, 4, 6]  # the worker started
-        # this process's dates decided take 5 ms longer (its reports are made here, at
-        # once): its walk outlasts the worker's start and return even on a busy machine
-        walked = pool.map(_backtest._walk_group, items, base,
-                          tick=lambda k, n: n and time.sleep(0.005), split=True)
+        walked = pool.map(_slow_walk_group, items, base, tick=lambda k, n: None, split=True)
     assert len(walked) > 2  # a part given
     assert set(walked[2][0]) == set(names[3:])
     books = _backtest._joined(got for got, _ in walked)

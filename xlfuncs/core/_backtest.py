@@ -807,10 +807,11 @@ def _estimate_chunk(job: _Job, chunk: tuple[int, ...],
 
 
 #: The run under way in this process, as one tuple replaced whole (threads may share the
-#: process): its job (weakly), the estimates this process computed for it by rebalance
+#: process): its job (weakly), the estimates this process holds for it by rebalance
 #: date, and its estimator (the panels read as arrays once per run, not once per chunk).
 #: A worker process walks with the estimates it computed itself (the same job object
-#: serves both stages of a run), so they need not travel back to it.
+#: serves both stages of a run), so they need not travel back to it; once it has walked
+#: a group it holds them all, for strategies handed on to it mid-walk.
 _HELD: list[tuple | None] = [None]
 
 
@@ -981,6 +982,7 @@ class _Strategy:
         # gamma are parameters of the compiled problem, so a sweep over them compiles each
         # universe size once, not once per strategy.
         self.optimisers: dict[tuple, ActiveOptimiser] = {} if optimisers is None else optimisers
+        self.solved: frozenset[tuple] = frozenset()  # problems solved before a hand-over
         self.structure = repr(replace(spec, tev=None if spec.tev is None else 1.0,
                                       gamma=None if spec.gamma is None else 1.0))
         # the last exact answer's bound set over the data's columns, and its risk
@@ -994,8 +996,10 @@ class _Strategy:
 
     def __getstate__(self) -> dict:
         # handed to another process mid-walk: without what it shares with the strategies
-        # walked beside it (the compiled problems, the labels: that walk gives its own)
-        return {**self.__dict__, "optimisers": {}, "labels": None}
+        # walked beside it (the compiled problems, the labels: that walk gives its own),
+        # and with the problems solved so far, whose limits were checked on their first date
+        return {**self.__dict__, "optimisers": {}, "labels": None,
+                "solved": self.solved | frozenset(self.optimisers)}
 
     def _optimiser(self, spec: OptimiserSpec, est: _Estimate, by_industry: bool
                    ) -> ActiveOptimiser:
@@ -1006,6 +1010,8 @@ class _Strategy:
             self.optimisers[key] = ActiveOptimiser(
                 spec, len(est.columns), est.loadings.shape[0],
                 est.n_industries if by_industry else None, factor_names=est.factors)
+            # solved in the walk's first part: checked there, as one walk checks it once
+            self.optimisers[key].limits_checked = REUSE_PROBLEMS and key in self.solved
         return self.optimisers[key]
 
     def decide(self, date: pd.Timestamp, est: Estimated) -> None:
@@ -1121,11 +1127,12 @@ def _walk(job: _Job, names: Sequence[str], tick: Callable[[int], None] | None = 
           resume: tuple[int, list[_Strategy]] | None = None) -> dict[str, _Book]:
     """Walk the given strategies over every period, in lockstep, from the estimates.
 
-    ``resume``: ``(i, strategies)`` walked elsewhere up to period ``i``, to go on from
-    there. Where ``tick`` can hand work on (``tick.wanted()``: a process is idle, see
-    :mod:`~xlfuncs.core._executor`), half of the strategies go on there from the next
-    rebalance date (``tick.give``, a ``_walk_group`` item): with the same state, so
-    their answers do not depend on where they were walked.
+    ``tick(n)``: n strategy-dates decided. ``resume``: ``(i, strategies)`` walked
+    elsewhere up to period ``i``, to go on from there. Where ``tick`` can hand work on
+    (a split map's report, :mod:`~xlfuncs.core._executor`: ``tick.wanted()``, a process
+    is waiting), half of the strategies go on there from the rebalance date the walk
+    has reached, before its decisions (``tick.give``, a :func:`_walk_group` item):
+    with their running state, so their answers do not depend on where they were walked.
     """
     data, config, estimates = job.data, job.config, job.estimates
     if estimates is None:
@@ -1174,9 +1181,8 @@ def _walk(job: _Job, names: Sequence[str], tick: Callable[[int], None] | None = 
     return books
 
 
-def _walk_group(job: _Job, group: tuple[tuple[str, ...], dict, bool],
-                tick: Callable[[int], None] | None = None
-                ) -> tuple[dict[str, _Book] | None, pd.Series | None]:
+def _walk_group(job: _Job, group: tuple, tick: Callable[[int], None] | None = None
+                ) -> tuple[dict[str, _Book] | None, pd.Series | tuple | None]:
     """A group's walk, and the benchmark's returns when ``group`` asks for them too.
 
     ``group`` is ``(names, estimates, with benchmark)``, or for strategies handed on
@@ -1217,7 +1223,10 @@ def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated
     A group's strategies are walked together: they share compiled problems and a date's
     checked inputs. The estimates travel with the groups, so the workers that estimated
     (holding the data already) walk too; with one worker process, the dates it
-    estimated itself stay out of its group (they are :func:`_held` there).
+    estimated itself stay out of its group (they are :func:`_held` there). With local
+    worker processes, a process left without work takes half of the strategies a group
+    still walks (:func:`_walk`); their parts are joined here (:func:`_joined`), and a
+    part given to a process that lacks the estimates is walked here after the map.
     """
     groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
     groups = [g for g in groups if g]
@@ -1226,8 +1235,10 @@ def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated
         shipped.skip = frozenset(computed) - frozenset(_held(base))
     _run_state(base)[1].update(estimates)  # held here: walks handed on to this process
     stage = tracker.stage("optimising", [len(base.dates) * len(g) for g in groups])
+    # hand-overs where the executor has processes to hand to (and takes the argument)
+    split = {"split": True} if getattr(executor, "other_processes", 0) else {}
     walked = executor.map(_walk_group, [(g, shipped, k == 0) for k, g in enumerate(groups)],
-                          base, stage.finished, stage.tick, split=True)
+                          base, stage.finished, stage.tick, **split)
     for k in range(len(groups), len(walked)):  # walks handed on mid-way
         if walked[k][0] is None:  # to a worker process that did not walk a group
             walked[k] = _walk_group(base, walked[k][1])

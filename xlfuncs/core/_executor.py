@@ -27,10 +27,12 @@ when the item ends reaching no tick (``done`` is called for the item: count the
 rest there). Dask workers report nothing before the item's end.
 
 With ``split=True`` a local process executor also lets a running item hand part
-of its work to a process that has none left: ``report.wanted()`` says one is
-idle now (and claims it), ``report.give(item)`` runs ``item`` there. The given
-items' results follow the items' results in ``map``'s list; their reports count
-for the item that gave them, and ``done`` is called for it once all its parts
+of its work on: from a worker process to this one when this one has nothing left
+to run, from this one to a worker process without an item. ``report.wanted()``
+says such a process is waiting (in a worker, it also claims it: ``give`` must
+follow), ``report.give(item)`` runs ``item`` there. The given items' results
+follow the items' results in ``map``'s list; their reports count for the item
+of ``items`` they came from, and ``done`` is called for it once all its parts
 have finished. (A backtest's walk hands over half its strategies: a sweep's
 groups end together rather than one process waiting for the other.)
 """
@@ -177,8 +179,8 @@ class _Reporter:
     """``report(n)`` in a worker: the units summed, sent every :data:`REPORT_SECONDS`.
 
     Units not yet sent when the item ends are not sent: its end counts them.
-    ``wanted()`` claims the calling process while it waits for work (a split map's);
-    ``give(item)`` sends it the item, with the units not sent yet.
+    ``wanted()`` claims the process that called the map while it waits for work (a
+    split map's); ``give(item)`` sends that process the item, with the units not sent.
     """
 
     def __init__(self, reports: Any, tag: tuple[int, int], want: Any = None):
@@ -458,6 +460,9 @@ class ProcessExecutor(_Closing):
                     time.sleep(0.005)
                 return
             finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            for fut in finished:  # a worker lost (perhaps mid-message): before reading
+                if fut.exception() is not None:
+                    raise fut.exception()
             pull()
             for fut in sorted(finished, key=remote.__getitem__):
                 seen.add(fut)

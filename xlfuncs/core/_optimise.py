@@ -632,7 +632,9 @@ class ActiveOptimiser:
         self.factor_names = (tuple(map(str, factor_names)) if factor_names is not None
                              and len(factor_names) == self.m - 1 else None)
         self._factor_rows = self._rows_of(factor_names)
-        self._limits_checked = False
+        # the policy limits are checked once, on the first date solved (a walk handed on
+        # mid-way sets it for the problems its strategies have solved)
+        self.limits_checked = False
         self.exact = bool(exact)
         # the last date's inputs (a copy) and their checked form: the strategies of a
         # sweep solve the same date one after another
@@ -897,7 +899,7 @@ class ActiveOptimiser:
             for name, value in spec.industry_limits:
                 if name.lower() in at:
                     lim[at[name.lower()]] = value
-                elif not self._limits_checked:
+                elif not self.limits_checked:
                     raise InputError(f"industry_limits names {name}, which is not an industry "
                                      f"on the first date (they are {', '.join(labels)})",
                                      "industry_limits")
@@ -1046,11 +1048,11 @@ class ActiveOptimiser:
             if not np.isfinite(prev).all():
                 raise InputError("prev_weights has a non-finite value", "prev_weights")
         d = replace(d, prev=prev)
-        if not self._limits_checked and (self.spec.industry_limited or self.spec.factor_limited):
+        if not self.limits_checked and (self.spec.industry_limited or self.spec.factor_limited):
             problem = self._limit_problem(d, date)
             if problem is not None:
                 raise problem
-            self._limits_checked = True
+            self.limits_checked = True
         early = self._precheck(d, date)
         if early is not None:
             return self._failed(early, date, t0, "not solved", 0)
