@@ -190,6 +190,15 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
         assert books[name].turnover == full[name].turnover
 
 
+def _estimated(data, **settings):
+    """A run's job, its strategies and every date's estimate (made here)."""
+    cfg = config(**settings)
+    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
+    names = list(cfg.specs(data.periods_per_year))
+    tracker = _backtest._Progress(None, len(base.dates), len(names))
+    return base, names, _backtest._estimate_all(base, SerialExecutor(), [], tracker)[0]
+
+
 class _HandOnce:
     """A walk's report that asks for work once, at its ``at``-th date; keeps it as sent."""
 
@@ -224,11 +233,7 @@ def assert_same_books(got: dict, want: dict) -> None:
 def test_strategies_handed_on_mid_walk_end_with_the_same_books(data, mode):
     """Half a group's strategies go on elsewhere with their running state only (weights,
     warm start, cost due, gamma); the parts joined are the walk's books, bit for bit."""
-    cfg = config(tev=(0.02, 0.03, 0.05), mode=mode)
-    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
-    names = list(cfg.specs(data.periods_per_year))
-    tracker = _backtest._Progress(None, len(base.dates), len(names))
-    estimates, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    base, names, estimates = _estimated(data, tev=(0.02, 0.03, 0.05), mode=mode)
     job = replace(base, estimates=estimates)
     whole = _backtest._walk(job, names)
     report = _HandOnce(at=len(base.dates) // 3)
@@ -262,11 +267,7 @@ def test_a_walk_handed_on_checks_the_limits_no_more_often_than_one_walk(data, mo
     real = ActiveOptimiser._limit_problem
     monkeypatch.setattr(ActiveOptimiser, "_limit_problem",
                         lambda self, d, date: checks.append(date) or real(self, d, date))
-    cfg = config(tev=(0.02, 0.03, 0.05), industry_limit=0.1)
-    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
-    names = list(cfg.specs(data.periods_per_year))
-    tracker = _backtest._Progress(None, len(base.dates), len(names))
-    estimates, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    base, names, estimates = _estimated(data, tev=(0.02, 0.03, 0.05), industry_limit=0.1)
     job = replace(base, estimates=estimates)
     whole = _backtest._walk(job, names)
     once = set(checks)
@@ -310,11 +311,8 @@ def _slow_walk_group(job, group, tick):
 def test_a_process_left_idle_takes_half_of_a_groups_walk(data, giver):
     """Through the process pool: the group gives half its strategies to the process with
     nothing left to run, and the sweep's books are those of one walk."""
-    cfg = config(tev=(0.02, 0.025, 0.03, 0.035, 0.04, 0.05))  # a walk of some length
-    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
-    names = list(cfg.specs(data.periods_per_year))
-    tracker = _backtest._Progress(None, len(base.dates), len(names))
-    estimates, _ = _backtest._estimate_all(base, SerialExecutor(), [], tracker)
+    # six strategies: a walk of some length
+    base, names, estimates = _estimated(data, tev=(0.02, 0.025, 0.03, 0.035, 0.04, 0.05))
     whole = _backtest._walk(replace(base, estimates=estimates), names)
     busy, idle = (tuple(names), dict(estimates), True), ((), dict(estimates), False)
     items = [busy, idle] if giver == "worker" else [idle, busy]  # the worker takes the first
