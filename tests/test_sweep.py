@@ -572,3 +572,19 @@ def test_readme_shows_dasks_own_commands():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert "dask scheduler" in text and "dask worker tcp://" in text
     assert "--scheduler tcp://" in text and 'pip install "xlfuncs[cluster]"' in text
+
+
+def test_result_files_written_beside_a_worker_process_are_the_same(tmp_path):
+    """With worker processes, the regime statistics are made in one while this process
+    writes the other files: the same files, byte for byte, listed in the same order."""
+    from xlfuncs.report import write_results
+
+    longer = load_market("sample:40")  # history enough for the regime statistics
+    result = run_backtest(longer, BacktestConfig(tev=(0.02, 0.05)), executor=SerialExecutor())
+    alone = write_results(result, tmp_path / "alone", longer.factors)
+    with ProcessExecutor(2) as pool:
+        beside = write_results(result, tmp_path / "beside", longer.factors, pool)
+    assert [p.name for p in beside] == [p.name for p in alone]
+    assert {"windows.csv", "regimes.csv", "notes.txt", "returns.csv"} <= {p.name for p in alone}
+    for a, b in zip(alone, beside, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name

@@ -659,7 +659,7 @@ def _run_backtest(args: argparse.Namespace, config: core.BacktestConfig, source:
         print(f"  note: {note}")
     if out:
         with _writing(out):
-            paths = write_results(result, out, data.factors)
+            paths = write_results(result, out, data.factors, executor)
         print(f"\nwrote {', '.join(p.name for p in paths)} to {out}")
     return 0
 

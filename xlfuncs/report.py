@@ -285,8 +285,13 @@ def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
     return _save(plt, exposure_figure(result), out / EXPOSURE_CHART)
 
 
+#: The tables first, in this order (the charts and the optional tables after them).
+_FILE_ORDER = ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
+               "exposures.csv", "risk.csv", "regimes.csv", "notes.txt", "gamma.csv")
+
+
 def write_results(result: BacktestResult, out: str | Path,
-                  factors: pd.DataFrame | None = None) -> list[Path]:
+                  factors: pd.DataFrame | None = None, executor: Any = None) -> list[Path]:
     """Write the result files and charts into the folder ``out``.
 
     ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
@@ -303,26 +308,21 @@ def write_results(result: BacktestResult, out: str | Path,
     (:func:`~xlfuncs._files.write_csv`). ``failures.csv`` is written only when
     a date failed (an old one is removed); ``filters.csv`` only when a filter
     is set.
+
+    With an ``executor`` that has local worker processes (the backtest's), the
+    crisis and regime statistics (the regime model's fits) are made in one of
+    them while this process writes the other files and draws the charts.
     """
     out = Path(out)
-    written = []
-
-    def csv(frame: pd.DataFrame, name: str, index: bool) -> None:
-        path = out / name
-        write_csv(frame, path, index=index, date_format="%Y-%m-%d")
-        written.append(path)
-
-    returns = result.returns.copy()
-    csv(returns, "returns.csv", True)
-    csv(result.weights, "weights.csv", False)
-    csv(stats_table(result), "stats.csv", False)
-    csv(conventions_table(), "conventions.csv", False)
-    windows, regimes, why = crisis_table(result, factors)
-    csv(windows, "windows.csv", False)
-    csv(result.exposures, "exposures.csv", False)
-    csv(result.risk, "risk.csv", False)
+    shared = (result, out, factors)
+    if getattr(executor, "other_processes", 0):  # local processes only: files are written
+        crisis, written = executor.map(_results_part, ["crisis", "files"], shared)
+    else:
+        crisis, written = (_results_part(shared, part) for part in ("crisis", "files"))
+    windows, regimes, why = crisis
+    written.append(_csv(windows, out / "windows.csv"))
     if regimes is not None:
-        csv(regimes, "regimes.csv", False)
+        written.append(_csv(regimes, out / "regimes.csv"))
     else:
         (out / "regimes.csv").unlink(missing_ok=True)
     notes = out / "notes.txt"  # what the loader dropped, filled or assumed
@@ -330,19 +330,36 @@ def write_results(result: BacktestResult, out: str | Path,
     atomic_write(notes, lambda p: Path(p).write_text(
         f"{result.source}\n" + "".join(f"- {n}\n" for n in lines), encoding="utf-8"))
     written.append(notes)
+    known = len(_FILE_ORDER)
+    return sorted(written, key=lambda p: _FILE_ORDER.index(p.name) if p.name in _FILE_ORDER
+                  else known)  # stable: the charts and the optional tables in their order
+
+
+def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    return write_csv(frame, path, index=index, date_format="%Y-%m-%d")
+
+
+def _results_part(shared: tuple, part: str) -> Any:
+    """``"crisis"``: :func:`crisis_table`; ``"files"``: every other file, their paths."""
+    result, out, factors = shared
+    if part == "crisis":
+        return crisis_table(result, factors)
+    written = [_csv(result.returns, out / "returns.csv", index=True),
+               _csv(result.weights, out / "weights.csv"),
+               _csv(stats_table(result), out / "stats.csv"),
+               _csv(conventions_table(), out / "conventions.csv"),
+               _csv(result.exposures, out / "exposures.csv"),
+               _csv(result.risk, out / "risk.csv")]
     if len(result.gamma_path):
-        csv(result.gamma_path, "gamma.csv", False)
+        written.append(_csv(result.gamma_path, out / "gamma.csv"))
     else:
         for name in ("gamma.csv", GAMMA_CHART):  # an earlier anchored run's
             (out / name).unlink(missing_ok=True)
     written += save_charts(result, out)
     written.append(save_exposure_chart(result, out))
-    if len(result.failures):
-        csv(result.failures, "failures.csv", False)
-    else:
-        (out / "failures.csv").unlink(missing_ok=True)
-    if len(result.filters):
-        csv(result.filters, "filters.csv", False)
-    else:
-        (out / "filters.csv").unlink(missing_ok=True)
+    for frame, name in ((result.failures, "failures.csv"), (result.filters, "filters.csv")):
+        if len(frame):  # a date failed; a filter is set
+            written.append(_csv(frame, out / name))
+        else:
+            (out / name).unlink(missing_ok=True)
     return written
