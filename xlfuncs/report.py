@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from xlfuncs._files import atomic_write, write_csv
-from xlfuncs.core import BacktestResult
+from xlfuncs.core import BacktestResult, Executor
 
 __all__ = ["CHARTS", "EXPOSURE_CHART", "GAMMA_CHART", "STATS_COLUMNS", "STATS_HEADERS",
            "conventions_table", "crisis_format", "crisis_table", "exposure_figure",
@@ -285,13 +285,9 @@ def save_exposure_chart(result: BacktestResult, out: Path) -> Path:
     return _save(plt, exposure_figure(result), out / EXPOSURE_CHART)
 
 
-#: The tables first, in this order (the charts and the optional tables after them).
-_FILE_ORDER = ("returns.csv", "weights.csv", "stats.csv", "conventions.csv", "windows.csv",
-               "exposures.csv", "risk.csv", "regimes.csv", "notes.txt", "gamma.csv")
-
-
 def write_results(result: BacktestResult, out: str | Path,
-                  factors: pd.DataFrame | None = None, executor: Any = None) -> list[Path]:
+                  factors: pd.DataFrame | None = None,
+                  executor: Executor | None = None) -> list[Path]:
     """Write the result files and charts into the folder ``out``.
 
     ``returns.csv``, ``weights.csv``, ``stats.csv`` with ``conventions.csv``,
@@ -330,9 +326,7 @@ def write_results(result: BacktestResult, out: str | Path,
     atomic_write(notes, lambda p: Path(p).write_text(
         f"{result.source}\n" + "".join(f"- {n}\n" for n in lines), encoding="utf-8"))
     written.append(notes)
-    known = len(_FILE_ORDER)
-    return sorted(written, key=lambda p: _FILE_ORDER.index(p.name) if p.name in _FILE_ORDER
-                  else known)  # stable: the charts and the optional tables in their order
+    return written
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
