@@ -21,13 +21,14 @@ cap binds, by ``a(t)`` at the ``t`` with ``TE(t) = tau`` (its multiplier is
 active-set iterations (every asset whose bound or multiplier is violated
 changes side at once). :meth:`ActiveQP.at_te`, given a start near the answer
 (the last date's free set), runs the same sweeps with ``t`` moved each time to
-the current piece's TE root; otherwise, or where those do not settle, it
-searches ``t`` with a safeguarded Newton step that is exact once the piece is
-found (the root of the piece's quadratic). Where the sweeps do not settle (a cold start, a long
-jump), the path itself is walked a piece at a time from the last optimal
-point (from ``t = 0``, the benchmark, on a first date), a jump tried again
-every few pieces. Each costs O(n m^2) per iteration, a few iterations from a
-good start, against an interior-point solve of the whole cone problem.
+the current piece's TE root; otherwise, or where those aimed sweeps do not
+settle, it searches ``t`` with a safeguarded Newton step that is exact once the
+piece is found (the root of the piece's quadratic). Where the sweeps at a given
+``t`` do not settle (a cold start, a long jump), the path itself is walked a
+piece at a time from the last optimal point (from ``t = 0``, the benchmark, on
+a first date), a jump tried again every few pieces. Each costs O(n m^2) per
+iteration, a few iterations from a good start, against an interior-point solve
+of the whole cone problem.
 Every answer is rebuilt from scratch for its free set and checked against
 the optimality conditions to ``1e-9``; None means "not found here", and the
 caller falls back to a general solver.
@@ -242,26 +243,18 @@ class ActiveQP:
             state = new
         return None
 
-    def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool,
-                checked: bool = False, raw: np.ndarray | None = None) -> QPSolution | None:
-        """The weights of ``piece`` at ``t``, checked against the optimality conditions.
-
-        ``checked``: ``state`` is known to keep every bound and multiplier at ``t``
-        (:meth:`_moved` moves nothing there), which leaves the budget and ``G a = z``;
-        ``raw`` is then the piece's weights at ``t``, already computed.
-        """
+    def _answer(self, piece: _Piece, state: np.ndarray, t: float, binding: bool
+                ) -> QPSolution | None:
+        """The weights of ``piece`` at ``t``, checked against the optimality conditions."""
         finite = math.isfinite(t)
         if not finite and np.abs(piece.alpha[state == FREE]).max(initial=0.0) > KKT_TOL:
             return None  # the end of the frontier must be a flat piece
-        if raw is None:
-            raw = piece.alpha * t + piece.beta if finite else piece.beta
+        raw = piece.alpha * t + piece.beta if finite else piece.beta
         free = state == FREE
         a = np.where(free, raw, piece.fixed_a)
         z = (piece.y1 * t + piece.y0)[: self.m] if finite else piece.y0[: self.m]
         tol = KKT_TOL
-        if checked:
-            held = True
-        elif finite:  # no asset leaves its side at t: bounds and multipliers hold
+        if finite:  # no asset leaves its side at t: bounds and multipliers hold
             held = np.array_equal(self._moved(state, raw), state)
         else:  # at the end of the frontier the slopes decide, and the bounds
             movable = ~self.fixed
@@ -356,7 +349,7 @@ class ActiveQP:
             raw = piece.alpha * t + piece.beta
             new = self._moved(state, raw)
             if np.array_equal(new, state):  # the bounds and multipliers hold at t
-                return self._answer(piece, state, t, True, checked=True, raw=raw)
+                return self._answer(piece, state, t, True)
             key = new.tobytes()
             if key in seen:
                 return None

@@ -636,8 +636,8 @@ class ActiveOptimiser:
         # mid-way sets it for the problems its strategies have solved)
         self.limits_checked = False
         self.exact = bool(exact)
-        # the last date's inputs (a copy) and their checked form: the strategies of a
-        # sweep solve the same date one after another
+        # the last date's inputs (writeable ones copied) and their checked form: the
+        # strategies of a sweep solve the same date one after another
         self._memo: tuple | None = None
         n_dec = self.k if self.k is not None else self.n
         what = "industries" if self.k is not None else "assets"
@@ -1364,7 +1364,7 @@ def _immutable(a: np.ndarray) -> bool:
 
 
 def _same(kept: Any, given: Any) -> bool:
-    """``given`` equals the kept copy of an input (arrays by value, the rest by ==)."""
+    """``given`` equals the kept input (arrays by value, the rest by ==)."""
     if isinstance(kept, np.ndarray) or isinstance(given, np.ndarray):
         return (isinstance(kept, np.ndarray) and isinstance(given, np.ndarray)
                 and kept.dtype == given.dtype and np.array_equal(kept, given))
