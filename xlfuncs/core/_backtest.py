@@ -655,9 +655,14 @@ class _Estimator:
 # --------------------------------------------------------------------------- the walk
 
 
+#: A book's running state (what a walk handed on mid-way carries); every other field
+#: is a record of the dates walked.
+_RUNNING = ("weights", "cost_due", "gamma", "slope")
+
+
 @dataclass
 class _Book:
-    """One strategy's running state."""
+    """One strategy's record of the dates walked, and its running state (:data:`_RUNNING`)."""
 
     weights: np.ndarray | None = None  # current (drifted) weights over the data's columns
     returns: dict = field(default_factory=dict)
@@ -676,21 +681,20 @@ class _Book:
 
     def carried(self) -> _Book:
         """A new book with only the running state: where the walk goes on elsewhere."""
-        return _Book(weights=self.weights, cost_due=self.cost_due, gamma=self.gamma,
-                     slope=self.slope)
+        return _Book(**{name: getattr(self, name) for name in _RUNNING})
 
     def extend(self, later: _Book) -> None:
         """Append ``later``: the same walk's book from where :meth:`carried` left off."""
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(later, f.name)
-            if isinstance(mine, list):
-                mine.extend(theirs)
-            elif isinstance(mine, dict):
-                mine.update(theirs)
+            if f.name in _RUNNING:  # the later one's
+                setattr(self, f.name, theirs)
             elif isinstance(mine, _Decisions):
                 setattr(self, f.name, mine.then(theirs))
-            else:  # the running state: the later one's
-                setattr(self, f.name, theirs)
+            elif isinstance(mine, dict):
+                mine.update(theirs)
+            else:
+                mine.extend(theirs)
 
 
 @dataclass
@@ -1231,12 +1235,13 @@ def _decide_all(base: _Job, names: Sequence[str], estimates: dict[int, Estimated
     groups = [tuple(names[j::executor.workers]) for j in range(executor.workers)]
     groups = [g for g in groups if g]
     shipped = _Shipped(estimates)
-    if getattr(executor, "other_processes", None) == 1:
+    others = getattr(executor, "other_processes", None)  # None: not local processes
+    if others == 1:  # (before the next line: held here until then, this process's own)
         shipped.skip = frozenset(computed) - frozenset(_held(base))
     _run_state(base)[1].update(estimates)  # held here: walks handed on to this process
     stage = tracker.stage("optimising", [len(base.dates) * len(g) for g in groups])
     # hand-overs where the executor has processes to hand to (and takes the argument)
-    split = {"split": True} if getattr(executor, "other_processes", 0) else {}
+    split = {"split": True} if others else {}
     walked = executor.map(_walk_group, [(g, shipped, k == 0) for k, g in enumerate(groups)],
                           base, stage.finished, stage.tick, **split)
     for k in range(len(groups), len(walked)):  # walks handed on mid-way

@@ -327,13 +327,17 @@ class ProcessExecutor(_Closing):
             raise InputError(f"workers must be a whole number of at least 1 (got {workers!r})",
                              "workers")
         self.workers = workers
-        self.other_processes = workers - 1  # the session's kept worker processes
         self._shared: Any = None
         self._token = ""
         self._payload: bytes | None = None
         self._holders: set[int] = set()  # worker processes that hold this token's object
         if workers > 1:
             _start_fork_server()
+
+    @property
+    def other_processes(self) -> int:
+        """The session's kept worker processes this executor uses."""
+        return self.workers - 1
 
     def _token_for(self, shared: Any) -> str:
         if self._shared is not shared or not self._token:
