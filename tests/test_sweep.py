@@ -583,7 +583,14 @@ def test_result_files_written_beside_a_worker_process_are_the_same(tmp_path):
     result = run_backtest(longer, BacktestConfig(tev=(0.02, 0.05)), executor=SerialExecutor())
     alone = write_results(result, tmp_path / "alone", longer.factors)
     with ProcessExecutor(2) as pool:
+        maps = []
+        real = pool.map
+        pool.map = lambda fn, items, *a, **k: maps.append(items) or real(fn, items, *a, **k)
         beside = write_results(result, tmp_path / "beside", longer.factors, pool)
+    [(first, second)] = maps  # one map: the statistics first (a worker takes the first item)
+    assert first[0].__name__ == "_crisis" and second[0].__name__ == "_write_files"
+    sent = pickle.dumps(first)  # what a worker is sent for them: the returns, not the weights
+    assert len(sent) < len(pickle.dumps(result.weights)) / 10
     assert [p.name for p in beside] == [p.name for p in alone]
     assert {"windows.csv", "regimes.csv", "notes.txt", "returns.csv"} <= {p.name for p in alone}
     for a, b in zip(alone, beside, strict=True):

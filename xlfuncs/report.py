@@ -6,6 +6,7 @@ Backtest sheet, which shows the tables and the pictures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +93,20 @@ def crisis_table(result: BacktestResult, factors: pd.DataFrame | None = None
         Why there are no regime statistics (``""`` when there are, or no factors).
 
     """
+    return _crisis(result.returns, result.config, result.periods_per_year, factors)
+
+
+def _crisis(returns: pd.DataFrame, cfg: Any, periods_per_year: float,
+            factors: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """:func:`crisis_table` from what it reads of the result."""
     from xlfuncs.core._attribution import regime_stats, window_stats
     from xlfuncs.errors import XlfuncsError
 
-    cfg = result.config
-    windows = window_stats(result.returns, cfg.windows, result.periods_per_year)
+    windows = window_stats(returns, cfg.windows, periods_per_year)
     regimes, why = None, ""
     if factors is not None:
         try:
-            regimes = regime_stats(result.returns, factors, result.periods_per_year,
-                                   cfg.n_states, cfg.seed)
+            regimes = regime_stats(returns, factors, periods_per_year, cfg.n_states, cfg.seed)
         except XlfuncsError as exc:
             why = f"no regime statistics: {exc}"
     return windows, regimes, why
@@ -126,9 +131,11 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 #: The IR chart's title for each x axis of :func:`chart_budgets`.
-_SWEPT = {"TE target (annual)": "the TE target", "TEV budget (annual)": "the TEV budget",
-          "risk aversion gamma": "risk aversion gamma"}
-_TE_TARGET, _TEV_BUDGET, _GAMMA = _SWEPT  # the axis labels
+_TE_TARGET = "TE target (annual)"  # the axis labels
+_TEV_BUDGET = "TEV budget (annual)"
+_GAMMA = "risk aversion gamma"
+_SWEPT = {_TE_TARGET: "the TE target", _TEV_BUDGET: "the TEV budget",
+          _GAMMA: "risk aversion gamma"}
 
 
 def chart_budgets(result: BacktestResult) -> tuple[str, list[float]]:
@@ -306,16 +313,17 @@ def write_results(result: BacktestResult, out: str | Path,
     is set.
 
     With an ``executor`` that has local worker processes (the backtest's), the
-    crisis and regime statistics (the regime model's fits) are made in one of
-    them while this process writes the other files and draws the charts.
+    crisis and regime statistics (the regime model's fits) are made in another
+    process while the other files are written and the charts drawn.
     """
     out = Path(out)
-    shared = (result, out, factors)
-    if getattr(executor, "other_processes", 0):  # local processes only: files are written
-        crisis, written = executor.map(_results_part, ["crisis", "files"], shared)
+    crisis = (result.returns, result.config, result.periods_per_year, factors)
+    if getattr(executor, "other_processes", 0):  # local processes: the files land here
+        # the statistics' process is sent what they read (the returns), not the weights
+        (windows, regimes, why), written = executor.map(
+            _call, [(_crisis, crisis), (_write_files, (result, out))], None)
     else:
-        crisis, written = (_results_part(shared, part) for part in ("crisis", "files"))
-    windows, regimes, why = crisis
+        (windows, regimes, why), written = _crisis(*crisis), _write_files(result, out)
     written.append(_csv(windows, out / "windows.csv"))
     if regimes is not None:
         written.append(_csv(regimes, out / "regimes.csv"))
@@ -333,11 +341,14 @@ def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
     return write_csv(frame, path, index=index, date_format="%Y-%m-%d")
 
 
-def _results_part(shared: tuple, part: str) -> Any:
-    """``"crisis"``: :func:`crisis_table`; ``"files"``: every other file, their paths."""
-    result, out, factors = shared
-    if part == "crisis":
-        return crisis_table(result, factors)
+def _call(_: None, item: tuple[Callable[..., Any], tuple]) -> Any:
+    """``fn(*args)`` for an executor's ``(fn, args)`` item."""
+    fn, args = item
+    return fn(*args)
+
+
+def _write_files(result: BacktestResult, out: Path) -> list[Path]:
+    """Every file of :func:`write_results` but the crisis and regime tables and the notes."""
     written = [_csv(result.returns, out / "returns.csv", index=True),
                _csv(result.weights, out / "weights.csv"),
                _csv(stats_table(result), out / "stats.csv"),
