@@ -160,9 +160,6 @@ def _read_shared(shared: dict, item: int) -> tuple[str, int]:
 
 def _forget_shared(shared: dict, item: int) -> int:
     """Drop this worker's copy of the shared object (as a newly started worker has none)."""
-    import os
-    import time
-
     from xlfuncs.core import _executor
 
     time.sleep(0.05)  # long enough that the worker process takes some items

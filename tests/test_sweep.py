@@ -144,8 +144,9 @@ def test_serial_and_process_sweeps_are_identical(data, model, betas):
     assert_same(serial, parallel)
 
 
-def _stage_parts(data):
-    cfg = config(tev=(0.02, 0.03, 0.05))
+def _stage_parts(data, **settings):
+    """A run's job, its strategies and its progress (three TEV budgets unless told)."""
+    cfg = config(**{"tev": (0.02, 0.03, 0.05), **settings})
     base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
     names = list(cfg.specs(data.periods_per_year))
     tracker = _backtest._Progress(None, len(base.dates), len(names))
@@ -192,10 +193,7 @@ def test_a_worker_process_walks_with_the_estimates_it_made_itself(data):
 
 def _estimated(data, **settings):
     """A run's job, its strategies and every date's estimate (made here)."""
-    cfg = config(**settings)
-    base = _backtest._Job(data, cfg, tuple(_backtest._rebalance_dates(data, cfg)))
-    names = list(cfg.specs(data.periods_per_year))
-    tracker = _backtest._Progress(None, len(base.dates), len(names))
+    base, names, tracker = _stage_parts(data, **settings)
     return base, names, _backtest._estimate_all(base, SerialExecutor(), [], tracker)[0]
 
 
