@@ -435,3 +435,23 @@ def test_a_weekly_file_dated_on_the_weekend_is_refused_in_one_line(files, tmp_pa
                    f"Friday; {first:%Y-%m-%d} is a {first:%A}", "data", load_market,
                    str(tmp_path / "weekly.csv"), factors=str(files / "ff_daily.csv"),
                    frequency="weekly")
+
+
+def test_weekly_factors_given_as_a_frame_dated_on_the_weekend_are_refused(files, tmp_path):
+    """The same rule for factors passed as a DataFrame (no file reader sees them)."""
+    daily = pd.read_csv(files / "crsp_daily.csv", dtype={"date": str})
+    daily = daily[daily["permno"] < 10001 + 3]
+    friday = pd.to_datetime(daily["date"], format="%Y%m%d") + pd.offsets.Week(0, weekday=4)
+    weekly = (daily.assign(date=friday.dt.strftime("%Y-%m-%d"))
+              .groupby(["permno", "date"], sort=True).last().reset_index())
+    weekly[["date", "permno", "ret", "prc", "shrout"]].to_csv(tmp_path / "weekly.csv",
+                                                              index=False)
+    saturdays = pd.DatetimeIndex(sorted(friday.unique())) + pd.Timedelta(days=1)
+    factors = pd.DataFrame({"Mkt-RF": 0.001, "SMB": 0.0, "HML": 0.0, "RF": 0.0005},
+                           index=saturdays)
+    raises_exactly(f"factors: weekly dates must be the week's last trading day, Monday to "
+                   f"Friday; {saturdays[0]:%Y-%m-%d} is a Saturday", "factors", load_market,
+                   str(tmp_path / "weekly.csv"), factors=factors, frequency="weekly")
+    on_fridays = factors.set_axis(saturdays - pd.Timedelta(days=1))
+    data = load_market(str(tmp_path / "weekly.csv"), factors=on_fridays, frequency="weekly")
+    assert data.periods_per_year == 52 and (data.dates.day_of_week == 4).all()

@@ -217,7 +217,7 @@ def _calendar_gap(dates: pd.DatetimeIndex, ppy: int) -> tuple[pd.Timestamp, pd.T
     return dates[i], dates[i + 1]
 
 
-def _weeks_dated_on_weekdays(dates: pd.DatetimeIndex, ppy: int, name: str) -> None:
+def _refuse_weekend_weeks(dates: pd.DatetimeIndex, ppy: int, name: str) -> None:
     """Refuse a weekly file that dates a week on a Saturday or Sunday.
 
     Weeks are labelled by their Friday (the week Saturday to Friday), so a week
@@ -373,7 +373,7 @@ def read_french(source: object, *, percent: bool | None = None,
     index = pd.DatetimeIndex(parsed).as_unit("ns")
     ppy = infer_periods_per_year(index, name) if len(index) >= 2 else None
     if ppy is not None and layout == "plain":
-        _weeks_dated_on_weekdays(index, ppy, name)
+        _refuse_weekend_weeks(index, ppy, name)
         index = period_ends(index, ppy)
     order = np.diff(index.asi8)
     if (order <= 0).any():
@@ -862,7 +862,7 @@ def read_long(source: object, *, id_col: str | None = None, industry_col: str | 
         what = "is blank" if not raw[i] else f'"{raw[i]}" is not a date'
         raise InputError(f"{name} row {rows_all[i]}, column {date_c}: {what}", name)
     ppy = infer_periods_per_year(when.unique(), f"{name} dates")
-    _weeks_dated_on_weekdays(when, ppy, name)
+    _refuse_weekend_weeks(when, ppy, name)
     ends = period_ends(when, ppy)
     if start is not None or end is not None:
         calendar = ends.unique().sort_values()
@@ -1120,6 +1120,8 @@ def _assemble(returns: pd.DataFrame, caps: pd.DataFrame | None, industries: pd.S
         raise InputError(f"factors are {frequency_name(f_ppy)} but the data are "
                          f"{frequency_name(ppy)}: use factors of the data's frequency{higher}",
                          "factors")
+    if f_ppy == ppy:  # a frame of weekly factors has not been read by a file reader here
+        _refuse_weekend_weeks(facs.index, ppy, "factors")
     facs.index = period_ends(facs.index, ppy)
     rf.index = facs.index
     cut = date_slice(facs.index, start, end)
